@@ -1,0 +1,69 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/lariat-gw/lariat/demo"
+	"github.com/lariat-gw/lariat/gateway"
+	"github.com/lariat-gw/lariat/tasks"
+)
+
+func demoCmd(args []string) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	var sf serverFlags
+	sf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := sf.logger()
+	d, err := demo.Start()
+	if err != nil {
+		log.Error("cannot start example models", "error", err)
+		return 1
+	}
+	defer d.Stop()
+	dir, err := os.MkdirTemp("", "lariat-demo-routes-")
+	if err != nil {
+		log.Error("cannot create routes folder", "error", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := demo.WriteRoutes(dir); err != nil {
+		log.Error("cannot write example routes", "error", err)
+		return 1
+	}
+	resolve, err := sf.resolveMap(d.Resolve)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lariat demo:", err)
+		return 2
+	}
+	g := gateway.New(gateway.Options{
+		RoutesDir:    dir,
+		Env:          tasks.NewEnv(resolve),
+		MaxBodySize:  sf.maxBody,
+		ReadTimeout:  sf.readTimeout,
+		WriteTimeout: sf.writeTimeout,
+		IdleTimeout:  sf.idleTimeout,
+		Logger:       log,
+	})
+	if errs := g.Load(); len(errs) > 0 {
+		log.Error("example routes did not load", "error", errs.Error())
+		return 1
+	}
+	return runServers(g, &sf, log, func(traffic, admin net.Addr) {
+		fmt.Printf(`
+Lariat demo is running. Example routes are in %s.
+Try a prediction (both models are called in parallel and merged):
+
+  curl -s -X POST http://%s/v1/allocate -H 'Content-Type: application/json' \
+    -d '%s'
+
+Routes:  curl -s http://%s/routes
+Metrics: curl -s http://%s/metrics
+Stop with Ctrl-C.
+`, dir, traffic, demo.ExampleRequest, admin, admin)
+	})
+}

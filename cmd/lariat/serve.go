@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lariat-gw/lariat/gateway"
+	"github.com/lariat-gw/lariat/tasks"
+)
+
+// serverFlags are the flags serve and demo share.
+type serverFlags struct {
+	listen, adminListen string
+	resolve             multiFlag
+	maxBody             int
+	readTimeout         time.Duration
+	writeTimeout        time.Duration
+	idleTimeout         time.Duration
+	shutdownTimeout     time.Duration
+	logFormat           string
+}
+
+func (f *serverFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "traffic listen address")
+	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:8081", "admin listen address (/healthz, /readyz, /metrics, /routes); keep it off public interfaces")
+	fs.Var(&f.resolve, "resolve", "HOST[:PORT]=ADDR: dial ADDR for upstream HOST (repeatable), like curl's --resolve")
+	fs.IntVar(&f.maxBody, "max-body-size", 1<<20, "largest request body accepted, in bytes (larger gets 413)")
+	fs.DurationVar(&f.readTimeout, "read-timeout", 5*time.Second, "time to read a request")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", 5*time.Second, "time to write a response")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 60*time.Second, "how long a kept-alive client connection may idle")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for requests in flight")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func (f *serverFlags) logger() *slog.Logger {
+	if f.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
+func (f *serverFlags) resolveMap(extra map[string]string) (map[string]string, error) {
+	m := map[string]string{}
+	for k, v := range extra {
+		m[k] = v
+	}
+	for _, r := range f.resolve {
+		k, v, err := tasks.ParseResolve(r)
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func serveCmd(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var sf serverFlags
+	sf.register(fs)
+	routes := fs.String("routes", "", "folder of route files (*.yaml)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *routes == "" {
+		fmt.Fprintln(os.Stderr, "lariat serve: --routes DIR is required")
+		return 2
+	}
+	resolve, err := sf.resolveMap(nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lariat serve:", err)
+		return 2
+	}
+	log := sf.logger()
+	g := gateway.New(gateway.Options{
+		RoutesDir:    *routes,
+		Env:          tasks.NewEnv(resolve),
+		MaxBodySize:  sf.maxBody,
+		ReadTimeout:  sf.readTimeout,
+		WriteTimeout: sf.writeTimeout,
+		IdleTimeout:  sf.idleTimeout,
+		Logger:       log,
+	})
+	g.Load()
+	return runServers(g, &sf, log, nil)
+}
+
+// runServers serves g until SIGTERM or SIGINT, then shuts down gracefully.
+// started, if set, is called once both listeners are open.
+func runServers(g *gateway.Gateway, sf *serverFlags, log *slog.Logger, started func(traffic, admin net.Addr)) int {
+	ln, err := net.Listen("tcp", sf.listen)
+	if err != nil {
+		log.Error("cannot listen", "addr", sf.listen, "error", err)
+		return 1
+	}
+	aln, err := net.Listen("tcp", sf.adminListen)
+	if err != nil {
+		ln.Close()
+		log.Error("cannot listen", "addr", sf.adminListen, "error", err)
+		return 1
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- g.Serve(ln) }()
+	go func() { errc <- g.ServeAdmin(aln) }()
+	log.Info("serving", "listen", ln.Addr().String(), "admin", aln.Addr().String())
+	if started != nil {
+		started(ln.Addr(), aln.Addr())
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	code := 0
+	select {
+	case s := <-sig:
+		log.Info("shutting down", "signal", s.String())
+	case err := <-errc:
+		log.Error("server stopped", "error", err)
+		code = 1
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), sf.shutdownTimeout)
+	defer cancel()
+	if err := g.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("shutdown incomplete", "error", err)
+		code = 1
+	}
+	log.Info("stopped", "duration", time.Since(start).Round(time.Millisecond))
+	return code
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/router"
+	"github.com/lariat-gw/lariat/tasks"
+)
+
+func validateCmd(args []string) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(os.Stderr, "usage: lariat validate DIR|FILE...") }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	var files []string
+	var errs config.Errors
+	for _, a := range fs.Args() {
+		st, err := os.Stat(a)
+		if err != nil {
+			errs = append(errs, config.Errorf(config.Pos{File: a}, "%v", err))
+			continue
+		}
+		if !st.IsDir() {
+			files = append(files, a)
+			continue
+		}
+		fl, err := config.RouteFiles(a)
+		if err != nil {
+			errs = append(errs, config.Errorf(config.Pos{File: a}, "%v", err))
+		}
+		files = append(files, fl...)
+	}
+	t, loadErrs := router.LoadFiles(files, tasks.NewEnv(nil))
+	errs = append(errs, loadErrs...)
+	for _, e := range errs.Sorted() {
+		fmt.Println(e.Error())
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(os.Stderr, "%d problem(s) in %d file(s)\n", len(errs), len(files))
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "%d route(s) OK\n", len(t.Plans()))
+	return 0
+}

@@ -1,0 +1,8 @@
+// Package config owns route files: it decodes route YAML strictly with
+// file:line:col positions on every error, applies defaults, checks the
+// structure of a route, and loads folders of route files.
+//
+// Kind-specific settings (a task's inputs) are kept as raw YAML nodes and
+// decoded by the task kind with Decode, so every kind gets the same strict,
+// positioned decoding.
+package config

@@ -1,0 +1,104 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Pos is a position in a route file. Line and Col start at 1; zero means unknown.
+type Pos struct {
+	File string
+	Line int
+	Col  int
+}
+
+// String formats p as file:line:col.
+func (p Pos) String() string {
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// PosOf returns the position of node n in file.
+func PosOf(file string, n *yaml.Node) Pos {
+	if n == nil {
+		return Pos{File: file}
+	}
+	return Pos{File: file, Line: n.Line, Col: n.Column}
+}
+
+// Error is a problem in a route file at a known position.
+type Error struct {
+	Pos Pos
+	Msg string
+}
+
+// Error formats e as file:line:col: message.
+func (e *Error) Error() string {
+	return e.Pos.String() + ": " + e.Msg
+}
+
+// Errorf returns an *Error at pos.
+func Errorf(pos Pos, format string, args ...any) *Error {
+	return &Error{Pos: pos, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Errors is a list of problems, sorted by position when formatted.
+type Errors []*Error
+
+// Error joins all problems, one per line.
+func (es Errors) Error() string {
+	var sb strings.Builder
+	for i, e := range es.Sorted() {
+		if i > 0 {
+			sb.WriteByte('\n')
+		}
+		sb.WriteString(e.Error())
+	}
+	return sb.String()
+}
+
+// Sorted returns the problems ordered by file, line and column.
+func (es Errors) Sorted() Errors {
+	out := append(Errors(nil), es...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i].Pos, out[j].Pos
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+	return out
+}
+
+// Add appends err to es. A nil err is ignored; an Errors is flattened; any
+// other error is kept at pos.
+func (es *Errors) Add(pos Pos, err error) {
+	if err == nil {
+		return
+	}
+	var list Errors
+	if errors.As(err, &list) {
+		*es = append(*es, list...)
+		return
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		*es = append(*es, e)
+		return
+	}
+	*es = append(*es, &Error{Pos: pos, Msg: err.Error()})
+}
+
+// Err returns es as an error, or nil when it is empty.
+func (es Errors) Err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}

@@ -1,0 +1,335 @@
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultTimeout is the route deadline when a route file sets none.
+const DefaultTimeout = time.Second
+
+// MaxRouteFileSize bounds the size of one route file.
+const MaxRouteFileSize = 1 << 20
+
+// Route is one decoded route file: an endpoint and the task graph that
+// answers it. Kind-specific task settings stay raw (Task.Inputs).
+type Route struct {
+	APIVersion  String   `yaml:"apiVersion"`
+	Name        String   `yaml:"name"`
+	Description string   `yaml:"description"`
+	Endpoint    String   `yaml:"endpoint"`
+	Methods     []String `yaml:"methods"`
+	// Timeout is the route deadline: it bounds every task of a request.
+	Timeout Duration `yaml:"timeout"`
+	// TasksNode keeps the ordered task mapping; Tasks holds it decoded.
+	TasksNode yaml.Node `yaml:"tasks"`
+
+	Tasks []*Task `yaml:"-"`
+	// File is the path the route was read from.
+	File string `yaml:"-"`
+	// Hash identifies the file's content (hex, 12 characters).
+	Hash string `yaml:"-"`
+	// Source is the file's content.
+	Source []byte `yaml:"-"`
+}
+
+// Task is one node of a route's task graph.
+type Task struct {
+	Name    string `yaml:"-"`
+	NamePos Pos    `yaml:"-"`
+
+	// Type selects the task kind (http, feature, ...).
+	Type String `yaml:"type"`
+	// Description is free text for people.
+	Description string `yaml:"description"`
+	// Inputs are the kind's settings, decoded by the kind.
+	Inputs yaml.Node `yaml:"inputs"`
+	// Output says where the task's result goes in the response document.
+	Output *Output `yaml:"output"`
+	// After lists tasks that must finish before this one starts, beyond
+	// those its templates reference.
+	After []String `yaml:"after"`
+	// OnError says what a failure of this task does to the request.
+	OnError OnError `yaml:"on_error"`
+}
+
+// Output places a task's result in the response document.
+type Output struct {
+	// Path is response.body, response.body.<field>[.<field>...],
+	// response.headers.<Name> or response.status.
+	Path String `yaml:"path"`
+	// From is an optional gjson path into the task's result body.
+	From String `yaml:"from"`
+	// Write is the write mode (overwrite by default).
+	Write WriteMode `yaml:"write"`
+}
+
+var (
+	nameRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	taskNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	headerRe   = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+	methods    = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
+)
+
+// Parse decodes and checks the route file named file with content data.
+// Every problem found is returned as Errors with file:line:col positions.
+func Parse(file string, data []byte) (*Route, error) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if err == io.EOF {
+			return nil, Errors{Errorf(Pos{File: file, Line: 1, Col: 1}, "empty route file")}
+		}
+		return nil, Errors{yamlSyntaxError(file, err)}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, Errors{Errorf(PosOf(file, &extra), "a route file holds one YAML document; found another")}
+	} else if err != io.EOF {
+		return nil, Errors{yamlSyntaxError(file, err)}
+	}
+	root := resolveAlias(&doc)
+	if root.Kind != yaml.MappingNode {
+		return nil, Errors{Errorf(PosOf(file, root), "a route file must be a mapping with apiVersion, name, endpoint, timeout and tasks; got %s", describe(root))}
+	}
+	r := &Route{File: file, Source: data}
+	sum := sha256.Sum256(data)
+	r.Hash = hex.EncodeToString(sum[:6])
+	var errs Errors
+	errs.Add(PosOf(file, root), Decode(file, root, r))
+	r.check(root, &errs)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return r, nil
+}
+
+var yamlLineRe = regexp.MustCompile(`line (\d+)`)
+
+func yamlSyntaxError(file string, err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 1
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		fmt.Sscan(m[1], &line)
+		msg = strings.TrimPrefix(msg, m[0]+": ")
+	}
+	return Errorf(Pos{File: file, Line: line, Col: 1}, "invalid YAML: %s", msg)
+}
+
+func (r *Route) check(root *yaml.Node, errs *Errors) {
+	file := r.File
+	rootPos := PosOf(file, root)
+	if r.APIVersion.Value != "" && r.APIVersion.Value != "v1" {
+		errs.Add(r.APIVersion.Pos, Errorf(r.APIVersion.Pos, "unsupported apiVersion %q (supported: v1)", r.APIVersion.Value))
+	}
+	switch {
+	case r.Name.Value == "":
+		*errs = append(*errs, Errorf(rootPos, "missing required key \"name\""))
+	case !nameRe.MatchString(r.Name.Value):
+		*errs = append(*errs, Errorf(r.Name.Pos, "invalid route name %q: use letters, digits, '_', '-' and '.'", r.Name.Value))
+	}
+	switch ep := r.Endpoint.Value; {
+	case ep == "":
+		*errs = append(*errs, Errorf(rootPos, "missing required key \"endpoint\""))
+	case !strings.HasPrefix(ep, "/"):
+		*errs = append(*errs, Errorf(r.Endpoint.Pos, "endpoint %q must start with /", ep))
+	case strings.ContainsAny(ep, " ?#\t\r\n"):
+		*errs = append(*errs, Errorf(r.Endpoint.Pos, "endpoint %q must be a plain path (no spaces, query or fragment)", ep))
+	case strings.HasPrefix(ep, "/-/"):
+		*errs = append(*errs, Errorf(r.Endpoint.Pos, "endpoint %q is reserved: paths under /-/ belong to the gateway", ep))
+	default:
+		if u, err := url.Parse(ep); err != nil || u.Path != ep {
+			*errs = append(*errs, Errorf(r.Endpoint.Pos, "endpoint %q is not a clean URL path", ep))
+		}
+	}
+	if len(r.Methods) == 0 {
+		r.Methods = []String{{Value: "POST", Pos: rootPos}}
+	}
+	for _, m := range r.Methods {
+		if !contains(methods, m.Value) {
+			*errs = append(*errs, Errorf(m.Pos, "unsupported method %q%s", m.Value, suggest(m.Value, methods)))
+		}
+	}
+	if !r.Timeout.Set {
+		r.Timeout.D = DefaultTimeout
+	} else if r.Timeout.D <= 0 {
+		*errs = append(*errs, Errorf(r.Timeout.Pos, "route timeout must be positive"))
+	}
+	r.decodeTasks(root, errs)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Route) decodeTasks(root *yaml.Node, errs *Errors) {
+	file := r.File
+	n := resolveAlias(&r.TasksNode)
+	if n == nil || n.Kind == 0 {
+		*errs = append(*errs, Errorf(PosOf(file, root), "missing required key \"tasks\""))
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		*errs = append(*errs, Errorf(PosOf(file, n), "tasks must be a mapping of task name to task, got %s", describe(n)))
+		return
+	}
+	if len(n.Content) == 0 {
+		*errs = append(*errs, Errorf(PosOf(file, n), "a route needs at least one task"))
+		return
+	}
+	d := decoder{file: file}
+	seen := map[string]bool{}
+	for _, p := range d.mappingPairs(n) {
+		k, v := p[0], p[1]
+		name := k.Value
+		pos := PosOf(file, k)
+		if k.Kind != yaml.ScalarNode || !taskNameRe.MatchString(name) {
+			*errs = append(*errs, Errorf(pos, "invalid task name %q: use letters, digits and '_', starting with a letter", name))
+			continue
+		}
+		if seen[name] {
+			*errs = append(*errs, Errorf(pos, "duplicate task %q", name))
+			continue
+		}
+		seen[name] = true
+		t := &Task{Name: name, NamePos: pos}
+		if err := Decode(file, v, t); err != nil {
+			errs.Add(pos, err)
+			continue
+		}
+		if t.Type.Value == "" {
+			*errs = append(*errs, Errorf(PosOf(file, resolveAlias(v)), "task %q: missing required key \"type\"", name))
+		}
+		if t.Output != nil {
+			if err := CheckOutputPath(t.Output.Path); err != nil {
+				*errs = append(*errs, Errorf(t.Output.Path.Pos, "task %q: %v", name, err))
+			}
+		}
+		for _, a := range t.After {
+			if a.Value == name {
+				*errs = append(*errs, Errorf(a.Pos, "task %q: cannot run after itself", name))
+			}
+		}
+		r.Tasks = append(r.Tasks, t)
+	}
+	errs.Add(PosOf(file, n), d.errs.Err())
+}
+
+// CheckOutputPath checks the syntax of an output path.
+func CheckOutputPath(p String) error {
+	path := p.Value
+	switch {
+	case path == "":
+		return fmt.Errorf("output needs a path (response.body, response.body.<field>, response.headers.<Name> or response.status)")
+	case path == "response.body" || path == "response.status":
+		return nil
+	case strings.HasPrefix(path, "response.body."):
+		for _, seg := range strings.Split(strings.TrimPrefix(path, "response.body."), ".") {
+			if seg == "" {
+				return fmt.Errorf("output path %q has an empty field name", path)
+			}
+		}
+		return nil
+	case strings.HasPrefix(path, "response.headers."):
+		h := strings.TrimPrefix(path, "response.headers.")
+		if !headerRe.MatchString(h) {
+			return fmt.Errorf("output path %q: %q is not a valid header name", path, h)
+		}
+		return nil
+	}
+	return fmt.Errorf("output path %q must be response.body, response.body.<field>, response.headers.<Name> or response.status", path)
+}
+
+// LoadFile reads and parses one route file.
+func LoadFile(path string) (*Route, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, Errors{Errorf(Pos{File: path}, "%v", err)}
+	}
+	return Parse(path, data)
+}
+
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read route file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxRouteFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read route file: %w", err)
+	}
+	if len(data) > MaxRouteFileSize {
+		return nil, fmt.Errorf("route file is larger than %d bytes", MaxRouteFileSize)
+	}
+	return data, nil
+}
+
+// RouteFiles lists the route files of dir: *.yaml and *.yml, sorted, not
+// descending into folders, skipping hidden names (such as the ..data links
+// of a Kubernetes ConfigMap volume).
+func RouteFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list routes folder: %w", err)
+	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		ext := filepath.Ext(name)
+		if ext != ".yaml" && ext != ".yml" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err != nil || st.IsDir() {
+			continue
+		}
+		files = append(files, p)
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// CheckUnique reports routes that reuse another route's name or endpoint.
+// The first route (in the order given) keeps the name or endpoint; later
+// ones get an error and are dropped from the returned list.
+func CheckUnique(routes []*Route) ([]*Route, Errors) {
+	var errs Errors
+	byEndpoint := map[string]*Route{}
+	byName := map[string]*Route{}
+	kept := routes[:0:0]
+	for _, r := range routes {
+		if o := byEndpoint[r.Endpoint.Value]; o != nil {
+			errs = append(errs, Errorf(r.Endpoint.Pos, "endpoint %q is already served by route %q (%s)", r.Endpoint.Value, o.Name.Value, o.Endpoint.Pos))
+			continue
+		}
+		if o := byName[r.Name.Value]; o != nil {
+			errs = append(errs, Errorf(r.Name.Pos, "route name %q is already used (%s)", r.Name.Value, o.Name.Pos))
+			continue
+		}
+		byEndpoint[r.Endpoint.Value] = r
+		byName[r.Name.Value] = r
+		kept = append(kept, r)
+	}
+	return kept, errs
+}

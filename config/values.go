@@ -1,0 +1,146 @@
+package config
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// String is a YAML string that remembers where it was written.
+type String struct {
+	Value string
+	Pos   Pos
+}
+
+// UnmarshalNode implements Unmarshaler.
+func (s *String) UnmarshalNode(file string, n *yaml.Node) error {
+	s.Pos = PosOf(file, n)
+	if n.Kind != yaml.ScalarNode {
+		return Errorf(s.Pos, "expected a string, got %s", describe(n))
+	}
+	if n.ShortTag() != "!!null" {
+		s.Value = n.Value
+	}
+	return nil
+}
+
+// Duration is a span of time written either as a bare integer of
+// milliseconds (140) or as a Go duration string ("150ms", "2s").
+type Duration struct {
+	D   time.Duration
+	Pos Pos
+	// Set reports whether the value was present in the file.
+	Set bool
+}
+
+// UnmarshalNode implements Unmarshaler.
+func (d *Duration) UnmarshalNode(file string, n *yaml.Node) error {
+	d.Pos = PosOf(file, n)
+	d.Set = true
+	if n.Kind != yaml.ScalarNode {
+		return Errorf(d.Pos, "expected a duration (milliseconds or a string such as \"150ms\"), got %s", describe(n))
+	}
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return Errorf(d.Pos, "%v", err)
+	}
+	d.D = v
+	return nil
+}
+
+// ParseDuration parses s as a bare number of milliseconds or a Go duration
+// string. Negative durations are rejected.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errorString("empty duration")
+	}
+	if ms, err := strconv.ParseFloat(s, 64); err == nil {
+		if ms < 0 || ms > float64(24*time.Hour/time.Millisecond) {
+			return 0, errorString("duration " + s + "ms is out of range")
+		}
+		return time.Duration(ms * float64(time.Millisecond)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errorString("invalid duration " + strconv.Quote(s) + ": use milliseconds (140) or a unit (150ms, 2s)")
+	}
+	if d < 0 {
+		return 0, errorString("duration " + strconv.Quote(s) + " is negative")
+	}
+	return d, nil
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// WriteMode says how a task's output is written into the response document.
+type WriteMode uint8
+
+// Write modes.
+const (
+	// WriteOverwrite replaces any value already at the path (the default).
+	WriteOverwrite WriteMode = iota
+	// WriteIgnoreIfExists writes only when nothing is at the path yet: the
+	// first task to finish wins.
+	WriteIgnoreIfExists
+	// WriteAppend appends the value as one element of an array at the path.
+	WriteAppend
+	// WriteMerge merges the keys of an object value into the object at the
+	// path; later writers win on equal keys.
+	WriteMerge
+)
+
+var writeModeNames = []string{"overwrite", "ignoreIfExists", "append", "merge"}
+
+// String returns the mode's name as written in route files.
+func (m WriteMode) String() string {
+	if int(m) < len(writeModeNames) {
+		return writeModeNames[m]
+	}
+	return "unknown"
+}
+
+// UnmarshalNode implements Unmarshaler.
+func (m *WriteMode) UnmarshalNode(file string, n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		for i, name := range writeModeNames {
+			if n.Value == name {
+				*m = WriteMode(i)
+				return nil
+			}
+		}
+	}
+	return Errorf(PosOf(file, n), "unknown write mode %s%s", describe(n), suggest(n.Value, writeModeNames))
+}
+
+// OnError says what happens when a task fails: fail the route (the default)
+// or use a default value as the task's result.
+type OnError struct {
+	// Default is the JSON used as the task's result body when it fails,
+	// when HasDefault is set.
+	Default    json.RawMessage
+	HasDefault bool
+	Pos        Pos
+}
+
+// UnmarshalNode implements Unmarshaler: `fail` or `{default: <value>}`.
+func (o *OnError) UnmarshalNode(file string, n *yaml.Node) error {
+	o.Pos = PosOf(file, n)
+	if n.Kind == yaml.ScalarNode && n.Value == "fail" {
+		return nil
+	}
+	if n.Kind == yaml.MappingNode && len(n.Content) == 2 && n.Content[0].Value == "default" {
+		b, err := NodeToJSON(file, n.Content[1])
+		if err != nil {
+			return err
+		}
+		o.Default, o.HasDefault = b, true
+		return nil
+	}
+	return Errorf(o.Pos, "on_error must be `fail` or `{default: <JSON value>}`, got %s", describe(n))
+}

@@ -1,0 +1,97 @@
+package gateway
+
+import (
+	"encoding/json"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lariat-gw/lariat/router"
+)
+
+func (g *Gateway) handleAdmin(rc *fasthttp.RequestCtx) {
+	switch string(rc.Path()) {
+	case "/healthz":
+		rc.SetContentType("application/json")
+		rc.SetBodyString(`{"status":"ok"}`)
+	case "/readyz":
+		g.serveReady(rc)
+	case "/metrics":
+		rc.SetContentType("text/plain; version=0.0.4")
+		metrics.WritePrometheus(rc, true)
+	case "/routes":
+		g.serveRoutes(rc)
+	default:
+		router.WriteError(rc, fasthttp.StatusNotFound, "unknown admin path; see /healthz, /readyz, /metrics, /routes", "", "")
+	}
+}
+
+func (g *Gateway) serveReady(rc *fasthttp.RequestCtx) {
+	type detail struct {
+		Ready  bool `json:"ready"`
+		Routes int  `json:"routes"`
+		Errors int  `json:"route_errors"`
+	}
+	t := g.table.Load()
+	d := detail{Ready: g.ready.Load(), Routes: len(t.Plans()), Errors: len(t.Errors)}
+	if !d.Ready {
+		rc.SetStatusCode(fasthttp.StatusServiceUnavailable)
+	}
+	writeJSON(rc, d)
+}
+
+// RouteInfo is one route as GET /routes shows it.
+type RouteInfo struct {
+	Name      string            `json:"name"`
+	Endpoint  string            `json:"endpoint"`
+	Methods   []string          `json:"methods"`
+	TimeoutMs int64             `json:"timeout_ms"`
+	File      string            `json:"file"`
+	Version   string            `json:"version"`
+	Tasks     []router.TaskInfo `json:"tasks"`
+	Edges     [][2]string       `json:"edges"`
+}
+
+// RoutesInfo lists the loaded routes and the problems of files that did not
+// load.
+func (g *Gateway) RoutesInfo() (routes []RouteInfo, errs []string) {
+	t := g.table.Load()
+	routes = []RouteInfo{}
+	for _, p := range t.Plans() {
+		ri := RouteInfo{
+			Name:      p.Name(),
+			Endpoint:  p.Endpoint(),
+			Methods:   p.Methods(),
+			TimeoutMs: p.Timeout().Milliseconds(),
+			File:      p.Route.File,
+			Version:   p.Route.Hash,
+			Tasks:     p.Tasks(),
+			Edges:     [][2]string{},
+		}
+		for _, ti := range ri.Tasks {
+			for _, a := range ti.After {
+				ri.Edges = append(ri.Edges, [2]string{a, ti.Name})
+			}
+		}
+		routes = append(routes, ri)
+	}
+	errs = []string{}
+	for _, e := range t.Errors.Sorted() {
+		errs = append(errs, e.Error())
+	}
+	return routes, errs
+}
+
+func (g *Gateway) serveRoutes(rc *fasthttp.RequestCtx) {
+	routes, errs := g.RoutesInfo()
+	writeJSON(rc, map[string]any{"routes": routes, "errors": errs})
+}
+
+func writeJSON(rc *fasthttp.RequestCtx, v any) {
+	rc.SetContentType("application/json")
+	enc := json.NewEncoder(rc)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		router.WriteError(rc, fasthttp.StatusInternalServerError, "cannot encode answer: "+err.Error(), "", "")
+	}
+}

@@ -1,0 +1,187 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/router"
+	"github.com/lariat-gw/lariat/tasks"
+)
+
+// Options configure a Gateway. Zero values take the defaults named.
+type Options struct {
+	// RoutesDir is the folder of route files.
+	RoutesDir string
+	// Env holds the shared runtime services of tasks.
+	Env *tasks.Env
+	// MaxBodySize bounds request bodies (default 1 MiB); larger ones get 413.
+	MaxBodySize int
+	// ReadTimeout, WriteTimeout and IdleTimeout guard against slow clients
+	// (defaults 5s, 5s, 60s).
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Logger receives the gateway's log lines (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Gateway serves routes on a traffic listener and exposes admin endpoints on
+// another.
+type Gateway struct {
+	opts   Options
+	log    *slog.Logger
+	table  atomic.Pointer[router.Table]
+	ready  atomic.Bool
+	server *fasthttp.Server
+	admin  *fasthttp.Server
+}
+
+var (
+	notFound         = metrics.NewCounter(`lariat_requests_rejected_total{reason="not_found"}`)
+	methodNotAllowed = metrics.NewCounter(`lariat_requests_rejected_total{reason="method"}`)
+	badRequests      = metrics.NewCounter(`lariat_requests_rejected_total{reason="bad_request"}`)
+	tooLarge         = metrics.NewCounter(`lariat_requests_rejected_total{reason="body_too_large"}`)
+	reloadOK         = metrics.NewGauge(`lariat_config_last_reload_successful`, nil)
+	loadErrorsGauge  = metrics.NewGauge(`lariat_config_load_errors`, nil)
+	routesGauge      = metrics.NewGauge(`lariat_routes`, nil)
+)
+
+// New returns a gateway with no routes loaded yet.
+func New(opts Options) *Gateway {
+	if opts.MaxBodySize <= 0 {
+		opts.MaxBodySize = 1 << 20
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = 5 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 5 * time.Second
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 60 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Env == nil {
+		opts.Env = tasks.NewEnv(nil)
+	}
+	g := &Gateway{opts: opts, log: opts.Logger}
+	g.table.Store(router.NewTable(nil, nil))
+	g.server = &fasthttp.Server{
+		Handler:                       g.handle,
+		ErrorHandler:                  g.handleServerError,
+		Name:                          "lariat",
+		MaxRequestBodySize:            opts.MaxBodySize,
+		ReadTimeout:                   opts.ReadTimeout,
+		WriteTimeout:                  opts.WriteTimeout,
+		IdleTimeout:                   opts.IdleTimeout,
+		ReadBufferSize:                8 << 10,
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultDate:                 true,
+		CloseOnShutdown:               true,
+	}
+	g.admin = &fasthttp.Server{
+		Handler:         g.handleAdmin,
+		Name:            "lariat-admin",
+		ReadTimeout:     5 * time.Second,
+		WriteTimeout:    10 * time.Second,
+		IdleTimeout:     60 * time.Second,
+		CloseOnShutdown: true,
+	}
+	return g
+}
+
+// Env returns the runtime services the gateway's tasks use.
+func (g *Gateway) Env() *tasks.Env { return g.opts.Env }
+
+// Load reads the routes folder and serves the routes that compile. Files
+// with problems are left out; their problems are returned and logged.
+func (g *Gateway) Load() config.Errors {
+	start := time.Now()
+	t, errs := router.LoadDir(g.opts.RoutesDir, g.opts.Env)
+	g.SetTable(t)
+	for _, e := range errs.Sorted() {
+		g.log.Error("route file rejected", "error", e.Error())
+	}
+	g.log.Info("routes loaded", "dir", g.opts.RoutesDir, "routes", len(t.Plans()), "errors", len(errs), "duration", time.Since(start).Round(time.Microsecond))
+	return errs
+}
+
+// SetTable swaps in a new routing table and marks the gateway ready.
+// Requests in flight finish on the routes they started with.
+func (g *Gateway) SetTable(t *router.Table) {
+	g.table.Store(t)
+	ok := 1.0
+	if len(t.Errors) > 0 {
+		ok = 0
+	}
+	reloadOK.Set(ok)
+	loadErrorsGauge.Set(float64(len(t.Errors)))
+	routesGauge.Set(float64(len(t.Plans())))
+	g.ready.Store(true)
+}
+
+// Table returns the routing table in use.
+func (g *Gateway) Table() *router.Table { return g.table.Load() }
+
+func (g *Gateway) handle(rc *fasthttp.RequestCtx) {
+	p := g.table.Load().Lookup(rc.Path())
+	if p == nil {
+		notFound.Inc()
+		router.WriteError(rc, fasthttp.StatusNotFound, fmt.Sprintf("no route serves path %q", rc.Path()), "", "")
+		return
+	}
+	if !p.Allows(rc.Method()) {
+		methodNotAllowed.Inc()
+		router.WriteError(rc, fasthttp.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on this route", rc.Method()), p.Name(), "")
+		rc.Response.Header.SetBytesV("Allow", p.AllowHeader())
+		return
+	}
+	p.Serve(rc)
+}
+
+// handleServerError answers requests fasthttp could not parse.
+func (g *Gateway) handleServerError(rc *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		tooLarge.Inc()
+		router.WriteError(rc, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", g.opts.MaxBodySize), "", "")
+		return
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		router.WriteError(rc, fasthttp.StatusRequestTimeout, "request was not received in time", "", "")
+		return
+	}
+	badRequests.Inc()
+	router.WriteError(rc, fasthttp.StatusBadRequest, "malformed HTTP request: "+err.Error(), "", "")
+}
+
+// Serve serves traffic on ln until Shutdown.
+func (g *Gateway) Serve(ln net.Listener) error {
+	return g.server.Serve(ln)
+}
+
+// ServeAdmin serves the admin endpoints on ln until Shutdown.
+func (g *Gateway) ServeAdmin(ln net.Listener) error {
+	return g.admin.Serve(ln)
+}
+
+// Shutdown stops accepting connections and waits, until ctx ends, for
+// requests in flight to finish.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.ready.Store(false)
+	err := g.server.ShutdownWithContext(ctx)
+	if aerr := g.admin.ShutdownWithContext(ctx); err == nil {
+		err = aerr
+	}
+	g.opts.Env.Upstreams.CloseIdle()
+	return err
+}

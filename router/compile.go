@@ -1,0 +1,300 @@
+package router
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/tasks"
+)
+
+// Plan is a compiled route, ready to serve requests. It is immutable and
+// safe for concurrent use.
+type Plan struct {
+	Route *config.Route
+
+	name     string
+	methods  []string
+	timeout  time.Duration
+	nodes    []node
+	roots    []int
+	headers  []string
+	readJSON bool
+	useCtx   bool
+	// descendants[i] has bit j set when task j depends on task i directly
+	// or transitively (only for routes of at most 64 tasks).
+	descendants []uint64
+	layout      layout
+
+	pool sync.Pool
+
+	durations *metrics.PrometheusHistogram
+	statuses  [600]*metrics.Counter
+	statusMu  sync.Mutex
+}
+
+type node struct {
+	name       string
+	kind       string
+	task       tasks.Task
+	deps       []int
+	dependents []int
+	def        []byte
+	hasDefault bool
+	// out is the index of the node's output in the layout, or -1.
+	out int
+
+	duration *metrics.PrometheusHistogram
+	failures *metrics.Counter
+	defaults *metrics.Counter
+}
+
+// Name returns the route's name.
+func (p *Plan) Name() string { return p.Route.Name.Value }
+
+// Endpoint returns the route's path.
+func (p *Plan) Endpoint() string { return p.Route.Endpoint.Value }
+
+// Methods returns the HTTP methods the route accepts.
+func (p *Plan) Methods() []string { return p.methods }
+
+// Timeout returns the route deadline.
+func (p *Plan) Timeout() time.Duration { return p.timeout }
+
+// TaskInfo describes one task of a compiled route.
+type TaskInfo struct {
+	Name  string   `json:"name"`
+	Type  string   `json:"type"`
+	After []string `json:"after,omitempty"`
+}
+
+// Tasks describes the route's tasks with their dependencies, in file order.
+func (p *Plan) Tasks() []TaskInfo {
+	out := make([]TaskInfo, len(p.nodes))
+	for i, n := range p.nodes {
+		out[i] = TaskInfo{Name: n.name, Type: n.kind}
+		for _, d := range n.deps {
+			out[i].After = append(out[i].After, p.nodes[d].name)
+		}
+	}
+	return out
+}
+
+// Compile builds the plan of route r. Problems are returned as
+// config.Errors with file positions.
+func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
+	p := &Plan{Route: r, name: r.Name.Value, timeout: r.Timeout.D}
+	for _, m := range r.Methods {
+		p.methods = append(p.methods, m.Value)
+	}
+	c := &compiler{plan: p, index: map[string]int{}}
+	for i, t := range r.Tasks {
+		c.index[t.Name] = i
+	}
+	p.nodes = make([]node, len(r.Tasks))
+	var errs config.Errors
+	routeLabel := fmt.Sprintf("route=%q", p.name)
+	for i, t := range r.Tasks {
+		n := &p.nodes[i]
+		n.name, n.kind, n.out = t.Name, t.Type.Value, -1
+		n.def, n.hasDefault = t.OnError.Default, t.OnError.HasDefault
+		kind, ok := tasks.Lookup(t.Type.Value)
+		if !ok {
+			if t.Type.Value != "" {
+				errs = append(errs, config.Errorf(t.Type.Pos, "task %q: unknown type %q%s", t.Name, t.Type.Value, config.Suggest(t.Type.Value, tasks.KindNames())))
+			}
+			continue
+		}
+		p.useCtx = p.useCtx || kind.UsesContext
+		sc := &scope{c: c, self: i, deps: map[int]bool{}}
+		labels := fmt.Sprintf("%s,task=%q", routeLabel, t.Name)
+		task, err := kind.New(&tasks.Spec{Route: r, Task: t, Env: env, Scope: sc, Index: i, Labels: labels})
+		if err != nil {
+			errs.Add(t.NamePos, err)
+		}
+		for _, a := range t.After {
+			j, ok := c.index[a.Value]
+			if !ok {
+				errs = append(errs, config.Errorf(a.Pos, "task %q: after references unknown task %q%s", t.Name, a.Value, config.Suggest(a.Value, c.names())))
+				continue
+			}
+			if j != i {
+				sc.deps[j] = true
+			}
+		}
+		for j := range sc.deps {
+			n.deps = append(n.deps, j)
+		}
+		sortInts(n.deps)
+		n.task = task
+		n.duration = metrics.GetOrCreatePrometheusHistogram(`lariat_task_duration_seconds{` + labels + `}`)
+		n.failures = metrics.GetOrCreateCounter(`lariat_task_failures_total{` + labels + `}`)
+		n.defaults = metrics.GetOrCreateCounter(`lariat_task_defaults_total{` + labels + `}`)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if err := p.link(); err != nil {
+		return nil, config.Errors{err.(*config.Error)}
+	}
+	var err error
+	if p.layout, err = newLayout(r); err != nil {
+		return nil, err
+	}
+	for i, t := range r.Tasks {
+		if t.Output != nil {
+			p.nodes[i].out = p.layout.outputIndex(i)
+		}
+	}
+	p.durations = metrics.GetOrCreatePrometheusHistogram(`lariat_request_duration_seconds{` + routeLabel + `}`)
+	p.pool.New = func() any { return newExec(p) }
+	return p, nil
+}
+
+// link fills dependents, roots and descendants and rejects cycles.
+func (p *Plan) link() error {
+	for i := range p.nodes {
+		for _, d := range p.nodes[i].deps {
+			p.nodes[d].dependents = append(p.nodes[d].dependents, i)
+		}
+		if len(p.nodes[i].deps) == 0 {
+			p.roots = append(p.roots, i)
+		}
+	}
+	// Depth-first search for cycles, reporting the first found.
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := make([]uint8, len(p.nodes))
+	var stack []int
+	var visit func(i int) []int
+	visit = func(i int) []int {
+		color[i] = grey
+		stack = append(stack, i)
+		for _, d := range p.nodes[i].deps {
+			switch color[d] {
+			case grey:
+				for k, s := range stack {
+					if s == d {
+						return append(append([]int(nil), stack[k:]...), d)
+					}
+				}
+			case white:
+				if cyc := visit(d); cyc != nil {
+					return cyc
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[i] = black
+		return nil
+	}
+	for i := range p.nodes {
+		if color[i] != white {
+			continue
+		}
+		if cyc := visit(i); cyc != nil {
+			names := make([]string, len(cyc))
+			for k := range cyc {
+				// The stack follows dependencies; print in run order.
+				names[len(cyc)-1-k] = p.nodes[cyc[k]].name
+			}
+			t := p.Route.Tasks[cyc[0]]
+			return config.Errorf(t.NamePos, "task %q: dependency cycle %s", t.Name, strings.Join(names, " -> "))
+		}
+	}
+	if len(p.nodes) <= 64 {
+		p.descendants = make([]uint64, len(p.nodes))
+		// Nodes in reverse topological order: a node's descendants are its
+		// dependents and theirs.
+		order := p.topoOrder()
+		for k := len(order) - 1; k >= 0; k-- {
+			i := order[k]
+			for _, d := range p.nodes[i].dependents {
+				p.descendants[i] |= 1<<uint(d) | p.descendants[d]
+			}
+		}
+	}
+	return nil
+}
+
+func (p *Plan) topoOrder() []int {
+	pending := make([]int, len(p.nodes))
+	var order, queue []int
+	for i := range p.nodes {
+		pending[i] = len(p.nodes[i].deps)
+		if pending[i] == 0 {
+			queue = append(queue, i)
+		}
+	}
+	for len(queue) > 0 {
+		i := queue[0]
+		queue = queue[1:]
+		order = append(order, i)
+		for _, d := range p.nodes[i].dependents {
+			if pending[d]--; pending[d] == 0 {
+				queue = append(queue, d)
+			}
+		}
+	}
+	return order
+}
+
+func sortInts(a []int) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+type compiler struct {
+	plan  *Plan
+	index map[string]int
+}
+
+func (c *compiler) names() []string {
+	out := make([]string, 0, len(c.index))
+	for n := range c.index {
+		out = append(out, n)
+	}
+	return out
+}
+
+// scope resolves template references for one task.
+type scope struct {
+	c    *compiler
+	self int
+	deps map[int]bool
+}
+
+func (s *scope) TaskRef(name string) (int, error) {
+	i, ok := s.c.index[name]
+	if !ok {
+		return 0, fmt.Errorf("references unknown task %q%s", name, config.Suggest(name, s.c.names()))
+	}
+	if i == s.self {
+		return 0, fmt.Errorf("a task cannot reference its own result")
+	}
+	s.deps[i] = true
+	return i, nil
+}
+
+func (s *scope) HeaderRef(name string) int {
+	p := s.c.plan
+	for i, h := range p.headers {
+		if strings.EqualFold(h, name) {
+			return i
+		}
+	}
+	p.headers = append(p.headers, name)
+	return len(p.headers) - 1
+}
+
+func (s *scope) RequestRef() { s.c.plan.readJSON = true }

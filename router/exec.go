@@ -1,0 +1,429 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/tidwall/gjson"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lariat-gw/lariat/internal/jsonutil"
+	"github.com/lariat-gw/lariat/tasks"
+)
+
+const (
+	stNotStarted uint8 = iota
+	stRunning
+	stDone
+)
+
+// exec is the state of one request on one plan. It is pooled; goroutines
+// of tasks still running when the answer went out hold a reference, and the
+// last one to finish returns it to the pool.
+type exec struct {
+	p         *Plan
+	x         tasks.Exchange
+	pending   []int32
+	taskState []uint8
+	// vals[i] is what task i wrote: its result or its default.
+	vals [][]byte
+	// order lists finished tasks in completion order.
+	order      []int
+	incomplete []int
+	ready      []int
+	notStarted uint64
+	running    int
+	done       chan int
+	refs       atomic.Int32
+	timer      *time.Timer
+	cancel     context.CancelFunc
+	asm        assembler
+	out        []byte
+}
+
+func newExec(p *Plan) any {
+	n := len(p.nodes)
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &exec{
+		p:         p,
+		pending:   make([]int32, n),
+		taskState: make([]uint8, n),
+		vals:      make([][]byte, n),
+		done:      make(chan int, n),
+		timer:     t,
+	}
+}
+
+func (p *Plan) acquire() *exec {
+	e := p.pool.Get().(*exec)
+	e.refs.Store(1)
+	return e
+}
+
+// release drops one reference; the last returns e to the pool.
+func (e *exec) release() {
+	if e.refs.Add(-1) == 0 {
+		e.p.pool.Put(e)
+	}
+}
+
+func (e *exec) reset() {
+	p := e.p
+	e.x.Reset(len(p.nodes), len(p.headers))
+	for i := range p.nodes {
+		e.pending[i] = int32(len(p.nodes[i].deps))
+		e.taskState[i] = stNotStarted
+		e.vals[i] = nil
+	}
+	e.order = e.order[:0]
+	e.incomplete = e.incomplete[:0]
+	e.ready = e.ready[:0]
+	e.running = 0
+	e.notStarted = 0
+	if len(p.nodes) <= 64 {
+		e.notStarted = 1<<uint(len(p.nodes)) - 1
+	}
+	for len(e.done) > 0 {
+		<-e.done
+	}
+}
+
+var (
+	hdrContentType   = []byte("application/json")
+	hdrIncomplete    = []byte("X-Lariat-Incomplete")
+	hdrRouteVersion  = []byte("X-Lariat-Route-Version")
+	hdrModels        = []byte("X-Lariat-Models")
+	strTraceParent   = []byte("traceparent")
+	strTraceState    = []byte("tracestate")
+	errNotJSON       = "request body is not valid JSON"
+	requestsNotJSON  = metrics.NewCounter(`lariat_requests_rejected_total{reason="invalid_json"}`)
+	requestsCanceled = metrics.NewCounter(`lariat_requests_rejected_total{reason="deadline"}`)
+)
+
+// Serve answers one request on the plan. The route and method have been
+// matched by the caller. It returns once the response is written to rc;
+// nothing keeps rc afterwards.
+func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
+	start := time.Now()
+	e := p.acquire()
+	e.reset()
+	x := &e.x
+	x.Body = append(x.Body, rc.PostBody()...)
+	if p.readJSON && !gjson.ValidBytes(x.Body) {
+		requestsNotJSON.Inc()
+		p.writeError(rc, fasthttp.StatusBadRequest, errNotJSON, "")
+		e.release()
+		return
+	}
+	for i, h := range p.headers {
+		if v := rc.Request.Header.Peek(h); v != nil {
+			x.SetHeader(i, v)
+		}
+	}
+	x.TraceParent = append(x.TraceParent, rc.Request.Header.PeekBytes(strTraceParent)...)
+	x.TraceState = append(x.TraceState, rc.Request.Header.PeekBytes(strTraceState)...)
+	x.Deadline = start.Add(p.timeout)
+	if p.useCtx {
+		x.Ctx, e.cancel = context.WithDeadline(context.Background(), x.Deadline)
+	}
+
+	failed, err := e.run()
+	if failed >= 0 {
+		status := fasthttp.StatusBadGateway
+		if errors.Is(err, tasks.ErrDeadline) {
+			status = fasthttp.StatusGatewayTimeout
+		}
+		msg := "task " + strconv.Quote(p.nodes[failed].name) + " failed: " + err.Error()
+		p.writeError(rc, status, msg, p.nodes[failed].name)
+	} else {
+		e.respond(rc)
+	}
+	x.Cancel()
+	if e.cancel != nil {
+		e.cancel()
+		e.cancel = nil
+	}
+	p.durations.UpdateDuration(start)
+	e.release()
+}
+
+// run executes the task graph. It returns the index of the task that failed
+// the request and why, or -1.
+func (e *exec) run() (int, error) {
+	p := e.p
+	e.ready = append(e.ready, p.roots...)
+	finished := 0
+	e.timer.Reset(time.Until(e.x.Deadline))
+	defer e.timer.Stop()
+	for finished < len(p.nodes) {
+		for len(e.ready) > 0 {
+			i := e.ready[0]
+			e.ready = e.ready[1:]
+			e.taskState[i] = stRunning
+			e.notStarted &^= 1 << uint(i&63)
+			if len(e.ready) == 0 && e.canInline(i) {
+				e.runTask(i)
+				finished++
+				if f, err := e.complete(i); f >= 0 {
+					return f, err
+				}
+				continue
+			}
+			e.running++
+			e.refs.Add(1)
+			go e.runAsync(i)
+		}
+		if finished == len(p.nodes) {
+			break
+		}
+		if e.running == 0 {
+			// Nothing runs and nothing is ready: only possible after the
+			// deadline stopped work (dependents of defaulted tasks).
+			return e.expire()
+		}
+		select {
+		case i := <-e.done:
+			e.running--
+			finished++
+			if f, err := e.complete(i); f >= 0 {
+				return f, err
+			}
+		case <-e.timer.C:
+			return e.expire()
+		}
+	}
+	return -1, nil
+}
+
+// canInline reports whether task i may run on the handler goroutine: only
+// when every task not yet started depends on it, so running it inline
+// delays nothing.
+func (e *exec) canInline(i int) bool {
+	if e.p.descendants == nil {
+		return false
+	}
+	return e.notStarted&^e.p.descendants[i] == 0
+}
+
+func (e *exec) runTask(i int) {
+	n := &e.p.nodes[i]
+	r := &e.x.Results[i]
+	start := time.Now()
+	r.Err = n.task.Run(&e.x, r)
+	n.duration.UpdateDuration(start)
+}
+
+func (e *exec) runAsync(i int) {
+	e.runTask(i)
+	e.done <- i
+	e.release()
+}
+
+// complete records that task i finished and readies its dependents. It
+// returns i and the error when the failure fails the request.
+func (e *exec) complete(i int) (int, error) {
+	n := &e.p.nodes[i]
+	r := &e.x.Results[i]
+	e.taskState[i] = stDone
+	if r.Err != nil {
+		n.failures.Inc()
+		if !n.hasDefault {
+			return i, r.Err
+		}
+		n.defaults.Inc()
+		r.Body = append(r.Body[:0], n.def...)
+		r.Defaulted = true
+		e.incomplete = append(e.incomplete, i)
+	}
+	if e.x.Remaining() <= 0 && len(n.dependents) > 0 {
+		// The deadline passed while this task ran: dependents cannot run.
+		e.vals[i] = r.Body
+		e.order = append(e.order, i)
+		return e.expire()
+	}
+	e.vals[i] = r.Body
+	e.order = append(e.order, i)
+	for _, d := range n.dependents {
+		if e.pending[d]--; e.pending[d] == 0 {
+			e.ready = append(e.ready, d)
+		}
+	}
+	return -1, nil
+}
+
+// expire handles the route deadline: tasks not done take their defaults,
+// or the request fails with 504 naming the first that has none.
+func (e *exec) expire() (int, error) {
+	requestsCanceled.Inc()
+	e.x.Cancel()
+	for i := range e.p.nodes {
+		if e.taskState[i] == stDone {
+			continue
+		}
+		n := &e.p.nodes[i]
+		if !n.hasDefault {
+			n.failures.Inc()
+			return i, tasks.ErrDeadline
+		}
+	}
+	for i := range e.p.nodes {
+		if e.taskState[i] == stDone {
+			continue
+		}
+		n := &e.p.nodes[i]
+		n.failures.Inc()
+		n.defaults.Inc()
+		e.vals[i] = n.def
+		e.order = append(e.order, i)
+		e.incomplete = append(e.incomplete, i)
+	}
+	return -1, nil
+}
+
+// respond writes the assembled response.
+func (e *exec) respond(rc *fasthttp.RequestCtx) {
+	p := e.p
+	resp := &rc.Response
+	resp.Header.SetContentTypeBytes(hdrContentType)
+	resp.Header.SetBytesK(hdrRouteVersion, p.Route.Hash)
+	status := fasthttp.StatusOK
+	l := &p.layout
+	e.asm.reset(len(l.nodes))
+	for hi := range l.outputs {
+		o := &l.outputs[hi]
+		if o.target == targetBody || !e.firstOf(hi) {
+			continue
+		}
+		st, raw, _ := e.state(func(c *output) bool { return c.target == o.target && c.header == o.header })
+		if st != stateRaw {
+			continue
+		}
+		r := gjson.Parse(raw)
+		if o.target == targetStatus {
+			if s := int(r.Int()); r.Type == gjson.Number && s >= 100 && s <= 599 {
+				status = s
+			}
+			continue
+		}
+		v := r.String()
+		if validHeaderValue(v) {
+			resp.Header.Set(o.header, v)
+		}
+	}
+	if len(e.incomplete) > 0 {
+		b := e.asm.buf()
+		for k, i := range e.incomplete {
+			if k > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, p.nodes[i].name...)
+		}
+		resp.Header.SetBytesKV(hdrIncomplete, b)
+		e.asm.keep(b)
+	}
+	if models := e.models(); len(models) > 0 {
+		resp.Header.SetBytesKV(hdrModels, models)
+	}
+	resp.SetStatusCode(status)
+	e.out = e.out[:0]
+	if e.isPresent(0) {
+		e.out = e.appendNode(e.out, 0)
+	} else {
+		e.out = append(e.out, '{', '}')
+	}
+	resp.SetBody(e.out)
+	p.countStatus(status)
+}
+
+// firstOf reports whether output hi is the first one of its header or
+// status target, so each target is computed once.
+func (e *exec) firstOf(hi int) bool {
+	l := &e.p.layout
+	o := &l.outputs[hi]
+	for k := 0; k < hi; k++ {
+		c := &l.outputs[k]
+		if c.target == o.target && c.header == o.header {
+			return false
+		}
+	}
+	return true
+}
+
+// models lists the model versions that answered, as name=version pairs.
+func (e *exec) models() []byte {
+	var b []byte
+	for _, i := range e.order {
+		m := e.x.Results[i].Model
+		if m == "" || e.x.Results[i].Defaulted {
+			continue
+		}
+		if b == nil {
+			b = e.asm.buf()
+		} else {
+			b = append(b, ',')
+		}
+		b = append(b, m...)
+	}
+	if b != nil {
+		e.asm.keep(b)
+	}
+	return b
+}
+
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Plan) countStatus(status int) {
+	if status < 0 || status >= len(p.statuses) {
+		return
+	}
+	c := p.statuses[status]
+	if c == nil {
+		p.statusMu.Lock()
+		if c = p.statuses[status]; c == nil {
+			c = metrics.GetOrCreateCounter(`lariat_requests_total{route=` + strconv.Quote(p.name) + `,status="` + strconv.Itoa(status) + `"}`)
+			p.statuses[status] = c
+		}
+		p.statusMu.Unlock()
+	}
+	c.Inc()
+}
+
+// writeError answers with status and a JSON error body naming the route
+// and, when known, the task.
+func (p *Plan) writeError(rc *fasthttp.RequestCtx, status int, msg, task string) {
+	WriteError(rc, status, msg, p.name, task)
+	p.countStatus(status)
+}
+
+// WriteError answers with status and the JSON body
+// {"error": msg, "route": route, "task": task} (empty fields left out).
+func WriteError(rc *fasthttp.RequestCtx, status int, msg, route, task string) {
+	rc.Response.Reset()
+	rc.SetStatusCode(status)
+	rc.Response.Header.SetContentTypeBytes(hdrContentType)
+	var arr [256]byte
+	b := append(arr[:0], `{"error":`...)
+	b = jsonutil.AppendString(b, msg)
+	if route != "" {
+		b = append(b, `,"route":`...)
+		b = jsonutil.AppendString(b, route)
+	}
+	if task != "" {
+		b = append(b, `,"task":`...)
+		b = jsonutil.AppendString(b, task)
+	}
+	b = append(b, '}')
+	rc.Response.SetBody(b)
+}

@@ -1,0 +1,134 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// Exchange is what the tasks of one request share: the request as received
+// (copied out of the server's buffers), the results of finished tasks, and
+// the route deadline. The router owns it and reuses it across requests; a
+// task must not keep references into it after Run returns.
+type Exchange struct {
+	// Body is the request body.
+	Body []byte
+	// Headers holds the request headers the route's templates reference,
+	// by slot (see Scope.HeaderRef).
+	Headers [][]byte
+	// headerSet marks which header slots were present in the request.
+	headerSet []bool
+	// TraceParent and TraceState are the request's W3C trace-context
+	// headers, propagated to upstream calls.
+	TraceParent []byte
+	TraceState  []byte
+	// Results holds each task's result by task index. A task may read the
+	// results of the tasks it depends on.
+	Results []Result
+	// Deadline is the route deadline.
+	Deadline time.Time
+	// Ctx is cancelled at the route deadline or when the request ends
+	// early. It is set only for routes with a task kind that uses contexts
+	// (Kind.UsesContext); otherwise it is nil.
+	Ctx context.Context
+
+	canceled atomic.Bool
+}
+
+// Reset prepares x for a request with nTasks tasks and nHeaders header
+// slots, keeping the capacity of its buffers.
+func (x *Exchange) Reset(nTasks, nHeaders int) {
+	x.Body = x.Body[:0]
+	x.TraceParent = x.TraceParent[:0]
+	x.TraceState = x.TraceState[:0]
+	if cap(x.Headers) < nHeaders {
+		x.Headers = make([][]byte, nHeaders)
+		x.headerSet = make([]bool, nHeaders)
+	}
+	x.Headers = x.Headers[:nHeaders]
+	x.headerSet = x.headerSet[:nHeaders]
+	for i := range x.Headers {
+		x.Headers[i] = x.Headers[i][:0]
+		x.headerSet[i] = false
+	}
+	if cap(x.Results) < nTasks {
+		x.Results = make([]Result, nTasks)
+	}
+	x.Results = x.Results[:nTasks]
+	for i := range x.Results {
+		x.Results[i].reset()
+	}
+	x.Deadline = time.Time{}
+	x.Ctx = nil
+	x.canceled.Store(false)
+}
+
+// SetHeader stores the value of header slot i.
+func (x *Exchange) SetHeader(i int, v []byte) {
+	x.Headers[i] = append(x.Headers[i][:0], v...)
+	x.headerSet[i] = true
+}
+
+// HeaderSet reports whether header slot i was present in the request.
+func (x *Exchange) HeaderSet(i int) bool { return x.headerSet[i] }
+
+// Cancel marks the request as over: tasks still running stop at their next
+// chance and start no further tries.
+func (x *Exchange) Cancel() { x.canceled.Store(true) }
+
+// Canceled reports whether the request is over.
+func (x *Exchange) Canceled() bool { return x.canceled.Load() }
+
+// Remaining returns the time left before the route deadline.
+func (x *Exchange) Remaining() time.Duration { return time.Until(x.Deadline) }
+
+// Result is what a task produced.
+type Result struct {
+	// Body is the result as JSON.
+	Body []byte
+	// Status is the upstream status code, when the kind has one.
+	Status int
+	// Attempts counts the tries made.
+	Attempts int
+	// Model names the model version that answered ("name=version"), when
+	// the task resolved one.
+	Model string
+	// Err is why the task failed, or nil.
+	Err error
+	// Defaulted is set when Body is the task's on_error default.
+	Defaulted bool
+
+	// scratch is a buffer a kind may use while it runs.
+	scratch []byte
+}
+
+func (r *Result) reset() {
+	r.Body = r.Body[:0]
+	r.Status = 0
+	r.Attempts = 0
+	r.Model = ""
+	r.Err = nil
+	r.Defaulted = false
+}
+
+// Errors a task may return. The router maps ErrDeadline to 504 and any
+// other error to 502.
+var (
+	// ErrDeadline means the route deadline passed before the task finished.
+	ErrDeadline = errors.New("route deadline exceeded")
+	// ErrCanceled means the request ended before the task finished.
+	ErrCanceled = errors.New("request ended")
+	// ErrBreakerOpen means the upstream's circuit breaker is open.
+	ErrBreakerOpen = errors.New("circuit breaker open")
+)
+
+// StatusError is an upstream answer with a failing HTTP status.
+type StatusError struct {
+	Status int
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("upstream answered %d", e.Status)
+}

@@ -1,0 +1,108 @@
+package tasks
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/lariat-gw/lariat/config"
+)
+
+// Task is a compiled task. Run is called once per request, possibly from
+// many goroutines at once: per-request state lives in the Exchange and the
+// Result. Run writes the task's result into r (reusing r.Body's capacity)
+// and returns an error when the task failed. It must return by x.Deadline.
+type Task interface {
+	Run(x *Exchange, r *Result) error
+}
+
+// Kind is a task kind: a name as written in a route's `type`, and the
+// constructor that compiles a task of that kind.
+type Kind struct {
+	// Name is the `type` value that selects the kind.
+	Name string
+	// New compiles a task from its spec. It reports problems with
+	// Spec.Errorf so they carry the file position.
+	New func(s *Spec) (Task, error)
+	// UsesContext is set for kinds whose tasks read Exchange.Ctx.
+	UsesContext bool
+}
+
+var (
+	kindsMu sync.RWMutex
+	kinds   = map[string]Kind{}
+)
+
+// Register adds a kind. It is meant for init functions; registering a name
+// twice is a bug and panics.
+func Register(k Kind) {
+	kindsMu.Lock()
+	defer kindsMu.Unlock()
+	if _, ok := kinds[k.Name]; ok {
+		panic("BUG: task kind " + k.Name + " registered twice")
+	}
+	kinds[k.Name] = k
+}
+
+// Lookup returns the kind registered under name.
+func Lookup(name string) (Kind, bool) {
+	kindsMu.RLock()
+	defer kindsMu.RUnlock()
+	k, ok := kinds[name]
+	return k, ok
+}
+
+// KindNames lists the registered kinds, sorted.
+func KindNames() []string {
+	kindsMu.RLock()
+	defer kindsMu.RUnlock()
+	names := make([]string, 0, len(kinds))
+	for n := range kinds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Spec is what a kind's constructor gets: the task as written, the route it
+// belongs to, the shared runtime services and the scope its templates
+// resolve names in.
+type Spec struct {
+	Route *config.Route
+	Task  *config.Task
+	Env   *Env
+	Scope Scope
+	// Index is the task's index in the route's plan.
+	Index int
+	// Labels are the metric labels that identify the task, as
+	// `route="...",task="..."`.
+	Labels string
+}
+
+// Decode decodes the task's inputs strictly into v.
+func (s *Spec) Decode(v any) error {
+	n := &s.Task.Inputs
+	if n.Kind == 0 {
+		n = &yaml.Node{Kind: yaml.MappingNode, Line: s.Task.NamePos.Line, Column: s.Task.NamePos.Col}
+	}
+	return config.Decode(s.Route.File, n, v)
+}
+
+// Errorf returns an error at pos that names the task.
+func (s *Spec) Errorf(pos config.Pos, format string, args ...any) error {
+	if pos.File == "" {
+		pos = s.Task.NamePos
+	}
+	return config.Errorf(pos, "task %q: %s", s.Task.Name, fmt.Sprintf(format, args...))
+}
+
+// Template compiles the input field (named for messages) written at str.
+func (s *Spec) Template(field string, str config.String, mode Mode) (*Template, error) {
+	t, err := CompileTemplate(str.Value, mode, s.Scope)
+	if err != nil {
+		return nil, s.Errorf(str.Pos, "inputs.%s: %v", field, err)
+	}
+	return t, nil
+}
