@@ -102,3 +102,21 @@ func (es Errors) Err() error {
 	}
 	return es
 }
+
+// Prefix returns err with prefix added to the message of every *Error in
+// it; other errors are returned unchanged.
+func Prefix(err error, prefix string) error {
+	var list Errors
+	if errors.As(err, &list) {
+		out := make(Errors, len(list))
+		for i, e := range list {
+			out[i] = &Error{Pos: e.Pos, Msg: prefix + e.Msg}
+		}
+		return out
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return &Error{Pos: e.Pos, Msg: prefix + e.Msg}
+	}
+	return err
+}

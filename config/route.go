@@ -162,9 +162,9 @@ func (r *Route) check(root *yaml.Node, errs *Errors) {
 			*errs = append(*errs, Errorf(m.Pos, "unsupported method %q%s", m.Value, suggest(m.Value, methods)))
 		}
 	}
-	if !r.Timeout.Set {
+	if r.Timeout.Pos.Line == 0 {
 		r.Timeout.D = DefaultTimeout
-	} else if r.Timeout.D <= 0 {
+	} else if r.Timeout.Set && r.Timeout.D <= 0 {
 		*errs = append(*errs, Errorf(r.Timeout.Pos, "route timeout must be positive"))
 	}
 	r.decodeTasks(root, errs)
@@ -211,7 +211,7 @@ func (r *Route) decodeTasks(root *yaml.Node, errs *Errors) {
 		seen[name] = true
 		t := &Task{Name: name, NamePos: pos}
 		if err := Decode(file, v, t); err != nil {
-			errs.Add(pos, err)
+			errs.Add(pos, Prefix(err, fmt.Sprintf("task %q: ", name)))
 			continue
 		}
 		if t.Type.Value == "" {

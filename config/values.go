@@ -39,7 +39,6 @@ type Duration struct {
 // UnmarshalNode implements Unmarshaler.
 func (d *Duration) UnmarshalNode(file string, n *yaml.Node) error {
 	d.Pos = PosOf(file, n)
-	d.Set = true
 	if n.Kind != yaml.ScalarNode {
 		return Errorf(d.Pos, "expected a duration (milliseconds or a string such as \"150ms\"), got %s", describe(n))
 	}
@@ -47,7 +46,7 @@ func (d *Duration) UnmarshalNode(file string, n *yaml.Node) error {
 	if err != nil {
 		return Errorf(d.Pos, "%v", err)
 	}
-	d.D = v
+	d.D, d.Set = v, true
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/tidwall/gjson"
@@ -100,7 +101,7 @@ var (
 	hdrModels        = []byte("X-Lariat-Models")
 	strTraceParent   = []byte("traceparent")
 	strTraceState    = []byte("tracestate")
-	errNotJSON       = "request body is not valid JSON"
+	errNotJSON       = "request body is not valid JSON (UTF-8)"
 	requestsNotJSON  = metrics.NewCounter(`lariat_requests_rejected_total{reason="invalid_json"}`)
 	requestsCanceled = metrics.NewCounter(`lariat_requests_rejected_total{reason="deadline"}`)
 )
@@ -114,7 +115,7 @@ func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
 	e.reset()
 	x := &e.x
 	x.Body = append(x.Body, rc.PostBody()...)
-	if p.readJSON && !gjson.ValidBytes(x.Body) {
+	if p.readJSON && (!gjson.ValidBytes(x.Body) || !utf8.Valid(x.Body)) {
 		requestsNotJSON.Inc()
 		p.writeError(rc, fasthttp.StatusBadRequest, errNotJSON, "")
 		e.release()

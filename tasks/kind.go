@@ -87,7 +87,7 @@ func (s *Spec) Decode(v any) error {
 	if n.Kind == 0 {
 		n = &yaml.Node{Kind: yaml.MappingNode, Line: s.Task.NamePos.Line, Column: s.Task.NamePos.Col}
 	}
-	return config.Decode(s.Route.File, n, v)
+	return config.Prefix(config.Decode(s.Route.File, n, v), fmt.Sprintf("task %q: inputs: ", s.Task.Name))
 }
 
 // Errorf returns an error at pos that names the task.

@@ -1,0 +1,120 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lariat-gw/lariat/tasks"
+)
+
+// testGateway is a real gateway on loopback listeners.
+type testGateway struct {
+	g     *Gateway
+	url   string
+	admin string
+	dir   string
+}
+
+// startGateway writes routes (file name → YAML) into a folder and serves
+// them on 127.0.0.1.
+func startGateway(t testing.TB, routes map[string]string, resolve map[string]string, opts ...func(*Options)) *testGateway {
+	t.Helper()
+	dir := t.TempDir()
+	for name, y := range routes {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(y), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := Options{RoutesDir: dir, Env: tasks.NewEnv(resolve)}
+	for _, f := range opts {
+		f(&o)
+	}
+	g := New(o)
+	g.Load()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(ln)
+	go g.ServeAdmin(aln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = g.Shutdown(ctx)
+	})
+	return &testGateway{g: g, url: "http://" + ln.Addr().String(), admin: "http://" + aln.Addr().String(), dir: dir}
+}
+
+var testClient = &http.Client{Timeout: 10 * time.Second}
+
+type answer struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func (tg *testGateway) do(t testing.TB, method, path, body string, hdr ...string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, tg.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, body: string(b), header: resp.Header}
+}
+
+func (tg *testGateway) post(t testing.TB, path, body string, hdr ...string) answer {
+	t.Helper()
+	return tg.do(t, http.MethodPost, path, body, hdr...)
+}
+
+func (tg *testGateway) adminGet(t testing.TB, path string) answer {
+	t.Helper()
+	resp, err := testClient.Get(tg.admin + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, body: string(b), header: resp.Header}
+}
+
+// waitGoroutines waits until the goroutine count falls to at most want,
+// or fails after a bounded wait.
+func waitGoroutines(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("goroutines: %d, want at most %d\n%s", n, want, buf)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
