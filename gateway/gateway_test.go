@@ -103,7 +103,7 @@ func oneTaskRoute(addr, inputs, extra string) string {
 	return fmt.Sprintf(`
 name: one
 endpoint: /one
-timeout: 400ms
+timeout: 1s
 tasks:
   m:
     type: http
@@ -167,9 +167,9 @@ func TestNoRetryOnClientError(t *testing.T) {
 func TestRetryNotStartedWithoutBudget(t *testing.T) {
 	fake := upstreamtest.Start(t, nil)
 	fake.Set(fake.Delay(150*time.Millisecond, upstreamtest.Status(503)))
-	// Route 400ms, tries of 300ms: after a failed try at 150ms only 250ms
-	// are left, which cannot hold another 300ms try.
-	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 300ms\nretries: 3\nbackoff: {base: 1ms, max: 2ms}", "")}, nil)
+	// Route 1s, tries of 900ms: after a failed try at 150ms only 850ms
+	// are left, which cannot hold another 900ms try.
+	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 900ms\nretries: 3\nbackoff: {base: 1ms, max: 2ms}", "")}, nil)
 	a := tg.post(t, "/one", `{}`)
 	if a.status != 502 {
 		t.Fatalf("answer %d %s", a.status, a.body)

@@ -33,7 +33,7 @@ func startGateway(t testing.TB, routes map[string]string, resolve map[string]str
 			t.Fatal(err)
 		}
 	}
-	o := Options{RoutesDir: dir, Env: tasks.NewEnv(resolve)}
+	o := Options{RoutesDir: dir, Env: tasks.NewEnv(resolve), Logger: discardLogger()}
 	for _, f := range opts {
 		f(&o)
 	}

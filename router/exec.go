@@ -36,6 +36,7 @@ type exec struct {
 	order      []int
 	incomplete []int
 	ready      []int
+	head       int
 	notStarted uint64
 	running    int
 	done       chan int
@@ -84,6 +85,7 @@ func (e *exec) reset() {
 	e.order = e.order[:0]
 	e.incomplete = e.incomplete[:0]
 	e.ready = e.ready[:0]
+	e.head = 0
 	e.running = 0
 	e.notStarted = 0
 	if len(p.nodes) <= 64 {
@@ -162,12 +164,12 @@ func (e *exec) run() (int, error) {
 	e.timer.Reset(time.Until(e.x.Deadline))
 	defer e.timer.Stop()
 	for finished < len(p.nodes) {
-		for len(e.ready) > 0 {
-			i := e.ready[0]
-			e.ready = e.ready[1:]
+		for e.head < len(e.ready) {
+			i := e.ready[e.head]
+			e.head++
 			e.taskState[i] = stRunning
 			e.notStarted &^= 1 << uint(i&63)
-			if len(e.ready) == 0 && e.canInline(i) {
+			if e.head == len(e.ready) && e.canInline(i) {
 				e.runTask(i)
 				finished++
 				if f, err := e.complete(i); f >= 0 {

@@ -4,7 +4,10 @@
 package upstreamtest
 
 import (
+	"bufio"
+	"bytes"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,7 +34,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	lastBody  []byte
-	lastHdr   map[string]string
+	lastHdr   []byte
 	completed atomic.Int64
 }
 
@@ -98,8 +101,19 @@ func (s *Server) LastBody() string {
 // LastHeader returns a header of the last request received.
 func (s *Server) LastHeader(name string) string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastHdr[name]
+	raw := append([]byte(nil), s.lastHdr...)
+	s.mu.Unlock()
+	var h fasthttp.RequestHeader
+	h.DisableNormalizing()
+	if err := h.Read(bufio.NewReader(bytes.NewReader(raw))); err != nil {
+		return ""
+	}
+	for k, v := range h.All() {
+		if strings.EqualFold(string(k), name) {
+			return string(v)
+		}
+	}
+	return ""
 }
 
 func (s *Server) handle(rc *fasthttp.RequestCtx) {
@@ -113,10 +127,7 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 	}
 	s.mu.Lock()
 	s.lastBody = append(s.lastBody[:0], rc.PostBody()...)
-	s.lastHdr = map[string]string{}
-	for k, v := range rc.Request.Header.All() {
-		s.lastHdr[string(k)] = string(v)
-	}
+	s.lastHdr = append(s.lastHdr[:0], rc.Request.Header.Header()...)
 	s.mu.Unlock()
 	(*s.behavior.Load())(n, rc)
 	s.InFlight.Add(-1)
