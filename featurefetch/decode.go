@@ -1,0 +1,355 @@
+package featurefetch
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+var errBadValue = errors.New("malformed feast.types.Value")
+
+// AppendValueJSON decodes a serialized feast.types.Value and appends it as JSON:
+// numbers for integer and float types (NaN and infinities as null), strings,
+// base64 strings for bytes, epoch seconds for UNIX_TIMESTAMP, arrays for lists.
+// An empty Value or null_val appends null and reports isNull. On error nothing
+// is appended.
+func AppendValueJSON(dst, value []byte) (out []byte, isNull bool, err error) {
+	// Value is a oneof: when several members are present the last one wins.
+	var (
+		num     protowire.Number = 0
+		wtyp    protowire.Type
+		payload []byte
+		varint  uint64
+	)
+	b := value
+	for len(b) > 0 {
+		n, t, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return dst, false, fmt.Errorf("%w: bad tag", errBadValue)
+		}
+		b = b[l:]
+		var m int
+		switch t {
+		case protowire.VarintType:
+			varint, m = protowire.ConsumeVarint(b)
+		case protowire.Fixed32Type:
+			var v uint32
+			v, m = protowire.ConsumeFixed32(b)
+			varint = uint64(v)
+		case protowire.Fixed64Type:
+			varint, m = protowire.ConsumeFixed64(b)
+		case protowire.BytesType:
+			payload, m = protowire.ConsumeBytes(b)
+		default:
+			m = protowire.ConsumeFieldValue(n, t, b)
+		}
+		if m < 0 {
+			return dst, false, fmt.Errorf("%w: field %d: %w", errBadValue, n, protowire.ParseError(m))
+		}
+		b = b[m:]
+		num, wtyp = n, t
+	}
+	if num == 0 || num == protowire.Number(TypeNull) {
+		return append(dst, "null"...), true, nil
+	}
+	typ := ValueType(num)
+	want := wireTypeOf(typ)
+	if want < 0 {
+		return dst, false, fmt.Errorf("%w: unsupported field %d", errBadValue, num)
+	}
+	if wtyp != want {
+		return dst, false, fmt.Errorf("%w: field %d has wire type %d, want %d", errBadValue, num, wtyp, want)
+	}
+	if typ.IsList() {
+		start := len(dst)
+		out, err := appendListJSON(dst, typ.elem(), payload)
+		if err != nil {
+			return out[:start], false, err
+		}
+		return out, false, nil
+	}
+	switch typ {
+	case TypeBytes:
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, payload)
+		return append(dst, '"'), false, nil
+	case TypeString:
+		return appendJSONString(dst, b2s(payload)), false, nil
+	}
+	return appendScalarJSON(dst, typ, varint), false, nil
+}
+
+// wireTypeOf returns the wire type of Value's oneof member typ, or -1.
+func wireTypeOf(typ ValueType) protowire.Type {
+	switch typ {
+	case TypeBytes, TypeString:
+		return protowire.BytesType
+	case TypeInt32, TypeInt64, TypeBool, TypeUnixTimestamp:
+		return protowire.VarintType
+	case TypeDouble:
+		return protowire.Fixed64Type
+	case TypeFloat:
+		return protowire.Fixed32Type
+	}
+	if typ.IsList() {
+		return protowire.BytesType
+	}
+	return -1
+}
+
+// appendScalarJSON appends a numeric or bool scalar read as a varint or fixed value.
+func appendScalarJSON(dst []byte, typ ValueType, v uint64) []byte {
+	switch typ {
+	case TypeInt32:
+		return strconv.AppendInt(dst, int64(int32(v)), 10)
+	case TypeInt64, TypeUnixTimestamp:
+		return strconv.AppendInt(dst, int64(v), 10)
+	case TypeBool:
+		if v != 0 {
+			return append(dst, "true"...)
+		}
+		return append(dst, "false"...)
+	case TypeDouble:
+		return appendJSONFloat(dst, math.Float64frombits(v), 64)
+	case TypeFloat:
+		return appendJSONFloat(dst, float64(math.Float32frombits(uint32(v))), 32)
+	}
+	return append(dst, "null"...)
+}
+
+// appendListJSON decodes a *List message ({repeated T val = 1}) into a JSON array.
+// Numeric elements may be packed or not, as protobuf parsers must accept both.
+func appendListJSON(dst []byte, elem ValueType, msg []byte) ([]byte, error) {
+	dst = append(dst, '[')
+	first := len(dst) // a comma goes before every element after the first
+	elemWire := wireTypeOf(elem)
+	for len(msg) > 0 {
+		n, t, l := protowire.ConsumeTag(msg)
+		if l < 0 {
+			return dst, fmt.Errorf("%w: bad list tag", errBadValue)
+		}
+		msg = msg[l:]
+		if n != 1 {
+			m := protowire.ConsumeFieldValue(n, t, msg)
+			if m < 0 {
+				return dst, fmt.Errorf("%w: list field %d: %w", errBadValue, n, protowire.ParseError(m))
+			}
+			msg = msg[m:]
+			continue
+		}
+		if t == protowire.BytesType && elemWire != protowire.BytesType {
+			// Packed numeric elements.
+			packed, m := protowire.ConsumeBytes(msg)
+			if m < 0 {
+				return dst, fmt.Errorf("%w: packed list: %w", errBadValue, protowire.ParseError(m))
+			}
+			msg = msg[m:]
+			for len(packed) > 0 {
+				v, k := consumeScalar(elemWire, packed)
+				if k < 0 {
+					return dst, fmt.Errorf("%w: packed list element: %w", errBadValue, protowire.ParseError(k))
+				}
+				packed = packed[k:]
+				if len(dst) > first {
+					dst = append(dst, ',')
+				}
+				dst = appendScalarJSON(dst, elem, v)
+			}
+			continue
+		}
+		if t != elemWire {
+			return dst, fmt.Errorf("%w: list element has wire type %d, want %d", errBadValue, t, elemWire)
+		}
+		if t == protowire.BytesType {
+			p, m := protowire.ConsumeBytes(msg)
+			if m < 0 {
+				return dst, fmt.Errorf("%w: list element: %w", errBadValue, protowire.ParseError(m))
+			}
+			msg = msg[m:]
+			if len(dst) > first {
+				dst = append(dst, ',')
+			}
+			if elem == TypeBytes {
+				dst = append(dst, '"')
+				dst = base64.StdEncoding.AppendEncode(dst, p)
+				dst = append(dst, '"')
+			} else {
+				dst = appendJSONString(dst, b2s(p))
+			}
+			continue
+		}
+		v, m := consumeScalar(t, msg)
+		if m < 0 {
+			return dst, fmt.Errorf("%w: list element: %w", errBadValue, protowire.ParseError(m))
+		}
+		msg = msg[m:]
+		if len(dst) > first {
+			dst = append(dst, ',')
+		}
+		dst = appendScalarJSON(dst, elem, v)
+	}
+	return append(dst, ']'), nil
+}
+
+func consumeScalar(t protowire.Type, b []byte) (uint64, int) {
+	switch t {
+	case protowire.VarintType:
+		return protowire.ConsumeVarint(b)
+	case protowire.Fixed32Type:
+		v, n := protowire.ConsumeFixed32(b)
+		return uint64(v), n
+	case protowire.Fixed64Type:
+		return protowire.ConsumeFixed64(b)
+	}
+	return 0, -1
+}
+
+// DecodeTimestamp decodes a serialized google.protobuf.Timestamp.
+func DecodeTimestamp(b []byte) (time.Time, error) {
+	sec, nsec, err := decodeTimestamp(b)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(sec, int64(nsec)).UTC(), nil
+}
+
+func decodeTimestamp(b []byte) (sec int64, nsec int32, err error) {
+	for len(b) > 0 {
+		n, t, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return 0, 0, errors.New("malformed timestamp: bad tag")
+		}
+		b = b[l:]
+		if t == protowire.VarintType && (n == 1 || n == 2) {
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return 0, 0, fmt.Errorf("malformed timestamp: %w", protowire.ParseError(m))
+			}
+			b = b[m:]
+			if n == 1 {
+				sec = int64(v)
+			} else {
+				nsec = int32(v)
+			}
+			continue
+		}
+		m := protowire.ConsumeFieldValue(n, t, b)
+		if m < 0 {
+			return 0, 0, fmt.Errorf("malformed timestamp: %w", protowire.ParseError(m))
+		}
+		b = b[m:]
+	}
+	if nsec < 0 || nsec > 999_999_999 {
+		return 0, 0, fmt.Errorf("malformed timestamp: nanos %d out of range", nsec)
+	}
+	return sec, nsec, nil
+}
+
+// appendRFC3339 appends the UTC time as RFC 3339 with "Z" and 0, 3, 6 or 9
+// fraction digits, as protobuf's JSON mapping of Timestamp does.
+func appendRFC3339(dst []byte, unixNano int64) []byte {
+	t := time.Unix(0, unixNano).UTC()
+	dst = t.AppendFormat(dst, "2006-01-02T15:04:05")
+	ns := t.Nanosecond()
+	switch {
+	case ns == 0:
+	case ns%1_000_000 == 0:
+		dst = appendFraction(dst, ns/1_000_000, 3)
+	case ns%1_000 == 0:
+		dst = appendFraction(dst, ns/1_000, 6)
+	default:
+		dst = appendFraction(dst, ns, 9)
+	}
+	return append(dst, 'Z')
+}
+
+func appendFraction(dst []byte, v, digits int) []byte {
+	dst = append(dst, '.')
+	var buf [9]byte
+	for i := digits - 1; i >= 0; i-- {
+		buf[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(dst, buf[:digits]...)
+}
+
+// appendJSONFloat formats like encoding/json: shortest representation for the
+// bit size, exponent form outside [1e-6, 1e21). NaN and infinities become null.
+func appendJSONFloat(dst []byte, f float64, bits int) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(dst, "null"...)
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 {
+		if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
+			format = 'e'
+		}
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, bits)
+	if format == 'e' {
+		// Turn e-09 into e-9.
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		// U+2028 and U+2029 are valid JSON but break JavaScript; escape them like encoding/json.
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

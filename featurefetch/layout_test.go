@@ -1,0 +1,397 @@
+package featurefetch
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+)
+
+func unhex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		t.Fatalf("bad hex %q: %v", s, err)
+	}
+	return b
+}
+
+func TestEntityKeyVectors(t *testing.T) {
+	// protocols.md 1.2: driver_id int64 1001, v3.
+	got, err := AppendEntityKey(nil, "proj", []string{"driver_id"}, []EntityValue{{Type: TypeInt64, Int: 1001}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(unhex(t, "01000000 02000000 09000000"), "driver_id"...)
+	want = append(want, unhex(t, "04000000 08000000 e903000000000000")...)
+	want = append(want, "proj"...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("driver_id key:\n got %x\nwant %x", got, want)
+	}
+
+	// entity int32 1, project "test".
+	got, err = AppendEntityKey(nil, "test", []string{"entity"}, []EntityValue{{Type: TypeInt32, Int: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(unhex(t, "01000000 02000000 06000000"), "entity"...)
+	want = append(want, unhex(t, "03000000 04000000 01000000")...)
+	want = append(want, "test"...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("int32 key:\n got %x\nwant %x", got, want)
+	}
+}
+
+func TestEntityKeySortsJoinKeys(t *testing.T) {
+	got, err := AppendEntityKey(nil, "p", []string{"zone", "a_key", "driver"},
+		[]EntityValue{{Type: TypeInt32, Int: -7}, {Type: TypeBytes, Str: "\x00\xff"}, {Type: TypeString, Str: "héllo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := refEntityKey("p",
+		testKey{"zone", TypeInt32, int32(-7)},
+		testKey{"a_key", TypeBytes, []byte{0, 0xff}},
+		testKey{"driver", TypeString, "héllo"})
+	if string(got) != want {
+		t.Fatalf("got %x\nwant %x", got, want)
+	}
+	if _, err := AppendEntityKey(nil, "p", []string{"x"}, []EntityValue{{Type: TypeFloat}}); err == nil {
+		t.Fatal("a FLOAT entity value was accepted")
+	}
+	if _, err := AppendEntityKey(nil, "p", []string{"x", "y"}, []EntityValue{{Type: TypeInt64}}); err == nil {
+		t.Fatal("mismatched join keys and values were accepted")
+	}
+}
+
+func TestParseEntityValue(t *testing.T) {
+	f := func(typ ValueType, in string, want EntityValue) {
+		t.Helper()
+		got, err := ParseEntityValue(typ, []byte(in))
+		if err != nil {
+			t.Fatalf("ParseEntityValue(%s, %s): %v", typ, in, err)
+		}
+		if got != want {
+			t.Fatalf("ParseEntityValue(%s, %s) = %+v, want %+v", typ, in, got, want)
+		}
+	}
+	f(TypeInt64, `1001`, EntityValue{Type: TypeInt64, Int: 1001})
+	f(TypeInt64, `"1001"`, EntityValue{Type: TypeInt64, Int: 1001})
+	f(TypeInt64, `-9223372036854775808`, EntityValue{Type: TypeInt64, Int: math.MinInt64})
+	f(TypeInt32, `"-5"`, EntityValue{Type: TypeInt32, Int: -5})
+	f(TypeString, `"c1"`, EntityValue{Type: TypeString, Str: "c1"})
+	f(TypeString, `42`, EntityValue{Type: TypeString, Str: "42"})
+	f(TypeBytes, `"AP8="`, EntityValue{Type: TypeBytes, Str: "\x00\xff"})
+
+	bad := func(typ ValueType, in string) {
+		t.Helper()
+		if got, err := ParseEntityValue(typ, []byte(in)); err == nil {
+			t.Fatalf("ParseEntityValue(%s, %s) = %+v, want an error", typ, in, got)
+		}
+	}
+	bad(TypeInt64, `1.5`)
+	bad(TypeInt64, `"abc"`)
+	bad(TypeInt64, `true`)
+	bad(TypeInt32, `3000000000`)
+	bad(TypeString, `1.5`)
+	bad(TypeBytes, `"!!"`)
+	bad(TypeFloat, `1`)
+	bad(TypeInt64, ``)
+}
+
+func TestFieldHashVectors(t *testing.T) {
+	f := func(view, feature, wantHex string) {
+		t.Helper()
+		if got := hex.EncodeToString([]byte(FieldHash(view, feature))); got != wantHex {
+			t.Fatalf("FieldHash(%q, %q) = %s, want %s", view, feature, got, wantHex)
+		}
+	}
+	f("feature_view_1", "feature_10", "266d5f39")
+	f("feature_view_1", "feature_11", "c3379abf")
+	f("feature_view_1", "feature_12", "7772b564")
+	if TimestampField("driver_stats") != "_ts:driver_stats" {
+		t.Fatal("TimestampField")
+	}
+}
+
+func TestValueWireVectors(t *testing.T) {
+	f := func(typ ValueType, in string, wantHex string) {
+		t.Helper()
+		got, err := AppendValue(nil, typ, []byte(in))
+		if err != nil {
+			t.Fatalf("AppendValue(%s, %s): %v", typ, in, err)
+		}
+		if g := hex.EncodeToString(got); g != strings.ReplaceAll(wantHex, " ", "") {
+			t.Fatalf("AppendValue(%s, %s) = %s, want %s", typ, in, g, wantHex)
+		}
+	}
+	f(TypeInt64, `308`, "20 b402")
+	f(TypeString, `"ab"`, "12 02 6162")
+	f(TypeDouble, `1`, "29 000000000000f03f")
+	f(TypeFloat, `1`, "35 0000803f")
+	f(TypeInt64, `0`, "20 00") // oneof members are written even when zero
+	f(TypeInt64, `null`, "")
+
+	if got := hex.EncodeToString(AppendTimestamp(nil, time.Unix(1, 2))); got != "08011002" {
+		t.Fatalf("timestamp seconds=1 nanos=2 = %s", got)
+	}
+	if got := hex.EncodeToString(AppendTimestamp(nil, time.Unix(0, 0))); got != "" {
+		t.Fatalf("zero timestamp = %s", got)
+	}
+}
+
+// valueCases covers every scalar and list type: JSON input, the same value as
+// Go data for the independent encoder, and the JSON the decoder must produce.
+var valueCases = []struct {
+	typ      ValueType
+	in       string
+	goVal    any
+	wantJSON string
+}{
+	{TypeBytes, `"AAEC/w=="`, []byte{0, 1, 2, 255}, `"AAEC/w=="`},
+	{TypeBytes, `""`, []byte{}, `""`},
+	{TypeString, `"héllo \"q\" \n"`, "héllo \"q\" \n", `"héllo \"q\" \n"`},
+	{TypeString, `""`, "", `""`},
+	{TypeInt32, `-123`, int32(-123), `-123`},
+	{TypeInt32, `2147483647`, int32(math.MaxInt32), `2147483647`},
+	{TypeInt64, `"9007199254740993"`, int64(9007199254740993), `9007199254740993`},
+	{TypeInt64, `-1`, int64(-1), `-1`},
+	{TypeInt64, `0`, int64(0), `0`},
+	{TypeDouble, `0.1`, 0.1, `0.1`},
+	{TypeDouble, `-2.5e-300`, -2.5e-300, `-2.5e-300`},
+	{TypeDouble, `1e21`, 1e21, `1e+21`},
+	{TypeFloat, `0.53`, float32(0.53), `0.53`},
+	{TypeFloat, `3`, float32(3), `3`},
+	{TypeBool, `true`, true, `true`},
+	{TypeBool, `false`, false, `false`},
+	{TypeUnixTimestamp, `1767225600`, int64(1767225600), `1767225600`},
+	{TypeUnixTimestamp, `"2026-01-01T00:00:00Z"`, int64(1767225600), `1767225600`},
+	{TypeBytesList, `["AQ==",""]`, [][]byte{{1}, {}}, `["AQ==",""]`},
+	{TypeStringList, `["a","","ü"]`, []string{"a", "", "ü"}, `["a","","ü"]`},
+	{TypeStringList, `[]`, []string{}, `[]`},
+	{TypeInt32List, `[1,-2,300]`, []int32{1, -2, 300}, `[1,-2,300]`},
+	{TypeInt64List, `[1,"-2",1099511627776]`, []int64{1, -2, 1 << 40}, `[1,-2,1099511627776]`},
+	{TypeDoubleList, `[0.5,-1.25]`, []float64{0.5, -1.25}, `[0.5,-1.25]`},
+	{TypeFloatList, `[0.1,2]`, []float32{0.1, 2}, `[0.1,2]`},
+	{TypeBoolList, `[true,false,true]`, []bool{true, false, true}, `[true,false,true]`},
+	{TypeUnixTimestampList, `[0,1767225600]`, []int64{0, 1767225600}, `[0,1767225600]`},
+	{TypeInt64List, `[]`, []int64{}, `[]`},
+}
+
+func TestAppendValueMatchesProtobuf(t *testing.T) {
+	for _, c := range valueCases {
+		got, err := AppendValue([]byte("prefix"), c.typ, []byte(c.in))
+		if err != nil {
+			t.Fatalf("AppendValue(%s, %s): %v", c.typ, c.in, err)
+		}
+		if !bytes.HasPrefix(got, []byte("prefix")) {
+			t.Fatalf("AppendValue did not append to dst")
+		}
+		got = got[len("prefix"):]
+		want := pbValue(t, c.typ, c.goVal)
+		if !proto.Equal(pbUnmarshalValue(t, got), pbUnmarshalValue(t, want)) {
+			t.Fatalf("AppendValue(%s, %s):\n got %x\nwant %x", c.typ, c.in, got, want)
+		}
+	}
+}
+
+func TestAppendValueJSON(t *testing.T) {
+	for _, c := range valueCases {
+		enc := pbValue(t, c.typ, c.goVal)
+		got, isNull, err := AppendValueJSON([]byte("x"), enc)
+		if err != nil {
+			t.Fatalf("AppendValueJSON(%s %x): %v", c.typ, enc, err)
+		}
+		if isNull {
+			t.Fatalf("AppendValueJSON(%s) reported null", c.typ)
+		}
+		if string(got[1:]) != c.wantJSON {
+			t.Fatalf("AppendValueJSON(%s %x) = %s, want %s", c.typ, enc, got[1:], c.wantJSON)
+		}
+		if !json.Valid(got[1:]) {
+			t.Fatalf("invalid JSON %s", got[1:])
+		}
+	}
+}
+
+func TestAppendValueJSONNullAndErrors(t *testing.T) {
+	for _, enc := range [][]byte{nil, pbValue(t, TypeNull, TypeNull)} {
+		got, isNull, err := AppendValueJSON(nil, enc)
+		if err != nil || !isNull || string(got) != "null" {
+			t.Fatalf("null Value %x: got %s %v %v", enc, got, isNull, err)
+		}
+	}
+	// Unpacked repeated numbers must decode like packed ones.
+	unpacked := unhex(t, "6a 06 08 01 08 02 08 7f") // int32_list_val {val:1 val:2 val:127}
+	got, _, err := AppendValueJSON(nil, unpacked)
+	if err != nil || string(got) != "[1,2,127]" {
+		t.Fatalf("unpacked int32 list: %s %v", got, err)
+	}
+	// Last oneof member wins.
+	got, _, err = AppendValueJSON(nil, unhex(t, "20 01 20 02"))
+	if err != nil || string(got) != "2" {
+		t.Fatalf("repeated member: %s %v", got, err)
+	}
+	bad := func(h string) {
+		t.Helper()
+		got, _, err := AppendValueJSON([]byte("keep"), unhex(t, h))
+		if err == nil {
+			t.Fatalf("AppendValueJSON(%s) = %s, want an error", h, got)
+		}
+		if string(got) != "keep" {
+			t.Fatalf("AppendValueJSON(%s) changed dst on error: %s", h, got)
+		}
+	}
+	bad("20")             // truncated varint
+	bad("12 05 61")       // truncated bytes
+	bad("a2 01 00")       // map_val (20): unsupported
+	bad("25 00 00 80 3f") // int64_val as fixed32
+	bad("6a 03 08 01 08") // truncated list element
+	bad("72 02 0a 01")    // truncated packed int64 list
+}
+
+func TestAppendValueErrors(t *testing.T) {
+	bad := func(typ ValueType, in string) {
+		t.Helper()
+		got, err := AppendValue([]byte("keep"), typ, []byte(in))
+		if err == nil {
+			t.Fatalf("AppendValue(%s, %s) = %x, want an error", typ, in, got)
+		}
+		if string(got) != "keep" {
+			t.Fatalf("AppendValue(%s, %s) changed dst on error", typ, in)
+		}
+	}
+	bad(TypeInt32, `1.5`)
+	bad(TypeInt32, `4294967296`)
+	bad(TypeString, `1`)
+	bad(TypeBool, `1`)
+	bad(TypeBytes, `"%%"`)
+	bad(TypeFloat, `"x"`)
+	bad(TypeInt64List, `[1,null]`)
+	bad(TypeInt64List, `1`)
+	bad(TypeStringList, `["a",1]`)
+	bad(TypeUnixTimestamp, `"yesterday"`)
+	bad(TypeNull, `1`)
+	bad(TypeInt64, `1 2`)
+	bad(TypeInt64List, `[1,`)
+	bad(TypeInt64, ``)
+}
+
+func TestLongListLengthPrefix(t *testing.T) {
+	// More than 127 bytes of list body needs a multi-byte length varint.
+	var in strings.Builder
+	want := make([]int64, 200)
+	in.WriteString("[")
+	for i := range want {
+		want[i] = int64(i * 1000)
+		if i > 0 {
+			in.WriteString(",")
+		}
+		in.WriteString(strings.TrimSpace(string(mustJSON(t, want[i]))))
+	}
+	in.WriteString("]")
+	got, err := AppendValue(nil, TypeInt64List, []byte(in.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(pbUnmarshalValue(t, got), pbUnmarshalValue(t, pbValue(t, TypeInt64List, want))) {
+		t.Fatalf("long list mismatch")
+	}
+	js, _, err := AppendValueJSON(nil, got)
+	if err != nil || string(js) != in.String() {
+		t.Fatalf("long list JSON: %v\n%s\n%s", err, js, in.String())
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestTimestampRoundTrip(t *testing.T) {
+	f := func(ts time.Time, wantJSON string) {
+		t.Helper()
+		enc := pbTimestamp(t, ts)
+		if mine := AppendTimestamp(nil, ts); !bytes.Equal(mine, enc) {
+			t.Fatalf("AppendTimestamp(%v) = %x, protobuf %x", ts, mine, enc)
+		}
+		got, err := DecodeTimestamp(enc)
+		if err != nil || !got.Equal(ts) {
+			t.Fatalf("DecodeTimestamp(%x) = %v, %v; want %v", enc, got, err, ts)
+		}
+		if js := string(appendRFC3339(nil, ts.UnixNano())); js != wantJSON {
+			t.Fatalf("appendRFC3339(%v) = %s, want %s", ts, js, wantJSON)
+		}
+	}
+	f(time.Unix(0, 0), "1970-01-01T00:00:00Z")
+	f(time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC), "2026-01-01T10:00:00Z")
+	f(time.Date(2026, 1, 1, 10, 0, 0, 500_000_000, time.UTC), "2026-01-01T10:00:00.500Z")
+	f(time.Date(2026, 1, 1, 10, 0, 0, 1_000, time.UTC), "2026-01-01T10:00:00.000001Z")
+	f(time.Date(2026, 1, 1, 10, 0, 0, 7, time.UTC), "2026-01-01T10:00:00.000000007Z")
+	f(time.Unix(-1, 0), "1969-12-31T23:59:59Z")
+
+	if _, err := DecodeTimestamp(unhex(t, "10 ff ff ff ff 0f")); err == nil {
+		t.Fatal("negative nanos accepted")
+	}
+	if _, err := DecodeTimestamp(unhex(t, "08")); err == nil {
+		t.Fatal("truncated timestamp accepted")
+	}
+}
+
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "plain", "quote\" back\\slash", "ctl\x00\x01\x1f\t\r\n", "ünï€😀", "\u2028\u2029", "<&>"} {
+		got := appendJSONString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil || back != s {
+			t.Fatalf("appendJSONString(%q) = %s: %v / %q", s, got, err, back)
+		}
+	}
+	got := appendJSONString(nil, "bad\xffutf8")
+	if string(got) != `"bad\ufffdutf8"` {
+		t.Fatalf("invalid UTF-8: %s", got)
+	}
+}
+
+func TestAppendJSONFloatMatchesEncodingJSON(t *testing.T) {
+	for _, f := range []float64{0, 1, -1, 0.1, 1e-7, 1e20, 1e21, 123456789.125, math.SmallestNonzeroFloat64, math.MaxFloat64} {
+		want, _ := json.Marshal(f)
+		if got := appendJSONFloat(nil, f, 64); string(got) != string(want) {
+			t.Fatalf("float64 %v: got %s want %s", f, got, want)
+		}
+	}
+	for _, f := range []float32{0, 0.1, 0.53, 1e-7, 3.4e38} {
+		want, _ := json.Marshal(f)
+		if got := appendJSONFloat(nil, float64(f), 32); string(got) != string(want) {
+			t.Fatalf("float32 %v: got %s want %s", f, got, want)
+		}
+	}
+	if got := appendJSONFloat(nil, math.NaN(), 64); string(got) != "null" {
+		t.Fatalf("NaN: %s", got)
+	}
+}
+
+func TestValueTypeNames(t *testing.T) {
+	for typ, name := range valueTypeNames {
+		if typ == TypeInvalid || typ == TypeNull {
+			continue
+		}
+		got, err := ParseValueType(name)
+		if err != nil || got != typ || typ.String() != name {
+			t.Fatalf("ParseValueType(%q) = %v, %v", name, got, err)
+		}
+	}
+	if _, err := ParseValueType("NULL"); err == nil {
+		t.Fatal("NULL accepted as a column type")
+	}
+	if StatusOutsideMaxAge.String() != "OUTSIDE_MAX_AGE" || Status(9).String() != "Status(9)" {
+		t.Fatal("Status names")
+	}
+}

@@ -1,0 +1,657 @@
+package featurefetch
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// Shape selects the JSON layout of Plan.Fetch results.
+type Shape uint8
+
+const (
+	// ShapeRows is an array with one object per entity:
+	// [{"driver_id":1001,"conv_rate":0.5,...}, ...]. Entity join keys are included.
+	ShapeRows Shape = iota
+	// ShapeColumns is exactly Feast's /get-online-features response:
+	// {"metadata":{"feature_names":[...]},"results":[{"values":[...],"statuses":[...],"event_timestamps":[...]}, ...]}.
+	ShapeColumns
+)
+
+// PlanOptions tunes a Plan.
+type PlanOptions struct {
+	// Defaults maps "view:feature" to the JSON used when the value is missing
+	// (NOT_FOUND), null (NULL_VALUE), undecodable (INVALID), or stale and
+	// dropped (DropStale). Statuses are unchanged by defaults.
+	Defaults map[string]json.RawMessage
+	// MaxAge overrides a view's max age (its ttl) per view name. 0 keeps the
+	// view's; a view max age of 0 means no limit.
+	MaxAge map[string]time.Duration
+	// DropStale replaces OUTSIDE_MAX_AGE values by the default or null; their
+	// status stays OUTSIDE_MAX_AGE.
+	DropStale bool
+	// CacheTTL > 0 serves this plan's reads from the client-side cache (rueidis
+	// DoMultiCache with RESP3 tracking), kept coherent by server invalidations,
+	// for at most CacheTTL.
+	CacheTTL time.Duration
+	// Shape is ShapeRows or ShapeColumns.
+	Shape Shape
+	// FullNames names features "view__feature", like Feast's full_feature_names.
+	FullNames bool
+}
+
+// Plan is a compiled read of a fixed feature list. Build it once (at route load)
+// with Views.NewPlan and call Fetch per request; it is safe for concurrent use.
+type Plan struct {
+	project   string
+	joinKeys  []string
+	keyTypes  []ValueType
+	keyJSON   [][]byte // `"driver_id":`
+	groups    []planGroup
+	views     []planView
+	features  []planFeature
+	names     []string
+	rowFields int
+	cacheTTL  time.Duration
+	dropStale bool
+	checkAge  bool
+	shape     Shape
+	header    []byte // ShapeColumns: `{"metadata":{"feature_names":[...]},"results":[`
+}
+
+// planGroup is one Redis hash per entity: the views sharing one join-key set.
+type planGroup struct {
+	keyIdx []int  // indexes into Plan.joinKeys, sorted by name
+	prefix []byte // serialized join keys (and the dummy value for entityless views)
+	fields []string
+	offset int // offset of the group's first field in a row's values
+	views  []int
+	nFeat  int
+}
+
+type planView struct {
+	name    string
+	group   int
+	tsField int // absolute offset in a row's values
+	maxAge  int64
+}
+
+type planFeature struct {
+	view    int
+	field   int // absolute offset in a row's values
+	def     []byte
+	jsonKey []byte // `"conv_rate":`
+}
+
+// NewPlan compiles a read of features ("view:feature") for project ("" means
+// the file's project). It fails on unknown views or features, on output-name
+// collisions (use FullNames) and on invalid options.
+func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Plan, error) {
+	if project == "" {
+		project = v.Project
+	}
+	if len(features) == 0 {
+		return nil, fmt.Errorf("no features requested")
+	}
+	if opt.Shape != ShapeRows && opt.Shape != ShapeColumns {
+		return nil, fmt.Errorf("unknown shape %d", opt.Shape)
+	}
+	p := &Plan{
+		project:   project,
+		cacheTTL:  opt.CacheTTL,
+		dropStale: opt.DropStale,
+		shape:     opt.Shape,
+	}
+	viewIdx := map[string]int{}
+	groupIdx := map[string]int{}
+	outNames := map[string]string{}
+	seen := map[string]bool{}
+	type pending struct {
+		ref  string
+		view int
+		pos  int // index within the group's features
+	}
+	var feats []pending
+	for _, ref := range features {
+		viewName, featName, ok := strings.Cut(ref, ":")
+		if !ok || viewName == "" || featName == "" {
+			return nil, fmt.Errorf("invalid feature reference %q; want \"view:feature\"", ref)
+		}
+		if seen[ref] {
+			return nil, fmt.Errorf("feature %q requested twice", ref)
+		}
+		seen[ref] = true
+		fv, ok := v.View(viewName)
+		if !ok {
+			return nil, fmt.Errorf("feature %q: unknown feature view %q", ref, viewName)
+		}
+		if _, ok := fv.Feature(featName); !ok {
+			return nil, fmt.Errorf("feature %q: view %q has no feature %q", ref, viewName, featName)
+		}
+		out := featName
+		if opt.FullNames {
+			out = viewName + "__" + featName
+		}
+		if prev, dup := outNames[out]; dup {
+			return nil, fmt.Errorf("features %q and %q both output as %q; request full feature names", prev, ref, out)
+		}
+		outNames[out] = ref
+		vi, ok := viewIdx[viewName]
+		if !ok {
+			sig := strings.Join(fv.JoinKeys, "\x00")
+			gi, ok := groupIdx[sig]
+			if !ok {
+				gi = len(p.groups)
+				groupIdx[sig] = gi
+				p.groups = append(p.groups, planGroup{})
+				for _, jk := range fv.JoinKeys {
+					if !slices.Contains(p.joinKeys, jk) {
+						p.joinKeys = append(p.joinKeys, jk)
+					}
+				}
+			}
+			maxAge := fv.TTL
+			if d, ok := opt.MaxAge[viewName]; ok && d != 0 {
+				maxAge = d
+			}
+			vi = len(p.views)
+			viewIdx[viewName] = vi
+			p.views = append(p.views, planView{name: viewName, group: gi, maxAge: int64(maxAge)})
+			p.groups[gi].views = append(p.groups[gi].views, vi)
+			if maxAge > 0 {
+				p.checkAge = true
+			}
+		}
+		g := &p.groups[p.views[vi].group]
+		g.fields = append(g.fields, FieldHash(viewName, featName))
+		feats = append(feats, pending{ref: ref, view: vi, pos: g.nFeat})
+		g.nFeat++
+		p.names = append(p.names, out)
+	}
+	for name, d := range opt.MaxAge {
+		if _, ok := viewIdx[name]; !ok {
+			return nil, fmt.Errorf("max age set for feature view %q, which the plan does not read", name)
+		}
+		if d < 0 {
+			return nil, fmt.Errorf("max age of feature view %q must not be negative", name)
+		}
+	}
+	for ref := range opt.Defaults {
+		if !seen[ref] {
+			return nil, fmt.Errorf("default set for feature %q, which the plan does not read", ref)
+		}
+	}
+
+	slices.Sort(p.joinKeys)
+	for _, jk := range p.joinKeys {
+		if _, dup := outNames[jk]; dup {
+			return nil, fmt.Errorf("feature %q has the same output name as join key %q; request full feature names", outNames[jk], jk)
+		}
+		e, _ := v.Entity(jk)
+		p.keyTypes = append(p.keyTypes, e.Type)
+		p.keyJSON = append(p.keyJSON, append(appendJSONString(nil, jk), ':'))
+	}
+
+	// Lay out each group's fields: features first, then one _ts field per view.
+	off := 0
+	for gi := range p.groups {
+		g := &p.groups[gi]
+		g.offset = off
+		fv, _ := v.View(p.views[g.views[0]].name)
+		if len(fv.JoinKeys) == 0 {
+			g.prefix = appendKeyPrefix(nil, 1, func(int) string { return DummyJoinKey })
+			g.prefix, _ = appendEntityValue(g.prefix, EntityValue{Type: TypeString, Str: DummyEntityValue})
+		} else {
+			g.prefix = appendKeyPrefix(nil, len(fv.JoinKeys), func(i int) string { return fv.JoinKeys[i] })
+			for _, jk := range fv.JoinKeys {
+				g.keyIdx = append(g.keyIdx, slices.Index(p.joinKeys, jk))
+			}
+		}
+		for _, vi := range g.views {
+			p.views[vi].tsField = off + len(g.fields)
+			g.fields = append(g.fields, TimestampField(p.views[vi].name))
+		}
+		off += len(g.fields)
+	}
+	p.rowFields = off
+
+	for i, f := range feats {
+		pf := planFeature{
+			view:    f.view,
+			field:   p.groups[p.views[f.view].group].offset + f.pos,
+			jsonKey: append(appendJSONString(nil, p.names[i]), ':'),
+		}
+		if d, ok := opt.Defaults[f.ref]; ok {
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, d); err != nil {
+				return nil, fmt.Errorf("default of feature %q is not valid JSON: %w", f.ref, err)
+			}
+			pf.def = buf.Bytes()
+		}
+		p.features = append(p.features, pf)
+	}
+
+	if p.shape == ShapeColumns {
+		h := []byte(`{"metadata":{"feature_names":[`)
+		for i, jk := range p.joinKeys {
+			if i > 0 {
+				h = append(h, ',')
+			}
+			h = appendJSONString(h, jk)
+		}
+		for i, name := range p.names {
+			if i > 0 || len(p.joinKeys) > 0 {
+				h = append(h, ',')
+			}
+			h = appendJSONString(h, name)
+		}
+		p.header = append(h, `]},"results":[`...)
+	}
+	return p, nil
+}
+
+// JoinKeys returns the join keys Fetch needs, sorted.
+func (p *Plan) JoinKeys() []string {
+	return p.joinKeys
+}
+
+// FeatureNames returns the output names of the features, in request order.
+func (p *Plan) FeatureNames() []string {
+	return p.names
+}
+
+type span struct{ start, end int32 }
+
+// fetchState is per-request scratch space, reused through fetchPool.
+type fetchState struct {
+	parsed  []gjson.Result
+	ent     []byte
+	entSer  []span // per (join key, row): serialized value for the key
+	entJSON []span // per (join key, row): JSON echo
+	keyBuf  []byte
+	keyEnds []int
+	reads   []HashRead
+	vals    []FieldValue
+	ts      []int64 // per (row, view): event time in unix nanos
+	tsOK    []bool
+	tsJSON  []byte // ShapeColumns: formatted event times
+	tsSpan  []span // per (row, view): span into tsJSON
+	status  []Status
+}
+
+var fetchPool = sync.Pool{New: func() any { return new(fetchState) }}
+
+// maxPooledBytes keeps unusually large scratch buffers out of the pool.
+const maxPooledBytes = 1 << 20
+
+func releaseFetchState(st *fetchState) {
+	if cap(st.ent) > maxPooledBytes || cap(st.keyBuf) > maxPooledBytes || cap(st.tsJSON) > maxPooledBytes ||
+		cap(st.vals) > maxPooledBytes/16 {
+		return
+	}
+	clear(st.parsed)
+	clear(st.reads)
+	clear(st.vals)
+	fetchPool.Put(st)
+}
+
+// Fetch reads every feature of every entity in one round trip and appends the
+// JSON result to dst.
+//
+// keys[i] is the raw JSON value of JoinKeys()[i]: a scalar (one entity) or an
+// array (one element per entity). Arrays must have equal lengths; scalars are
+// repeated for every entity. Values are converted to the join key's declared
+// type ("1001" and 1001 both work for INT64). Bad keys yield a *BadRequestError.
+// Store errors (Redis down, ctx deadline) are returned as they are; dst is then
+// returned unchanged.
+func (p *Plan) Fetch(ctx context.Context, s Store, keys [][]byte, dst []byte) ([]byte, error) {
+	if len(keys) != len(p.joinKeys) {
+		return dst, badRequestf("got %d join key values, want %d (%s)", len(keys), len(p.joinKeys), strings.Join(p.joinKeys, ", "))
+	}
+	st := fetchPool.Get().(*fetchState)
+	defer releaseFetchState(st)
+
+	n, err := p.parseKeys(st, keys)
+	if err != nil {
+		return dst, err
+	}
+
+	// Build one Redis key per (row, group), all in one string.
+	st.keyBuf = st.keyBuf[:0]
+	st.keyEnds = st.keyEnds[:0]
+	for r := 0; r < n; r++ {
+		for gi := range p.groups {
+			g := &p.groups[gi]
+			st.keyBuf = append(st.keyBuf, g.prefix...)
+			for _, ki := range g.keyIdx {
+				sp := st.entSer[ki*n+r]
+				st.keyBuf = append(st.keyBuf, st.ent[sp.start:sp.end]...)
+			}
+			st.keyBuf = append(st.keyBuf, p.project...)
+			st.keyEnds = append(st.keyEnds, len(st.keyBuf))
+		}
+	}
+	// One allocation for all keys: the store (and rueidis' cache) may keep them.
+	allKeys := string(st.keyBuf)
+	st.reads = st.reads[:0]
+	start := 0
+	for i, end := range st.keyEnds {
+		st.reads = append(st.reads, HashRead{Key: allKeys[start:end], Fields: p.groups[i%len(p.groups)].fields})
+		start = end
+	}
+
+	st.vals, err = s.ReadHashes(ctx, st.reads, p.cacheTTL, st.vals[:0])
+	if err != nil {
+		return dst, err
+	}
+	if len(st.vals) != n*p.rowFields {
+		return dst, fmt.Errorf("store returned %d values, want %d", len(st.vals), n*p.rowFields)
+	}
+
+	var now int64
+	if p.checkAge {
+		now = time.Now().UnixNano()
+	}
+	p.decodeTimestamps(st, n)
+	if p.shape == ShapeColumns {
+		return p.appendColumns(st, n, now, dst), nil
+	}
+	return p.appendRows(st, n, now, dst), nil
+}
+
+// parseKeys converts every join key value, storing its key serialization and
+// JSON echo per row, and returns the number of rows.
+func (p *Plan) parseKeys(st *fetchState, keys [][]byte) (int, error) {
+	st.parsed = st.parsed[:0]
+	n := -1
+	for i, raw := range keys {
+		if !gjson.ValidBytes(raw) {
+			return 0, badRequestf("join key %q: invalid JSON value", p.joinKeys[i])
+		}
+		r := gjson.Parse(b2s(raw))
+		st.parsed = append(st.parsed, r)
+		if r.IsArray() {
+			cnt := 0
+			r.ForEach(func(_, _ gjson.Result) bool { cnt++; return true })
+			if n >= 0 && cnt != n {
+				return 0, badRequestf("join key %q has %d values, other join keys have %d", p.joinKeys[i], cnt, n)
+			}
+			n = cnt
+		}
+	}
+	if n < 0 {
+		n = 1
+	}
+	st.ent = st.ent[:0]
+	st.entSer = st.entSer[:0]
+	st.entJSON = st.entJSON[:0]
+	for i, r := range st.parsed {
+		typ := p.keyTypes[i]
+		if !r.IsArray() {
+			if err := p.addEntity(st, i, typ, r, 0); err != nil {
+				return 0, err
+			}
+			ser, js := st.entSer[len(st.entSer)-1], st.entJSON[len(st.entJSON)-1]
+			for j := 1; j < n; j++ {
+				st.entSer = append(st.entSer, ser)
+				st.entJSON = append(st.entJSON, js)
+			}
+			continue
+		}
+		var err error
+		row := 0
+		r.ForEach(func(_, e gjson.Result) bool {
+			err = p.addEntity(st, i, typ, e, row)
+			row++
+			return err == nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+func (p *Plan) addEntity(st *fetchState, ki int, typ ValueType, e gjson.Result, row int) error {
+	serStart := int32(len(st.ent))
+	st.ent = binary.LittleEndian.AppendUint32(st.ent, uint32(typ))
+	var jsonStart int32
+	switch typ {
+	case TypeInt32, TypeInt64:
+		v, err := parseJSONInt(e, typ)
+		if err != nil {
+			return badRequestf("join key %q, entity %d: %s", p.joinKeys[ki], row, err)
+		}
+		if typ == TypeInt32 {
+			st.ent = binary.LittleEndian.AppendUint32(st.ent, 4)
+			st.ent = binary.LittleEndian.AppendUint32(st.ent, uint32(int32(v)))
+		} else {
+			st.ent = binary.LittleEndian.AppendUint32(st.ent, 8)
+			st.ent = binary.LittleEndian.AppendUint64(st.ent, uint64(v))
+		}
+		jsonStart = int32(len(st.ent))
+		st.ent = strconv.AppendInt(st.ent, v, 10)
+	case TypeString:
+		s, err := parseJSONKeyString(e)
+		if err != nil {
+			return badRequestf("join key %q, entity %d: %s", p.joinKeys[ki], row, err)
+		}
+		st.ent = binary.LittleEndian.AppendUint32(st.ent, uint32(len(s)))
+		st.ent = append(st.ent, s...)
+		jsonStart = int32(len(st.ent))
+		st.ent = appendJSONString(st.ent, s)
+	case TypeBytes:
+		if e.Type != gjson.String {
+			return badRequestf("join key %q, entity %d: want a base64 string", p.joinKeys[ki], row)
+		}
+		lenAt := len(st.ent)
+		st.ent = append(st.ent, 0, 0, 0, 0)
+		var err error
+		st.ent, err = base64.StdEncoding.AppendDecode(st.ent, s2b(e.Str))
+		if err != nil {
+			return badRequestf("join key %q, entity %d: invalid base64", p.joinKeys[ki], row)
+		}
+		binary.LittleEndian.PutUint32(st.ent[lenAt:], uint32(len(st.ent)-lenAt-4))
+		jsonStart = int32(len(st.ent))
+		st.ent = append(st.ent, '"')
+		st.ent = base64.StdEncoding.AppendEncode(st.ent, st.ent[lenAt+4:jsonStart])
+		st.ent = append(st.ent, '"')
+	default:
+		return badRequestf("join key %q has type %s, which cannot be used in an entity key", p.joinKeys[ki], typ)
+	}
+	st.entSer = append(st.entSer, span{serStart, jsonStart})
+	st.entJSON = append(st.entJSON, span{jsonStart, int32(len(st.ent))})
+	return nil
+}
+
+func (p *Plan) decodeTimestamps(st *fetchState, n int) {
+	nv := len(p.views)
+	st.ts = slices.Grow(st.ts[:0], n*nv)[:n*nv]
+	st.tsOK = slices.Grow(st.tsOK[:0], n*nv)[:n*nv]
+	for r := 0; r < n; r++ {
+		row := st.vals[r*p.rowFields : (r+1)*p.rowFields]
+		for vi := range p.views {
+			i := r*nv + vi
+			st.ts[i], st.tsOK[i] = 0, false
+			fv := row[p.views[vi].tsField]
+			if !fv.Found {
+				continue
+			}
+			sec, nsec, err := decodeTimestamp(s2b(fv.Data))
+			if err != nil {
+				continue
+			}
+			st.ts[i], st.tsOK[i] = unixNano(sec, nsec), true
+		}
+	}
+}
+
+// unixNano converts with saturation instead of overflow.
+func unixNano(sec int64, nsec int32) int64 {
+	const maxSec = math.MaxInt64/int64(time.Second) - 1
+	switch {
+	case sec > maxSec:
+		return math.MaxInt64
+	case sec < -maxSec:
+		return math.MinInt64
+	}
+	return sec*int64(time.Second) + int64(nsec)
+}
+
+// appendCell appends the value of feature f in row r and returns its status.
+func (p *Plan) appendCell(dst []byte, st *fetchState, r int, f *planFeature, now int64) ([]byte, Status) {
+	fv := st.vals[r*p.rowFields+f.field]
+	if !fv.Found {
+		return p.appendMissing(dst, f), StatusNotFound
+	}
+	start := len(dst)
+	dst, isNull, err := AppendValueJSON(dst, s2b(fv.Data))
+	if err != nil {
+		return p.appendMissing(dst, f), StatusInvalid
+	}
+	if isNull {
+		if f.def != nil {
+			dst = append(dst[:start], f.def...)
+		}
+		return dst, StatusNullValue
+	}
+	if v := &p.views[f.view]; v.maxAge > 0 {
+		ts := st.ts[r*len(p.views)+f.view]
+		// A missing timestamp counts as the epoch, as in Feast's Go server.
+		if now-ts > v.maxAge {
+			if p.dropStale {
+				dst = p.appendMissing(dst[:start], f)
+			}
+			return dst, StatusOutsideMaxAge
+		}
+	}
+	return dst, StatusPresent
+}
+
+func (p *Plan) appendMissing(dst []byte, f *planFeature) []byte {
+	if f.def != nil {
+		return append(dst, f.def...)
+	}
+	return append(dst, "null"...)
+}
+
+func (p *Plan) appendRows(st *fetchState, n int, now int64, dst []byte) []byte {
+	dst = append(dst, '[')
+	for r := 0; r < n; r++ {
+		if r > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '{')
+		for ki := range p.joinKeys {
+			if ki > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, p.keyJSON[ki]...)
+			sp := st.entJSON[ki*n+r]
+			dst = append(dst, st.ent[sp.start:sp.end]...)
+		}
+		for fi := range p.features {
+			if fi > 0 || len(p.joinKeys) > 0 {
+				dst = append(dst, ',')
+			}
+			f := &p.features[fi]
+			dst = append(dst, f.jsonKey...)
+			dst, _ = p.appendCell(dst, st, r, f, now)
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
+}
+
+const epochJSON = `"1970-01-01T00:00:00Z"`
+
+func (p *Plan) appendColumns(st *fetchState, n int, now int64, dst []byte) []byte {
+	dst = append(dst, p.header...)
+	for ki := range p.joinKeys {
+		if ki > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"values":[`...)
+		for r := 0; r < n; r++ {
+			if r > 0 {
+				dst = append(dst, ',')
+			}
+			sp := st.entJSON[ki*n+r]
+			dst = append(dst, st.ent[sp.start:sp.end]...)
+		}
+		dst = append(dst, `],"statuses":[`...)
+		for r := 0; r < n; r++ {
+			if r > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"PRESENT"`...)
+		}
+		dst = append(dst, `],"event_timestamps":[`...)
+		for r := 0; r < n; r++ {
+			if r > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, epochJSON...)
+		}
+		dst = append(dst, "]}"...)
+	}
+	st.status = slices.Grow(st.status[:0], n)[:n]
+	// Format each (row, view) event time once; features of a view share it.
+	nv := len(p.views)
+	st.tsJSON = st.tsJSON[:0]
+	st.tsSpan = st.tsSpan[:0]
+	for i := range st.ts {
+		start := int32(len(st.tsJSON))
+		if st.tsOK[i] {
+			st.tsJSON = append(st.tsJSON, '"')
+			st.tsJSON = appendRFC3339(st.tsJSON, st.ts[i])
+			st.tsJSON = append(st.tsJSON, '"')
+		} else {
+			st.tsJSON = append(st.tsJSON, epochJSON...)
+		}
+		st.tsSpan = append(st.tsSpan, span{start, int32(len(st.tsJSON))})
+	}
+	for fi := range p.features {
+		if fi > 0 || len(p.joinKeys) > 0 {
+			dst = append(dst, ',')
+		}
+		f := &p.features[fi]
+		dst = append(dst, `{"values":[`...)
+		for r := 0; r < n; r++ {
+			if r > 0 {
+				dst = append(dst, ',')
+			}
+			dst, st.status[r] = p.appendCell(dst, st, r, f, now)
+		}
+		dst = append(dst, `],"statuses":[`...)
+		for r := 0; r < n; r++ {
+			if r > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, '"')
+			dst = append(dst, st.status[r].String()...)
+			dst = append(dst, '"')
+		}
+		dst = append(dst, `],"event_timestamps":[`...)
+		for r := 0; r < n; r++ {
+			if r > 0 {
+				dst = append(dst, ',')
+			}
+			sp := st.tsSpan[r*nv+f.view]
+			dst = append(dst, st.tsJSON[sp.start:sp.end]...)
+		}
+		dst = append(dst, "]}"...)
+	}
+	return append(dst, "]}"...)
+}
