@@ -1,0 +1,156 @@
+// Command lariat-registry runs the model registry service (an MLflow Model Registry
+// 2.0 compatible REST API on an embedded bbolt file or PostgreSQL) and offers client
+// verbs against a running server.
+//
+//	lariat-registry serve --listen 127.0.0.1:8070 --store bolt:/var/lib/lariat/registry.db
+//	lariat-registry serve --store postgres://user:pass@db:5432/registry
+//	lariat-registry models create eta --description "arrival time" --tag team=ml
+//	lariat-registry models list|show ...
+//	lariat-registry versions create eta --source s3://models/eta/3 --serving-endpoint http://eta:8080/v2/models/eta/infer
+//	lariat-registry versions list eta
+//	lariat-registry alias set eta champion 3
+//	lariat-registry alias get eta champion
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/lariat-gw/lariat/registry"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: lariat-registry <command> [flags]
+
+commands:
+  serve                          run the registry server
+  models create NAME             register a model
+  models list                    list registered models
+  models show NAME               show a model and its latest versions
+  versions create NAME --source URI
+                                 register a new version of a model
+  versions list NAME             list the versions of a model
+  alias set NAME ALIAS VERSION   point an alias at a version
+  alias get NAME ALIAS           show the version an alias points at
+
+Run "lariat-registry <command> -h" for the flags of a command.
+`
+
+// run executes the command line and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(args[1:], stderr)
+	case "models", "versions", "alias":
+		err = clientCommand(args, stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "lariat-registry: %v\n", err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "lariat-registry: %v\n", err)
+	return 1
+}
+
+// errUsage marks command-line mistakes (exit code 2).
+var errUsage = errors.New("usage error")
+
+func usageErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8070", "TCP address to serve the API on")
+	storeSpec := fs.String("store", "bolt:lariat-registry.db",
+		"where records live: bolt:/path/registry.db (embedded file) or postgres://user:pass@host:5432/db")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long to wait for open requests on SIGTERM")
+	requestTimeout := fs.Duration("request-timeout", 30*time.Second, "limit on the store work of one request")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageErr("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErr("serve takes no arguments, got %q", fs.Args())
+	}
+	logger := log.New(stderr, "", log.LstdFlags|log.Lmicroseconds)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	start := time.Now()
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	store, err := registry.OpenStore(openCtx, *storeSpec)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		t := time.Now()
+		if err := store.Close(); err != nil {
+			logger.Printf("cannot close store: %v", err)
+			return
+		}
+		logger.Printf("store closed in %s", time.Since(t))
+	}()
+	logger.Printf("store opened in %s", time.Since(start))
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on -listen=%q: %w", *listen, err)
+	}
+	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{
+		RequestTimeout: *requestTimeout,
+		Logf:           logger.Printf,
+	})
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Printf("listening on %s", ln.Addr())
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Printf("shutting down")
+	t := time.Now()
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Printf("shutdown incomplete: %v", err)
+	}
+	<-serveErr
+	logger.Printf("server stopped in %s", time.Since(t))
+	return nil
+}

@@ -1,0 +1,663 @@
+package registry
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Search limits, as MLflow sets them.
+const (
+	defaultModelResults   = 100
+	maxModelResults       = 1000
+	defaultVersionResults = 10000
+	maxVersionResults     = 200000
+)
+
+// SearchRequest holds the parameters of registered-models/search and model-versions/search.
+//
+// Filter is MLflow's search syntax restricted to comparisons joined by AND, e.g.
+// "name = 'eta' AND tags.team LIKE 'ml-%'". Model searches accept name and
+// tags.<key>; version searches also accept version (or version_number), run_id,
+// source_path (or source), current_stage, status, training_job and serving_endpoint.
+// Operators: =, !=, LIKE, ILIKE, IN (...), NOT IN (...), and <, <=, >, >= on versions.
+type SearchRequest struct {
+	Filter     string   `json:"filter,omitempty"`
+	MaxResults int64    `json:"max_results,omitempty"`
+	OrderBy    []string `json:"order_by,omitempty"`
+	PageToken  string   `json:"page_token,omitempty"`
+}
+
+type searchKind int
+
+const (
+	searchModels searchKind = iota
+	searchVersions
+)
+
+type filterClause struct {
+	key    string // attribute name, or tag key when tag is set
+	tag    bool
+	op     string // "=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN"
+	values []string
+	re     *regexp.Regexp // LIKE / ILIKE
+	nums   []int64        // numeric values for version comparisons
+}
+
+type searchFilter []filterClause
+
+var modelAttrs = map[string]string{"name": "name"}
+
+var versionAttrs = map[string]string{
+	"name":             "name",
+	"version":          "version",
+	"version_number":   "version",
+	"run_id":           "run_id",
+	"source_path":      "source",
+	"source":           "source",
+	"current_stage":    "current_stage",
+	"status":           "status",
+	"training_job":     "training_job",
+	"serving_endpoint": "serving_endpoint",
+}
+
+// filterLexer splits a filter string into tokens.
+type filterLexer struct {
+	s   string
+	pos int
+}
+
+type tokenKind int
+
+const (
+	tokEOF tokenKind = iota
+	tokIdent
+	tokString
+	tokNumber
+	tokOp
+	tokLParen
+	tokRParen
+	tokComma
+	tokDot
+)
+
+type token struct {
+	kind tokenKind
+	text string
+	// quoted is set for identifiers written in backticks or double quotes.
+	quoted bool
+}
+
+func (l *filterLexer) next() (token, error) {
+	for l.pos < len(l.s) && (l.s[l.pos] == ' ' || l.s[l.pos] == '\t' || l.s[l.pos] == '\n' || l.s[l.pos] == '\r') {
+		l.pos++
+	}
+	if l.pos >= len(l.s) {
+		return token{kind: tokEOF}, nil
+	}
+	c := l.s[l.pos]
+	switch {
+	case c == '(':
+		l.pos++
+		return token{kind: tokLParen, text: "("}, nil
+	case c == ')':
+		l.pos++
+		return token{kind: tokRParen, text: ")"}, nil
+	case c == ',':
+		l.pos++
+		return token{kind: tokComma, text: ","}, nil
+	case c == '.':
+		l.pos++
+		return token{kind: tokDot, text: "."}, nil
+	case c == '\'' || c == '"' || c == '`':
+		start := l.pos
+		l.pos++
+		var b strings.Builder
+		for l.pos < len(l.s) {
+			ch := l.s[l.pos]
+			if ch == c {
+				// A doubled quote inside a string stands for itself.
+				if l.pos+1 < len(l.s) && l.s[l.pos+1] == c {
+					b.WriteByte(c)
+					l.pos += 2
+					continue
+				}
+				l.pos++
+				kind := tokString
+				if c == '`' {
+					kind = tokIdent
+				}
+				return token{kind: kind, text: b.String(), quoted: true}, nil
+			}
+			b.WriteByte(ch)
+			l.pos++
+		}
+		return token{}, errInvalid("Invalid filter %q: unterminated quote at position %d", l.s, start)
+	case c == '=' || c == '!' || c == '<' || c == '>':
+		start := l.pos
+		l.pos++
+		if l.pos < len(l.s) && (l.s[l.pos] == '=' || (c == '<' && l.s[l.pos] == '>')) {
+			l.pos++
+		}
+		op := l.s[start:l.pos]
+		switch op {
+		case "==":
+			op = "="
+		case "<>":
+			op = "!="
+		case "!":
+			return token{}, errInvalid("Invalid filter %q: unexpected '!' at position %d", l.s, start)
+		}
+		return token{kind: tokOp, text: op}, nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		start := l.pos
+		l.pos++
+		for l.pos < len(l.s) && (l.s[l.pos] >= '0' && l.s[l.pos] <= '9' || l.s[l.pos] == '.') {
+			l.pos++
+		}
+		return token{kind: tokNumber, text: l.s[start:l.pos]}, nil
+	case c == '_' || (c|0x20 >= 'a' && c|0x20 <= 'z'):
+		start := l.pos
+		for l.pos < len(l.s) {
+			ch := l.s[l.pos]
+			if ch == '_' || (ch|0x20 >= 'a' && ch|0x20 <= 'z') || (ch >= '0' && ch <= '9') {
+				l.pos++
+				continue
+			}
+			break
+		}
+		return token{kind: tokIdent, text: l.s[start:l.pos]}, nil
+	}
+	return token{}, errInvalid("Invalid filter %q: unexpected character %q at position %d", l.s, c, l.pos)
+}
+
+// parseFilter parses a search filter for the given kind of search.
+func parseFilter(s string, kind searchKind) (searchFilter, error) {
+	l := &filterLexer{s: s}
+	var f searchFilter
+	tok, err := l.next()
+	if err != nil {
+		return nil, err
+	}
+	if tok.kind == tokEOF {
+		return nil, nil
+	}
+	for {
+		c, next, err := parseClause(l, tok, kind)
+		if err != nil {
+			return nil, err
+		}
+		f = append(f, c)
+		if next.kind == tokEOF {
+			return f, nil
+		}
+		if next.kind != tokIdent || next.quoted || !strings.EqualFold(next.text, "AND") {
+			return nil, errInvalid("Invalid filter %q: expected AND or end of filter, got %q", s, next.text)
+		}
+		if tok, err = l.next(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// parseClause parses "key op value" starting at tok and returns the token after it.
+func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, token, error) {
+	var c filterClause
+	if tok.kind != tokIdent {
+		return c, tok, errInvalid("Invalid filter %q: expected an attribute, got %q", l.s, tok.text)
+	}
+	next, err := l.next()
+	if err != nil {
+		return c, tok, err
+	}
+	if next.kind == tokDot {
+		prefix := strings.ToLower(tok.text)
+		if prefix != "tags" && prefix != "tag" {
+			return c, tok, errInvalid("Invalid filter %q: unknown entity %q (only tags.<key> is supported)", l.s, tok.text)
+		}
+		keyTok, err := l.next()
+		if err != nil {
+			return c, tok, err
+		}
+		if keyTok.kind != tokIdent && keyTok.kind != tokString {
+			return c, tok, errInvalid("Invalid filter %q: expected a tag key after %q", l.s, tok.text+".")
+		}
+		c.tag, c.key = true, keyTok.text
+		if next, err = l.next(); err != nil {
+			return c, tok, err
+		}
+	} else {
+		attrs := modelAttrs
+		if kind == searchVersions {
+			attrs = versionAttrs
+		}
+		attr, ok := attrs[strings.ToLower(tok.text)]
+		if !ok {
+			return c, tok, errInvalid("Invalid filter %q: invalid attribute key %q", l.s, tok.text)
+		}
+		c.key = attr
+	}
+
+	// Operator.
+	switch {
+	case next.kind == tokOp:
+		c.op = next.text
+	case next.kind == tokIdent && !next.quoted:
+		switch strings.ToUpper(next.text) {
+		case "LIKE", "ILIKE", "IN":
+			c.op = strings.ToUpper(next.text)
+		case "NOT":
+			in, err := l.next()
+			if err != nil {
+				return c, tok, err
+			}
+			if in.kind != tokIdent || !strings.EqualFold(in.text, "IN") {
+				return c, tok, errInvalid("Invalid filter %q: expected IN after NOT", l.s)
+			}
+			c.op = "NOT IN"
+		}
+	}
+	if c.op == "" {
+		return c, tok, errInvalid("Invalid filter %q: expected a comparison operator after %q, got %q", l.s, c.key, next.text)
+	}
+
+	// Value or list of values.
+	if c.op == "IN" || c.op == "NOT IN" {
+		lp, err := l.next()
+		if err != nil {
+			return c, tok, err
+		}
+		if lp.kind != tokLParen {
+			return c, tok, errInvalid("Invalid filter %q: expected '(' after %s", l.s, c.op)
+		}
+		for {
+			v, err := l.next()
+			if err != nil {
+				return c, tok, err
+			}
+			if v.kind != tokString && v.kind != tokNumber {
+				return c, tok, errInvalid("Invalid filter %q: expected a value in the %s list, got %q", l.s, c.op, v.text)
+			}
+			c.values = append(c.values, v.text)
+			sep, err := l.next()
+			if err != nil {
+				return c, tok, err
+			}
+			if sep.kind == tokRParen {
+				break
+			}
+			if sep.kind != tokComma {
+				return c, tok, errInvalid("Invalid filter %q: expected ',' or ')' in the %s list", l.s, c.op)
+			}
+		}
+	} else {
+		v, err := l.next()
+		if err != nil {
+			return c, tok, err
+		}
+		if v.kind != tokString && v.kind != tokNumber {
+			return c, tok, errInvalid("Invalid filter %q: expected a quoted value after %s, got %q", l.s, c.op, v.text)
+		}
+		c.values = []string{v.text}
+	}
+
+	if err := c.compile(l.s); err != nil {
+		return c, tok, err
+	}
+	after, err := l.next()
+	return c, after, err
+}
+
+func (c *filterClause) compile(filter string) error {
+	if c.key == "version" && !c.tag {
+		if c.op == "LIKE" || c.op == "ILIKE" {
+			return errInvalid("Invalid filter %q: %s is not supported on version", filter, c.op)
+		}
+		for _, v := range c.values {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return errInvalid("Invalid filter %q: version must be an integer, got %q", filter, v)
+			}
+			c.nums = append(c.nums, n)
+		}
+		return nil
+	}
+	switch c.op {
+	case "<", "<=", ">", ">=":
+		return errInvalid("Invalid filter %q: operator %s is only supported on version", filter, c.op)
+	case "LIKE", "ILIKE":
+		var b strings.Builder
+		b.WriteString("(?s)")
+		if c.op == "ILIKE" {
+			b.WriteString("(?i)")
+		}
+		b.WriteByte('^')
+		for _, r := range c.values[0] {
+			switch r {
+			case '%':
+				b.WriteString(".*")
+			case '_':
+				b.WriteByte('.')
+			default:
+				b.WriteString(regexp.QuoteMeta(string(r)))
+			}
+		}
+		b.WriteByte('$')
+		re, err := regexp.Compile(b.String())
+		if err != nil {
+			return errInvalid("Invalid filter %q: bad pattern %q", filter, c.values[0])
+		}
+		c.re = re
+	}
+	return nil
+}
+
+func (c *filterClause) matchString(s string) bool {
+	switch c.op {
+	case "=":
+		return s == c.values[0]
+	case "!=":
+		return s != c.values[0]
+	case "LIKE", "ILIKE":
+		return c.re.MatchString(s)
+	case "IN", "NOT IN":
+		in := false
+		for _, v := range c.values {
+			if s == v {
+				in = true
+				break
+			}
+		}
+		return in == (c.op == "IN")
+	}
+	return false
+}
+
+func (c *filterClause) matchNumber(n int64) bool {
+	switch c.op {
+	case "=":
+		return n == c.nums[0]
+	case "!=":
+		return n != c.nums[0]
+	case "<":
+		return n < c.nums[0]
+	case "<=":
+		return n <= c.nums[0]
+	case ">":
+		return n > c.nums[0]
+	case ">=":
+		return n >= c.nums[0]
+	case "IN", "NOT IN":
+		in := false
+		for _, v := range c.nums {
+			if n == v {
+				in = true
+				break
+			}
+		}
+		return in == (c.op == "IN")
+	}
+	return false
+}
+
+// matchTag matches a tag clause; a missing tag matches nothing, as in MLflow's SQL.
+func (c *filterClause) matchTag(tags []Tag) bool {
+	v, ok := tagValue(tags, c.key)
+	return ok && c.matchString(v)
+}
+
+func (f searchFilter) matchModel(m *ModelRecord) bool {
+	for i := range f {
+		c := &f[i]
+		if c.tag {
+			if !c.matchTag(m.Tags) {
+				return false
+			}
+			continue
+		}
+		if !c.matchString(m.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+func (f searchFilter) matchVersion(v *ModelVersion) bool {
+	for i := range f {
+		c := &f[i]
+		var ok bool
+		switch {
+		case c.tag:
+			ok = c.matchTag(v.Tags)
+		case c.key == "version":
+			n, err := strconv.ParseInt(v.Version, 10, 64)
+			ok = err == nil && c.matchNumber(n)
+		default:
+			ok = c.matchString(versionAttr(v, c.key))
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func versionAttr(v *ModelVersion, key string) string {
+	switch key {
+	case "name":
+		return v.Name
+	case "run_id":
+		return v.RunID
+	case "source":
+		return v.Source
+	case "current_stage":
+		return v.CurrentStage
+	case "status":
+		return v.Status
+	case "training_job":
+		return v.TrainingJob
+	case "serving_endpoint":
+		return v.ServingEndpoint
+	}
+	return ""
+}
+
+// nameEquals returns the model name when the filter pins it with name = '...', so a
+// version search reads only that model's versions.
+func (f searchFilter) nameEquals() (string, bool) {
+	for _, c := range f {
+		if !c.tag && c.key == "name" && c.op == "=" {
+			return c.values[0], true
+		}
+	}
+	return "", false
+}
+
+type orderKey struct {
+	field string
+	desc  bool
+}
+
+var modelOrderFields = map[string]string{
+	"name":                   "name",
+	"timestamp":              "creation_timestamp",
+	"creation_timestamp":     "creation_timestamp",
+	"last_updated_timestamp": "last_updated_timestamp",
+}
+
+var versionOrderFields = map[string]string{
+	"name":                   "name",
+	"version_number":         "version",
+	"version":                "version",
+	"timestamp":              "creation_timestamp",
+	"creation_timestamp":     "creation_timestamp",
+	"last_updated_timestamp": "last_updated_timestamp",
+}
+
+// parseOrderBy parses clauses such as "name ASC" or "last_updated_timestamp DESC" and
+// appends the default tie-breakers of the search kind.
+func parseOrderBy(clauses []string, kind searchKind) ([]orderKey, error) {
+	fields := modelOrderFields
+	if kind == searchVersions {
+		fields = versionOrderFields
+	}
+	var keys []orderKey
+	seen := map[string]bool{}
+	for _, clause := range clauses {
+		parts := strings.Fields(clause)
+		if len(parts) == 0 || len(parts) > 2 {
+			return nil, errInvalid("Invalid order_by clause %q", clause)
+		}
+		field, ok := fields[strings.ToLower(parts[0])]
+		if !ok {
+			return nil, errInvalid("Invalid order_by clause %q: unknown key %q", clause, parts[0])
+		}
+		desc := false
+		if len(parts) == 2 {
+			switch strings.ToUpper(parts[1]) {
+			case "ASC":
+			case "DESC":
+				desc = true
+			default:
+				return nil, errInvalid("Invalid order_by clause %q: expected ASC or DESC", clause)
+			}
+		}
+		if seen[field] {
+			return nil, errInvalid("Invalid order_by: key %q given twice", parts[0])
+		}
+		seen[field] = true
+		keys = append(keys, orderKey{field: field, desc: desc})
+	}
+	defaults := []orderKey{{field: "name"}}
+	if kind == searchVersions {
+		if len(keys) == 0 {
+			keys = append(keys, orderKey{field: "last_updated_timestamp", desc: true})
+			seen["last_updated_timestamp"] = true
+		}
+		defaults = []orderKey{{field: "name"}, {field: "version", desc: true}}
+	}
+	for _, d := range defaults {
+		if !seen[d.field] {
+			keys = append(keys, d)
+		}
+	}
+	return keys, nil
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func sortModels(ms []*ModelRecord, keys []orderKey) {
+	sort.SliceStable(ms, func(i, j int) bool {
+		a, b := ms[i], ms[j]
+		for _, k := range keys {
+			var c int
+			switch k.field {
+			case "name":
+				c = strings.Compare(a.Name, b.Name)
+			case "creation_timestamp":
+				c = cmpInt(a.CreationTimestamp, b.CreationTimestamp)
+			case "last_updated_timestamp":
+				c = cmpInt(a.LastUpdatedTimestamp, b.LastUpdatedTimestamp)
+			}
+			if c != 0 {
+				return (c < 0) != k.desc
+			}
+		}
+		return false
+	})
+}
+
+func sortVersions(vs []*ModelVersion, keys []orderKey) {
+	num := func(v *ModelVersion) int64 {
+		n, _ := strconv.ParseInt(v.Version, 10, 64)
+		return n
+	}
+	sort.SliceStable(vs, func(i, j int) bool {
+		a, b := vs[i], vs[j]
+		for _, k := range keys {
+			var c int
+			switch k.field {
+			case "name":
+				c = strings.Compare(a.Name, b.Name)
+			case "version":
+				c = cmpInt(num(a), num(b))
+			case "creation_timestamp":
+				c = cmpInt(a.CreationTimestamp, b.CreationTimestamp)
+			case "last_updated_timestamp":
+				c = cmpInt(a.LastUpdatedTimestamp, b.LastUpdatedTimestamp)
+			}
+			if c != 0 {
+				return (c < 0) != k.desc
+			}
+		}
+		return false
+	})
+}
+
+// pageToken is the decoded form of a page_token: base64 of {"offset": N}, as MLflow
+// encodes its tokens.
+type pageToken struct {
+	Offset int `json:"offset"`
+}
+
+func encodePageToken(offset int) string {
+	data, _ := json.Marshal(pageToken{Offset: offset})
+	return base64.StdEncoding.EncodeToString(data)
+}
+
+func decodePageToken(s string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	data, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return 0, errInvalid("Invalid page token, could not base64-decode")
+	}
+	var t pageToken
+	if err := json.Unmarshal(data, &t); err != nil || t.Offset < 0 {
+		return 0, errInvalid("Invalid page token, could not decode offset")
+	}
+	return t.Offset, nil
+}
+
+// pageBounds checks max_results and the page token and returns the slice bounds of
+// the page within n results and the next page token.
+func pageBounds(req *SearchRequest, n int, kind searchKind) (start, end int, next string, err error) {
+	limit, maxLimit := int64(defaultModelResults), int64(maxModelResults)
+	if kind == searchVersions {
+		limit, maxLimit = defaultVersionResults, maxVersionResults
+	}
+	switch {
+	case req.MaxResults < 0:
+		return 0, 0, "", errInvalid("Invalid value %d for parameter 'max_results': it must be positive", req.MaxResults)
+	case req.MaxResults > maxLimit:
+		return 0, 0, "", errInvalid("Invalid value %d for parameter 'max_results': it must be at most %d", req.MaxResults, maxLimit)
+	case req.MaxResults > 0:
+		limit = req.MaxResults
+	}
+	start, err = decodePageToken(req.PageToken)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	if start > n {
+		start = n
+	}
+	end = start + int(limit)
+	if end < n {
+		next = encodePageToken(end)
+	} else {
+		end = n
+	}
+	return start, end, next, nil
+}

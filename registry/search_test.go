@@ -1,0 +1,146 @@
+package registry
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestFilterMatchesVersions(t *testing.T) {
+	v := &ModelVersion{
+		Name: "eta", Version: "12", RunID: "r-1", Source: "s3://models/eta/12", CurrentStage: StageProduction,
+		Status: StatusReady, TrainingJob: "job-7", Tags: []Tag{{"team", "ML"}, {"note", "it's ok"}},
+	}
+	f := func(filter string, want bool) {
+		t.Helper()
+		sf, err := parseFilter(filter, searchVersions)
+		if err != nil {
+			t.Fatalf("parseFilter(%q): %v", filter, err)
+		}
+		if got := sf.matchVersion(v); got != want {
+			t.Fatalf("%q matched %v, want %v", filter, got, want)
+		}
+	}
+	f("", true)
+	f("name = 'eta'", true)
+	f(`name = "eta"`, true)
+	f("name == 'eta'", true)
+	f("name <> 'eta'", false)
+	f("NAME = 'eta'", true)
+	f("name LIKE 'e%'", true)
+	f("name LIKE 'E%'", false)
+	f("name ILIKE 'E%'", true)
+	f("name LIKE 'e_a'", true)
+	f("name LIKE 'e_'", false)
+	f("source_path LIKE '%.models%'", false) // '.' is literal
+	f("source LIKE 's3://models/%'", true)
+	f("version = 12", true)
+	f("version_number = '12'", true)
+	f("version > 9", true) // numeric, not string, order
+	f("version <= 11", false)
+	f("version IN (1, 12)", true)
+	f("version NOT IN (1, 12)", false)
+	f("run_id IN ('r-1', 'r-2')", true)
+	f("run_id not in ('r-1')", false)
+	f("current_stage = 'Production' and status = 'READY'", true)
+	f("training_job = 'job-7'", true)
+	f("tags.team = 'ML'", true)
+	f("tags.team ILIKE 'ml'", true)
+	f("tags.`team` = 'ML'", true)
+	f(`tags."team" = 'ML'`, true)
+	f("tags.note = 'it''s ok'", true)
+	f("tags.absent != 'x'", false)
+	f("name = 'eta' AND tags.team = 'ops'", false)
+}
+
+func TestFilterRejectsBadSyntax(t *testing.T) {
+	f := func(filter string, kind searchKind, wantInMessage string) {
+		t.Helper()
+		_, err := parseFilter(filter, kind)
+		if err == nil {
+			t.Fatalf("parseFilter(%q) accepted it", filter)
+		}
+		if ErrorCode(err) != CodeInvalidParameterValue || !strings.Contains(err.Error(), wantInMessage) {
+			t.Fatalf("parseFilter(%q) = %v, want INVALID_PARAMETER_VALUE mentioning %q", filter, err, wantInMessage)
+		}
+	}
+	f("name", searchModels, "expected a comparison operator")
+	f("name =", searchModels, "expected a quoted value")
+	f("name = 'x", searchModels, "unterminated quote")
+	f("name = 'x' OR name = 'y'", searchModels, "expected AND")
+	f("name = 'x' AND", searchModels, "expected an attribute")
+	f("run_id = 'x'", searchModels, "invalid attribute key")
+	f("params.x = 'y'", searchVersions, "unknown entity")
+	f("name > 'x'", searchModels, "only supported on version")
+	f("version LIKE '1%'", searchVersions, "not supported on version")
+	f("version = 'one'", searchVersions, "must be an integer")
+	f("name IN 'x'", searchModels, "expected '('")
+	f("name IN ('x' 'y')", searchModels, "expected ',' or ')'")
+	f("name ! 'x'", searchModels, "unexpected '!'")
+	f("name = 'x' ;", searchModels, "unexpected character")
+}
+
+func TestOrderByAndPageTokens(t *testing.T) {
+	keys, err := parseOrderBy([]string{"version_number asc"}, searchVersions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0] != (orderKey{field: "version"}) || keys[1] != (orderKey{field: "name"}) {
+		t.Fatalf("keys = %+v", keys)
+	}
+	for _, bad := range [][]string{{"name sideways"}, {""}, {"name ASC", "name DESC"}, {"a b c"}} {
+		if _, err := parseOrderBy(bad, searchModels); ErrorCode(err) != CodeInvalidParameterValue {
+			t.Fatalf("parseOrderBy(%q) = %v", bad, err)
+		}
+	}
+
+	tok := encodePageToken(40)
+	if n, err := decodePageToken(tok); err != nil || n != 40 {
+		t.Fatalf("decode(%q) = %d, %v", tok, n, err)
+	}
+	for _, bad := range []string{"!!", "WzFd", "eyJvZmZzZXQiOi0xfQ=="} {
+		if _, err := decodePageToken(bad); ErrorCode(err) != CodeInvalidParameterValue {
+			t.Fatalf("decodePageToken(%q) = %v", bad, err)
+		}
+	}
+	// A page token past the end yields an empty page.
+	start, end, next, err := pageBounds(&SearchRequest{PageToken: encodePageToken(99)}, 5, searchModels)
+	if err != nil || start != 5 || end != 5 || next != "" {
+		t.Fatalf("past the end: %d %d %q %v", start, end, next, err)
+	}
+}
+
+func TestValidateAlias(t *testing.T) {
+	for _, ok := range []string{"champion", "Champion-2", "a_b", "v", "vx1", "v1a"} {
+		if err := validateAlias(ok); err != nil {
+			t.Fatalf("validateAlias(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "latest", "LATEST", "v1", "V22", "a b", "a/b", "a@b", strings.Repeat("a", 256)} {
+		if err := validateAlias(bad); err == nil {
+			t.Fatalf("validateAlias(%q) accepted it", bad)
+		}
+	}
+}
+
+// FuzzParseFilter checks that no filter string makes the parser or the matchers panic.
+func FuzzParseFilter(f *testing.F) {
+	for _, seed := range []string{
+		"name = 'eta'", "name LIKE 'e%' AND tags.team != 'x'", "version IN (1, 2)", "version NOT IN ('3')",
+		"tags.`a b` ILIKE '%_'", "run_id = ''", "version >= -1", "name = 'it''s'", "(", "'", "tags.", "name IN (",
+	} {
+		f.Add(seed)
+	}
+	v := &ModelVersion{Name: "eta", Version: "3", Tags: []Tag{{"team", "ml"}}}
+	m := &ModelRecord{Name: "eta", Tags: []Tag{{"team", "ml"}}}
+	f.Fuzz(func(t *testing.T, filter string) {
+		if sf, err := parseFilter(filter, searchVersions); err == nil {
+			sf.matchVersion(v)
+			sf.nameEquals()
+		} else if ErrorCode(err) != CodeInvalidParameterValue {
+			t.Fatalf("parseFilter(%q) = %v, want an INVALID_PARAMETER_VALUE error", filter, err)
+		}
+		if sf, err := parseFilter(filter, searchModels); err == nil {
+			sf.matchModel(m)
+		}
+	})
+}
