@@ -1,0 +1,445 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// WriteHTML writes the report as one self-contained HTML page: a summary
+// table with ratios to the baseline, the latency percentile curve (log scale
+// on the percentile axis), latency, throughput and errors over time, and each
+// run's details. Charts are inline SVG; the page loads nothing from outside
+// and works offline. The report's JSON is embedded in a
+// <script type="application/json" id="lariat-bench-data"> element. The page
+// is well-formed XML as well as HTML.
+func (rep *Report) WriteHTML(w io.Writer) error {
+	data, err := json.Marshal(rep) // escapes <, > and & for the script element
+	if err != nil {
+		return fmt.Errorf("cannot encode report data: %w", err)
+	}
+	bw := bufio.NewWriter(w)
+	p := &page{w: bw, rep: rep}
+	p.write(string(data))
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("cannot write html report: %w", err)
+	}
+	return nil
+}
+
+var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"}
+
+func color(i int) string { return palette[i%len(palette)] }
+
+const pageStyle = `
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px; color: #222; max-width: 1000px; }
+h1 { font-size: 22px; margin-bottom: 4px; }
+h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+h3 { font-size: 15px; margin-bottom: 4px; }
+.meta { color: #666; font-size: 13px; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #f4f4f4; }
+td.ratio { color: #555; background: #fafafa; }
+.warn { color: #a94400; }
+.swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
+svg { display: block; margin: 8px 0; }
+svg text { font-size: 11px; fill: #444; }
+dl { font-size: 13px; display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }
+dt { color: #666; }
+dd { margin: 0; }
+code { word-break: break-all; }
+`
+
+type page struct {
+	w   *bufio.Writer
+	rep *Report
+}
+
+func (p *page) printf(format string, args ...any) { fmt.Fprintf(p.w, format, args...) }
+
+func esc(s string) string { return html.EscapeString(s) }
+
+func (p *page) write(data string) {
+	rep := p.rep
+	title := rep.Title
+	if title == "" {
+		title = "Load test report"
+	}
+	p.printf("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n")
+	p.printf("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n")
+	p.printf("<title>%s</title>\n<style>%s</style>\n</head>\n<body>\n", esc(title), pageStyle)
+	p.printf("<h1>%s</h1>\n", esc(title))
+	p.printf("<p class=\"meta\">Generated %s", esc(rep.Generated.Format("2006-01-02 15:04:05 MST")))
+	if rep.Baseline != "" {
+		p.printf(" · ratios are relative to <b>%s</b> (above 1 means slower latency or higher throughput)", esc(rep.Baseline))
+	}
+	p.printf("</p>\n")
+
+	p.printf("<p>")
+	for i, r := range rep.Runs {
+		p.printf("<span class=\"swatch\" style=\"background:%s\"></span>%s &#160; ", color(i), esc(r.Name))
+	}
+	p.printf("</p>\n")
+
+	p.summary()
+
+	p.printf("<h2>Latency by percentile</h2>\n")
+	p.printf("<p class=\"meta\">HDR percentile distribution; the percentile axis is logarithmic in 1/(1-p) so the tail gets room.</p>\n")
+	p.percentileChart()
+
+	p.printf("<h2>Latency over time</h2>\n<p class=\"meta\">p99 solid, p50 dashed, per second of completion.</p>\n")
+	p.timeChart(func(s Second) (float64, float64, bool) {
+		return s.P99Ms, s.P50Ms, s.P99Ms > 0
+	}, true, true)
+
+	p.printf("<h2>Throughput over time</h2>\n<p class=\"meta\">Completed requests per second.</p>\n")
+	p.timeChart(func(s Second) (float64, float64, bool) {
+		return float64(s.Requests), 0, true
+	}, false, false)
+
+	var anyErr bool
+	for _, r := range rep.Runs {
+		anyErr = anyErr || r.Errors.Total > 0
+	}
+	if anyErr {
+		p.printf("<h2>Errors over time</h2>\n<p class=\"meta\">Failed requests per second.</p>\n")
+		p.timeChart(func(s Second) (float64, float64, bool) {
+			return float64(s.Errors), 0, true
+		}, false, false)
+	}
+
+	p.details()
+
+	p.printf("<script type=\"application/json\" id=\"lariat-bench-data\">%s</script>\n", data)
+	p.printf("</body>\n</html>\n")
+}
+
+// summary writes the comparison table.
+func (p *page) summary() {
+	rep := p.rep
+	p.printf("<h2>Summary</h2>\n<table>\n<thead><tr><th></th>")
+	for _, r := range rep.Runs {
+		p.printf("<th>%s</th>", esc(r.Name))
+	}
+	for _, ra := range rep.Ratios {
+		p.printf("<th>%s / %s</th>", esc(ra.Run), esc(ra.Baseline))
+	}
+	p.printf("</tr></thead>\n<tbody>\n")
+
+	row := func(label string, cell func(r *Result) string, ratio func(ra *Ratio) float64) {
+		p.printf("<tr><td>%s</td>", esc(label))
+		for _, r := range rep.Runs {
+			p.printf("<td>%s</td>", esc(cell(r)))
+		}
+		for i := range rep.Ratios {
+			s := ""
+			if ratio != nil {
+				if v := ratio(&rep.Ratios[i]); v > 0 {
+					s = strconv.FormatFloat(v, 'f', 2, 64) + "×"
+				} else {
+					s = "–"
+				}
+			}
+			p.printf("<td class=\"ratio\">%s</td>", s)
+		}
+		p.printf("</tr>\n")
+	}
+	row("mode", func(r *Result) string {
+		if r.Mode == ModeOpen {
+			return "open, " + fmtNum(r.Rate) + " rps"
+		}
+		return string(r.Mode)
+	}, nil)
+	row("connections", func(r *Result) string { return strconv.Itoa(r.Connections) }, nil)
+	row("requests", func(r *Result) string { return strconv.FormatInt(r.Requests, 10) }, nil)
+	row("ok", func(r *Result) string { return strconv.FormatInt(r.OK, 10) }, nil)
+	row("elapsed", func(r *Result) string { return strconv.FormatFloat(r.ElapsedS, 'f', 2, 64) + "s" }, nil)
+	row("throughput (rps)", func(r *Result) string { return fmtNum(r.ThroughputRPS) },
+		func(ra *Ratio) float64 { return ra.Throughput })
+	lat := func(label string, get func(l *Latency) float64, ratio func(ra *Ratio) float64) {
+		row(label, func(r *Result) string {
+			if r.Latency.Count == 0 {
+				return "–"
+			}
+			return fmtMs(get(&r.Latency))
+		}, ratio)
+	}
+	lat("latency mean", func(l *Latency) float64 { return l.MeanMs }, func(ra *Ratio) float64 { return ra.Mean })
+	lat("latency p50", func(l *Latency) float64 { return l.P50Ms }, func(ra *Ratio) float64 { return ra.P50 })
+	lat("latency p90", func(l *Latency) float64 { return l.P90Ms }, func(ra *Ratio) float64 { return ra.P90 })
+	lat("latency p99", func(l *Latency) float64 { return l.P99Ms }, func(ra *Ratio) float64 { return ra.P99 })
+	lat("latency p99.9", func(l *Latency) float64 { return l.P999Ms }, func(ra *Ratio) float64 { return ra.P999 })
+	lat("latency max", func(l *Latency) float64 { return l.MaxMs }, func(ra *Ratio) float64 { return ra.Max })
+	count := func(label string, get func(r *Result) int64) {
+		row(label, func(r *Result) string { return strconv.FormatInt(get(r), 10) }, nil)
+	}
+	count("errors", func(r *Result) int64 { return r.Errors.Total })
+	count("errors: status ≥ 400", func(r *Result) int64 { return r.Errors.Status })
+	count("errors: timeout", func(r *Result) int64 { return r.Errors.Timeout })
+	count("errors: connection", func(r *Result) int64 { return r.Errors.Connection })
+	count("errors: other", func(r *Result) int64 { return r.Errors.Other })
+	var open bool
+	for _, r := range rep.Runs {
+		open = open || r.Generator != nil
+	}
+	if open {
+		gen := func(label string, get func(g *Generator) string) {
+			row(label, func(r *Result) string {
+				if r.Generator == nil {
+					return "–"
+				}
+				return get(r.Generator)
+			}, nil)
+		}
+		gen("sent late (> 1ms)", func(g *Generator) string { return strconv.FormatInt(g.Late, 10) })
+		gen("send lag p99", func(g *Generator) string { return fmtMs(g.LagP99Ms) })
+		gen("unsent", func(g *Generator) string { return strconv.FormatInt(g.Unsent, 10) })
+	}
+	p.printf("</tbody>\n</table>\n")
+}
+
+// details writes each run's configuration, status codes and warnings.
+func (p *page) details() {
+	p.printf("<h2>Runs</h2>\n")
+	for i, r := range p.rep.Runs {
+		p.printf("<h3><span class=\"swatch\" style=\"background:%s\"></span>%s</h3>\n<dl>\n", color(i), esc(r.Name))
+		dd := func(k, v string) { p.printf("<dt>%s</dt><dd>%s</dd>\n", esc(k), v) }
+		dd("target", "<code>"+esc(r.Method+" "+r.URL)+"</code>")
+		dd("started", esc(r.Started.Format("2006-01-02 15:04:05 MST")))
+		var bounds []string
+		if r.DurationS > 0 {
+			bounds = append(bounds, strconv.FormatFloat(r.DurationS, 'f', -1, 64)+"s")
+		}
+		if r.RequestsLimit > 0 {
+			bounds = append(bounds, strconv.FormatInt(r.RequestsLimit, 10)+" requests")
+		}
+		dd("bounds", esc(strings.Join(bounds, ", ")+", timeout "+fmtMs(r.TimeoutMs)))
+		if r.ServiceTime != nil {
+			s := r.ServiceTime
+			dd("service time", esc(fmt.Sprintf("p50 %s, p99 %s, max %s (from the actual send time)",
+				fmtMs(s.P50Ms), fmtMs(s.P99Ms), fmtMs(s.MaxMs))))
+		}
+		var codes []string
+		for c, n := range r.StatusCodes {
+			codes = append(codes, c+": "+strconv.FormatInt(n, 10))
+		}
+		if len(codes) > 0 {
+			slices.Sort(codes)
+			dd("status codes", esc(strings.Join(codes, ", ")))
+		}
+		for _, s := range r.Errors.Samples {
+			dd("error", "<code>"+esc(s)+"</code>")
+		}
+		for _, ws := range r.Warnings() {
+			dd("warning", "<span class=\"warn\">"+esc(ws)+"</span>")
+		}
+		p.printf("</dl>\n")
+	}
+}
+
+// Chart geometry, in SVG user units.
+const (
+	chartW      = 900
+	chartH      = 300
+	chartLeft   = 70
+	chartRight  = 20
+	chartTop    = 12
+	chartBottom = 40
+)
+
+type xy struct{ x, y float64 }
+
+type series struct {
+	name  string
+	color string
+	dash  bool
+	// segments are drawn as separate lines (gaps where there is no data).
+	segments [][]xy
+}
+
+type tick struct {
+	at    float64
+	label string
+}
+
+type chart struct {
+	xMin, xMax, yMax float64
+	xTicks, yTicks   []tick
+	xLabel, yLabel   string
+	series           []series
+}
+
+func (c *chart) px(x float64) float64 {
+	return chartLeft + (x-c.xMin)/(c.xMax-c.xMin)*(chartW-chartLeft-chartRight)
+}
+
+func (c *chart) py(y float64) float64 {
+	return chartH - chartBottom - y/c.yMax*(chartH-chartTop-chartBottom)
+}
+
+func (p *page) svg(c *chart) {
+	p.printf("<svg width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n", chartW, chartH, chartW, chartH)
+	x0, x1 := c.px(c.xMin), c.px(c.xMax)
+	y0, y1 := c.py(0), c.py(c.yMax)
+	for _, t := range c.yTicks {
+		y := c.py(t.at)
+		p.printf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>", x0, y, x1, y)
+		p.printf("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", x0-6, y+4, esc(t.label))
+	}
+	for _, t := range c.xTicks {
+		x := c.px(t.at)
+		p.printf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>", x, y0, x, y1)
+		p.printf("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", x, y0+16, esc(t.label))
+	}
+	p.printf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\"/>", x0, y0, x1, y0)
+	p.printf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\"/>\n", x0, y0, x0, y1)
+	p.printf("<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", (x0+x1)/2, chartH-4, esc(c.xLabel))
+	p.printf("<text x=\"14\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 14 %.1f)\">%s</text>\n",
+		(y0+y1)/2, (y0+y1)/2, esc(c.yLabel))
+	for _, s := range c.series {
+		dash := ""
+		if s.dash {
+			dash = " stroke-dasharray=\"5 4\""
+		}
+		p.printf("<g><title>%s</title>\n", esc(s.name))
+		for _, seg := range s.segments {
+			if len(seg) == 1 {
+				p.printf("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n", c.px(seg[0].x), c.py(seg[0].y), s.color)
+				continue
+			}
+			p.printf("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\"%s points=\"", s.color, dash)
+			for i, pt := range seg {
+				if i > 0 {
+					p.printf(" ")
+				}
+				p.printf("%.1f,%.1f", c.px(pt.x), c.py(min(pt.y, c.yMax)))
+			}
+			p.printf("\"/>\n")
+		}
+		p.printf("</g>\n")
+	}
+	p.printf("</svg>\n")
+}
+
+// niceTicks returns about n round ticks from 0 to at least max, and the top.
+func niceTicks(maxV float64, n int, label func(float64) string) ([]tick, float64) {
+	if !(maxV > 0) || math.IsInf(maxV, 0) {
+		maxV = 1
+	}
+	raw := maxV / float64(n)
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := mag
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if m*mag >= raw {
+			step = m * mag
+			break
+		}
+	}
+	top := math.Ceil(maxV/step) * step
+	var ts []tick
+	for v := 0.0; v <= top+step/2; v += step {
+		ts = append(ts, tick{at: v, label: label(v)})
+	}
+	return ts, top
+}
+
+// percentileX maps a percentile to the log axis: log10(1/(1-p)).
+func percentileX(pct float64, capX float64) float64 {
+	if pct >= 100 {
+		return capX
+	}
+	return min(math.Log10(100/(100-pct)), capX)
+}
+
+func (p *page) percentileChart() {
+	c := &chart{xLabel: "percentile", yLabel: "latency"}
+	decades := 2.0
+	maxY := 0.0
+	for _, r := range p.rep.Runs {
+		if r.Latency.Count > 0 {
+			decades = max(decades, math.Ceil(math.Log10(float64(r.Latency.Count))))
+		}
+	}
+	decades = min(decades, 7)
+	for i, r := range p.rep.Runs {
+		if len(r.Curve) == 0 {
+			continue
+		}
+		capX := min(math.Log10(float64(max(r.Latency.Count, 1))), decades)
+		seg := make([]xy, 0, len(r.Curve))
+		for _, pt := range r.Curve {
+			seg = append(seg, xy{percentileX(pt.Percentile, capX), pt.LatencyMs})
+			maxY = max(maxY, pt.LatencyMs)
+		}
+		c.series = append(c.series, series{name: r.Name, color: color(i), segments: [][]xy{seg}})
+	}
+	c.xMin, c.xMax = 0, decades
+	for d := 0.0; d <= decades; d++ {
+		label := "0%"
+		if d > 0 {
+			label = strconv.FormatFloat(100-100/math.Pow(10, d), 'f', -1, 64) + "%"
+		}
+		c.xTicks = append(c.xTicks, tick{at: d, label: label})
+	}
+	c.yTicks, c.yMax = niceTicks(maxY, 5, fmtMs)
+	p.svg(c)
+}
+
+// timeChart draws one value per second per run; with second, a dashed
+// second value. ok reports whether the second has data.
+func (p *page) timeChart(get func(s Second) (v, second float64, ok bool), withSecond, latency bool) {
+	c := &chart{xLabel: "seconds", yLabel: "requests per second"}
+	label := fmtNum
+	if latency {
+		c.yLabel = "latency"
+		label = fmtMs
+	}
+	maxX, maxY := 1.0, 0.0
+	for i, r := range p.rep.Runs {
+		var main, sec [][]xy
+		var cur, curSec []xy
+		for _, s := range r.Timeline {
+			v, v2, ok := get(s)
+			if !ok {
+				if len(cur) > 0 {
+					main, sec = append(main, cur), append(sec, curSec)
+					cur, curSec = nil, nil
+				}
+				continue
+			}
+			x := float64(s.T) + 0.5
+			cur = append(cur, xy{x, v})
+			curSec = append(curSec, xy{x, v2})
+			maxY = max(maxY, v, v2)
+			maxX = max(maxX, float64(s.T+1))
+		}
+		if len(cur) > 0 {
+			main, sec = append(main, cur), append(sec, curSec)
+		}
+		name := r.Name
+		if withSecond {
+			name += " p99"
+		}
+		c.series = append(c.series, series{name: name, color: color(i), segments: main})
+		if withSecond {
+			c.series = append(c.series, series{name: r.Name + " p50", color: color(i), dash: true, segments: sec})
+		}
+	}
+	c.xTicks, c.xMax = niceTicks(maxX, 10, func(v float64) string { return fmtNum(v) + "s" })
+	c.yTicks, c.yMax = niceTicks(maxY, 5, label)
+	if !latency {
+		// Counts: avoid fractional tick labels on small scales.
+		for i := range c.yTicks {
+			c.yTicks[i].label = strconv.FormatFloat(c.yTicks[i].at, 'f', -1, 64)
+		}
+	}
+	p.svg(c)
+}
