@@ -17,6 +17,10 @@ var routeFiles embed.FS
 // ExampleRequest is a request body for the allocate route.
 const ExampleRequest = `{"order":{"id":"o-1","amount":23.5,"payment":"card","account_age_days":400,"hour":9},"drivers":[{"driver_id":1001,"distance_km":1.2,"rating":4.8,"acceptance_rate":0.92,"trips":14},{"driver_id":1002,"distance_km":3.4,"rating":4.5,"acceptance_rate":0.71,"trips":22},{"driver_id":1003,"distance_km":0.8,"rating":4.1,"acceptance_rate":0.55,"trips":5}]}`
 
+// ExampleRankRequest is a request body for the rank-drivers route: an order
+// and the candidate drivers whose features come from the feature store.
+const ExampleRankRequest = `{"order":{"id":"o-2","amount":61.0,"payment":"cash","account_age_days":12,"hour":23},"candidates":[1001,1007,1013,1042]}`
+
 // Demo is a running set of example models.
 type Demo struct {
 	// Resolve maps each model's host name to its loopback address.

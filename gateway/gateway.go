@@ -30,6 +30,8 @@ type Options struct {
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// Logger receives the gateway's log lines (default slog.Default()).
 	Logger *slog.Logger
+	// FeatureTimeout bounds a /get-online-features read (default 1s).
+	FeatureTimeout time.Duration
 }
 
 // Gateway serves routes on a traffic listener and exposes admin endpoints on
@@ -66,6 +68,9 @@ func New(opts Options) *Gateway {
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 60 * time.Second
+	}
+	if opts.FeatureTimeout <= 0 {
+		opts.FeatureTimeout = time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -134,6 +139,10 @@ func (g *Gateway) Table() *router.Table { return g.table.Load() }
 
 func (g *Gateway) handle(rc *fasthttp.RequestCtx) {
 	p := g.table.Load().Lookup(rc.Path())
+	if p == nil && g.opts.Env.Features != nil && string(rc.Path()) == OnlineFeaturesPath {
+		g.serveOnlineFeatures(rc)
+		return
+	}
 	if p == nil {
 		notFound.Inc()
 		router.WriteError(rc, fasthttp.StatusNotFound, fmt.Sprintf("no route serves path %q", rc.Path()), "", "")

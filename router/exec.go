@@ -138,8 +138,12 @@ func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
 	failed, err := e.run()
 	if failed >= 0 {
 		status := fasthttp.StatusBadGateway
-		if errors.Is(err, tasks.ErrDeadline) {
+		var reqErr *tasks.RequestError
+		switch {
+		case errors.Is(err, tasks.ErrDeadline):
 			status = fasthttp.StatusGatewayTimeout
+		case errors.As(err, &reqErr):
+			status = fasthttp.StatusBadRequest
 		}
 		msg := "task " + strconv.Quote(p.nodes[failed].name) + " failed: " + err.Error()
 		p.writeError(rc, status, msg, p.nodes[failed].name)

@@ -291,18 +291,14 @@ func (t *httpTask) Run(x *Exchange, r *Result) error {
 		}
 		r.Attempts++
 		var kind failKind
-		if t.breaker != nil {
-			err = t.breaker.Do(func() (bool, error) {
-				var e error
-				kind, e = t.try(req, resp, x, r)
-				return kind != failNone && kind != failOther && !(kind == failStatus && r.Status < 500), e
-			})
-			if err == ErrBreakerOpen {
-				t.errBreaker.Inc()
-				return fmt.Errorf("%s: %w", t.host, ErrBreakerOpen)
-			}
-		} else {
-			kind, err = t.try(req, resp, x, r)
+		err = t.breaker.Do(func() (bool, error) {
+			var e error
+			kind, e = t.try(req, resp, x, r)
+			return kind != failNone && kind != failOther && !(kind == failStatus && r.Status < 500), e
+		})
+		if err == ErrBreakerOpen {
+			t.errBreaker.Inc()
+			return fmt.Errorf("%s: %w", t.host, ErrBreakerOpen)
 		}
 		if err == nil {
 			return nil

@@ -199,8 +199,12 @@ func (e errBreakerCounted) Error() string { return e.err.Error() }
 
 // Do runs call through the breaker. call reports whether its failure (if
 // any) counts against the upstream; a request the breaker rejects returns
-// ErrBreakerOpen at once.
+// ErrBreakerOpen at once. A nil Breaker (disabled) just runs call.
 func (b *Breaker) Do(call func() (counted bool, err error)) error {
+	if b == nil {
+		_, err := call()
+		return err
+	}
 	var callErr error
 	_, err := b.cb.Execute(func() (struct{}, error) {
 		counted, err := call()
@@ -216,10 +220,5 @@ func (b *Breaker) Do(call func() (counted bool, err error)) error {
 	return callErr
 }
 
-// FeatureEnv and ModelResolver are filled in by the kinds that use them.
-type (
-	// FeatureEnv gives feature tasks their store and view definitions.
-	FeatureEnv struct{}
-	// ModelResolver resolves model references to serving endpoints.
-	ModelResolver interface{}
-)
+// ModelResolver resolves model references to serving endpoints.
+type ModelResolver interface{}

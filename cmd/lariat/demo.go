@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/lariat-gw/lariat/demo"
+	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/gateway"
 	"github.com/lariat-gw/lariat/tasks"
 )
@@ -40,9 +41,16 @@ func demoCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "lariat demo:", err)
 		return 2
 	}
+	env := tasks.NewEnv(resolve)
+	views, store, err := featurefetch.NewDemoStore()
+	if err != nil {
+		log.Error("cannot load example features", "error", err)
+		return 1
+	}
+	env.Features = &tasks.FeatureEnv{Views: views, Store: store}
 	g := gateway.New(gateway.Options{
 		RoutesDir:    dir,
-		Env:          tasks.NewEnv(resolve),
+		Env:          env,
 		MaxBodySize:  sf.maxBody,
 		ReadTimeout:  sf.readTimeout,
 		WriteTimeout: sf.writeTimeout,
@@ -61,9 +69,14 @@ Try a prediction (both models are called in parallel and merged):
   curl -s -X POST http://%s/v1/allocate -H 'Content-Type: application/json' \
     -d '%s'
 
+Rank candidate drivers with their online features (a feature lookup feeds the
+ranking model while the fraud model runs in parallel):
+
+  curl -s -X POST http://%s/v1/rank-drivers -d '%s'
+
 Routes:  curl -s http://%s/routes
 Metrics: curl -s http://%s/metrics
 Stop with Ctrl-C.
-`, dir, traffic, demo.ExampleRequest, admin, admin)
+`, dir, traffic, demo.ExampleRequest, traffic, demo.ExampleRankRequest, admin, admin)
 	})
 }

@@ -73,6 +73,8 @@ func serveCmd(args []string) int {
 	var sf serverFlags
 	sf.register(fs)
 	routes := fs.String("routes", "", "folder of route files (*.yaml)")
+	var ff featureFlags
+	ff.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -86,9 +88,17 @@ func serveCmd(args []string) int {
 		return 2
 	}
 	log := sf.logger()
+	env := tasks.NewEnv(resolve)
+	features, closeFeatures, err := ff.env()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lariat serve:", err)
+		return 1
+	}
+	defer closeFeatures()
+	env.Features = features
 	g := gateway.New(gateway.Options{
 		RoutesDir:    *routes,
-		Env:          tasks.NewEnv(resolve),
+		Env:          env,
 		MaxBodySize:  sf.maxBody,
 		ReadTimeout:  sf.readTimeout,
 		WriteTimeout: sf.writeTimeout,

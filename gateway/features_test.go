@@ -1,0 +1,168 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/internal/redistest"
+	"github.com/lariat-gw/lariat/internal/upstreamtest"
+	"github.com/lariat-gw/lariat/tasks"
+)
+
+// startFeatureGateway serves routes with a feature store on a real
+// redis-server seeded with the demo rows.
+func startFeatureGateway(t *testing.T, routes map[string]string) (*testGateway, *redistest.Server) {
+	t.Helper()
+	srv := redistest.Start(t)
+	views, err := featurefetch.DemoViews()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := featurefetch.NewRedisStore(featurefetch.RedisOptions{Addrs: []string{srv.Addr()}, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	if _, err := views.Seed(context.Background(), store, "", featurefetch.DemoSeed()); err != nil {
+		t.Fatal(err)
+	}
+	fe := &tasks.FeatureEnv{Views: views, Store: store, Breaker: tasks.BreakerSettings{Disabled: true}}
+	return startGateway(t, routes, nil, func(o *Options) { o.Env.Features = fe }), srv
+}
+
+const featureRoute = `
+name: feat
+endpoint: /feat
+timeout: 500ms
+tasks:
+  features:
+    type: feature
+    inputs:
+      entities: {driver_id: '{{ .request.candidates }}'}
+      features: [driver_stats:conv_rate, driver_stats:rating, driver_trips:recent_trip_km]
+      defaults: {driver_stats:rating: 4.0}
+      timeout: 200ms
+    output: {path: response.body.features}
+%s
+`
+
+func TestFeatureTaskFeedsModel(t *testing.T) {
+	model := upstreamtest.Start(t, upstreamtest.Echo())
+	route := fmt.Sprintf(featureRoute, fmt.Sprintf(`  rank:
+    type: http
+    inputs: {address: %s, body: '{"drivers": {{ .tasks.features.body }}}'}
+    output: {path: response.body.model}`, model.URL("/predict")))
+	tg, _ := startFeatureGateway(t, map[string]string{"f.yaml": route})
+	a := tg.post(t, "/feat", `{"candidates":[1001,1002,99999]}`)
+	if a.status != 200 {
+		t.Fatalf("answer %d %s", a.status, a.body)
+	}
+	want := `[{"driver_id":1001,"conv_rate":0.388,"rating":3.57,"recent_trip_km":[27.3]},`
+	if got := gjson.Get(a.body, "features").Raw; !strings.HasPrefix(got, want) {
+		t.Fatalf("features %s, want prefix %s", got, want)
+	}
+	if got := gjson.Get(a.body, "features.2").Raw; got != `{"driver_id":99999,"conv_rate":null,"rating":4,"recent_trip_km":null}` {
+		t.Fatalf("missing entity: %s", got)
+	}
+	// The model received exactly the feature rows.
+	if got, want := gjson.Get(model.LastBody(), "drivers").Raw, gjson.Get(a.body, "features").Raw; got != want {
+		t.Fatalf("model got %s, want %s", got, want)
+	}
+	// Bad entity values are the client's fault.
+	if a := tg.post(t, "/feat", `{"candidates":["not-a-number"]}`); a.status != 400 || !strings.Contains(a.body, `invalid INT64`) {
+		t.Fatalf("bad entity: %d %s", a.status, a.body)
+	}
+}
+
+func TestFeatureStoreDownAndBack(t *testing.T) {
+	route := fmt.Sprintf(featureRoute, "") + `
+  plain:
+    type: feature
+    inputs:
+      entities: {driver_id: '{{ .request.candidates }}'}
+      features: [driver_stats:acc_rate]
+      timeout: 200ms
+    output: {path: response.body.plain}
+    on_error: {default: []}
+`
+	route = strings.Replace(route, "    output: {path: response.body.features}\n", "    output: {path: response.body.features}\n    on_error: {default: \"unavailable\"}\n", 1)
+	tg, srv := startFeatureGateway(t, map[string]string{"f.yaml": route})
+	req := `{"candidates":[1001]}`
+	if a := tg.post(t, "/feat", req); a.status != 200 || a.header.Get("X-Lariat-Incomplete") != "" {
+		t.Fatalf("before: %d %s", a.status, a.body)
+	}
+	srv.Stop()
+	start := time.Now()
+	a := tg.post(t, "/feat", req)
+	if a.status != 200 || a.body != `{"features":"unavailable","plain":[]}` || a.header.Get("X-Lariat-Incomplete") == "" {
+		t.Fatalf("redis down: %d %s %v", a.status, a.body, a.header)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("answer took %s with Redis down; the task timeout is 200ms", took)
+	}
+	srv.Restart()
+	// The gateway reconnects by itself: a bounded number of tries.
+	var last answer
+	for i := 0; i < 50; i++ {
+		last = tg.post(t, "/feat", req)
+		if last.status == 200 && last.header.Get("X-Lariat-Incomplete") == "" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if last.header.Get("X-Lariat-Incomplete") != "" {
+		t.Fatalf("after restart: %d %s", last.status, last.body)
+	}
+	// A restarted server is empty: values are missing, not errors.
+	if got := gjson.Get(last.body, "features.0.conv_rate").Raw; got != "null" {
+		t.Fatalf("after restart: %s", last.body)
+	}
+}
+
+func TestFeatureStoreDownFailsWithoutDefault(t *testing.T) {
+	tg, srv := startFeatureGateway(t, map[string]string{"f.yaml": fmt.Sprintf(featureRoute, "")})
+	srv.Stop()
+	a := tg.post(t, "/feat", `{"candidates":[1001]}`)
+	if a.status != 502 && a.status != 504 || !strings.Contains(a.body, `"task":"features"`) || !strings.Contains(a.body, "feature store") {
+		t.Fatalf("redis down: %d %s", a.status, a.body)
+	}
+}
+
+func TestGetOnlineFeatures(t *testing.T) {
+	tg, _ := startFeatureGateway(t, nil)
+	a := tg.post(t, OnlineFeaturesPath, `{"features":["driver_stats:conv_rate","driver_stats:avg_daily_trips"],"entities":{"driver_id":[1001,424242]}}`)
+	if a.status != 200 {
+		t.Fatalf("answer %d %s", a.status, a.body)
+	}
+	f := func(path, want string) {
+		t.Helper()
+		if got := gjson.Get(a.body, path).Raw; got != want {
+			t.Fatalf("%s = %s, want %s in %s", path, got, want, a.body)
+		}
+	}
+	f("metadata.feature_names", `["driver_id","conv_rate","avg_daily_trips"]`)
+	f("results.0.values", `[1001,424242]`)
+	f("results.1.values", `[0.388,null]`)
+	f("results.1.statuses", `["PRESENT","NOT_FOUND"]`)
+	f("results.2.values", `[44,null]`)
+	if n := len(gjson.Get(a.body, "results.1.event_timestamps").Array()); n != 2 {
+		t.Fatalf("event_timestamps: %s", a.body)
+	}
+	if a := tg.post(t, OnlineFeaturesPath, `{"features":["nope:x"],"entities":{"driver_id":[1]}}`); a.status != 400 || !strings.Contains(a.body, "nope") {
+		t.Fatalf("bad request: %d %s", a.status, a.body)
+	}
+}
+
+func TestFeatureRouteNeedsStore(t *testing.T) {
+	tg := startGateway(t, map[string]string{"f.yaml": fmt.Sprintf(featureRoute, "")}, nil)
+	_, errs := tg.g.RoutesInfo()
+	if len(errs) != 1 || !strings.Contains(errs[0], `f.yaml:7:11: task "features": feature tasks need a feature store`) {
+		t.Fatalf("errors %v", errs)
+	}
+}

@@ -1,0 +1,215 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/featurefetch"
+)
+
+func init() {
+	Register(Kind{Name: "feature", New: newFeatureTask, UsesContext: true})
+}
+
+// FeatureEnv gives feature tasks their store and feature-view definitions.
+type FeatureEnv struct {
+	Views *featurefetch.Views
+	Store featurefetch.Store
+	// Breaker guards the store: consecutive read failures open it and
+	// feature tasks then fail at once.
+	Breaker BreakerSettings
+}
+
+// FeatureInputs are the settings of a feature task: one read of online
+// features for the entities a request names, in one round trip.
+type FeatureInputs struct {
+	// Project is the feature-store project; by default the one of the
+	// feature-view definitions.
+	Project config.String `yaml:"project"`
+	// Entities maps each join key to a template giving one value or a list
+	// of values (one per entity), e.g. '{{ .request.drivers.#.id }}'.
+	Entities map[string]config.String `yaml:"entities"`
+	// Features lists "view:feature" references.
+	Features []config.String `yaml:"features"`
+	// Defaults maps "view:feature" to the value used when it is missing.
+	Defaults map[string]json.RawMessage `yaml:"defaults"`
+	// MaxAge overrides a view's maximum age per view name; older values
+	// are reported OUTSIDE_MAX_AGE.
+	MaxAge map[string]config.Duration `yaml:"max_age"`
+	// DropStale treats values older than their maximum age as missing.
+	DropStale bool `yaml:"drop_stale"`
+	// CacheTTL > 0 serves reads from the client-side cache, kept coherent
+	// by the server, for at most this long.
+	CacheTTL config.Duration `yaml:"cache_ttl"`
+	// Shape is "rows" (one object per entity, the default) or "columns"
+	// (Feast's /get-online-features response).
+	Shape config.String `yaml:"shape"`
+	// FullNames names features view__feature.
+	FullNames bool `yaml:"full_names"`
+	// Timeout bounds the read; by default the route timeout.
+	Timeout config.Duration `yaml:"timeout"`
+}
+
+type featureTask struct {
+	plan     *featurefetch.Plan
+	store    featurefetch.Store
+	keys     []*Template
+	timeout  time.Duration
+	breaker  *Breaker
+	errStore *metrics.Counter
+	errReq   *metrics.Counter
+}
+
+func newFeatureTask(s *Spec) (Task, error) {
+	var in FeatureInputs
+	if err := s.Decode(&in); err != nil {
+		return nil, err
+	}
+	fe := s.Env.Features
+	if fe == nil || fe.Views == nil || fe.Store == nil {
+		return nil, s.Errorf(s.Task.Type.Pos, "feature tasks need a feature store: start lariat with --feature-views FILE and --redis ADDR")
+	}
+	if len(in.Features) == 0 {
+		return nil, s.Errorf(s.Task.NamePos, "inputs.features: list at least one \"view:feature\"")
+	}
+	feats := make([]string, len(in.Features))
+	for i, f := range in.Features {
+		feats[i] = f.Value
+	}
+	opt := featurefetch.PlanOptions{
+		Defaults:  in.Defaults,
+		DropStale: in.DropStale,
+		CacheTTL:  in.CacheTTL.D,
+		FullNames: in.FullNames,
+	}
+	switch in.Shape.Value {
+	case "", "rows":
+		opt.Shape = featurefetch.ShapeRows
+	case "columns":
+		opt.Shape = featurefetch.ShapeColumns
+	default:
+		return nil, s.Errorf(in.Shape.Pos, "inputs.shape must be rows or columns, got %q", in.Shape.Value)
+	}
+	if len(in.MaxAge) > 0 {
+		opt.MaxAge = map[string]time.Duration{}
+		for view, d := range in.MaxAge {
+			if _, ok := fe.Views.View(view); !ok {
+				return nil, s.Errorf(d.Pos, "inputs.max_age: unknown feature view %q", view)
+			}
+			opt.MaxAge[view] = d.D
+		}
+	}
+	plan, err := fe.Views.NewPlan(in.Project.Value, feats, opt)
+	if err != nil {
+		return nil, s.Errorf(in.Features[0].Pos, "inputs.features: %v", err)
+	}
+	t := &featureTask{plan: plan, store: fe.Store, timeout: s.Route.Timeout.D}
+	for _, k := range plan.JoinKeys() {
+		src, ok := in.Entities[k]
+		if !ok {
+			return nil, s.Errorf(s.Task.NamePos, "inputs.entities: these features need join key %q; give it a value, e.g. %s: '{{ .request.%s }}'", k, k, k)
+		}
+		tmpl, err := s.Template("entities."+k, src, ModeJSON)
+		if err != nil {
+			return nil, err
+		}
+		t.keys = append(t.keys, tmpl)
+	}
+	for k, v := range in.Entities {
+		if !contains(plan.JoinKeys(), k) {
+			return nil, s.Errorf(v.Pos, "inputs.entities: %q is not a join key of the requested features (want %v)", k, plan.JoinKeys())
+		}
+	}
+	if in.Timeout.Set {
+		if in.Timeout.D > s.Route.Timeout.D {
+			return nil, s.Errorf(in.Timeout.Pos, "inputs.timeout %s is longer than the route timeout %s", in.Timeout.D, s.Route.Timeout.D)
+		}
+		t.timeout = in.Timeout.D
+	}
+	bs := fe.Breaker
+	if bs.Failures == 0 && !bs.Disabled {
+		bs = DefaultBreaker
+	}
+	t.breaker = s.Env.Upstreams.Breaker("featurestore", bs)
+	t.errStore = metrics.GetOrCreateCounter(`lariat_upstream_errors_total{` + s.Labels + `,reason="feature_store"}`)
+	t.errReq = metrics.GetOrCreateCounter(`lariat_upstream_errors_total{` + s.Labels + `,reason="bad_entities"}`)
+	return t, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Run renders the entity values and reads every feature in one round trip.
+func (t *featureTask) Run(x *Exchange, r *Result) error {
+	r.Attempts = 1
+	var offs [8]int
+	ends := offs[:0]
+	r.scratch = r.scratch[:0]
+	for _, k := range t.keys {
+		r.scratch = k.Append(r.scratch, x)
+		ends = append(ends, len(r.scratch))
+	}
+	var arr [8][]byte
+	keys := arr[:0]
+	start := 0
+	for _, end := range ends {
+		keys = append(keys, r.scratch[start:end])
+		start = end
+	}
+	ctx := x.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if t.timeout < x.Remaining() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.timeout)
+		defer cancel()
+	}
+	var out []byte
+	err := t.breaker.Do(func() (bool, error) {
+		var err error
+		out, err = t.plan.Fetch(ctx, t.store, keys, r.Body[:0])
+		var bre *featurefetch.BadRequestError
+		if errors.As(err, &bre) {
+			return false, err
+		}
+		return err != nil, err
+	})
+	if err == nil {
+		r.Body = out
+		r.Status = 200
+		return nil
+	}
+	var bre *featurefetch.BadRequestError
+	switch {
+	case errors.As(err, &bre):
+		t.errReq.Inc()
+		return &RequestError{Msg: "feature entities: " + bre.Message}
+	case errors.Is(err, ErrBreakerOpen):
+		t.errStore.Inc()
+		return fmt.Errorf("feature store: %w", err)
+	case errors.Is(err, context.DeadlineExceeded) && !x.Deadline.After(time.Now()):
+		t.errStore.Inc()
+		return fmt.Errorf("feature store: %w", ErrDeadline)
+	}
+	t.errStore.Inc()
+	return fmt.Errorf("feature store: %w", err)
+}
+
+// RequestError is a task failure caused by the request's content; the
+// route answers 400.
+type RequestError struct{ Msg string }
+
+func (e *RequestError) Error() string { return e.Msg }
