@@ -28,12 +28,19 @@ func (g *Gateway) handleAdmin(rc *fasthttp.RequestCtx) {
 
 func (g *Gateway) serveReady(rc *fasthttp.RequestCtx) {
 	type detail struct {
-		Ready  bool `json:"ready"`
-		Routes int  `json:"routes"`
-		Errors int  `json:"route_errors"`
+		Ready   bool           `json:"ready"`
+		Routes  int            `json:"routes"`
+		Errors  int            `json:"route_errors"`
+		Details map[string]any `json:"details,omitempty"`
 	}
 	t := g.table.Load()
 	d := detail{Ready: g.ready.Load(), Routes: len(t.Plans()), Errors: len(t.Errors)}
+	if len(g.opts.ReadyDetails) > 0 {
+		d.Details = map[string]any{}
+		for name, f := range g.opts.ReadyDetails {
+			d.Details[name] = f()
+		}
+	}
 	if !d.Ready {
 		rc.SetStatusCode(fasthttp.StatusServiceUnavailable)
 	}

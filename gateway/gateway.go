@@ -32,6 +32,9 @@ type Options struct {
 	Logger *slog.Logger
 	// FeatureTimeout bounds a /get-online-features read (default 1s).
 	FeatureTimeout time.Duration
+	// ReadyDetails adds named details (such as the model registry's
+	// freshness) to the /readyz answer.
+	ReadyDetails map[string]func() any
 }
 
 // Gateway serves routes on a traffic listener and exposes admin endpoints on

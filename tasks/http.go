@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -28,6 +30,11 @@ type HTTPInputs struct {
 	// route loads; its path and query may hold templates (values are
 	// percent-encoded).
 	Address config.String `yaml:"address"`
+	// Model names a registry model instead of an address: "name@alias" or
+	// "name/version". The gateway calls the serving endpoint of the version
+	// it resolves to, follows alias moves, and reports the version in
+	// X-Lariat-Models.
+	Model config.String `yaml:"model"`
 	// Method is the HTTP method (POST by default).
 	Method config.String `yaml:"method"`
 	// Headers are request headers; values may hold templates (plain text).
@@ -80,10 +87,13 @@ func (p *retryPolicy) status(code int) bool {
 
 type httpTask struct {
 	name       string
-	client     *fasthttp.HostClient
-	breaker    *Breaker
-	scheme     string
-	host       string // Host header
+	fixed      *target // nil for model tasks
+	model      string  // registry reference, for model tasks
+	models     ModelResolver
+	targets    sync.Map // endpoint → *target, for model tasks
+	breakerSet BreakerSettings
+	upstreams  *Upstreams
+	labels     string
 	pathTmpl   *Template
 	method     []byte
 	headerKeys [][]byte
@@ -103,25 +113,29 @@ type httpTask struct {
 	errBreaker   *metrics.Counter
 }
 
-func newHTTPTask(s *Spec) (Task, error) {
-	var in HTTPInputs
-	if err := s.Decode(&in); err != nil {
-		return nil, err
-	}
-	t := &httpTask{name: s.Task.Name, method: []byte("POST"), retries: in.Retries}
-	if in.Address.Value == "" {
-		return nil, s.Errorf(s.Task.NamePos, "inputs.address is required")
-	}
-	u, err := url.Parse(in.Address.Value)
+// target is one upstream endpoint an http task calls.
+type target struct {
+	client  *fasthttp.HostClient
+	breaker *Breaker
+	scheme  string
+	host    string // Host header
+	path    string // path and query, for model endpoints
+	model   string // "name=version", for model endpoints
+	version string
+	calls   *metrics.Counter
+}
+
+// parseUpstream splits an http(s) URL into scheme, host (as written),
+// host:port to dial, and the path and query.
+func parseUpstream(raw string) (scheme, host, hostPort, rest string, err error) {
+	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Contains(u.Host, "{{") {
-		return nil, s.Errorf(in.Address.Pos, "inputs.address: invalid URL %q: want http(s)://host[:port]/path, with templates only in the path and query", in.Address.Value)
+		return "", "", "", "", fmt.Errorf("invalid URL %q: want http(s)://host[:port]/path, with templates only in the path and query", raw)
 	}
 	if u.User != nil || u.Fragment != "" {
-		return nil, s.Errorf(in.Address.Pos, "inputs.address: URL %q must not hold credentials or a fragment", in.Address.Value)
+		return "", "", "", "", fmt.Errorf("URL %q must not hold credentials or a fragment", raw)
 	}
-	t.scheme = u.Scheme
-	t.host = u.Host
-	hostPort := u.Host
+	hostPort = u.Host
 	if u.Port() == "" {
 		port := "80"
 		if u.Scheme == "https" {
@@ -130,13 +144,82 @@ func newHTTPTask(s *Spec) (Task, error) {
 		hostPort = net.JoinHostPort(u.Hostname(), port)
 	}
 	// The path and query are everything after scheme://host.
-	rest := strings.TrimPrefix(in.Address.Value, u.Scheme+"://"+u.Host)
+	rest = strings.TrimPrefix(raw, u.Scheme+"://"+u.Host)
 	if rest == "" {
 		rest = "/"
 	}
-	t.pathTmpl, err = s.Template("address", config.String{Value: rest, Pos: in.Address.Pos}, ModeURL)
+	return u.Scheme, u.Host, hostPort, rest, nil
+}
+
+func (t *httpTask) newTarget(scheme, host, hostPort string) *target {
+	return &target{
+		client:  t.upstreams.Client(scheme == "https", hostPort),
+		breaker: t.upstreams.Breaker(scheme+"://"+hostPort, t.breakerSet),
+		scheme:  scheme,
+		host:    host,
+	}
+}
+
+// modelTarget returns the target of the model version the task's reference
+// resolves to now.
+func (t *httpTask) modelTarget() (*target, error) {
+	m, ok := t.models.Lookup(t.model)
+	if !ok {
+		return nil, fmt.Errorf("model %s is not resolved", t.model)
+	}
+	if v, ok := t.targets.Load(m.Endpoint); ok {
+		tg := v.(*target)
+		if tg.version == m.Version {
+			return tg, nil
+		}
+	}
+	scheme, host, hostPort, rest, err := parseUpstream(m.Endpoint)
 	if err != nil {
+		return nil, fmt.Errorf("model %s version %s: serving endpoint: %w", m.Name, m.Version, err)
+	}
+	tg := t.newTarget(scheme, host, hostPort)
+	tg.path = rest
+	tg.model = m.Name + "=" + m.Version
+	tg.version = m.Version
+	tg.calls = metrics.GetOrCreateCounter(`lariat_model_calls_total{` + t.labels + `,model=` + strconv.Quote(m.Name) + `,version=` + strconv.Quote(m.Version) + `}`)
+	t.targets.Store(m.Endpoint, tg)
+	return tg, nil
+}
+
+func newHTTPTask(s *Spec) (Task, error) {
+	var in HTTPInputs
+	if err := s.Decode(&in); err != nil {
 		return nil, err
+	}
+	t := &httpTask{name: s.Task.Name, method: []byte("POST"), retries: in.Retries, upstreams: s.Env.Upstreams, labels: s.Labels}
+	var scheme, host, hostPort string
+	switch {
+	case in.Address.Value != "" && in.Model.Value != "":
+		return nil, s.Errorf(in.Model.Pos, "inputs: give either address or model, not both")
+	case in.Model.Value != "":
+		if s.Env.Models == nil {
+			return nil, s.Errorf(in.Model.Pos, "inputs.model: naming a model needs a model registry: start lariat with --registry URL")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := s.Env.Models.Register(ctx, in.Model.Value)
+		cancel()
+		if err != nil {
+			return nil, s.Errorf(in.Model.Pos, "inputs.model: cannot resolve %q: %v", in.Model.Value, err)
+		}
+		t.model, t.models = in.Model.Value, s.Env.Models
+	case in.Address.Value == "":
+		return nil, s.Errorf(s.Task.NamePos, "inputs.address (or inputs.model) is required")
+	default:
+		var rest string
+		var err error
+		scheme, host, hostPort, rest, err = parseUpstream(in.Address.Value)
+		if err != nil {
+			return nil, s.Errorf(in.Address.Pos, "inputs.address: %v", err)
+		}
+		t.pathTmpl, err = s.Template("address", config.String{Value: rest, Pos: in.Address.Pos}, ModeURL)
+		if err != nil {
+			return nil, err
+		}
 	}
 	if m := in.Method.Value; m != "" {
 		m = strings.ToUpper(m)
@@ -160,6 +243,7 @@ func newHTTPTask(s *Spec) (Task, error) {
 		t.headerVals = append(t.headerVals, tmpl)
 	}
 	if in.Body.Value != "" {
+		var err error
 		if t.body, err = s.Template("body", in.Body, ModeJSON); err != nil {
 			return nil, err
 		}
@@ -204,8 +288,10 @@ func newHTTPTask(s *Spec) (Task, error) {
 		}
 		bs.Disabled = b.Disabled
 	}
-	t.client = s.Env.Upstreams.Client(u.Scheme == "https", hostPort)
-	t.breaker = s.Env.Upstreams.Breaker(u.Scheme+"://"+hostPort, bs)
+	t.breakerSet = bs
+	if t.model == "" {
+		t.fixed = t.newTarget(scheme, host, hostPort)
+	}
 
 	l := s.Labels
 	t.retriesTotal = metrics.GetOrCreateCounter(`lariat_task_retries_total{` + l + `}`)
@@ -274,11 +360,20 @@ const (
 // Run calls the upstream, retrying what the policy allows while the route
 // budget can hold another full try.
 func (t *httpTask) Run(x *Exchange, r *Result) error {
+	tg := t.fixed
+	if tg == nil {
+		var err error
+		if tg, err = t.modelTarget(); err != nil {
+			return err
+		}
+		r.Model = tg.model
+		tg.calls.Inc()
+	}
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	t.buildRequest(req, x, r)
+	t.buildRequest(req, x, r, tg)
 
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -291,14 +386,14 @@ func (t *httpTask) Run(x *Exchange, r *Result) error {
 		}
 		r.Attempts++
 		var kind failKind
-		err = t.breaker.Do(func() (bool, error) {
+		err = tg.breaker.Do(func() (bool, error) {
 			var e error
-			kind, e = t.try(req, resp, x, r)
+			kind, e = t.try(req, resp, x, r, tg)
 			return kind != failNone && kind != failOther && !(kind == failStatus && r.Status < 500), e
 		})
 		if err == ErrBreakerOpen {
 			t.errBreaker.Inc()
-			return fmt.Errorf("%s: %w", t.host, ErrBreakerOpen)
+			return fmt.Errorf("%s: %w", tg.host, ErrBreakerOpen)
 		}
 		if err == nil {
 			return nil
@@ -337,12 +432,16 @@ func (t *httpTask) backoffFor(attempt int) time.Duration {
 	return half + time.Duration(rand.Int64N(int64(half)+1))
 }
 
-func (t *httpTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result) {
+func (t *httpTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result, tg *target) {
 	req.Header.SetMethodBytes(t.method)
-	r.scratch = t.pathTmpl.Append(r.scratch[:0], x)
+	if t.pathTmpl != nil {
+		r.scratch = t.pathTmpl.Append(r.scratch[:0], x)
+	} else {
+		r.scratch = append(r.scratch[:0], tg.path...)
+	}
 	req.SetRequestURIBytes(r.scratch)
-	req.URI().SetScheme(t.scheme)
-	req.Header.SetHost(t.host)
+	req.URI().SetScheme(tg.scheme)
+	req.Header.SetHost(tg.host)
 	req.UseHostHeader = true
 	for i, k := range t.headerKeys {
 		r.scratch = t.headerVals[i].Append(r.scratch[:0], x)
@@ -365,7 +464,7 @@ func (t *httpTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result) {
 var deadlineHeader = []byte("X-Lariat-Deadline-Ms")
 
 // try makes one call. It returns the failure kind and an error describing it.
-func (t *httpTask) try(req *fasthttp.Request, resp *fasthttp.Response, x *Exchange, r *Result) (failKind, error) {
+func (t *httpTask) try(req *fasthttp.Request, resp *fasthttp.Response, x *Exchange, r *Result, tg *target) (failKind, error) {
 	now := time.Now()
 	deadline := now.Add(t.tryTimeout)
 	if x.Deadline.Before(deadline) {
@@ -374,7 +473,7 @@ func (t *httpTask) try(req *fasthttp.Request, resp *fasthttp.Response, x *Exchan
 	var ms [20]byte
 	req.Header.SetBytesKV(deadlineHeader, strconv.AppendInt(ms[:0], int64(x.Deadline.Sub(now)/time.Millisecond), 10))
 	resp.Reset()
-	err := t.client.DoDeadline(req, resp, deadline)
+	err := tg.client.DoDeadline(req, resp, deadline)
 	if err != nil {
 		r.Status = 0
 		if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) {
@@ -382,10 +481,10 @@ func (t *httpTask) try(req *fasthttp.Request, resp *fasthttp.Response, x *Exchan
 			if !x.Deadline.After(time.Now()) {
 				return failTimeout, ErrDeadline
 			}
-			return failTimeout, fmt.Errorf("%s: timeout after %s", t.host, time.Since(now).Round(time.Millisecond))
+			return failTimeout, fmt.Errorf("%s: timeout after %s", tg.host, time.Since(now).Round(time.Millisecond))
 		}
 		t.errConnect.Inc()
-		return failConnect, fmt.Errorf("%s: %w", t.host, err)
+		return failConnect, fmt.Errorf("%s: %w", tg.host, err)
 	}
 	r.Status = resp.StatusCode()
 	body := resp.Body()
@@ -395,7 +494,7 @@ func (t *httpTask) try(req *fasthttp.Request, resp *fasthttp.Response, x *Exchan
 	}
 	if !gjson.ValidBytes(body) {
 		t.errInvalid.Inc()
-		return failInvalid, fmt.Errorf("%s: upstream answered with invalid JSON (%d bytes)", t.host, len(body))
+		return failInvalid, fmt.Errorf("%s: upstream answered with invalid JSON (%d bytes)", tg.host, len(body))
 	}
 	r.Body = append(r.Body[:0], body...)
 	return failNone, nil

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -220,5 +221,18 @@ func (b *Breaker) Do(call func() (counted bool, err error)) error {
 	return callErr
 }
 
-// ModelResolver resolves model references to serving endpoints.
-type ModelResolver interface{}
+// ModelResolver resolves model-registry references ("fraud@production",
+// "fraud/7") to the version and serving endpoint to call.
+type ModelResolver interface {
+	// Register adds ref to the references kept fresh and resolves it once;
+	// it fails when ref cannot be resolved and nothing is known of it.
+	Register(ctx context.Context, ref string) (ResolvedModel, error)
+	// Lookup returns the current resolution of a registered ref. It is
+	// called on the request path and must not block.
+	Lookup(ref string) (ResolvedModel, bool)
+}
+
+// ResolvedModel is a model version and where it is served.
+type ResolvedModel struct {
+	Name, Version, Endpoint string
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/gateway"
+	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/tasks"
 )
 
@@ -75,6 +77,8 @@ func serveCmd(args []string) int {
 	routes := fs.String("routes", "", "folder of route files (*.yaml)")
 	var ff featureFlags
 	ff.register(fs)
+	registryURL := fs.String("registry", os.Getenv("LARIAT_REGISTRY"), "model registry URL (lariat-registry); lets http tasks name models as name@alias or name/version (env LARIAT_REGISTRY)")
+	registryInterval := fs.Duration("registry-interval", 2*time.Second, "how often model references are refreshed from the registry")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -96,8 +100,17 @@ func serveCmd(args []string) int {
 	}
 	defer closeFeatures()
 	env.Features = features
+	ready := map[string]func() any{}
+	if *registryURL != "" {
+		res := registry.NewResolver(registry.NewClient(*registryURL, &http.Client{Timeout: 5 * time.Second}), registry.ResolverOptions{Interval: *registryInterval})
+		defer res.Stop()
+		models := gateway.RegistryModels{R: res}
+		env.Models = models
+		ready["registry"] = models.Status
+	}
 	g := gateway.New(gateway.Options{
 		RoutesDir:    *routes,
+		ReadyDetails: ready,
 		Env:          env,
 		MaxBodySize:  sf.maxBody,
 		ReadTimeout:  sf.readTimeout,

@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lariat-gw/lariat/internal/upstreamtest"
+	"github.com/lariat-gw/lariat/registry"
+)
+
+// startRegistry serves a registry on 127.0.0.1 with an on-disk store.
+func startRegistry(t *testing.T) *registry.Client {
+	t.Helper()
+	store, err := registry.OpenBoltStore(filepath.Join(t.TempDir(), "registry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		_ = store.Close()
+	})
+	return registry.NewClient("http://"+ln.Addr().String(), &http.Client{Timeout: 2 * time.Second})
+}
+
+func TestAliasMoveUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	v1 := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.1,"served_by":"v1"}`))
+	v2 := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.2,"served_by":"v2"}`))
+	reg := startRegistry(t)
+	if _, err := reg.CreateModel(ctx, registry.CreateModelRequest{Name: "fraud"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, up := range []*upstreamtest.Server{v1, v2} {
+		if _, err := reg.CreateVersion(ctx, registry.CreateVersionRequest{Name: "fraud", Source: "file:///models/fraud", ServingEndpoint: up.URL("/predict")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := reg.SetAlias(ctx, "fraud", "production", "1"); err != nil {
+		t.Fatal(err)
+	}
+	res := registry.NewResolver(reg, registry.ResolverOptions{Interval: 50 * time.Millisecond})
+	defer res.Stop()
+	route := `
+name: fraud
+endpoint: /fraud
+timeout: 1s
+tasks:
+  fraud:
+    type: http
+    inputs: {model: fraud@production, body: '{{ .request }}'}
+    output: {path: response.body}
+`
+	models := RegistryModels{R: res}
+	tg := startGateway(t, map[string]string{"f.yaml": route}, nil, func(o *Options) {
+		o.Env.Models = models
+		o.ReadyDetails = map[string]func() any{"registry": models.Status}
+	})
+	if a := tg.post(t, "/fraud", `{}`); a.status != 200 || a.header.Get("X-Lariat-Models") != "fraud=1" || !strings.Contains(a.body, "v1") {
+		t.Fatalf("before the move: %d %s %v", a.status, a.body, a.header)
+	}
+	// Steady load from two clients while the alias moves; bounded in count
+	// and time.
+	var sent, failed, onV2 atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{}, 2)
+	for c := 0; c < 2; c++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 5000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a := tg.post(t, "/fraud", `{"x":1}`)
+				sent.Add(1)
+				switch {
+				case a.status != 200:
+					failed.Add(1)
+				case a.header.Get("X-Lariat-Models") == "fraud=2" && strings.Contains(a.body, "v2"):
+					onV2.Add(1)
+				case a.header.Get("X-Lariat-Models") != "fraud=1" || !strings.Contains(a.body, "v1"):
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := reg.SetAlias(ctx, "fraud", "production", "2"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for onV2.Load() < 20 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	<-done
+	<-done
+	t.Logf("requests %d, failed %d, answered by v2 %d", sent.Load(), failed.Load(), onV2.Load())
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed during the alias move", failed.Load(), sent.Load())
+	}
+	if onV2.Load() < 20 {
+		t.Fatalf("alias move not picked up: %d answers from v2", onV2.Load())
+	}
+	if a := tg.adminGet(t, "/readyz"); !strings.Contains(a.body, `"registry"`) {
+		t.Fatalf("readyz lacks registry detail: %s", a.body)
+	}
+	if m := tg.adminGet(t, "/metrics").body; !strings.Contains(m, `lariat_model_calls_total{route="fraud",task="fraud",model="fraud",version="2"}`) {
+		t.Fatalf("metrics lack per-version calls")
+	}
+}
+
+func TestModelRouteErrors(t *testing.T) {
+	reg := startRegistry(t)
+	res := registry.NewResolver(reg, registry.ResolverOptions{Interval: time.Second})
+	defer res.Stop()
+	route := func(model string) string {
+		return fmt.Sprintf("name: m\nendpoint: /m\ntasks:\n  m:\n    type: http\n    inputs: {model: %s}\n", model)
+	}
+	tg := startGateway(t, map[string]string{"m.yaml": route("nope@production")}, nil, func(o *Options) { o.Env.Models = RegistryModels{R: res} })
+	_, errs := tg.g.RoutesInfo()
+	if len(errs) != 1 || !strings.Contains(errs[0], `m.yaml:6:21: task "m": inputs.model: cannot resolve "nope@production"`) {
+		t.Fatalf("errors %v", errs)
+	}
+	tg = startGateway(t, map[string]string{"m.yaml": route("fraud/1")}, nil)
+	_, errs = tg.g.RoutesInfo()
+	if len(errs) != 1 || !strings.Contains(errs[0], "naming a model needs a model registry") {
+		t.Fatalf("errors %v", errs)
+	}
+}
