@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"crypto/subtle"
 	"encoding/json"
+	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
@@ -10,7 +12,24 @@ import (
 )
 
 func (g *Gateway) handleAdmin(rc *fasthttp.RequestCtx) {
-	switch string(rc.Path()) {
+	path := string(rc.Path())
+	if g.opts.AdminToken != "" && path != "/healthz" && path != "/readyz" && !g.adminAuthorized(rc) {
+		router.WriteError(rc, fasthttp.StatusUnauthorized, "admin endpoints need Authorization: Bearer <token>", "", "")
+		rc.Response.Header.Set("WWW-Authenticate", `Bearer realm="lariat-admin"`)
+		return
+	}
+	switch path {
+	case "/-/reload":
+		if !rc.IsPost() {
+			router.WriteError(rc, fasthttp.StatusMethodNotAllowed, "use POST /-/reload", "", "")
+			rc.Response.Header.Set("Allow", "POST")
+			return
+		}
+		res := g.Reload()
+		if !res.OK {
+			rc.SetStatusCode(fasthttp.StatusUnprocessableEntity)
+		}
+		writeJSON(rc, res)
 	case "/healthz":
 		rc.SetContentType("application/json")
 		rc.SetBodyString(`{"status":"ok"}`)
@@ -22,8 +41,17 @@ func (g *Gateway) handleAdmin(rc *fasthttp.RequestCtx) {
 	case "/routes":
 		g.serveRoutes(rc)
 	default:
-		router.WriteError(rc, fasthttp.StatusNotFound, "unknown admin path; see /healthz, /readyz, /metrics, /routes", "", "")
+		router.WriteError(rc, fasthttp.StatusNotFound, "unknown admin path; see /healthz, /readyz, /metrics, /routes, POST /-/reload", "", "")
 	}
+}
+
+func (g *Gateway) adminAuthorized(rc *fasthttp.RequestCtx) bool {
+	h := rc.Request.Header.Peek("Authorization")
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(string(h[:len(prefix)]), prefix) {
+		return false
+	}
+	return subtle.ConstantTimeCompare(h[len(prefix):], []byte(g.opts.AdminToken)) == 1
 }
 
 func (g *Gateway) serveReady(rc *fasthttp.RequestCtx) {

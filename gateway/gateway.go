@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
-	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/router"
 	"github.com/lariat-gw/lariat/tasks"
 )
@@ -32,6 +32,9 @@ type Options struct {
 	Logger *slog.Logger
 	// FeatureTimeout bounds a /get-online-features read (default 1s).
 	FeatureTimeout time.Duration
+	// AdminToken, when set, is the bearer token the admin listener
+	// requires on every path but /healthz and /readyz.
+	AdminToken string
 	// ReadyDetails adds named details (such as the model registry's
 	// freshness) to the /readyz answer.
 	ReadyDetails map[string]func() any
@@ -40,12 +43,14 @@ type Options struct {
 // Gateway serves routes on a traffic listener and exposes admin endpoints on
 // another.
 type Gateway struct {
-	opts   Options
-	log    *slog.Logger
-	table  atomic.Pointer[router.Table]
-	ready  atomic.Bool
-	server *fasthttp.Server
-	admin  *fasthttp.Server
+	opts     Options
+	loader   *router.Loader
+	reloadMu sync.Mutex
+	log      *slog.Logger
+	table    atomic.Pointer[router.Table]
+	ready    atomic.Bool
+	server   *fasthttp.Server
+	admin    *fasthttp.Server
 }
 
 var (
@@ -81,7 +86,7 @@ func New(opts Options) *Gateway {
 	if opts.Env == nil {
 		opts.Env = tasks.NewEnv(nil)
 	}
-	g := &Gateway{opts: opts, log: opts.Logger}
+	g := &Gateway{opts: opts, log: opts.Logger, loader: router.NewLoader(opts.Env)}
 	g.table.Store(router.NewTable(nil, nil))
 	g.server = &fasthttp.Server{
 		Handler:                       g.handle,
@@ -110,17 +115,10 @@ func New(opts Options) *Gateway {
 // Env returns the runtime services the gateway's tasks use.
 func (g *Gateway) Env() *tasks.Env { return g.opts.Env }
 
-// Load reads the routes folder and serves the routes that compile. Files
-// with problems are left out; their problems are returned and logged.
-func (g *Gateway) Load() config.Errors {
-	start := time.Now()
-	t, errs := router.LoadDir(g.opts.RoutesDir, g.opts.Env)
-	g.SetTable(t)
-	for _, e := range errs.Sorted() {
-		g.log.Error("route file rejected", "error", e.Error())
-	}
-	g.log.Info("routes loaded", "dir", g.opts.RoutesDir, "routes", len(t.Plans()), "errors", len(errs), "duration", time.Since(start).Round(time.Microsecond))
-	return errs
+// Load reads the routes folder and serves the routes that compile; see
+// Reload. Problems are returned and logged.
+func (g *Gateway) Load() []string {
+	return g.Reload().Errors
 }
 
 // SetTable swaps in a new routing table and marks the gateway ready.

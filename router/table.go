@@ -59,34 +59,8 @@ func (p *Plan) AllowHeader() []byte {
 // LoadFiles parses and compiles route files. A file with problems is left
 // out and its problems returned; the others load.
 func LoadFiles(files []string, env *tasks.Env) (*Table, config.Errors) {
-	var errs config.Errors
-	var routes []*config.Route
-	for _, f := range files {
-		r, err := config.LoadFile(f)
-		if err != nil {
-			errs.Add(config.Pos{File: f}, err)
-			continue
-		}
-		routes = append(routes, r)
-	}
-	var compiled []*config.Route
-	byRoute := map[*config.Route]*Plan{}
-	for _, r := range routes {
-		p, err := Compile(r, env)
-		if err != nil {
-			errs.Add(config.Pos{File: r.File}, err)
-			continue
-		}
-		compiled = append(compiled, r)
-		byRoute[r] = p
-	}
-	kept, dupErrs := config.CheckUnique(compiled)
-	errs = append(errs, dupErrs...)
-	plans := make([]*Plan, len(kept))
-	for i, r := range kept {
-		plans[i] = byRoute[r]
-	}
-	return NewTable(plans, errs), errs
+	t, res := NewLoader(env).Load(files)
+	return t, res.Errors
 }
 
 // LoadDir loads every route file of dir (see config.RouteFiles).

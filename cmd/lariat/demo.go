@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/lariat-gw/lariat/demo"
 	"github.com/lariat-gw/lariat/featurefetch"
@@ -58,7 +59,7 @@ func demoCmd(args []string) int {
 		Logger:       log,
 	})
 	if errs := g.Load(); len(errs) > 0 {
-		log.Error("example routes did not load", "error", errs.Error())
+		log.Error("example routes did not load", "error", strings.Join(errs, "; "))
 		return 1
 	}
 	return runServers(g, &sf, log, func(traffic, admin net.Addr) {

@@ -29,6 +29,7 @@ type serverFlags struct {
 	idleTimeout         time.Duration
 	shutdownTimeout     time.Duration
 	logFormat           string
+	adminToken          string
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -41,6 +42,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 60*time.Second, "how long a kept-alive client connection may idle")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for requests in flight")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.adminToken, "admin-token", os.Getenv("LARIAT_ADMIN_TOKEN"), "bearer token the admin listener requires (except /healthz and /readyz); env LARIAT_ADMIN_TOKEN")
 }
 
 type multiFlag []string
@@ -110,6 +112,7 @@ func serveCmd(args []string) int {
 	}
 	g := gateway.New(gateway.Options{
 		RoutesDir:    *routes,
+		AdminToken:   sf.adminToken,
 		ReadyDetails: ready,
 		Env:          env,
 		MaxBodySize:  sf.maxBody,
@@ -143,17 +146,34 @@ func runServers(g *gateway.Gateway, sf *serverFlags, log *slog.Logger, started f
 	if started != nil {
 		started(ln.Addr(), aln.Addr())
 	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go func() {
+		if err := g.Watch(watchCtx); err != nil {
+			log.Error("route files will reload only on SIGHUP or POST /-/reload", "error", err)
+		}
+	}()
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sig)
 	code := 0
-	select {
-	case s := <-sig:
-		log.Info("shutting down", "signal", s.String())
-	case err := <-errc:
-		log.Error("server stopped", "error", err)
-		code = 1
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				g.Reload()
+				continue
+			}
+			log.Info("shutting down", "signal", s.String())
+			break wait
+		case err := <-errc:
+			log.Error("server stopped", "error", err)
+			code = 1
+			break wait
+		}
 	}
+	stopWatch()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), sf.shutdownTimeout)
 	defer cancel()

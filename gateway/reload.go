@@ -1,0 +1,129 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/lariat-gw/lariat/config"
+)
+
+// ReloadResult reports one reload of the routes folder.
+type ReloadResult struct {
+	// OK is set when every route file loaded.
+	OK bool `json:"ok"`
+	// Routes counts the routes serving after the reload.
+	Routes int `json:"routes"`
+	// Changed lists the files read anew.
+	Changed []string `json:"changed"`
+	// Kept lists broken files still serving their last good version.
+	Kept []string `json:"kept_last_good"`
+	// Errors lists every problem as file:line:col: message.
+	Errors []string `json:"errors"`
+	// Duration is how long the reload took.
+	Duration string `json:"duration"`
+}
+
+var (
+	reloadsOK     = metrics.NewCounter(`lariat_config_reloads_total{result="success"}`)
+	reloadsFailed = metrics.NewCounter(`lariat_config_reloads_total{result="failure"}`)
+	reloadTime    = metrics.NewGauge(`lariat_config_last_reload_success_timestamp_seconds`, nil)
+)
+
+// Reload reads the routes folder again: unchanged files are skipped,
+// changed ones recompiled; a file that fails keeps serving its last good
+// version; then the new table is swapped in atomically. Requests in flight
+// finish on the routes they started with. Reloads are serialized.
+func (g *Gateway) Reload() ReloadResult {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	start := time.Now()
+	res := ReloadResult{Changed: []string{}, Kept: []string{}, Errors: []string{}}
+	files, err := config.RouteFiles(g.opts.RoutesDir)
+	if err != nil {
+		// The folder itself is unreadable: keep serving what we have.
+		res.Errors = append(res.Errors, fmt.Sprintf("%s: %v", g.opts.RoutesDir, err))
+		reloadsFailed.Inc()
+		reloadOK.Set(0)
+		g.log.Error("routes folder unreadable; keeping the routes in service", "dir", g.opts.RoutesDir, "error", err)
+		res.Routes = len(g.table.Load().Plans())
+		res.Duration = time.Since(start).String()
+		return res
+	}
+	t, lr := g.loader.Load(files)
+	g.SetTable(t)
+	for _, e := range lr.Errors.Sorted() {
+		res.Errors = append(res.Errors, e.Error())
+		fileErrors(e.Pos.File).Inc()
+		g.log.Error("route file rejected", "error", e.Error())
+	}
+	res.Changed = append(res.Changed, lr.Changed...)
+	res.Kept = append(res.Kept, lr.Kept...)
+	res.OK = len(lr.Errors) == 0
+	res.Routes = len(t.Plans())
+	res.Duration = time.Since(start).Round(time.Microsecond).String()
+	if res.OK {
+		reloadsOK.Inc()
+		reloadTime.Set(float64(time.Now().Unix()))
+	} else {
+		reloadsFailed.Inc()
+	}
+	if len(lr.Changed) > 0 || !res.OK {
+		g.log.Info("routes loaded", "dir", g.opts.RoutesDir, "routes", res.Routes, "changed", len(lr.Changed), "errors", len(lr.Errors), "kept_last_good", len(lr.Kept), "duration", res.Duration)
+	}
+	return res
+}
+
+func fileErrors(file string) *metrics.Counter {
+	return metrics.GetOrCreateCounter(fmt.Sprintf(`lariat_config_file_errors_total{file=%q}`, filepath.Base(file)))
+}
+
+// Watch reloads the routes when the folder changes, until ctx ends. It
+// watches the folder itself, so editors that save by renaming and
+// Kubernetes ConfigMap volumes (which swap a ..data symlink) are seen.
+// Bursts of events are coalesced; a change serves within about 100ms.
+func (g *Gateway) Watch(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("cannot watch routes folder: %w", err)
+	}
+	defer w.Close()
+	if err := w.Add(g.opts.RoutesDir); err != nil {
+		return fmt.Errorf("cannot watch routes folder %s: %w", g.opts.RoutesDir, err)
+	}
+	const settle = 100 * time.Millisecond
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	// A periodic check catches changes whose events were missed (for
+	// example a folder replaced wholesale).
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if ev.Op == fsnotify.Chmod {
+				continue
+			}
+			timer.Reset(settle)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			g.log.Error("watching routes folder", "error", err)
+			timer.Reset(settle)
+		case <-timer.C:
+			g.Reload()
+		case <-tick.C:
+			g.Reload()
+		}
+	}
+}

@@ -1,0 +1,226 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lariat-gw/lariat/internal/upstreamtest"
+)
+
+func adminPost(t *testing.T, tg *testGateway, path string, hdr ...string) answer {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, tg.admin+path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, body: string(b), header: resp.Header}
+}
+
+func versionRoute(addr, from string) string {
+	return fmt.Sprintf(`
+name: v
+endpoint: /v
+timeout: 1s
+tasks:
+  m:
+    type: http
+    inputs: {address: %s}
+    output: {path: response.body, from: %s}
+`, addr, from)
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReloadKeepsLastGoodVersion(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.JSON(`{"a":"one","b":"two"}`))
+	other := upstreamtest.Start(t, upstreamtest.JSON(`{"ok":true}`))
+	tg := startGateway(t, map[string]string{
+		"v.yaml":     versionRoute(up.URL("/"), "a"),
+		"other.yaml": strings.NewReplacer("name: v", "name: other", "/v", "/other").Replace(versionRoute(other.URL("/"), "ok")),
+	}, nil)
+	if a := tg.post(t, "/v", `{}`); a.body != `"one"` {
+		t.Fatalf("before: %s", a.body)
+	}
+	// Break the file: the route keeps serving its last good version.
+	writeFile(t, filepath.Join(tg.dir, "v.yaml"), "name: v\nendpoint: /v\ntasks:\n  m:\n    type: http\n    inputs: {adress: x}\n")
+	a := adminPost(t, tg, "/-/reload")
+	var res ReloadResult
+	if err := json.Unmarshal([]byte(a.body), &res); err != nil {
+		t.Fatalf("reload answer %d %s", a.status, a.body)
+	}
+	if a.status != 422 || res.OK || len(res.Errors) != 1 || !strings.Contains(res.Errors[0], `v.yaml:6:14: task "m": inputs: unknown key "adress"`) || len(res.Kept) != 1 || res.Routes != 2 {
+		t.Fatalf("reload answer %d %s", a.status, a.body)
+	}
+	if a := tg.post(t, "/v", `{}`); a.status != 200 || a.body != `"one"` {
+		t.Fatalf("broken file took the route down: %d %s", a.status, a.body)
+	}
+	if a := tg.post(t, "/other", `{}`); a.status != 200 {
+		t.Fatalf("other route: %d %s", a.status, a.body)
+	}
+	if r := tg.adminGet(t, "/routes"); !strings.Contains(r.body, `unknown key \"adress\"`) {
+		t.Fatalf("/routes lacks the error: %s", r.body)
+	}
+	m := tg.adminGet(t, "/metrics").body
+	if !strings.Contains(m, "lariat_config_last_reload_successful 0") || !strings.Contains(m, `lariat_config_file_errors_total{file="v.yaml"}`) {
+		t.Fatal("reload failure not in metrics")
+	}
+	// Fix it: the new version serves; unchanged files are skipped.
+	writeFile(t, filepath.Join(tg.dir, "v.yaml"), versionRoute(up.URL("/"), "b"))
+	res = ReloadResult{}
+	a = adminPost(t, tg, "/-/reload")
+	if err := json.Unmarshal([]byte(a.body), &res); err != nil || a.status != 200 || !res.OK || len(res.Changed) != 1 {
+		t.Fatalf("reload answer %d %s", a.status, a.body)
+	}
+	if a := tg.post(t, "/v", `{}`); a.body != `"two"` {
+		t.Fatalf("after fix: %s", a.body)
+	}
+	if r := tg.g.Reload(); len(r.Changed) != 0 || !r.OK {
+		t.Fatalf("unchanged reload: %+v", r)
+	}
+}
+
+func TestWatchReloadsOnSave(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.JSON(`{"a":"one","b":"two"}`))
+	tg := startGateway(t, map[string]string{"v.yaml": versionRoute(up.URL("/"), "a")}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tg.g.Watch(ctx)
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	writeFile(t, filepath.Join(tg.dir, "v.yaml"), versionRoute(up.URL("/"), "b"))
+	waitBody(t, tg, "/v", `"two"`)
+	t.Logf("change served after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// waitBody polls path until it answers want, for a bounded time.
+func waitBody(t *testing.T, tg *testGateway, path, want string) {
+	t.Helper()
+	var last answer
+	for i := 0; i < 150; i++ {
+		if last = tg.post(t, path, `{}`); last.body == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s still answers %d %s, want %s", path, last.status, last.body, want)
+}
+
+// TestWatchConfigMapSwap lays the folder out as a Kubernetes ConfigMap
+// volume does (files are links through a ..data link to a timestamped
+// folder) and updates it the way the kubelet does: a new folder, then an
+// atomic swap of ..data.
+func TestWatchConfigMapSwap(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.JSON(`{"a":"one","b":"two"}`))
+	tg := startGateway(t, nil, nil)
+	dir := tg.dir
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Mkdir(filepath.Join(dir, "..2026_11_28_1"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "..2026_11_28_1", "v.yaml"), []byte(versionRoute(up.URL("/"), "a")), 0o644))
+	must(os.Symlink("..2026_11_28_1", filepath.Join(dir, "..data")))
+	must(os.Symlink("..data/v.yaml", filepath.Join(dir, "v.yaml")))
+	if r := tg.g.Reload(); !r.OK || r.Routes != 1 {
+		t.Fatalf("initial load: %+v", r)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tg.g.Watch(ctx)
+	time.Sleep(50 * time.Millisecond)
+	must(os.Mkdir(filepath.Join(dir, "..2026_11_28_2"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "..2026_11_28_2", "v.yaml"), []byte(versionRoute(up.URL("/"), "b")), 0o644))
+	must(os.Symlink("..2026_11_28_2", filepath.Join(dir, "..data_tmp")))
+	must(os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
+	must(os.RemoveAll(filepath.Join(dir, "..2026_11_28_1")))
+	waitBody(t, tg, "/v", `"two"`)
+}
+
+func TestAdminToken(t *testing.T) {
+	tg := startGateway(t, nil, nil, func(o *Options) { o.AdminToken = "s3cret" })
+	if a := tg.adminGet(t, "/routes"); a.status != 401 || !strings.Contains(a.body, "Bearer") {
+		t.Fatalf("without token: %d %s", a.status, a.body)
+	}
+	if a := adminPost(t, tg, "/-/reload", "Authorization", "Bearer wrong"); a.status != 401 {
+		t.Fatalf("wrong token: %d", a.status)
+	}
+	if a := adminPost(t, tg, "/-/reload", "Authorization", "Bearer s3cret"); a.status != 200 {
+		t.Fatalf("right token: %d %s", a.status, a.body)
+	}
+	if a := tg.adminGet(t, "/healthz"); a.status != 200 {
+		t.Fatalf("healthz needs no token: %d", a.status)
+	}
+}
+
+// TestReloadStorm reloads the routes 100 times, 20 of them with a broken
+// file, under steady load: no request fails because of a reload.
+func TestReloadStorm(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.JSON(`{"a":"one","b":"two"}`))
+	tg := startGateway(t, map[string]string{"v.yaml": versionRoute(up.URL("/"), "a")}, nil)
+	var sent, failed atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 20000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			a := tg.post(t, "/v", `{}`)
+			sent.Add(1)
+			if a.status != 200 || (a.body != `"one"` && a.body != `"two"`) {
+				failed.Add(1)
+			}
+		}
+	}()
+	broken := 0
+	for i := 0; i < 100; i++ {
+		var data string
+		switch {
+		case i%5 == 4:
+			data = "name: v\nendpoint: /v\ntasks: {m: {type: http, inputs: {address: 'ftp://x'}}}\n"
+			broken++
+		case i%2 == 0:
+			data = versionRoute(up.URL("/"), "a")
+		default:
+			data = versionRoute(up.URL("/"), "b")
+		}
+		writeFile(t, filepath.Join(tg.dir, "v.yaml"), data)
+		tg.g.Reload()
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	<-done
+	t.Logf("reloads 100 (broken %d), requests %d, failed %d", broken, sent.Load(), failed.Load())
+	if failed.Load() != 0 || sent.Load() == 0 {
+		t.Fatalf("%d of %d requests failed during the reload storm", failed.Load(), sent.Load())
+	}
+}
