@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/tasks"
@@ -74,6 +76,23 @@ tasks:
 	}
 	b.Run("gateway", func(b *testing.B) {
 		call(b, via, "http://gateway/fanout2", len(`{"m1":{"score":0.91,"model":"m1"},"m2":{"score":0.13,"model":"m2"}}`))
+	})
+	// The same route with tracing on (every request sampled, spans
+	// dropped), to show what tracing costs; with tracing off the request
+	// path is the "gateway" case above.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	defer tp.Shutdown(context.Background())
+	traced := New(Options{RoutesDir: dir, Env: tasks.NewEnv(nil), Logger: discardLogger()})
+	traced.opts.Env.Tracer = tp.Tracer("bench")
+	if errs := traced.Load(); len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	tln := fasthttputil.NewInmemoryListener()
+	go traced.Serve(tln)
+	defer traced.server.Shutdown()
+	viaTraced := &fasthttp.HostClient{Addr: "gateway", Dial: func(string) (net.Conn, error) { return tln.Dial() }, MaxConns: 1024}
+	b.Run("gateway-traced", func(b *testing.B) {
+		call(b, viaTraced, "http://gateway/fanout2", len(`{"m1":{"score":0.91,"model":"m1"},"m2":{"score":0.13,"model":"m2"}}`))
 	})
 	b.Run("direct", func(b *testing.B) {
 		call(b, direct, m1.URL("/predict"), len(`{"score":0.91,"model":"m1"}`))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/tasks"
@@ -30,7 +31,8 @@ type Plan struct {
 	descendants []uint64
 	layout      layout
 
-	pool sync.Pool
+	pool   sync.Pool
+	tracer trace.Tracer
 
 	durations *metrics.PrometheusHistogram
 	statuses  [600]*metrics.Counter
@@ -87,7 +89,7 @@ func (p *Plan) Tasks() []TaskInfo {
 // Compile builds the plan of route r. Problems are returned as
 // config.Errors with file positions.
 func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
-	p := &Plan{Route: r, name: r.Name.Value, timeout: r.Timeout.D}
+	p := &Plan{Route: r, name: r.Name.Value, timeout: r.Timeout.D, tracer: env.Tracer}
 	for _, m := range r.Methods {
 		p.methods = append(p.methods, m.Value)
 	}

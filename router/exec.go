@@ -11,6 +11,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lariat-gw/lariat/internal/jsonutil"
 	"github.com/lariat-gw/lariat/tasks"
@@ -43,6 +44,8 @@ type exec struct {
 	refs       atomic.Int32
 	timer      *time.Timer
 	cancel     context.CancelFunc
+	spanCtx    context.Context
+	span       trace.Span
 	asm        assembler
 	out        []byte
 }
@@ -86,6 +89,9 @@ func (e *exec) reset() {
 	e.incomplete = e.incomplete[:0]
 	e.ready = e.ready[:0]
 	e.head = 0
+	// Task goroutines of the previous request are all done (the exec came
+	// back from the pool), so its spans may go.
+	e.span, e.spanCtx = nil, nil
 	e.running = 0
 	e.notStarted = 0
 	if len(p.nodes) <= 64 {
@@ -131,6 +137,9 @@ func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
 	x.TraceParent = append(x.TraceParent, rc.Request.Header.PeekBytes(strTraceParent)...)
 	x.TraceState = append(x.TraceState, rc.Request.Header.PeekBytes(strTraceState)...)
 	x.Deadline = start.Add(p.timeout)
+	if p.tracer != nil {
+		e.startRequestSpan(rc)
+	}
 	if p.useCtx {
 		x.Ctx, e.cancel = context.WithDeadline(context.Background(), x.Deadline)
 	}
@@ -147,8 +156,14 @@ func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
 		}
 		msg := "task " + strconv.Quote(p.nodes[failed].name) + " failed: " + err.Error()
 		p.writeError(rc, status, msg, p.nodes[failed].name)
+		if e.span != nil {
+			e.endRequestSpan(status, err)
+		}
 	} else {
 		e.respond(rc)
+		if e.span != nil {
+			e.endRequestSpan(rc.Response.StatusCode(), nil)
+		}
 	}
 	x.Cancel()
 	if e.cancel != nil {
@@ -221,7 +236,13 @@ func (e *exec) runTask(i int) {
 	n := &e.p.nodes[i]
 	r := &e.x.Results[i]
 	start := time.Now()
-	r.Err = n.task.Run(&e.x, r)
+	if e.p.tracer != nil {
+		span := e.startTaskSpan(i, r)
+		r.Err = n.task.Run(&e.x, r)
+		endTaskSpan(span, r)
+	} else {
+		r.Err = n.task.Run(&e.x, r)
+	}
 	n.duration.UpdateDuration(start)
 }
 

@@ -99,6 +99,12 @@ type Result struct {
 	Err error
 	// Defaulted is set when Body is the task's on_error default.
 	Defaulted bool
+	// Upstream names the host the task called, for traces.
+	Upstream string
+	// TraceParent, when set, is the W3C traceparent the task propagates
+	// upstream (its own span when tracing is on); otherwise the request's
+	// is propagated.
+	TraceParent []byte
 
 	// scratch is a buffer a kind may use while it runs.
 	scratch []byte
@@ -111,6 +117,8 @@ func (r *Result) reset() {
 	r.Model = ""
 	r.Err = nil
 	r.Defaulted = false
+	r.Upstream = ""
+	r.TraceParent = r.TraceParent[:0]
 }
 
 // Errors a task may return. The router maps ErrDeadline to 504 and any

@@ -447,7 +447,13 @@ func (t *httpTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result, t
 		r.scratch = t.headerVals[i].Append(r.scratch[:0], x)
 		req.Header.SetBytesKV(k, r.scratch)
 	}
-	if len(x.TraceParent) > 0 {
+	r.Upstream = tg.host
+	if len(r.TraceParent) > 0 {
+		req.Header.SetBytesV("traceparent", r.TraceParent)
+		if len(x.TraceState) > 0 {
+			req.Header.SetBytesV("tracestate", x.TraceState)
+		}
+	} else if len(x.TraceParent) > 0 {
 		req.Header.SetBytesV("traceparent", x.TraceParent)
 		if len(x.TraceState) > 0 {
 			req.Header.SetBytesV("tracestate", x.TraceState)

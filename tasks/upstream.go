@@ -12,6 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/sony/gobreaker/v2"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Env holds the runtime services tasks share across routes and reloads:
@@ -24,6 +25,8 @@ type Env struct {
 	// Models resolves registry model references, for http tasks that name
 	// a model instead of an address.
 	Models ModelResolver
+	// Tracer, when set, traces every request and task.
+	Tracer trace.Tracer
 }
 
 // NewEnv returns an Env with an upstream pool using the given host

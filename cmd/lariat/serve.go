@@ -79,6 +79,8 @@ func serveCmd(args []string) int {
 	routes := fs.String("routes", "", "folder of route files (*.yaml)")
 	var ff featureFlags
 	ff.register(fs)
+	var tf tracingFlags
+	tf.register(fs)
 	registryURL := fs.String("registry", os.Getenv("LARIAT_REGISTRY"), "model registry URL (lariat-registry); lets http tasks name models as name@alias or name/version (env LARIAT_REGISTRY)")
 	registryInterval := fs.Duration("registry-interval", 2*time.Second, "how often model references are refreshed from the registry")
 	if err := fs.Parse(args); err != nil {
@@ -102,6 +104,13 @@ func serveCmd(args []string) int {
 	}
 	defer closeFeatures()
 	env.Features = features
+	tracer, stopTracing, err := tf.tracer("lariat")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lariat serve:", err)
+		return 2
+	}
+	defer stopTracing()
+	env.Tracer = tracer
 	ready := map[string]func() any{}
 	if *registryURL != "" {
 		res := registry.NewResolver(registry.NewClient(*registryURL, &http.Client{Timeout: 5 * time.Second}), registry.ResolverOptions{Interval: *registryInterval})
