@@ -12,6 +12,8 @@ const usage = `lariat is a low-latency online-inference gateway.
 Usage:
   lariat serve    --routes DIR [--listen ADDR] [--admin-listen ADDR] [--resolve HOST[:PORT]=ADDR ...]
   lariat validate DIR|FILE...
+  lariat graph    FILE [--format mermaid|dot] [--feature-views FILE]
+  lariat schema
   lariat demo     [--listen ADDR] [--admin-listen ADDR]
 
 Run "lariat VERB -h" for a verb's flags.
@@ -31,6 +33,10 @@ func run(args []string) int {
 		return validateCmd(args[1:])
 	case "demo":
 		return demoCmd(args[1:])
+	case "graph":
+		return graphCmd(args[1:])
+	case "schema":
+		return schemaCmd(args[1:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return 0

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/lariat-gw/lariat/config"
+)
+
+// schemaCmd prints the JSON Schema of route files, for editors: save it and
+// point the YAML language server at it, e.g. with a first line
+// `# yaml-language-server: $schema=route.schema.json` in a route file.
+func schemaCmd(args []string) int {
+	fs := flag.NewFlagSet("schema", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: lariat schema > route.schema.json")
+		fmt.Fprintln(os.Stderr, "Prints the JSON Schema (draft 2020-12) of route files, for editors.")
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	if _, err := os.Stdout.Write(config.Schema()); err != nil {
+		fmt.Fprintln(os.Stderr, "lariat schema: cannot write:", err)
+		return 1
+	}
+	return 0
+}
