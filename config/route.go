@@ -33,6 +33,13 @@ type Route struct {
 	Methods     []String `yaml:"methods"`
 	// Timeout is the route deadline: it bounds every task of a request.
 	Timeout Duration `yaml:"timeout"`
+	// Limits bound the route's concurrency (load shedding).
+	Limits Limits `yaml:"limits"`
+	// Auth, when set, requires callers to present an API key or a JWT.
+	Auth *Auth `yaml:"auth"`
+	// PropagateHeaders lists request headers copied to every upstream
+	// call; no other request header is forwarded.
+	PropagateHeaders []String `yaml:"propagate_headers"`
 	// TasksNode keeps the ordered task mapping; Tasks holds it decoded.
 	TasksNode yaml.Node `yaml:"tasks"`
 
@@ -43,6 +50,41 @@ type Route struct {
 	Hash string `yaml:"-"`
 	// Source is the file's content.
 	Source []byte `yaml:"-"`
+}
+
+// Limits bound how many requests a route serves at once. Beyond
+// MaxConcurrency requests in flight, up to Queue requests wait at most
+// QueueTimeout for a slot; the rest are answered 503 at once, so the
+// requests admitted keep their latency.
+type Limits struct {
+	// MaxConcurrency is the most requests in flight; 0 means no limit.
+	MaxConcurrency int `yaml:"max_concurrency"`
+	// Queue is how many requests may wait for a slot.
+	Queue int `yaml:"queue"`
+	// QueueTimeout is how long a request may wait (default 10ms).
+	QueueTimeout Duration `yaml:"queue_timeout"`
+}
+
+// Auth says how callers of a route authenticate: with one of the API keys
+// (sent as X-API-Key or Authorization: Bearer), or with a JWT, or either.
+type Auth struct {
+	// APIKeys are the accepted keys, stored hashed: "sha256:<hex>".
+	APIKeys []String `yaml:"api_keys"`
+	// JWT verifies bearer tokens.
+	JWT *JWTAuth `yaml:"jwt"`
+}
+
+// JWTAuth verifies JSON Web Tokens signed with HS256 or RS256. Tokens must
+// carry an exp claim; aud and iss are checked when set here.
+type JWTAuth struct {
+	// HS256SecretEnv names the environment variable holding the HS256 secret.
+	HS256SecretEnv String `yaml:"hs256_secret_env"`
+	// RS256PublicKeyFile is a PEM file with the RS256 public key.
+	RS256PublicKeyFile String `yaml:"rs256_public_key_file"`
+	// Audience is the required aud claim.
+	Audience String `yaml:"audience"`
+	// Issuer is the required iss claim.
+	Issuer String `yaml:"issuer"`
 }
 
 // Task is one node of a route's task graph.
@@ -167,7 +209,49 @@ func (r *Route) check(root *yaml.Node, errs *Errors) {
 	} else if r.Timeout.Set && r.Timeout.D <= 0 {
 		*errs = append(*errs, Errorf(r.Timeout.Pos, "route timeout must be positive"))
 	}
+	r.checkLimits(errs)
+	for _, h := range r.PropagateHeaders {
+		if !headerRe.MatchString(h.Value) {
+			*errs = append(*errs, Errorf(h.Pos, "propagate_headers: %q is not a valid header name", h.Value))
+		}
+	}
+	if a := r.Auth; a != nil {
+		for _, k := range a.APIKeys {
+			if !apiKeyRe.MatchString(k.Value) {
+				*errs = append(*errs, Errorf(k.Pos, "auth.api_keys: %q is not a hashed key; write sha256:<64 hex digits> (e.g. printf %%s KEY | sha256sum)", k.Value))
+			}
+		}
+		if j := a.JWT; j != nil {
+			if (j.HS256SecretEnv.Value == "") == (j.RS256PublicKeyFile.Value == "") {
+				*errs = append(*errs, Errorf(rootPos, "auth.jwt: give exactly one of hs256_secret_env and rs256_public_key_file"))
+			}
+		}
+		if len(a.APIKeys) == 0 && a.JWT == nil {
+			*errs = append(*errs, Errorf(rootPos, "auth: give api_keys, jwt or both"))
+		}
+	}
 	r.decodeTasks(root, errs)
+}
+
+var apiKeyRe = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// DefaultQueueTimeout is how long a request waits for a slot when a route
+// has a concurrency limit and a queue but sets no queue_timeout.
+const DefaultQueueTimeout = 10 * time.Millisecond
+
+func (r *Route) checkLimits(errs *Errors) {
+	l := &r.Limits
+	if l.MaxConcurrency < 0 || l.Queue < 0 {
+		*errs = append(*errs, Errorf(Pos{File: r.File}, "limits: max_concurrency and queue must not be negative"))
+	}
+	if l.Queue > 0 && l.MaxConcurrency == 0 {
+		*errs = append(*errs, Errorf(l.QueueTimeout.Pos, "limits: a queue needs max_concurrency"))
+	}
+	if !l.QueueTimeout.Set {
+		l.QueueTimeout.D = DefaultQueueTimeout
+	} else if l.QueueTimeout.D > r.Timeout.D {
+		*errs = append(*errs, Errorf(l.QueueTimeout.Pos, "limits.queue_timeout %s is longer than the route timeout %s", l.QueueTimeout.D, r.Timeout.D))
+	}
 }
 
 func contains(list []string, s string) bool {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/lariat-gw/lariat/internal/jsonutil"
 	"github.com/lariat-gw/lariat/router"
 	"github.com/lariat-gw/lariat/tasks"
 )
@@ -30,6 +32,12 @@ type Options struct {
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// Logger receives the gateway's log lines (default slog.Default()).
 	Logger *slog.Logger
+	// MaxJSONDepth bounds the nesting of request JSON that templates read
+	// (default 64); deeper bodies get 400.
+	MaxJSONDepth int
+	// MaxHeaderSize bounds the request line and headers (default 8 KiB);
+	// larger ones get 431.
+	MaxHeaderSize int
 	// FeatureTimeout bounds a /get-online-features read (default 1s).
 	FeatureTimeout time.Duration
 	// AdminToken, when set, is the bearer token the admin listener
@@ -58,6 +66,9 @@ var (
 	methodNotAllowed = metrics.NewCounter(`lariat_requests_rejected_total{reason="method"}`)
 	badRequests      = metrics.NewCounter(`lariat_requests_rejected_total{reason="bad_request"}`)
 	tooLarge         = metrics.NewCounter(`lariat_requests_rejected_total{reason="body_too_large"}`)
+	badContentType   = metrics.NewCounter(`lariat_requests_rejected_total{reason="content_type"}`)
+	tooDeep          = metrics.NewCounter(`lariat_requests_rejected_total{reason="json_too_deep"}`)
+	headerTooLarge   = metrics.NewCounter(`lariat_requests_rejected_total{reason="header_too_large"}`)
 	reloadOK         = metrics.NewGauge(`lariat_config_last_reload_successful`, nil)
 	loadErrorsGauge  = metrics.NewGauge(`lariat_config_load_errors`, nil)
 	routesGauge      = metrics.NewGauge(`lariat_routes`, nil)
@@ -76,6 +87,12 @@ func New(opts Options) *Gateway {
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 60 * time.Second
+	}
+	if opts.MaxJSONDepth <= 0 {
+		opts.MaxJSONDepth = 64
+	}
+	if opts.MaxHeaderSize <= 0 {
+		opts.MaxHeaderSize = 8 << 10
 	}
 	if opts.FeatureTimeout <= 0 {
 		opts.FeatureTimeout = time.Second
@@ -96,10 +113,11 @@ func New(opts Options) *Gateway {
 		ReadTimeout:                   opts.ReadTimeout,
 		WriteTimeout:                  opts.WriteTimeout,
 		IdleTimeout:                   opts.IdleTimeout,
-		ReadBufferSize:                8 << 10,
+		ReadBufferSize:                opts.MaxHeaderSize,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultDate:                 true,
 		CloseOnShutdown:               true,
+		Logger:                        fasthttpLogger{opts.Logger},
 	}
 	g.admin = &fasthttp.Server{
 		Handler:         g.handleAdmin,
@@ -155,6 +173,16 @@ func (g *Gateway) handle(rc *fasthttp.RequestCtx) {
 		rc.Response.Header.SetBytesV("Allow", p.AllowHeader())
 		return
 	}
+	if p.ReadsRequestJSON() && !jsonContentType(rc.Request.Header.ContentType()) {
+		badContentType.Inc()
+		router.WriteError(rc, fasthttp.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON; send application/json", rc.Request.Header.ContentType()), p.Name(), "")
+		return
+	}
+	if p.ReadsRequestJSON() && jsonutil.DepthExceeds(rc.PostBody(), g.opts.MaxJSONDepth) {
+		tooDeep.Inc()
+		router.WriteError(rc, fasthttp.StatusBadRequest, fmt.Sprintf("request JSON nests deeper than %d levels", g.opts.MaxJSONDepth), p.Name(), "")
+		return
+	}
 	p.Serve(rc)
 }
 
@@ -163,6 +191,12 @@ func (g *Gateway) handleServerError(rc *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		tooLarge.Inc()
 		router.WriteError(rc, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", g.opts.MaxBodySize), "", "")
+		return
+	}
+	var small *fasthttp.ErrSmallBuffer
+	if errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer) {
+		headerTooLarge.Inc()
+		router.WriteError(rc, fasthttp.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("request headers are larger than %d bytes", g.opts.MaxHeaderSize), "", "")
 		return
 	}
 	var netErr net.Error
@@ -194,4 +228,26 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.opts.Env.Upstreams.CloseIdle()
 	return err
+}
+
+// jsonContentType accepts a missing content type, application/json,
+// text/json and any +json type, with parameters.
+func jsonContentType(ct []byte) bool {
+	if len(ct) == 0 {
+		return true
+	}
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = bytes.TrimSpace(ct)
+	return bytes.EqualFold(ct, []byte("application/json")) || bytes.EqualFold(ct, []byte("text/json")) ||
+		(len(ct) > 5 && bytes.EqualFold(ct[len(ct)-5:], []byte("+json")))
+}
+
+// fasthttpLogger sends fasthttp's connection-level messages (client
+// errors, mostly) to the debug log.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug(fmt.Sprintf(format, args...))
 }

@@ -247,7 +247,7 @@ func TestDeadlineUsesDefaults(t *testing.T) {
 	route := fmt.Sprintf(`
 name: dl
 endpoint: /dl
-timeout: 100ms
+timeout: 500ms
 tasks:
   fast:
     type: http

@@ -31,8 +31,10 @@ type Plan struct {
 	descendants []uint64
 	layout      layout
 
-	pool   sync.Pool
-	tracer trace.Tracer
+	pool    sync.Pool
+	tracer  trace.Tracer
+	limit   *limiter
+	auth    *authenticator
 
 	durations *metrics.PrometheusHistogram
 	statuses  [600]*metrics.Counter
@@ -54,6 +56,10 @@ type node struct {
 	failures *metrics.Counter
 	defaults *metrics.Counter
 }
+
+// ReadsRequestJSON reports whether the route's templates read the request
+// body as JSON (so it must be valid JSON).
+func (p *Plan) ReadsRequestJSON() bool { return p.readJSON }
 
 // Name returns the route's name.
 func (p *Plan) Name() string { return p.Route.Name.Value }
@@ -151,6 +157,10 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 		if t.Output != nil {
 			p.nodes[i].out = p.layout.outputIndex(i)
 		}
+	}
+	p.limit = newLimiter(r.Limits, p.name)
+	if p.auth, err = newAuthenticator(r.Auth, p.name); err != nil {
+		return nil, config.Errors{err.(*config.Error)}
 	}
 	p.durations = metrics.GetOrCreatePrometheusHistogram(`lariat_request_duration_seconds{` + routeLabel + `}`)
 	p.pool.New = func() any { return newExec(p) }

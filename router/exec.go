@@ -118,6 +118,22 @@ var (
 // matched by the caller. It returns once the response is written to rc;
 // nothing keeps rc afterwards.
 func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
+	if p.auth != nil {
+		if err := p.auth.check(rc); err != nil {
+			p.auth.denied.Inc()
+			writeUnauthorized(rc, p.name, err)
+			p.countStatus(fasthttp.StatusUnauthorized)
+			return
+		}
+	}
+	if p.limit != nil {
+		if !p.limit.acquire() {
+			writeShed(rc, p.name)
+			p.countStatus(fasthttp.StatusServiceUnavailable)
+			return
+		}
+		defer p.limit.release()
+	}
 	start := time.Now()
 	e := p.acquire()
 	e.reset()

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,11 @@ type HTTPInputs struct {
 	} `yaml:"breaker"`
 }
 
+type propagated struct {
+	name []byte
+	slot int
+}
+
 type retryPolicy struct {
 	connect, timeout bool
 	any5xx           bool
@@ -98,6 +104,8 @@ type httpTask struct {
 	method     []byte
 	headerKeys [][]byte
 	headerVals []*Template
+	// propagate are request headers copied upstream, by header slot.
+	propagate []propagated
 	body       *Template
 	tryTimeout time.Duration
 	retries    int
@@ -242,6 +250,9 @@ func newHTTPTask(s *Spec) (Task, error) {
 		t.headerKeys = append(t.headerKeys, []byte(k))
 		t.headerVals = append(t.headerVals, tmpl)
 	}
+	for _, h := range s.Route.PropagateHeaders {
+		t.propagate = append(t.propagate, propagated{name: []byte(h.Value), slot: s.Scope.HeaderRef(h.Value)})
+	}
 	if in.Body.Value != "" {
 		var err error
 		if t.body, err = s.Template("body", in.Body, ModeJSON); err != nil {
@@ -373,7 +384,9 @@ func (t *httpTask) Run(x *Exchange, r *Result) error {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	t.buildRequest(req, x, r, tg)
+	if err := t.buildRequest(req, x, r, tg); err != nil {
+		return err
+	}
 
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -432,7 +445,7 @@ func (t *httpTask) backoffFor(attempt int) time.Duration {
 	return half + time.Duration(rand.Int64N(int64(half)+1))
 }
 
-func (t *httpTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result, tg *target) {
+func (t *httpTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result, tg *target) error {
 	req.Header.SetMethodBytes(t.method)
 	if t.pathTmpl != nil {
 		r.scratch = t.pathTmpl.Append(r.scratch[:0], x)
@@ -443,8 +456,16 @@ func (t *httpTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result, t
 	req.URI().SetScheme(tg.scheme)
 	req.Header.SetHost(tg.host)
 	req.UseHostHeader = true
+	for _, h := range t.propagate {
+		if x.HeaderSet(h.slot) {
+			req.Header.SetBytesKV(h.name, x.Headers[h.slot])
+		}
+	}
 	for i, k := range t.headerKeys {
 		r.scratch = t.headerVals[i].Append(r.scratch[:0], x)
+		if bytes.ContainsAny(r.scratch, "\r\n\x00") {
+			return &RequestError{Msg: "header " + string(k) + ": the value from the request holds a line break or NUL"}
+		}
 		req.Header.SetBytesKV(k, r.scratch)
 	}
 	r.Upstream = tg.host
@@ -465,6 +486,7 @@ func (t *httpTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result, t
 		r.scratch = t.body.Append(r.scratch[:0], x)
 		req.SetBodyRaw(r.scratch)
 	}
+	return nil
 }
 
 var deadlineHeader = []byte("X-Lariat-Deadline-Ms")

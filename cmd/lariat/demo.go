@@ -73,7 +73,8 @@ Try a prediction (both models are called in parallel and merged):
 Rank candidate drivers with their online features (a feature lookup feeds the
 ranking model while the fraud model runs in parallel):
 
-  curl -s -X POST http://%s/v1/rank-drivers -d '%s'
+  curl -s -X POST http://%s/v1/rank-drivers -H 'Content-Type: application/json' \
+    -d '%s'
 
 Routes:  curl -s http://%s/routes
 Metrics: curl -s http://%s/metrics

@@ -76,3 +76,34 @@ func B2S(b []byte) string {
 func S2B(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
+
+// DepthExceeds reports whether the JSON text b nests objects and arrays
+// deeper than max. It does not validate b; brackets inside strings are
+// skipped.
+func DepthExceeds(b []byte, max int) bool {
+	depth := 0
+	inString := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			if depth++; depth > max {
+				return true
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return false
+}

@@ -34,3 +34,19 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
+
+func TestDepthExceeds(t *testing.T) {
+	f := func(s string, max int, want bool) {
+		t.Helper()
+		if got := DepthExceeds([]byte(s), max); got != want {
+			t.Fatalf("DepthExceeds(%q, %d) = %v", s, max, got)
+		}
+	}
+	f(`{}`, 1, false)
+	f(`{"a":[1]}`, 1, true)
+	f(`{"a":[1]}`, 2, false)
+	f(`{"a":"[[[[{{{{"}`, 1, false)
+	f(`{"a":"\\"}`, 1, false)
+	f(`{"a":"\"[["}`, 1, false)
+	f(`[[[[[[[[[[]]]]]]]]]]`, 9, true)
+}
