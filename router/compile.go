@@ -31,10 +31,10 @@ type Plan struct {
 	descendants []uint64
 	layout      layout
 
-	pool    sync.Pool
-	tracer  trace.Tracer
-	limit   *limiter
-	auth    *authenticator
+	pool   sync.Pool
+	tracer trace.Tracer
+	limit  *limiter
+	auth   *authenticator
 
 	durations *metrics.PrometheusHistogram
 	statuses  [600]*metrics.Counter

@@ -105,7 +105,7 @@ type httpTask struct {
 	headerKeys [][]byte
 	headerVals []*Template
 	// propagate are request headers copied upstream, by header slot.
-	propagate []propagated
+	propagate  []propagated
 	body       *Template
 	tryTimeout time.Duration
 	retries    int
