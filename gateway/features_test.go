@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,5 +165,78 @@ func TestFeatureRouteNeedsStore(t *testing.T) {
 	_, errs := tg.g.RoutesInfo()
 	if len(errs) != 1 || !strings.Contains(errs[0], `f.yaml:7:11: task "features": feature tasks need a feature store`) {
 		t.Fatalf("errors %v", errs)
+	}
+}
+
+// TestRedisKilledUnderLoad stops Redis while two routes take steady load:
+// the route whose feature task has a default never fails; the other fails
+// only while Redis is down (plus the time to reconnect).
+func TestRedisKilledUnderLoad(t *testing.T) {
+	withDefault := strings.NewReplacer("name: feat", "name: soft", "endpoint: /feat", "endpoint: /soft").Replace(fmt.Sprintf(featureRoute, "")) +
+		"    on_error: {default: []}\n"
+	tg, srv := startFeatureGateway(t, map[string]string{
+		"hard.yaml": fmt.Sprintf(featureRoute, ""),
+		"soft.yaml": withDefault,
+	})
+	type sample struct {
+		at     time.Time
+		status int
+	}
+	var mu sync.Mutex
+	var hard, soft []sample
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, path := range []string{"/feat", "/soft"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a := tg.post(t, path, `{"candidates":[1001,1002]}`)
+				mu.Lock()
+				if path == "/feat" {
+					hard = append(hard, sample{time.Now(), a.status})
+				} else {
+					soft = append(soft, sample{time.Now(), a.status})
+				}
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	down := time.Now()
+	srv.Stop()
+	time.Sleep(500 * time.Millisecond)
+	srv.Restart()
+	up := time.Now()
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	const reconnect = time.Second
+	hardFailed, hardFailedOutside, softFailed := 0, 0, 0
+	for _, s := range hard {
+		if s.status != 200 {
+			hardFailed++
+			if s.at.Before(down) || s.at.After(up.Add(reconnect)) {
+				hardFailedOutside++
+			}
+		}
+	}
+	for _, s := range soft {
+		if s.status != 200 {
+			softFailed++
+		}
+	}
+	t.Logf("route without default: %d requests, %d failed (%d outside the outage); route with default: %d requests, %d failed", len(hard), hardFailed, hardFailedOutside, len(soft), softFailed)
+	if softFailed != 0 {
+		t.Fatalf("the route with a default failed %d times", softFailed)
+	}
+	if hardFailed == 0 || hardFailedOutside != 0 {
+		t.Fatalf("route without default: %d failures, %d outside the outage", hardFailed, hardFailedOutside)
 	}
 }

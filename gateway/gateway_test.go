@@ -132,7 +132,7 @@ func TestPerTryTimeoutAndRetries(t *testing.T) {
 	fake.Set(fake.Delay(300*time.Millisecond, upstreamtest.JSON(`{}`)))
 	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 50ms\nretries: 2\nbackoff: {base: 5ms, max: 10ms}", "")}, nil)
 	a := tg.post(t, "/one", `{}`)
-	if a.status != 502 || !strings.Contains(a.body, `timeout after`) || !strings.Contains(a.body, `"task":"m"`) {
+	if a.status != 504 || !strings.Contains(a.body, `upstream timed out after`) || !strings.Contains(a.body, `"task":"m"`) {
 		t.Fatalf("answer %d %s", a.status, a.body)
 	}
 	if n := fake.Requests.Load(); n != 3 {

@@ -118,3 +118,31 @@ func waitGoroutines(t *testing.T, want int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// waitNoGoroutinesIn waits until no goroutine has a frame whose function
+// name contains any of the given package paths (the gateway's request
+// path), or fails after a bounded wait showing them.
+func waitNoGoroutinesIn(t *testing.T, pkgs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var stuck []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			for _, p := range pkgs {
+				if strings.Contains(g, p) && !strings.Contains(g, "waitNoGoroutinesIn") {
+					stuck = append(stuck, g)
+					break
+				}
+			}
+		}
+		if len(stuck) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines still in the request path:\n%s", len(stuck), strings.Join(stuck, "\n\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

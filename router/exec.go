@@ -165,7 +165,7 @@ func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
 		status := fasthttp.StatusBadGateway
 		var reqErr *tasks.RequestError
 		switch {
-		case errors.Is(err, tasks.ErrDeadline):
+		case errors.Is(err, tasks.ErrDeadline), errors.Is(err, tasks.ErrTimeout):
 			status = fasthttp.StatusGatewayTimeout
 		case errors.As(err, &reqErr):
 			status = fasthttp.StatusBadRequest

@@ -121,11 +121,14 @@ func (r *Result) reset() {
 	r.TraceParent = r.TraceParent[:0]
 }
 
-// Errors a task may return. The router maps ErrDeadline to 504 and any
-// other error to 502.
+// Errors a task may return. The router maps ErrDeadline and ErrTimeout to
+// 504, a RequestError to 400 and any other error to 502.
 var (
 	// ErrDeadline means the route deadline passed before the task finished.
 	ErrDeadline = errors.New("route deadline exceeded")
+	// ErrTimeout means the upstream did not answer within the task's
+	// timeout.
+	ErrTimeout = errors.New("upstream timed out")
 	// ErrCanceled means the request ended before the task finished.
 	ErrCanceled = errors.New("request ended")
 	// ErrBreakerOpen means the upstream's circuit breaker is open.

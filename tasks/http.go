@@ -509,7 +509,7 @@ func (t *httpTask) try(req *fasthttp.Request, resp *fasthttp.Response, x *Exchan
 			if !x.Deadline.After(time.Now()) {
 				return failTimeout, ErrDeadline
 			}
-			return failTimeout, fmt.Errorf("%s: timeout after %s", tg.host, time.Since(now).Round(time.Millisecond))
+			return failTimeout, fmt.Errorf("%s: %w after %s", tg.host, ErrTimeout, time.Since(now).Round(time.Millisecond))
 		}
 		t.errConnect.Inc()
 		return failConnect, fmt.Errorf("%s: %w", tg.host, err)

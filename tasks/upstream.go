@@ -133,6 +133,17 @@ func (u *Upstreams) CloseIdle() {
 	}
 }
 
+// OpenConns counts the open upstream connections, busy and idle.
+func (u *Upstreams) OpenConns() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, c := range u.clients {
+		n += c.ConnsCount()
+	}
+	return n
+}
+
 // BreakerSettings configure a circuit breaker.
 type BreakerSettings struct {
 	// Failures is how many consecutive failures open the breaker.
