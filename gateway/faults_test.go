@@ -95,6 +95,10 @@ tasks:
 	tg.g.Env().Upstreams.CloseIdle()
 	testClient.CloseIdleConnections()
 	waitNoGoroutinesIn(t, "lariat/router.", "lariat/tasks.", "lariat/gateway.(*Gateway).handle")
+	// The server notices closed client connections asynchronously.
+	for i := 0; i < 100 && tg.g.server.GetOpenConnectionsCount() != 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := tg.g.server.GetOpenConnectionsCount(); n != 0 {
 		t.Errorf("gateway still holds %d client connections", n)
 	}

@@ -232,6 +232,14 @@ func (e *exec) run() (int, error) {
 				return f, err
 			}
 		case <-e.timer.C:
+			// Tasks that finished just in time count: take them first.
+			for len(e.done) > 0 {
+				i := <-e.done
+				e.running--
+				if f, err := e.complete(i); f >= 0 {
+					return f, err
+				}
+			}
 			return e.expire()
 		}
 	}
