@@ -40,8 +40,12 @@ func (g *Gateway) handleAdmin(rc *fasthttp.RequestCtx) {
 		metrics.WritePrometheus(rc, true)
 	case "/routes":
 		g.serveRoutes(rc)
+	case "/routes/stats":
+		g.serveStats(rc)
+	case "/", "/ui":
+		g.serveUI(rc)
 	default:
-		router.WriteError(rc, fasthttp.StatusNotFound, "unknown admin path; see /healthz, /readyz, /metrics, /routes, POST /-/reload", "", "")
+		router.WriteError(rc, fasthttp.StatusNotFound, "unknown admin path; see / (routes page), /healthz, /readyz, /metrics, /routes, /routes/stats, POST /-/reload", "", "")
 	}
 }
 

@@ -37,6 +37,7 @@ type Plan struct {
 	auth   *authenticator
 
 	durations *metrics.PrometheusHistogram
+	stats     latencyStats
 	statuses  [600]*metrics.Counter
 	statusMu  sync.Mutex
 }
@@ -55,6 +56,7 @@ type node struct {
 	duration *metrics.PrometheusHistogram
 	failures *metrics.Counter
 	defaults *metrics.Counter
+	stats    latencyStats
 }
 
 // ReadsRequestJSON reports whether the route's templates read the request
@@ -83,7 +85,8 @@ type TaskInfo struct {
 // Tasks describes the route's tasks with their dependencies, in file order.
 func (p *Plan) Tasks() []TaskInfo {
 	out := make([]TaskInfo, len(p.nodes))
-	for i, n := range p.nodes {
+	for i := range p.nodes {
+		n := &p.nodes[i]
 		out[i] = TaskInfo{Name: n.name, Type: n.kind}
 		for _, d := range n.deps {
 			out[i].After = append(out[i].After, p.nodes[d].name)

@@ -187,6 +187,7 @@ func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
 		e.cancel = nil
 	}
 	p.durations.UpdateDuration(start)
+	p.stats.observe(time.Since(start), rc.Response.StatusCode() >= 500)
 	e.release()
 }
 
@@ -268,6 +269,7 @@ func (e *exec) runTask(i int) {
 		r.Err = n.task.Run(&e.x, r)
 	}
 	n.duration.UpdateDuration(start)
+	n.stats.observe(time.Since(start), r.Err != nil)
 }
 
 func (e *exec) runAsync(i int) {

@@ -35,8 +35,10 @@ func (p *Plan) Graph(format string) (string, error) {
 		return p.graph().mermaid(), nil
 	case GraphDOT:
 		return p.graph().dot(), nil
+	case GraphSVG:
+		return p.graph().svg(), nil
 	}
-	return "", fmt.Errorf("unknown graph format %q: use %s or %s", format, GraphMermaid, GraphDOT)
+	return "", fmt.Errorf("unknown graph format %q: use %s, %s or %s", format, GraphMermaid, GraphDOT, GraphSVG)
 }
 
 // taskGraph is what a rendering shows, independent of the format.

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bytes"
+	"encoding/xml"
 	"flag"
 	"os"
 	osexec "os/exec"
@@ -138,9 +139,31 @@ func TestGraphContent(t *testing.T) {
 
 func TestGraphUnknownFormat(t *testing.T) {
 	p := loadGraphPlan(t, "lasso")
-	_, err := p.Graph("svg")
-	if err == nil || err.Error() != `unknown graph format "svg": use mermaid or dot` {
+	_, err := p.Graph("png")
+	if err == nil || err.Error() != `unknown graph format "png": use mermaid, dot or svg` {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestGraphSVG(t *testing.T) {
+	p := loadGraphPlan(t, "fanout")
+	svg, err := p.Graph(GraphSVG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		XMLName xml.Name
+	}
+	if err := xml.Unmarshal([]byte(svg), &doc); err != nil || doc.XMLName.Local != "svg" {
+		t.Fatalf("not an SVG document (%v):\n%s", err, svg)
+	}
+	for _, task := range p.Tasks() {
+		if !strings.Contains(svg, `data-task="`+task.Name+`"`) {
+			t.Errorf("svg lacks task %s", task.Name)
+		}
+	}
+	if strings.Contains(svg, "<script") || strings.Contains(svg, "href=\"http") {
+		t.Error("svg must be self-contained")
 	}
 }
 

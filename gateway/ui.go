@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"fmt"
+	"html"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/lariat-gw/lariat/router"
+)
+
+// RouteStats is one route's live latency, as GET /routes/stats shows it.
+type RouteStats struct {
+	Route string                `json:"route"`
+	Total router.LatencySummary `json:"total"`
+	Tasks []router.TaskStats    `json:"tasks"`
+}
+
+func (g *Gateway) serveStats(rc *fasthttp.RequestCtx) {
+	out := []RouteStats{}
+	for _, p := range g.table.Load().Plans() {
+		total, tasks := p.Stats()
+		out = append(out, RouteStats{Route: p.Name(), Total: total, Tasks: tasks})
+	}
+	writeJSON(rc, out)
+}
+
+// serveUI renders the admin page: every route with its task graph and live
+// per-task latency. It is self-contained (inline SVG, CSS and script; no
+// external resources), so it works offline.
+func (g *Gateway) serveUI(rc *fasthttp.RequestCtx) {
+	t := g.table.Load()
+	var b strings.Builder
+	b.WriteString(`<!doctype html><html><head><meta charset="utf-8"><title>Lariat routes</title><style>
+body{font-family:sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-size:16px;margin:28px 0 4px}
+.meta{color:#555;font-size:13px}.err{color:#b00;font-family:monospace;white-space:pre-wrap}
+.graph{border:1px solid #ddd;border-radius:6px;background:#fafafa;max-width:100%;height:auto;margin-top:8px}
+.total{font-size:13px;color:#06c}
+</style></head><body><h1>Lariat routes</h1>`)
+	if len(t.Errors) > 0 {
+		b.WriteString(`<h2>Route files with problems</h2><div class="err">`)
+		for _, e := range t.Errors.Sorted() {
+			b.WriteString(html.EscapeString(e.Error()))
+			b.WriteByte('\n')
+		}
+		b.WriteString(`</div>`)
+	}
+	if len(t.Plans()) == 0 {
+		b.WriteString(`<p>No routes loaded.</p>`)
+	}
+	for _, p := range t.Plans() {
+		svg, err := p.Graph(router.GraphSVG)
+		if err != nil {
+			svg = `<p class="err">` + html.EscapeString(err.Error()) + `</p>`
+		}
+		fmt.Fprintf(&b, `<section data-route="%s"><h2>%s</h2><div class="meta">%s %s · timeout %s · version %s · %s</div><div class="total">–</div>%s</section>`,
+			html.EscapeString(p.Name()), html.EscapeString(p.Name()),
+			html.EscapeString(strings.Join(p.Methods(), ", ")), html.EscapeString(p.Endpoint()),
+			p.Timeout(), html.EscapeString(p.Route.Hash), html.EscapeString(p.Route.File), svg)
+	}
+	b.WriteString(`<script>
+function fmt(s){return s.count?('p50 '+s.p50_ms.toFixed(2)+' ms · p99 '+s.p99_ms.toFixed(2)+' ms · '+s.count+' calls'+(s.errors?' · '+s.errors+' failed':'')):'no calls yet'}
+async function refresh(){
+ try{
+  const r=await fetch('routes/stats',{cache:'no-store'});const all=await r.json();
+  for(const rs of all){
+   const sec=document.querySelector('section[data-route="'+CSS.escape(rs.route)+'"]');if(!sec)continue;
+   sec.querySelector('.total').textContent='route: '+fmt(rs.total);
+   for(const ts of rs.tasks){const el=sec.querySelector('.lat[data-task="'+CSS.escape(ts.task)+'"]');if(el)el.textContent=fmt(ts)}
+  }
+ }catch(e){}
+}
+refresh();setInterval(refresh,2000);
+</script></body></html>`)
+	rc.SetContentType("text/html; charset=utf-8")
+	rc.SetBodyString(b.String())
+}
