@@ -224,3 +224,25 @@ func TestReloadStorm(t *testing.T) {
 		t.Fatalf("%d of %d requests failed during the reload storm", failed.Load(), sent.Load())
 	}
 }
+
+func TestAdminRoutesPage(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.JSON(`{"a":"one"}`))
+	tg := startGateway(t, map[string]string{"v.yaml": versionRoute(up.URL("/"), "a")}, nil)
+	tg.post(t, "/v", `{}`)
+	page := tg.adminGet(t, "/")
+	if page.status != 200 || !strings.HasPrefix(page.header.Get("Content-Type"), "text/html") {
+		t.Fatalf("page %d %v", page.status, page.header)
+	}
+	for _, want := range []string{`<section data-route="v">`, `<svg`, `data-task="m"`, `routes/stats`} {
+		if !strings.Contains(page.body, want) {
+			t.Fatalf("page lacks %s", want)
+		}
+	}
+	if strings.Contains(page.body, `src="http`) || strings.Contains(page.body, `href="http`) {
+		t.Fatal("page loads external resources")
+	}
+	var stats []RouteStats
+	if err := json.Unmarshal([]byte(tg.adminGet(t, "/routes/stats").body), &stats); err != nil || len(stats) != 1 || stats[0].Tasks[0].Count != 1 || stats[0].Total.Count != 1 {
+		t.Fatalf("stats %+v %v", stats, err)
+	}
+}
