@@ -7,6 +7,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/lariat-gw/lariat/router"
 )
@@ -45,7 +46,11 @@ func (g *Gateway) handleAdmin(rc *fasthttp.RequestCtx) {
 	case "/", "/ui":
 		g.serveUI(rc)
 	default:
-		router.WriteError(rc, fasthttp.StatusNotFound, "unknown admin path; see / (routes page), /healthz, /readyz, /metrics, /routes, /routes/stats, POST /-/reload", "", "")
+		if strings.HasPrefix(path, "/debug/pprof/") {
+			pprofhandler.PprofHandler(rc)
+			return
+		}
+		router.WriteError(rc, fasthttp.StatusNotFound, "unknown admin path; see / (routes page), /healthz, /readyz, /metrics, /routes, /routes/stats, /debug/pprof/, POST /-/reload", "", "")
 	}
 }
 
