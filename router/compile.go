@@ -52,11 +52,26 @@ type node struct {
 	hasDefault bool
 	// out is the index of the node's output in the layout, or -1.
 	out int
+	// gate is the index of the Gate task whose branch runs this task, or
+	// -1; branch is that branch's index.
+	gate, branch int
+	isGate       bool
 
 	duration *metrics.PrometheusHistogram
 	failures *metrics.Counter
 	defaults *metrics.Counter
 	stats    latencyStats
+	// scope is the task's template scope while the route compiles.
+	scope *scope
+}
+
+// branchName names the branch that runs task i.
+func (p *Plan) branchName(i int) string {
+	n := &p.nodes[i]
+	if n.gate < 0 {
+		return ""
+	}
+	return p.nodes[n.gate].task.(tasks.Gate).Branches()[n.branch].Name
 }
 
 // ReadsRequestJSON reports whether the route's templates read the request
@@ -108,10 +123,15 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 	}
 	p.nodes = make([]node, len(r.Tasks))
 	var errs config.Errors
+	type gateRef struct {
+		i int
+		g tasks.Gate
+	}
+	var gated []gateRef
 	routeLabel := fmt.Sprintf("route=%q", p.name)
 	for i, t := range r.Tasks {
 		n := &p.nodes[i]
-		n.name, n.kind, n.out = t.Name, t.Type.Value, -1
+		n.name, n.kind, n.out, n.gate = t.Name, t.Type.Value, -1, -1
 		n.def, n.hasDefault = t.OnError.Default, t.OnError.HasDefault
 		kind, ok := tasks.Lookup(t.Type.Value)
 		if !ok {
@@ -137,14 +157,46 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 				sc.deps[j] = true
 			}
 		}
-		for j := range sc.deps {
-			n.deps = append(n.deps, j)
-		}
-		sortInts(n.deps)
 		n.task = task
+		if g, ok := task.(tasks.Gate); ok {
+			n.isGate = true
+			gated = append(gated, gateRef{i, g})
+		}
+		n.scope = sc
 		n.duration = metrics.GetOrCreatePrometheusHistogram(`lariat_task_duration_seconds{` + labels + `}`)
 		n.failures = metrics.GetOrCreateCounter(`lariat_task_failures_total{` + labels + `}`)
 		n.defaults = metrics.GetOrCreateCounter(`lariat_task_defaults_total{` + labels + `}`)
+	}
+	for _, gr := range gated {
+		for b, br := range gr.g.Branches() {
+			for _, name := range br.Tasks {
+				j, ok := c.index[name.Value]
+				switch {
+				case !ok:
+					errs = append(errs, config.Errorf(name.Pos, "task %q: branch %q names unknown task %q%s", p.nodes[gr.i].name, br.Name, name.Value, config.Suggest(name.Value, c.names())))
+				case j == gr.i:
+					errs = append(errs, config.Errorf(name.Pos, "task %q: a branch cannot run its own gate", p.nodes[gr.i].name))
+				case p.nodes[j].gate >= 0:
+					errs = append(errs, config.Errorf(name.Pos, "task %q: task %q is already in branch %q of %q", p.nodes[gr.i].name, name.Value, p.branchName(j), p.nodes[p.nodes[j].gate].name))
+				default:
+					p.nodes[j].gate, p.nodes[j].branch = gr.i, b
+					if p.nodes[j].scope != nil {
+						p.nodes[j].scope.deps[gr.i] = true
+					}
+				}
+			}
+		}
+	}
+	for i := range p.nodes {
+		n := &p.nodes[i]
+		if n.scope == nil {
+			continue
+		}
+		for j := range n.scope.deps {
+			n.deps = append(n.deps, j)
+		}
+		sortInts(n.deps)
+		n.scope = nil
 	}
 	if len(errs) > 0 {
 		return nil, errs

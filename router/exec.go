@@ -31,6 +31,8 @@ type exec struct {
 	x         tasks.Exchange
 	pending   []int32
 	taskState []uint8
+	// skip marks tasks of branches their gate did not take.
+	skip []bool
 	// vals[i] is what task i wrote: its result or its default.
 	vals [][]byte
 	// order lists finished tasks in completion order.
@@ -58,6 +60,7 @@ func newExec(p *Plan) any {
 		p:         p,
 		pending:   make([]int32, n),
 		taskState: make([]uint8, n),
+		skip:      make([]bool, n),
 		vals:      make([][]byte, n),
 		done:      make(chan int, n),
 		timer:     t,
@@ -83,6 +86,7 @@ func (e *exec) reset() {
 	for i := range p.nodes {
 		e.pending[i] = int32(len(p.nodes[i].deps))
 		e.taskState[i] = stNotStarted
+		e.skip[i] = false
 		e.vals[i] = nil
 	}
 	e.order = e.order[:0]
@@ -107,6 +111,7 @@ var (
 	hdrIncomplete    = []byte("X-Lariat-Incomplete")
 	hdrRouteVersion  = []byte("X-Lariat-Route-Version")
 	hdrModels        = []byte("X-Lariat-Models")
+	hdrBranch        = []byte("X-Lariat-Branch")
 	strTraceParent   = []byte("traceparent")
 	strTraceState    = []byte("tracestate")
 	errNotJSON       = "request body is not valid JSON (UTF-8)"
@@ -203,8 +208,13 @@ func (e *exec) run() (int, error) {
 		for e.head < len(e.ready) {
 			i := e.ready[e.head]
 			e.head++
-			e.taskState[i] = stRunning
 			e.notStarted &^= 1 << uint(i&63)
+			if e.skip[i] {
+				finished++
+				e.skipped(i)
+				continue
+			}
+			e.taskState[i] = stRunning
 			if e.head == len(e.ready) && e.canInline(i) {
 				e.runTask(i)
 				finished++
@@ -302,6 +312,13 @@ func (e *exec) complete(i int) (int, error) {
 	}
 	e.vals[i] = r.Body
 	e.order = append(e.order, i)
+	if n.isGate {
+		branch := r.Branch
+		if r.Defaulted {
+			branch = -1
+		}
+		e.skipBranches(i, branch)
+	}
 	for _, d := range n.dependents {
 		if e.pending[d]--; e.pending[d] == 0 {
 			e.ready = append(e.ready, d)
@@ -310,13 +327,38 @@ func (e *exec) complete(i int) (int, error) {
 	return -1, nil
 }
 
+// skipped finishes task i without running it: its gate took another
+// branch. It writes no output; its dependents see it as done.
+func (e *exec) skipped(i int) {
+	n := &e.p.nodes[i]
+	e.taskState[i] = stDone
+	if n.isGate {
+		e.skipBranches(i, -1)
+	}
+	for _, d := range n.dependents {
+		if e.pending[d]--; e.pending[d] == 0 {
+			e.ready = append(e.ready, d)
+		}
+	}
+}
+
+// skipBranches marks the tasks gated by gate g that are not in branch
+// chosen (-1: none is chosen).
+func (e *exec) skipBranches(g, chosen int) {
+	for _, d := range e.p.nodes[g].dependents {
+		if dn := &e.p.nodes[d]; dn.gate == g && dn.branch != chosen {
+			e.skip[d] = true
+		}
+	}
+}
+
 // expire handles the route deadline: tasks not done take their defaults,
 // or the request fails with 504 naming the first that has none.
 func (e *exec) expire() (int, error) {
 	requestsCanceled.Inc()
 	e.x.Cancel()
 	for i := range e.p.nodes {
-		if e.taskState[i] == stDone {
+		if e.taskState[i] == stDone || e.skip[i] {
 			continue
 		}
 		n := &e.p.nodes[i]
@@ -326,7 +368,7 @@ func (e *exec) expire() (int, error) {
 		}
 	}
 	for i := range e.p.nodes {
-		if e.taskState[i] == stDone {
+		if e.taskState[i] == stDone || e.skip[i] {
 			continue
 		}
 		n := &e.p.nodes[i]
@@ -383,6 +425,9 @@ func (e *exec) respond(rc *fasthttp.RequestCtx) {
 	if models := e.models(); len(models) > 0 {
 		resp.Header.SetBytesKV(hdrModels, models)
 	}
+	if branches := e.branches(); len(branches) > 0 {
+		resp.Header.SetBytesKV(hdrBranch, branches)
+	}
 	resp.SetStatusCode(status)
 	e.out = e.out[:0]
 	if e.isPresent(0) {
@@ -422,6 +467,29 @@ func (e *exec) models() []byte {
 			b = append(b, ',')
 		}
 		b = append(b, m...)
+	}
+	if b != nil {
+		e.asm.keep(b)
+	}
+	return b
+}
+
+// branches lists the branches gates took, as gate=branch pairs.
+func (e *exec) branches() []byte {
+	var b []byte
+	for _, i := range e.order {
+		r := &e.x.Results[i]
+		if !e.p.nodes[i].isGate || r.BranchName == "" || r.Defaulted {
+			continue
+		}
+		if b == nil {
+			b = e.asm.buf()
+		} else {
+			b = append(b, ',')
+		}
+		b = append(b, e.p.nodes[i].name...)
+		b = append(b, '=')
+		b = append(b, r.BranchName...)
 	}
 	if b != nil {
 		e.asm.keep(b)

@@ -101,6 +101,10 @@ type Result struct {
 	Defaulted bool
 	// Upstream names the host the task called, for traces.
 	Upstream string
+	// Branch is the branch a Gate chose (-1: none); BranchName names it
+	// for the X-Lariat-Branch header and metrics.
+	Branch     int
+	BranchName string
 	// TraceParent, when set, is the W3C traceparent the task propagates
 	// upstream (its own span when tracing is on); otherwise the request's
 	// is propagated.
@@ -118,6 +122,8 @@ func (r *Result) reset() {
 	r.Err = nil
 	r.Defaulted = false
 	r.Upstream = ""
+	r.Branch = -1
+	r.BranchName = ""
 	r.TraceParent = r.TraceParent[:0]
 }
 

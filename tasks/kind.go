@@ -18,6 +18,22 @@ type Task interface {
 	Run(x *Exchange, r *Result) error
 }
 
+// Gate is a task that chooses which tasks run after it (switch, split):
+// each branch names tasks that run only when Run picks that branch by
+// setting Result.Branch (and Result.BranchName for reporting). Tasks of
+// branches not taken are skipped: they neither run nor write outputs.
+type Gate interface {
+	Task
+	// Branches lists, per branch, the names of the tasks it runs.
+	Branches() []Branch
+}
+
+// Branch is one way out of a Gate.
+type Branch struct {
+	Name  string
+	Tasks []config.String
+}
+
 // Kind is a task kind: a name as written in a route's `type`, and the
 // constructor that compiles a task of that kind.
 type Kind struct {
