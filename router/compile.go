@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -38,8 +39,7 @@ type Plan struct {
 
 	durations *metrics.PrometheusHistogram
 	stats     latencyStats
-	statuses  [600]*metrics.Counter
-	statusMu  sync.Mutex
+	statuses  [600]atomic.Pointer[metrics.Counter]
 }
 
 type node struct {

@@ -510,14 +510,11 @@ func (p *Plan) countStatus(status int) {
 	if status < 0 || status >= len(p.statuses) {
 		return
 	}
-	c := p.statuses[status]
+	c := p.statuses[status].Load()
 	if c == nil {
-		p.statusMu.Lock()
-		if c = p.statuses[status]; c == nil {
-			c = metrics.GetOrCreateCounter(`lariat_requests_total{route=` + strconv.Quote(p.name) + `,status="` + strconv.Itoa(status) + `"}`)
-			p.statuses[status] = c
-		}
-		p.statusMu.Unlock()
+		// GetOrCreateCounter returns the same counter to racing callers.
+		c = metrics.GetOrCreateCounter(`lariat_requests_total{route=` + strconv.Quote(p.name) + `,status="` + strconv.Itoa(status) + `"}`)
+		p.statuses[status].Store(c)
 	}
 	c.Inc()
 }
