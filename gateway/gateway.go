@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,12 @@ type Options struct {
 	MaxHeaderSize int
 	// FeatureTimeout bounds a /get-online-features read (default 1s).
 	FeatureTimeout time.Duration
+	// AccessLogSample is the share of requests written to the access log
+	// (0 turns it off, 1 logs every request).
+	AccessLogSample float64
+	// AccessLogBodies adds request bodies to access log lines; off by
+	// default, since bodies may hold personal data.
+	AccessLogBodies bool
 	// AdminToken, when set, is the bearer token the admin listener
 	// requires on every path but /healthz and /readyz.
 	AdminToken string
@@ -157,6 +164,10 @@ func (g *Gateway) SetTable(t *router.Table) {
 func (g *Gateway) Table() *router.Table { return g.table.Load() }
 
 func (g *Gateway) handle(rc *fasthttp.RequestCtx) {
+	if g.opts.AccessLogSample > 0 && rand.Float64() < g.opts.AccessLogSample {
+		start := time.Now()
+		defer g.accessLog(rc, start)
+	}
 	p := g.table.Load().Lookup(rc.Path())
 	if p == nil && g.opts.Env.Features != nil && string(rc.Path()) == OnlineFeaturesPath {
 		g.serveOnlineFeatures(rc)
@@ -250,4 +261,27 @@ type fasthttpLogger struct{ l *slog.Logger }
 
 func (f fasthttpLogger) Printf(format string, args ...any) {
 	f.l.Debug(fmt.Sprintf(format, args...))
+}
+
+// accessLog writes one access log line for rc.
+func (g *Gateway) accessLog(rc *fasthttp.RequestCtx, start time.Time) {
+	attrs := []slog.Attr{
+		slog.String("method", string(rc.Method())),
+		slog.String("path", string(rc.Path())),
+		slog.Int("status", rc.Response.StatusCode()),
+		slog.Duration("duration", time.Since(start)),
+		slog.String("remote", rc.RemoteAddr().String()),
+		slog.Int("request_bytes", len(rc.PostBody())),
+		slog.Int("response_bytes", len(rc.Response.Body())),
+	}
+	if v := rc.Response.Header.Peek("X-Lariat-Models"); len(v) > 0 {
+		attrs = append(attrs, slog.String("models", string(v)))
+	}
+	if v := rc.Response.Header.Peek("X-Lariat-Incomplete"); len(v) > 0 {
+		attrs = append(attrs, slog.String("incomplete", string(v)))
+	}
+	if g.opts.AccessLogBodies {
+		attrs = append(attrs, slog.String("body", string(rc.PostBody())))
+	}
+	g.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -245,4 +247,40 @@ func TestAdminRoutesPage(t *testing.T) {
 	if err := json.Unmarshal([]byte(tg.adminGet(t, "/routes/stats").body), &stats); err != nil || len(stats) != 1 || stats[0].Tasks[0].Count != 1 || stats[0].Total.Count != 1 {
 		t.Fatalf("stats %+v %v", stats, err)
 	}
+}
+
+func TestAccessLog(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.JSON(`{"a":"one"}`))
+	var buf syncBuffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	tg := startGateway(t, map[string]string{"v.yaml": versionRoute(up.URL("/"), "a")}, nil, func(o *Options) {
+		o.AccessLogSample = 1
+		o.Logger = log
+	})
+	tg.post(t, "/v", `{"secret":"s3cr3t"}`)
+	tg.post(t, "/nope", `{}`)
+	out := buf.String()
+	if !strings.Contains(out, `"msg":"request","method":"POST","path":"/v","status":200`) || !strings.Contains(out, `"path":"/nope","status":404`) {
+		t.Fatalf("access log:\n%s", out)
+	}
+	if strings.Contains(out, "s3cr3t") {
+		t.Fatal("the access log holds a request body")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -49,15 +49,7 @@ func demoCmd(args []string) int {
 		return 1
 	}
 	env.Features = &tasks.FeatureEnv{Views: views, Store: store}
-	g := gateway.New(gateway.Options{
-		RoutesDir:    dir,
-		Env:          env,
-		MaxBodySize:  sf.maxBody,
-		ReadTimeout:  sf.readTimeout,
-		WriteTimeout: sf.writeTimeout,
-		IdleTimeout:  sf.idleTimeout,
-		Logger:       log,
-	})
+	g := gateway.New(sf.options(dir, env, log))
 	if errs := g.Load(); len(errs) > 0 {
 		log.Error("example routes did not load", "error", strings.Join(errs, "; "))
 		return 1

@@ -30,6 +30,9 @@ type serverFlags struct {
 	shutdownTimeout     time.Duration
 	logFormat           string
 	adminToken          string
+	accessLogSample     float64
+	accessLogBodies     bool
+	logLevel            string
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -42,6 +45,9 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 60*time.Second, "how long a kept-alive client connection may idle")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for requests in flight")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.Float64Var(&f.accessLogSample, "access-log-sample", 0, "share of requests written to the access log, 0..1 (0: off)")
+	fs.BoolVar(&f.accessLogBodies, "access-log-bodies", false, "include request bodies in access log lines (they may hold personal data)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.adminToken, "admin-token", os.Getenv("LARIAT_ADMIN_TOKEN"), "bearer token the admin listener requires (except /healthz and /readyz); env LARIAT_ADMIN_TOKEN")
 }
 
@@ -51,10 +57,31 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func (f *serverFlags) logger() *slog.Logger {
-	if f.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		level = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	opts := &slog.HandlerOptions{Level: level}
+	if f.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// options returns the gateway options the server flags set.
+func (f *serverFlags) options(routes string, env *tasks.Env, log *slog.Logger) gateway.Options {
+	return gateway.Options{
+		RoutesDir:       routes,
+		Env:             env,
+		MaxBodySize:     f.maxBody,
+		ReadTimeout:     f.readTimeout,
+		WriteTimeout:    f.writeTimeout,
+		IdleTimeout:     f.idleTimeout,
+		Logger:          log,
+		AdminToken:      f.adminToken,
+		AccessLogSample: f.accessLogSample,
+		AccessLogBodies: f.accessLogBodies,
+	}
 }
 
 func (f *serverFlags) resolveMap(extra map[string]string) (map[string]string, error) {
@@ -119,17 +146,9 @@ func serveCmd(args []string) int {
 		env.Models = models
 		ready["registry"] = models.Status
 	}
-	g := gateway.New(gateway.Options{
-		RoutesDir:    *routes,
-		AdminToken:   sf.adminToken,
-		ReadyDetails: ready,
-		Env:          env,
-		MaxBodySize:  sf.maxBody,
-		ReadTimeout:  sf.readTimeout,
-		WriteTimeout: sf.writeTimeout,
-		IdleTimeout:  sf.idleTimeout,
-		Logger:       log,
-	})
+	opts := sf.options(*routes, env, log)
+	opts.ReadyDetails = ready
+	g := gateway.New(opts)
 	g.Load()
 	return runServers(g, &sf, log, nil)
 }
