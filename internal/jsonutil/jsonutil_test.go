@@ -18,6 +18,7 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	f("plain")
 	f(`quote " and \ backslash`)
 	f("tab\tnl\ncr\r\x00\x1f")
+	f("backspace\b formfeed\f")
 	f("<html>&amp;")
 	f("héllo ☃")
 	f("bad \xff utf8")
