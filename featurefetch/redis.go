@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/VictoriaMetrics/metrics"
 	"net/url"
 	"strconv"
 	"sync"
@@ -202,6 +203,12 @@ func (s *RedisStore) withTimeout(ctx context.Context) (context.Context, context.
 	return context.WithTimeout(ctx, s.timeout)
 }
 
+// Client-side cache outcomes of cached reads, one per hash read.
+var (
+	cacheHits   = metrics.NewCounter(`lariat_feature_cache_hits_total`)
+	cacheMisses = metrics.NewCounter(`lariat_feature_cache_misses_total`)
+)
+
 // ReadHashes implements Store with one pipelined HMGET per read (DoMulti), or
 // DoMultiCache when cacheTTL > 0 and the client caches.
 func (s *RedisStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL time.Duration, dst []FieldValue) ([]FieldValue, error) {
@@ -224,6 +231,14 @@ func (s *RedisStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL 
 			cmds = append(cmds, rueidis.CT(cmd, cacheTTL))
 		}
 		resps = s.c.DoMultiCache(ctx, cmds...)
+		var hits uint64
+		for i := range resps {
+			if resps[i].IsCacheHit() {
+				hits++
+			}
+		}
+		cacheHits.Add(int(hits))
+		cacheMisses.Add(len(resps) - int(hits))
 		clear(cmds)
 		*p = cmds[:0]
 		s.cachePool.Put(p)

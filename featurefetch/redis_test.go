@@ -143,6 +143,7 @@ func TestRedisClientSideCache(t *testing.T) {
 		t.Fatalf("first read: %s", got)
 	}
 	resetStats(t, fx.raw)
+	hits := cacheHits.Get()
 	for i := 0; i < 5; i++ {
 		if got := fetchJSON(t, p, fx.store, `1`); got != `[{"driver_id":1,"avg_daily_trips":1}]` {
 			t.Fatalf("cached read: %s", got)
@@ -150,6 +151,9 @@ func TestRedisClientSideCache(t *testing.T) {
 	}
 	if calls := hmgetCalls(t, fx.raw); calls != 0 {
 		t.Fatalf("cached reads reached the server %d times", calls)
+	}
+	if got := cacheHits.Get() - hits; got < 5 {
+		t.Fatalf("lariat_feature_cache_hits_total grew by %d over 5 cached reads", got)
 	}
 
 	// A write by another client invalidates the cached entry.
