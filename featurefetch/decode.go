@@ -7,9 +7,10 @@ import (
 	"math"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/lariat-gw/lariat/internal/jsonutil"
 )
 
 var errBadValue = errors.New("malformed feast.types.Value")
@@ -80,7 +81,7 @@ func AppendValueJSON(dst, value []byte) (out []byte, isNull bool, err error) {
 		dst = base64.StdEncoding.AppendEncode(dst, payload)
 		return append(dst, '"'), false, nil
 	case TypeString:
-		return appendJSONString(dst, b2s(payload)), false, nil
+		return jsonutil.AppendString(dst, jsonutil.B2S(payload)), false, nil
 	}
 	return appendScalarJSON(dst, typ, varint), false, nil
 }
@@ -180,7 +181,7 @@ func appendListJSON(dst []byte, elem ValueType, msg []byte) ([]byte, error) {
 				dst = base64.StdEncoding.AppendEncode(dst, p)
 				dst = append(dst, '"')
 			} else {
-				dst = appendJSONString(dst, b2s(p))
+				dst = jsonutil.AppendString(dst, jsonutil.B2S(p))
 			}
 			continue
 		}
@@ -300,56 +301,4 @@ func appendJSONFloat(dst []byte, f float64, bits int) []byte {
 		}
 	}
 	return dst
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		// U+2028 and U+2029 are valid JSON but break JavaScript; escape them like encoding/json.
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

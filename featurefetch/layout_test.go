@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/lariat-gw/lariat/internal/jsonutil"
 )
 
 func unhex(t *testing.T, s string) []byte {
@@ -348,13 +350,13 @@ func TestTimestampRoundTrip(t *testing.T) {
 
 func TestAppendJSONString(t *testing.T) {
 	for _, s := range []string{"", "plain", "quote\" back\\slash", "ctl\x00\x01\x1f\t\r\n", "ünï€😀", "\u2028\u2029", "<&>"} {
-		got := appendJSONString(nil, s)
+		got := jsonutil.AppendString(nil, s)
 		var back string
 		if err := json.Unmarshal(got, &back); err != nil || back != s {
-			t.Fatalf("appendJSONString(%q) = %s: %v / %q", s, got, err, back)
+			t.Fatalf("jsonutil.AppendString(%q) = %s: %v / %q", s, got, err, back)
 		}
 	}
-	got := appendJSONString(nil, "bad\xffutf8")
+	got := jsonutil.AppendString(nil, "bad\xffutf8")
 	if string(got) != `"bad\ufffdutf8"` {
 		t.Fatalf("invalid UTF-8: %s", got)
 	}

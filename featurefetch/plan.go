@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/lariat-gw/lariat/internal/jsonutil"
 )
 
 // Shape selects the JSON layout of Plan.Fetch results.
@@ -200,7 +202,7 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 		}
 		e, _ := v.Entity(jk)
 		p.keyTypes = append(p.keyTypes, e.Type)
-		p.keyJSON = append(p.keyJSON, append(appendJSONString(nil, jk), ':'))
+		p.keyJSON = append(p.keyJSON, append(jsonutil.AppendString(nil, jk), ':'))
 	}
 
 	// Lay out each group's fields: features first, then one _ts field per view.
@@ -230,7 +232,7 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 		pf := planFeature{
 			view:    f.view,
 			field:   p.groups[p.views[f.view].group].offset + f.pos,
-			jsonKey: append(appendJSONString(nil, p.names[i]), ':'),
+			jsonKey: append(jsonutil.AppendString(nil, p.names[i]), ':'),
 		}
 		if d, ok := opt.Defaults[f.ref]; ok {
 			var buf bytes.Buffer
@@ -248,13 +250,13 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 			if i > 0 {
 				h = append(h, ',')
 			}
-			h = appendJSONString(h, jk)
+			h = jsonutil.AppendString(h, jk)
 		}
 		for i, name := range p.names {
 			if i > 0 || len(p.joinKeys) > 0 {
 				h = append(h, ',')
 			}
-			h = appendJSONString(h, name)
+			h = jsonutil.AppendString(h, name)
 		}
 		p.header = append(h, `]},"results":[`...)
 	}
@@ -379,7 +381,7 @@ func (p *Plan) parseKeys(st *fetchState, keys [][]byte) (int, error) {
 		if !gjson.ValidBytes(raw) {
 			return 0, badRequestf("join key %q: invalid JSON value", p.joinKeys[i])
 		}
-		r := gjson.Parse(b2s(raw))
+		r := gjson.Parse(jsonutil.B2S(raw))
 		st.parsed = append(st.parsed, r)
 		if r.IsArray() {
 			cnt := 0
@@ -450,7 +452,7 @@ func (p *Plan) addEntity(st *fetchState, ki int, typ ValueType, e gjson.Result, 
 		st.ent = binary.LittleEndian.AppendUint32(st.ent, uint32(len(s)))
 		st.ent = append(st.ent, s...)
 		jsonStart = int32(len(st.ent))
-		st.ent = appendJSONString(st.ent, s)
+		st.ent = jsonutil.AppendString(st.ent, s)
 	case TypeBytes:
 		if e.Type != gjson.String {
 			return badRequestf("join key %q, entity %d: want a base64 string", p.joinKeys[ki], row)
@@ -458,7 +460,7 @@ func (p *Plan) addEntity(st *fetchState, ki int, typ ValueType, e gjson.Result, 
 		lenAt := len(st.ent)
 		st.ent = append(st.ent, 0, 0, 0, 0)
 		var err error
-		st.ent, err = base64.StdEncoding.AppendDecode(st.ent, s2b(e.Str))
+		st.ent, err = base64.StdEncoding.AppendDecode(st.ent, jsonutil.S2B(e.Str))
 		if err != nil {
 			return badRequestf("join key %q, entity %d: invalid base64", p.joinKeys[ki], row)
 		}
@@ -488,7 +490,7 @@ func (p *Plan) decodeTimestamps(st *fetchState, n int) {
 			if !fv.Found {
 				continue
 			}
-			sec, nsec, err := decodeTimestamp(s2b(fv.Data))
+			sec, nsec, err := decodeTimestamp(jsonutil.S2B(fv.Data))
 			if err != nil {
 				continue
 			}
@@ -516,7 +518,7 @@ func (p *Plan) appendCell(dst []byte, st *fetchState, r int, f *planFeature, now
 		return p.appendMissing(dst, f), StatusNotFound
 	}
 	start := len(dst)
-	dst, isNull, err := AppendValueJSON(dst, s2b(fv.Data))
+	dst, isNull, err := AppendValueJSON(dst, jsonutil.S2B(fv.Data))
 	if err != nil {
 		return p.appendMissing(dst, f), StatusInvalid
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/lariat-gw/lariat/internal/jsonutil"
 )
 
 // BadRequestError reports a request the caller must fix (HTTP 400). Message is
@@ -35,7 +37,7 @@ func (v *Views) AppendOnlineFeatures(ctx context.Context, s Store, reqBody []byt
 	if !gjson.ValidBytes(reqBody) {
 		return dst, badRequestf("request body is not valid JSON")
 	}
-	req := gjson.Parse(b2s(reqBody)) // results alias reqBody only during this call
+	req := gjson.Parse(jsonutil.B2S(reqBody)) // results alias reqBody only during this call
 	if !req.IsObject() {
 		return dst, badRequestf("request body must be a JSON object")
 	}
@@ -97,7 +99,7 @@ func (v *Views) AppendOnlineFeatures(ctx context.Context, s Store, reqBody []byt
 		if raw == "" {
 			return dst, badRequestf("entities: missing join key %q", jk)
 		}
-		keys = append(keys, s2b(raw))
+		keys = append(keys, jsonutil.S2B(raw))
 	}
 	return p.Fetch(ctx, s, keys, dst)
 }
