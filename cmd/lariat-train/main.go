@@ -1,0 +1,300 @@
+// Command lariat-train runs the training-job sidecar (local processes, Kubernetes
+// Jobs or Kubeflow PyTorchJob/TFJob; models registered in lariat-registry) and
+// offers client verbs against a running server.
+//
+//	lariat-train serve --listen 127.0.0.1:8060 --state-dir /var/lib/lariat/train \
+//	    --registry http://127.0.0.1:8070 --backend local|kubernetes|kubeflow
+//	lariat-train submit job.yaml [--wait] [--follow]
+//	lariat-train status ID
+//	lariat-train logs ID [--follow]
+//	lariat-train cancel ID [--wait]
+//	lariat-train list [--study ID] [--phase Running]
+//	lariat-train study submit|status|list|cancel ...
+//	lariat-train validate [--study] FILE...
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/training"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage: lariat-train <command> [flags]
+
+commands:
+  serve                    run the training sidecar
+  submit FILE              submit a job spec (YAML or JSON)
+  status ID                show a job
+  logs ID                  print a job's output (--follow to stream it)
+  cancel ID                stop a job
+  list                     list jobs
+  study submit FILE        submit a hyperparameter study
+  study status ID          show a study and its trials
+  study list               list studies
+  study cancel ID          stop a study and its trials
+  validate FILE...         check job specs (--study: study specs) without a server
+
+Client commands talk to --server (default $LARIAT_TRAIN_SERVER or http://127.0.0.1:8060).
+Run "lariat-train <command> -h" for the flags of a command.
+`
+
+// run executes the command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr, nil)
+	case "submit", "status", "logs", "cancel", "list", "study":
+		err = clientCommand(ctx, args, stdout, stderr)
+	case "validate":
+		err = validate(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "lariat-train: %v\n", err)
+		return 2
+	case errors.Is(err, errJobFailed):
+		fmt.Fprintf(stderr, "lariat-train: %v\n", err)
+		return 3
+	}
+	fmt.Fprintf(stderr, "lariat-train: %v\n", err)
+	return 1
+}
+
+// errUsage marks command-line mistakes (exit code 2).
+var errUsage = errors.New("usage error")
+
+// errJobFailed marks a waited-for job or study that failed (exit code 3).
+var errJobFailed = errors.New("failed")
+
+func usageErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+// parseFlags parses flags that may come before or after positional arguments and
+// returns the positional ones.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageErr("%v", err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// serveOptions are the flags of serve.
+type serveOptions struct {
+	listen, stateDir, registryURL, backend string
+	maxConcurrent                          int
+	grace, pollInterval, shutdownTimeout   time.Duration
+	kubeconfig, namespace                  string
+}
+
+// serve runs the sidecar until ctx ends. ready, when set, receives the listen
+// address once the server accepts connections.
+func serve(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o serveOptions
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8060", "TCP address to serve the API on")
+	fs.StringVar(&o.stateDir, "state-dir", "lariat-train-state", "directory for job and study records, logs and local artifacts")
+	fs.StringVar(&o.registryURL, "registry", "", "lariat-registry URL (e.g. http://127.0.0.1:8070); required by specs with a register section")
+	fs.StringVar(&o.backend, "backend", "local", "where jobs run: local (child processes), kubernetes (batch/v1 Job) or kubeflow (PyTorchJob/TFJob)")
+	fs.IntVar(&o.maxConcurrent, "max-concurrent", 2, "local backend: jobs running at once; others queue")
+	fs.DurationVar(&o.grace, "grace", 10*time.Second, "local backend: time between SIGTERM and SIGKILL when a job is stopped")
+	fs.DurationVar(&o.pollInterval, "poll-interval", 10*time.Second, "Kubernetes backends: how often job status is read")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Kubernetes backends: kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
+	fs.StringVar(&o.namespace, "namespace", "default", "Kubernetes backends: namespace of jobs that name none")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for open requests on SIGTERM")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErr("serve takes no arguments, got %q", pos)
+	}
+	logger := log.New(stderr, "", log.LstdFlags|log.Lmicroseconds)
+
+	start := time.Now()
+	backend, err := newBackend(&o, logger)
+	if err != nil {
+		return err
+	}
+	var reg *registry.Client
+	if o.registryURL != "" {
+		reg = registry.NewClient(o.registryURL, nil)
+	}
+	m, err := training.NewManager(training.Options{StateDir: o.stateDir, Backend: backend, Registry: reg, Logf: logger.Printf})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		t := time.Now()
+		m.Close()
+		logger.Printf("manager stopped in %s (jobs keep running and are resumed by the next start)", time.Since(t))
+	}()
+	logger.Printf("%s backend ready, %d job(s) and %d stud(ies) loaded from %s in %s", backend.Name(),
+		len(m.Jobs(training.JobFilter{})), len(m.Studies()), o.stateDir, time.Since(start))
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on -listen=%q: %w", o.listen, err)
+	}
+	srv := &http.Server{
+		Handler:           training.NewServer(m, training.ServerOptions{Logf: logger.Printf}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Printf("listening on %s", ln.Addr())
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Printf("shutting down")
+	t := time.Now()
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Printf("shutdown incomplete (%v); closing open connections", err)
+		_ = srv.Close()
+	}
+	<-serveErr
+	logger.Printf("server stopped in %s", time.Since(t))
+	return nil
+}
+
+func newBackend(o *serveOptions, logger *log.Logger) (training.Backend, error) {
+	switch o.backend {
+	case "local":
+		return training.NewLocal(training.LocalOptions{MaxConcurrent: o.maxConcurrent, Grace: o.grace}), nil
+	case "kubernetes", "kubeflow":
+	default:
+		return nil, usageErr("-backend must be local, kubernetes or kubeflow, got %q", o.backend)
+	}
+	cfg, err := kubeConfig(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot make a Kubernetes client: %w", err)
+	}
+	if o.backend == "kubernetes" {
+		return training.NewKubernetes(training.KubernetesOptions{Client: cs, Namespace: o.namespace,
+			PollInterval: o.pollInterval, Logf: logger.Printf}), nil
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot make a Kubernetes client: %w", err)
+	}
+	return training.NewKubeflow(training.KubeflowOptions{Dynamic: dyn, Client: cs, Namespace: o.namespace,
+		PollInterval: o.pollInterval, Logf: logger.Printf}), nil
+}
+
+// kubeConfig loads -kubeconfig, or the in-cluster configuration, or the default
+// kubeconfig loading rules ($KUBECONFIG, ~/.kube/config).
+func kubeConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			return cfg, nil
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if path != "" {
+		rules.ExplicitPath = path
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("cannot load the Kubernetes configuration (-kubeconfig=%q): %w", path, err)
+	}
+	return cfg, nil
+}
+
+// validate checks spec files and prints every problem.
+func validate(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	study := fs.Bool("study", false, "the files are study specs")
+	files, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return usageErr("validate needs at least one file")
+	}
+	bad := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err == nil {
+			if *study {
+				_, err = training.ParseStudySpec(f, data)
+			} else {
+				_, err = training.ParseJobSpec(f, data)
+			}
+		}
+		if err != nil {
+			bad++
+			fmt.Fprintln(stderr, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", f)
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d file(s) invalid", bad, len(files))
+	}
+	return nil
+}
