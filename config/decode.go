@@ -46,6 +46,20 @@ func Decode(file string, n *yaml.Node, v any) error {
 type decoder struct {
 	file string
 	errs Errors
+	// visits bounds the work of a decode: YAML aliases can make a small
+	// file expand into a huge tree.
+	visits int
+}
+
+// maxVisits bounds the nodes one decode walks, aliases expanded.
+const maxVisits = 200_000
+
+func (d *decoder) tooBig(n *yaml.Node) bool {
+	d.visits++
+	if d.visits == maxVisits {
+		d.errorf(n, "document too large once aliases are expanded (over %d values)", maxVisits)
+	}
+	return d.visits >= maxVisits
 }
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
@@ -79,7 +93,7 @@ func join(path, key string) string {
 
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	n = resolveAlias(n)
-	if n == nil {
+	if n == nil || d.tooBig(n) {
 		return
 	}
 	if v.Type() == nodeType {
@@ -387,10 +401,16 @@ func NodeToJSON(file string, n *yaml.Node) ([]byte, error) {
 	return appendJSON(nil, file, n, 0)
 }
 
+// maxJSONValue bounds the JSON a YAML value converts to.
+const maxJSONValue = 1 << 20
+
 func appendJSON(dst []byte, file string, n *yaml.Node, depth int) ([]byte, error) {
 	n = resolveAlias(n)
 	if depth > 64 {
 		return nil, Errorf(PosOf(file, n), "value is nested too deeply")
+	}
+	if len(dst) > maxJSONValue {
+		return nil, Errorf(PosOf(file, n), "value is larger than %d bytes once aliases are expanded", maxJSONValue)
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
