@@ -1,0 +1,8 @@
+// Package examples holds the example training job (trainer), the example model
+// server (modelserver), the model they share (logreg) and the synthetic data they
+// use (exampledata). Its test walks the whole loop: features ingested into Redis,
+// a training job submitted to lariat-train, the model registered in
+// lariat-registry and aliased production, a model server started on the
+// artifact, and a gateway route naming the model driver-rank@production serving
+// predictions from it.
+package examples

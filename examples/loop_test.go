@@ -1,0 +1,406 @@
+package examples
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/lariat-gw/lariat/examples/exampledata"
+	"github.com/lariat-gw/lariat/examples/logreg"
+	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/gateway"
+	"github.com/lariat-gw/lariat/ingest"
+	"github.com/lariat-gw/lariat/internal/redistest"
+	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/tasks"
+	"github.com/lariat-gw/lariat/training"
+)
+
+// buildBinary builds the example command in dir ("./trainer") into out.
+func buildBinary(t *testing.T, pkg, out string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build the examples: %v", err)
+	}
+	bin := filepath.Join(out, filepath.Base(pkg))
+	cmd := exec.Command(goBin, "build", "-o", bin, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return bin
+}
+
+// freePort returns a port that was free on 127.0.0.1 a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// serveHTTP serves h on 127.0.0.1 until the test ends and returns its URL.
+func serveHTTP(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// startRegistry serves a registry on 127.0.0.1 and returns its URL.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	store, err := registry.OpenBoltStore(filepath.Join(t.TempDir(), "registry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{Logf: t.Logf})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+		_ = store.Close()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// startModelServer runs the example model server on artifact at addr and waits
+// until it listens.
+func startModelServer(t *testing.T, bin, artifact, addr, version string) {
+	t.Helper()
+	cmd := exec.Command(bin, "--artifact", artifact, "--listen", addr, "--version", version)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case l, ok := <-line:
+		if !ok || !strings.Contains(l, "on "+addr) {
+			t.Fatalf("model server did not start: %q", l)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("model server did not start in time")
+	}
+}
+
+// ingestDrivers loads the drivers' driver_stats rows into Redis with the
+// ingestion package, as lariat-ingest does with a batch file.
+func ingestDrivers(t *testing.T, addr string, views *featurefetch.Views, drivers []exampledata.Driver, dir string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w, err := ingest.NewWriter(ctx, c, ingest.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := ingest.NewSchema(views, "driver_stats", ingest.SchemaOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "driver_stats.csv")
+	if err := os.WriteFile(file, exampledata.StatsCSV(drivers, time.Now().Add(-time.Minute)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ingest.Load(ctx, w, schema, file, ingest.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Written != int64(len(drivers)) || st.Rejected != 0 {
+		t.Fatalf("ingested %d of %d rows, %d rejected: %v", st.Written, len(drivers), st.Rejected, st.Errors)
+	}
+}
+
+const routeYAML = `apiVersion: v1
+name: allocate
+endpoint: /v1/allocate
+timeout: 3s
+tasks:
+  features:
+    type: feature
+    inputs:
+      entities: {driver_id: '{{ .request.drivers }}'}
+      features: [driver_stats:conv_rate, driver_stats:acc_rate, driver_stats:avg_daily_trips,
+                 driver_stats:rating, driver_stats:is_active]
+  rank:
+    type: http
+    inputs:
+      model: driver-rank@production
+      timeout: 2s
+      body: '{"drivers": {{ .tasks.features.body }}}'
+    output: {path: response.body.ranking, from: ranking}
+`
+
+// allocation is the gateway's answer.
+type allocation struct {
+	Ranking []struct {
+		DriverID int64   `json:"driver_id"`
+		Score    float64 `json:"score"`
+	} `json:"ranking"`
+}
+
+// TestTrainRegisterServe walks the loop: ingest features → train (local backend,
+// the example trainer) → registered version with lineage → alias production →
+// model server on the artifact → a gateway route naming driver-rank@production
+// answers with that version in X-Lariat-Models. Then a retrained version takes
+// over when the alias moves.
+func TestTrainRegisterServe(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bins := t.TempDir()
+	trainer := buildBinary(t, "./trainer", bins)
+	modelServer := buildBinary(t, "./modelserver", bins)
+
+	// Features in Redis, in Feast's layout, through the ingestion package.
+	redis := redistest.Start(t)
+	viewsFile := filepath.Join(dir, "featureviews.yaml")
+	if err := os.WriteFile(viewsFile, featurefetch.DemoViewsYAML(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	views, err := featurefetch.LoadViews(viewsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drivers := exampledata.Drivers(400, 11)
+	ingestDrivers(t, redis.Addr(), views, drivers, dir)
+	labels := filepath.Join(dir, "labels.csv")
+	if err := os.WriteFile(labels, exampledata.LabelsCSV(drivers), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The registry and the training sidecar (local backend), over their REST APIs.
+	regURL := startRegistry(t)
+	reg := registry.NewClient(regURL, nil)
+	m, err := training.NewManager(training.Options{StateDir: filepath.Join(dir, "train"), Backend: training.NewLocal(training.LocalOptions{}),
+		Registry: reg, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	train := training.NewClient(serveHTTP(t, training.NewServer(m, training.ServerOptions{Logf: t.Logf})), nil)
+
+	jobSpec := func(lr, epochs string, port int) []byte {
+		return fmt.Appendf(nil, `name: driver-rank
+command: [%q]
+args: ["--lr=$(LARIAT_HP_LR)", "--epochs=$(LARIAT_HP_EPOCHS)"]
+hyperparameters: {lr: %s, epochs: %s}
+inputs:
+  feature_views: [driver_stats]
+  labels: %q
+  views_file: %q
+  online_store: %q
+register:
+  model: driver-rank
+  serving_endpoint: http://127.0.0.1:%d/predict
+  description: example logistic regression
+timeout: 2m
+`, trainer, lr, epochs, labels, viewsFile, redis.Addr(), port)
+	}
+	runJob := func(lr, epochs string, port int) training.Job {
+		t.Helper()
+		j, err := train.SubmitJob(ctx, jobSpec(lr, epochs, port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err = train.WaitJob(ctx, j.ID, 50*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Status.Phase != training.PhaseSucceeded {
+			rc, _ := train.Logs(ctx, j.ID, false)
+			logs, _ := io.ReadAll(rc)
+			t.Fatalf("training job %s: %+v\n%s", j.ID, j.Status.Conditions, logs)
+		}
+		return j
+	}
+
+	port1 := freePort(t)
+	j1 := runJob("0.5", "300", port1)
+	if j1.Status.Model == nil || j1.Status.Model.Version != "1" || j1.Status.Metrics["auc"] < 0.8 {
+		t.Fatalf("first job: %+v", j1.Status)
+	}
+	v1, err := reg.GetVersion(ctx, "driver-rank", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.TrainingJob != j1.ID || v1.Source != "file://"+j1.Outputs.ArtifactDir || v1.Params["lr"] != "0.5" ||
+		v1.Params["epochs"] != "300" || v1.Metrics["auc"] != j1.Status.Metrics["auc"] ||
+		!slices.Equal(v1.FeatureViews, []string{"driver_stats"}) || v1.ServingEndpoint != fmt.Sprintf("http://127.0.0.1:%d/predict", port1) {
+		t.Fatalf("registered version: %+v", v1)
+	}
+	if err := reg.SetAlias(ctx, "driver-rank", "production", "1"); err != nil {
+		t.Fatal(err)
+	}
+	startModelServer(t, modelServer, strings.TrimPrefix(v1.Source, "file://"), fmt.Sprintf("127.0.0.1:%d", port1), v1.Version)
+
+	// The gateway: feature task, then the model named by the registry alias.
+	store, err := featurefetch.NewRedisStore(featurefetch.RedisOptions{Addrs: []string{redis.Addr()}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	resolver := registry.NewResolver(reg, registry.ResolverOptions{Interval: 50 * time.Millisecond})
+	t.Cleanup(resolver.Stop)
+	env := tasks.NewEnv(nil)
+	env.Features = &tasks.FeatureEnv{Views: views, Store: store}
+	env.Models = gateway.RegistryModels{R: resolver}
+	routes := t.TempDir()
+	if err := os.WriteFile(filepath.Join(routes, "allocate.yaml"), []byte(routeYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := gateway.New(gateway.Options{RoutesDir: routes, Env: env, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	g.Load()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(ln) }()
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = g.Shutdown(sctx)
+	})
+	gwURL := "http://" + ln.Addr().String() + "/v1/allocate"
+
+	ask := func(ids []int64) (allocation, string) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]any{"drivers": ids})
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, gwURL, strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("gateway answered %d: %s", resp.StatusCode, data)
+		}
+		var a allocation
+		if err := json.Unmarshal(data, &a); err != nil {
+			t.Fatalf("%v: %s", err, data)
+		}
+		return a, resp.Header.Get("X-Lariat-Models")
+	}
+
+	ids := []int64{drivers[0].ID, drivers[1].ID, drivers[2].ID, drivers[3].ID, drivers[4].ID}
+	a, models := ask(ids)
+	if models != "driver-rank=1" {
+		t.Fatalf("X-Lariat-Models = %q, want driver-rank=1", models)
+	}
+	checkRanking(t, a, ids, drivers, strings.TrimPrefix(v1.Source, "file://"))
+
+	// Retrain, serve the new version, move the alias: the route follows.
+	port2 := freePort(t)
+	j2 := runJob("0.2", "150", port2)
+	if j2.Status.Model == nil || j2.Status.Model.Version != "2" {
+		t.Fatalf("second job: %+v", j2.Status)
+	}
+	v2, err := reg.GetVersion(ctx, "driver-rank", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startModelServer(t, modelServer, strings.TrimPrefix(v2.Source, "file://"), fmt.Sprintf("127.0.0.1:%d", port2), v2.Version)
+	if err := reg.SetAlias(ctx, "driver-rank", "production", "2"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		a, models = ask(ids)
+		if models == "driver-rank=2" {
+			break
+		}
+		if models != "driver-rank=1" || time.Now().After(deadline) {
+			t.Fatalf("after the alias moved, X-Lariat-Models = %q", models)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	checkRanking(t, a, ids, drivers, strings.TrimPrefix(v2.Source, "file://"))
+}
+
+// checkRanking checks that the ranking holds the requested drivers, best first,
+// with the scores the artifact gives their features.
+func checkRanking(t *testing.T, a allocation, ids []int64, drivers []exampledata.Driver, artifactDir string) {
+	t.Helper()
+	art, err := logreg.Load(artifactDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Ranking) != len(ids) {
+		t.Fatalf("ranking has %d drivers, want %d: %+v", len(a.Ranking), len(ids), a)
+	}
+	byID := map[int64]exampledata.Driver{}
+	for _, d := range drivers {
+		byID[d.ID] = d
+	}
+	for i, r := range a.Ranking {
+		d, ok := byID[r.DriverID]
+		if !ok || !slices.Contains(ids, r.DriverID) {
+			t.Fatalf("ranking names driver %d, not asked for", r.DriverID)
+		}
+		active := 0.0
+		if d.Active {
+			active = 1
+		}
+		want := art.Score([]float64{d.ConvRate, d.AccRate, float64(d.AvgDailyTrips), d.Rating, active})
+		if diff := r.Score - want; diff > 1e-6 || diff < -1e-6 {
+			t.Fatalf("driver %d scored %v, the artifact says %v", d.ID, r.Score, want)
+		}
+		if i > 0 && r.Score > a.Ranking[i-1].Score {
+			t.Fatalf("ranking not sorted: %+v", a.Ranking)
+		}
+	}
+}
