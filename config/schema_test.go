@@ -32,6 +32,9 @@ var kindInputs = map[string]struct {
 }{
 	"http":    {reflect.TypeFor[tasks.HTTPInputs](), "httpInputs"},
 	"feature": {reflect.TypeFor[tasks.FeatureInputs](), "featureInputs"},
+	"infer":   {reflect.TypeFor[tasks.InferInputs](), "inferInputs"},
+	"switch":  {reflect.TypeFor[tasks.SwitchInputs](), "switchInputs"},
+	"split":   {reflect.TypeFor[tasks.SplitInputs](), "splitInputs"},
 }
 
 func schemaDoc(t *testing.T) map[string]any {
@@ -342,6 +345,15 @@ func TestSchemaRejectsBadFiles(t *testing.T) {
 	check("no-tasks.yaml", "/tasks")
 	check("address-and-model.yaml", "oneOf")
 	check("bad-model.yaml", "/tasks/m/inputs/model")
+	check("bad-datatype.yaml", "/tasks/m/inputs/inputs/0/datatype")
+	check("infer-missing-model-name.yaml", "'model_name'")
+	check("unknown-tensor-key.yaml", "'column'")
+	check("bad-protocol.yaml", "/tasks/m/inputs/protocol")
+	check("bad-sample.yaml", "/tasks/m/inputs/shadow/sample")
+	check("zero-hedge.yaml", "/tasks/m/inputs/hedge_after")
+	check("switch-missing-when.yaml", "'when'")
+	check("split-one-arm.yaml", "/tasks/s/inputs/arms")
+	check("negative-weight.yaml", "/tasks/s/inputs/arms/0/weight")
 
 	entries, err := os.ReadDir("testdata/schema/bad")
 	if err != nil {

@@ -62,6 +62,7 @@ tasks:
 			for pb.Next() {
 				req.SetRequestURI(uri)
 				req.Header.SetMethod("POST")
+				req.Header.SetContentType("application/json")
 				req.SetBody(body)
 				if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
 					b.Error(err)

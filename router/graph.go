@@ -81,8 +81,9 @@ func (p *Plan) graph() *taskGraph {
 }
 
 // taskDetail names what a task reads from, taken from its inputs as
-// written: the host of an http address, the registry model, or the views
-// of the features read.
+// written: the host of an http address (and the model name of an infer
+// task), the registry model, the views of the features read, the cases of
+// a switch or the weighted arms of a split.
 func taskDetail(t *config.Task) string {
 	in := &t.Inputs
 	switch t.Type.Value {
@@ -95,6 +96,36 @@ func taskDetail(t *config.Task) string {
 		if v := inputValue(in, "model", 0); v != nil && v.Kind == yaml.ScalarNode && v.Value != "" {
 			return "model " + v.Value
 		}
+	case "infer":
+		name := ""
+		if v := inputValue(in, "model_name", 0); v != nil && v.Kind == yaml.ScalarNode {
+			name = v.Value
+		}
+		if v := inputValue(in, "address", 0); v != nil && v.Kind == yaml.ScalarNode {
+			if u, err := url.Parse(v.Value); err == nil && u.Host != "" {
+				return strings.TrimSpace(u.Host + " " + name)
+			}
+		}
+		if v := inputValue(in, "model", 0); v != nil && v.Kind == yaml.ScalarNode && v.Value != "" {
+			return "model " + v.Value
+		}
+	case "switch":
+		if v := inputValue(in, "cases", 0); v != nil && v.Kind == yaml.SequenceNode {
+			return strconv.Itoa(len(v.Content)) + " cases + default"
+		}
+	case "split":
+		v := inputValue(in, "arms", 0)
+		if v == nil || v.Kind != yaml.SequenceNode {
+			return ""
+		}
+		var arms []string
+		for _, a := range v.Content {
+			name, weight := inputValue(a, "name", 0), inputValue(a, "weight", 0)
+			if name != nil && weight != nil && name.Kind == yaml.ScalarNode && weight.Kind == yaml.ScalarNode {
+				arms = append(arms, name.Value+" "+weight.Value)
+			}
+		}
+		return strings.Join(arms, " / ")
 	case "feature":
 		v := inputValue(in, "features", 0)
 		if v == nil || v.Kind != yaml.SequenceNode {

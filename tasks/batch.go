@@ -1,0 +1,464 @@
+package tasks
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lariat-gw/lariat/config"
+)
+
+// BatchInputs turn on micro-batching for an infer task: concurrent calls
+// to the same model with the same input signature are coalesced into one
+// V2 call, their tensors concatenated along the batch dimension, and the
+// outputs split back. A call waits at most MaxWait for others to join;
+// one whose deadline is near (closer than MaxWait plus twice the recent
+// batched-call time) is sent at once with the calls already waiting. The
+// batched call's deadline is its earliest member's.
+type BatchInputs struct {
+	// MaxSize is the most batch rows in one call (32 by default). A
+	// request with more rows is sent alone.
+	MaxSize int `yaml:"max_size"`
+	// MaxWait is the longest a call waits for others (2ms by default).
+	MaxWait config.Duration `yaml:"max_wait"`
+}
+
+// batchIdle is how long a batcher goroutine waits for work before it
+// exits; the next call starts it again.
+const batchIdle = 500 * time.Millisecond
+
+type batchSpec struct {
+	maxSize int
+	maxWait time.Duration
+	// sig identifies what a batched call sends, besides its target.
+	sig string
+	t   *inferTask
+}
+
+func (t *inferTask) compileBatch(s *Spec, in *BatchInputs) (*batchSpec, error) {
+	b := &batchSpec{maxSize: 32, maxWait: 2 * time.Millisecond, t: t}
+	switch {
+	case t.proto != protoV2:
+		return nil, s.Errorf(s.Task.NamePos, "inputs.batch needs protocol v2")
+	case t.call.hedgeAfter > 0 || t.call.fallback != nil:
+		return nil, s.Errorf(s.Task.NamePos, "inputs.batch cannot be combined with hedge_after or fallback")
+	case !t.headers.static():
+		return nil, s.Errorf(s.Task.NamePos, "inputs.batch: header values cannot hold templates, as a batched call carries many requests")
+	case in.MaxSize < 0 || in.MaxSize > 65536:
+		return nil, s.Errorf(s.Task.NamePos, "inputs.batch.max_size must be between 1 and 65536, got %d", in.MaxSize)
+	}
+	if in.MaxSize > 0 {
+		b.maxSize = in.MaxSize
+	}
+	if in.MaxWait.Set {
+		if in.MaxWait.D <= 0 || in.MaxWait.D >= s.Route.Timeout.D {
+			return nil, s.Errorf(in.MaxWait.Pos, "inputs.batch.max_wait must be positive and shorter than the route timeout %s", s.Route.Timeout.D)
+		}
+		b.maxWait = in.MaxWait.D
+	}
+	var sig strings.Builder
+	for _, ti := range t.inputs {
+		if ti.perRow < 0 {
+			return nil, s.Errorf(s.Task.NamePos, "inputs.batch: input %s needs a fixed row shape: give columns, or a shape whose first dimension is -1", ti.name)
+		}
+		fmt.Fprintf(&sig, "%q:%s:%v;", ti.name, ti.datatype, ti.inner)
+	}
+	fmt.Fprintf(&sig, "|%s|%v|", t.outputsJSON, t.codec.rows)
+	for i, k := range t.headers.keys {
+		fmt.Fprintf(&sig, "%q=%q;", k, t.headers.vals[i].Source())
+	}
+	fmt.Fprintf(&sig, "|%d|%s", b.maxSize, b.maxWait)
+	b.sig = sig.String()
+	return b, nil
+}
+
+// batchers holds every batcher by target and signature, so that tasks of
+// several routes (and of reloaded routes) calling the same model share
+// one.
+var batchers sync.Map
+
+// batcher coalesces the calls of one model with one signature. One
+// goroutine collects calls into batches while there are any; each batch
+// is sent on its own goroutine.
+type batcher struct {
+	spec    *batchSpec
+	tg      *target
+	queue   chan *member
+	running atomic.Bool
+	// est is the recent duration of a batched call (ns), to tell when a
+	// member's deadline is near.
+	est  atomic.Int64
+	rows *metrics.Histogram
+}
+
+// batcherFor returns the batcher of tg for this task.
+func (t *inferTask) batcherFor(tg *target) *batcher {
+	if b := tg.batch.Load(); b != nil {
+		return b
+	}
+	key := fmt.Sprintf("%p|%s://%s%s|%s", tg.client, tg.scheme, tg.host, tg.path, t.batch.sig)
+	nb := &batcher{spec: t.batch, tg: tg, queue: make(chan *member, 16*t.batch.maxSize)}
+	nb.rows = metrics.GetOrCreateHistogram(`lariat_batch_rows{model=` + strconv.Quote(tg.label()) + `}`)
+	v, _ := batchers.LoadOrStore(key, nb)
+	b := v.(*batcher)
+	tg.batch.Store(b)
+	return b
+}
+
+// member is one request's share of a batched call. The request and the
+// batch each hold a reference; the last to let go pools it.
+type member struct {
+	buf  []byte // the tensors' elements, input after input
+	ends []int  // end of each input's elements in buf
+	rows int
+
+	enqueued   time.Time
+	deadline   time.Time
+	tryTimeout time.Duration
+
+	out    []byte // the request's result
+	status int
+	kind   failKind
+	err    error
+
+	done  chan struct{}
+	timer *time.Timer
+	refs  atomic.Int32
+}
+
+var memberPool = sync.Pool{New: func() any {
+	m := &member{done: make(chan struct{}, 1), timer: time.NewTimer(time.Hour)}
+	m.timer.Stop()
+	return m
+}}
+
+func acquireMember() *member {
+	m := memberPool.Get().(*member)
+	m.buf, m.ends, m.out = m.buf[:0], m.ends[:0], m.out[:0]
+	m.rows, m.status, m.kind, m.err = 0, 0, failNone, nil
+	select {
+	case <-m.done:
+	default:
+	}
+	m.refs.Store(1)
+	return m
+}
+
+func (m *member) release() {
+	if m.refs.Add(-1) == 0 {
+		m.err = nil
+		memberPool.Put(m)
+	}
+}
+
+// finish hands the member's answer back to its request.
+func (m *member) finish() {
+	m.done <- struct{}{}
+	m.release()
+}
+
+// enqueue adds m to the queue, starting the collecting goroutine if
+// needed. It reports false when the queue is full.
+func (b *batcher) enqueue(m *member) bool {
+	select {
+	case b.queue <- m:
+	default:
+		return false
+	}
+	if !b.running.Load() && b.running.CompareAndSwap(false, true) {
+		go b.loop()
+	}
+	return true
+}
+
+// sendBy returns when the batch holding m must be sent: at, or now when
+// m's deadline is near, i.e. waiting max_wait and then making a call of
+// the usual duration (twice the recent average) might not fit before it.
+func (b *batcher) sendBy(m *member, at time.Time) time.Time {
+	est := time.Duration(b.est.Load())
+	if est <= 0 {
+		est = b.spec.maxWait
+	}
+	now := time.Now()
+	if m.deadline.Sub(now) < b.spec.maxWait+2*est {
+		return now
+	}
+	return at
+}
+
+func (b *batcher) loop() {
+	timer := time.NewTimer(batchIdle)
+	defer timer.Stop()
+	var carry *member
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			timer.Reset(batchIdle)
+			select {
+			case first = <-b.queue:
+			case <-timer.C:
+				b.running.Store(false)
+				// A member queued while stopping restarts the loop here,
+				// unless its caller already did.
+				if len(b.queue) == 0 || !b.running.CompareAndSwap(false, true) {
+					return
+				}
+				continue
+			}
+		}
+		bc := batchCallPool.Get().(*batchCall)
+		bc.add(first)
+		flushAt := b.sendBy(first, first.enqueued.Add(b.spec.maxWait))
+	collect:
+		for bc.rows < b.spec.maxSize {
+			d := time.Until(flushAt)
+			if d <= 0 {
+				break
+			}
+			timer.Reset(d)
+			select {
+			case m := <-b.queue:
+				if bc.rows+m.rows > b.spec.maxSize {
+					carry = m
+					break collect
+				}
+				bc.add(m)
+				flushAt = b.sendBy(m, flushAt)
+			case <-timer.C:
+				break collect
+			}
+		}
+		timer.Stop()
+		go b.send(bc)
+	}
+}
+
+// batchCall is one batched call being sent.
+type batchCall struct {
+	members []*member
+	rows    int
+	body    []byte
+	scratch []byte
+}
+
+var batchCallPool = sync.Pool{New: func() any { return new(batchCall) }}
+
+func (bc *batchCall) add(m *member) {
+	bc.members = append(bc.members, m)
+	bc.rows += m.rows
+}
+
+// send makes the batched call and hands each member its share.
+func (b *batcher) send(bc *batchCall) {
+	t := b.spec.t
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer func() {
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+		clear(bc.members)
+		bc.members, bc.rows = bc.members[:0], 0
+		batchCallPool.Put(bc)
+	}()
+	tg := b.tg
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURI(tg.path)
+	req.URI().SetScheme(tg.scheme)
+	req.Header.SetHost(tg.host)
+	req.UseHostHeader = true
+	req.Header.SetContentType("application/json")
+	// Header values are static (checked at load): no exchange needed.
+	_ = t.headers.apply(req, nil, &bc.scratch)
+
+	body := append(bc.body[:0], `{"inputs":[`...)
+	for i, ti := range t.inputs {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, ti.prefix...)
+		wrote := false
+		for _, m := range bc.members {
+			lo := 0
+			if i > 0 {
+				lo = m.ends[i-1]
+			}
+			if seg := m.buf[lo:m.ends[i]]; len(seg) > 0 {
+				if wrote {
+					body = append(body, ',')
+				}
+				body = append(body, seg...)
+				wrote = true
+			}
+		}
+		body = append(body, `],"shape":[`...)
+		body = strconv.AppendInt(body, int64(bc.rows), 10)
+		for _, d := range ti.inner {
+			body = append(body, ',')
+			body = strconv.AppendInt(body, int64(d), 10)
+		}
+		body = append(body, "]}"...)
+	}
+	body = append(body, ']')
+	body = append(body, t.outputsJSON...)
+	body = append(body, '}')
+	bc.body = body
+	req.SetBodyRaw(body)
+
+	deadline, timeout := bc.members[0].deadline, bc.members[0].tryTimeout
+	for _, m := range bc.members[1:] {
+		if m.deadline.Before(deadline) {
+			deadline = m.deadline
+		}
+		timeout = min(timeout, m.tryTimeout)
+	}
+	start := time.Now()
+	var status int
+	var kind failKind
+	err := tg.breaker.Do(func() (bool, error) {
+		var e error
+		status, kind, e = try(req, resp, deadline, timeout, tg)
+		return breakerCounts(kind, status), e
+	})
+	if err == ErrBreakerOpen {
+		kind, err = failBreaker, fmt.Errorf("%s: %w", tg.host, ErrBreakerOpen)
+	}
+	b.observe(time.Since(start))
+	b.rows.Update(float64(bc.rows))
+	if err == nil {
+		if err = b.split(bc, resp.Body()); err != nil {
+			kind = failInvalid
+		}
+	}
+	for _, m := range bc.members {
+		m.status = status
+		if err != nil {
+			m.err, m.kind = err, kind
+		}
+		m.finish()
+	}
+}
+
+// split maps each member's rows of the batched answer into its result.
+func (b *batcher) split(bc *batchCall, body []byte) error {
+	codec := b.spec.t.codec
+	ds := decodePool.Get().(*decodeScratch)
+	defer releaseDecode(ds)
+	if err := codec.gather(ds, body); err != nil {
+		return err
+	}
+	for i := range ds.outs {
+		if o := &ds.outs[i]; o.rank == 0 || o.shape[0] != bc.rows {
+			return fmt.Errorf("%w: output %s has shape %v for a batch of %d", errAnswer, o.name, o.shape[:o.rank], bc.rows)
+		}
+	}
+	lo := 0
+	for _, m := range bc.members {
+		var err error
+		if m.out, err = codec.appendMapped(m.out[:0], ds, lo, m.rows); err != nil {
+			return err
+		}
+		lo += m.rows
+	}
+	return nil
+}
+
+// observe folds a call's duration into the estimate.
+func (b *batcher) observe(d time.Duration) {
+	old := b.est.Load()
+	if old <= 0 {
+		b.est.Store(int64(d))
+		return
+	}
+	b.est.Store(old + (int64(d)-old)/8)
+}
+
+// renderMember renders the task's tensors for x into m.
+func (t *inferTask) renderMember(m *member, x *Exchange) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	for i, ti := range t.inputs {
+		v := render(ti, x, bp)
+		start := len(m.buf)
+		var ec elemCount
+		var err error
+		if m.buf, ec, err = ti.appendElems(m.buf, v, false); err != nil {
+			return err
+		}
+		if ec.rows > 0 && ec.per != ti.perRow {
+			return fmt.Errorf("input %s: rows have %d elements, want %d", ti.name, ec.per, ti.perRow)
+		}
+		if ec.rows == 0 {
+			m.buf = m.buf[:start]
+		}
+		if i == 0 {
+			m.rows = ec.rows
+		} else if ec.rows != m.rows {
+			return fmt.Errorf("input %s has %d rows, input %s has %d: a batched call needs the same batch size in every input", ti.name, ec.rows, t.inputs[0].name, m.rows)
+		}
+		m.ends = append(m.ends, len(m.buf))
+	}
+	return nil
+}
+
+// runBatched sends the task's call in a batch. done reports whether the
+// task is finished, with err; otherwise the call goes alone, first being
+// the number of tries already made.
+func (t *inferTask) runBatched(x *Exchange, r *Result, tg *target) (first int, done bool, err error) {
+	m := acquireMember()
+	if err := t.renderMember(m, x); err != nil {
+		m.release()
+		return 0, true, err
+	}
+	if m.rows == 0 || m.rows > t.batch.maxSize {
+		m.release()
+		return 0, false, nil
+	}
+	b := t.batcherFor(tg)
+	m.deadline, m.tryTimeout, m.enqueued = x.Deadline, t.call.tryTimeout, time.Now()
+	m.refs.Store(2)
+	if !b.enqueue(m) {
+		m.refs.Store(1)
+		m.release()
+		t.overflow.Inc()
+		return 0, false, nil
+	}
+	r.Attempts++
+	m.timer.Reset(time.Until(x.Deadline))
+	select {
+	case <-m.done:
+		m.timer.Stop()
+	case <-m.timer.C:
+		// The batch still holds m and lets it go when it ends.
+		m.release()
+		return 0, true, ErrDeadline
+	}
+	r.Status = m.status
+	if m.err != nil {
+		err, kind := m.err, m.kind
+		m.release()
+		t.call.count(kind)
+		if wait, ok := t.call.mayRetry(x, 0, kind, r.Status); ok {
+			t.call.retriesTotal.Inc()
+			time.Sleep(wait)
+			return 1, false, nil
+		}
+		return 0, true, err
+	}
+	r.Body = append(r.Body[:0], m.out...)
+	m.release()
+	if sh := t.call.shadow; sh != nil && sh.sampled() {
+		req := fasthttp.AcquireRequest()
+		if t.buildRequest(req, x, r, tg) == nil {
+			sh.send(req, r.Body)
+		}
+		fasthttp.ReleaseRequest(req)
+	}
+	return 0, true, nil
+}

@@ -1,0 +1,156 @@
+package tasks
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lariat-gw/lariat/internal/upstreamtest"
+)
+
+func batchRoute(addr, batch string) string {
+	return inferRoute(addr, `
+      outputs: [scores, echo]
+      rows: true
+      timeout: 1s
+      retries: 1
+      backoff: {base: 1ms, max: 2ms}
+      breaker: {disabled: true}
+      inputs:
+        - {name: x, datatype: FP32, from: '{{ .tasks.features.body }}', columns: [conv_rate, acc_rate]}
+        - {name: ids, datatype: INT64, shape: [-1], from: '{{ .request.ids }}'}
+      batch: `+batch)
+}
+
+// rowsFor returns feature rows and ids for request i with n rows.
+func rowsFor(i, n int) (features, body, want string) {
+	var f, ids, w []string
+	for k := 0; k < n; k++ {
+		a, b := float64(i), float64(k)/4
+		f = append(f, fmt.Sprintf(`{"conv_rate":%g,"acc_rate":%g}`, a, b))
+		ids = append(ids, fmt.Sprint(i*100+k))
+		w = append(w, fmt.Sprintf(`{"scores":%g,"echo":[%g,%g]}`, a+b, a, b))
+	}
+	return "[" + strings.Join(f, ",") + "]", `{"ids":[` + strings.Join(ids, ",") + `]}`, "[" + strings.Join(w, ",") + "]"
+}
+
+// runConcurrently runs the task for requests 0..n-1 at once (request i
+// with rows(i) rows) and checks every result is its own.
+func runConcurrently(t *testing.T, c *compiled, n int, rows func(i int) int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			feats, body, want := rowsFor(i, rows(i))
+			<-start
+			r, err := c.run("rank", body, map[string]string{"features": feats})
+			if err != nil || string(r.Body) != want {
+				errs <- fmt.Errorf("request %d: %v\n got %s\nwant %s", i, err, r.Body, want)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestBatchCoalesces(t *testing.T) {
+	m := startV2(t, "ranker", "")
+	c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 12, max_wait: 300ms}"), nil)
+	// 6 requests of 1 to 3 rows (12 in all) fill one batch.
+	runConcurrently(t, c, 6, func(i int) int { return 1 + i%3 })
+	if calls, rows := m.Calls.Load(), m.Rows.Load(); calls >= 6 || rows != 12 || m.MaxRows.Load() < 2 {
+		t.Fatalf("model saw %d calls, %d rows, %d at most (last error %q)", calls, rows, m.MaxRows.Load(), m.LastError())
+	}
+	// A request with more rows than max_size goes alone.
+	m.Calls.Store(0)
+	feats, body, want := rowsFor(7, 13)
+	r, err := c.run("rank", body, map[string]string{"features": feats})
+	if err != nil || string(r.Body) != want || m.Calls.Load() != 1 || m.MaxRows.Load() != 13 {
+		t.Fatalf("%v %s calls %d", err, r.Body, m.Calls.Load())
+	}
+}
+
+// TestBatchManyRequests sends more requests than fit in a batch, from
+// many goroutines, under the race detector.
+func TestBatchManyRequests(t *testing.T) {
+	m := startV2(t, "ranker", "")
+	c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 8, max_wait: 2ms}"), nil)
+	for round := 0; round < 5; round++ {
+		runConcurrently(t, c, 40, func(i int) int { return 1 + i%4 })
+	}
+	if m.MaxRows.Load() > 8 || m.Rows.Load() != 5*100 {
+		t.Fatalf("max rows %d, rows %d", m.MaxRows.Load(), m.Rows.Load())
+	}
+	t.Logf("%d calls for 200 requests", m.Calls.Load())
+}
+
+// TestBatchDeadlineNear: a request whose deadline is closer than max_wait
+// is sent without waiting for others.
+func TestBatchDeadlineNear(t *testing.T) {
+	m := startV2(t, "ranker", "")
+	c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 32, max_wait: 1500ms}"), nil)
+	feats, body, want := rowsFor(1, 2)
+	x := c.exchange(body, map[string]string{"features": feats}, nil)
+	x.Deadline = time.Now().Add(300 * time.Millisecond)
+	r := &x.Results[c.index["rank"]]
+	if err := c.tasks["rank"].Run(x, r); err != nil || string(r.Body) != want {
+		t.Fatalf("%v %s", err, r.Body)
+	}
+}
+
+func TestBatchFailures(t *testing.T) {
+	m := startV2(t, "ranker", "")
+	c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 4, max_wait: 200ms}"), nil)
+	handle := m.handle
+	// The batched call fails with 503: each request retries alone.
+	m.Set(upstreamtest.Sequence(upstreamtest.Status(503), handle))
+	runConcurrently(t, c, 4, func(int) int { return 1 })
+	if n := m.Requests.Load(); n != 5 {
+		t.Fatalf("model saw %d requests, want 1 batch + 4 retries", n)
+	}
+	// An answer whose batch size is wrong fails every member.
+	m.Set(handle)
+	m.answer = func(*v2Request, []tensor) (int, string) {
+		return 200, `{"outputs":[{"name":"scores","shape":[1,1],"datatype":"FP32","data":[1]},{"name":"echo","shape":[1,2],"datatype":"FP32","data":[1,2]}]}`
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			feats, body, _ := rowsFor(i, 1)
+			_, err := c.run("rank", body, map[string]string{"features": feats})
+			if !errors.Is(err, errAnswer) || !strings.Contains(err.Error(), "output scores has shape [1 1] for a batch of") {
+				t.Errorf("error %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	m.answer = nil
+	// Inputs with different batch sizes cannot be batched.
+	feats, _, _ := rowsFor(1, 2)
+	if _, err := c.run("rank", `{"ids":[1]}`, map[string]string{"features": feats}); err == nil || !strings.Contains(err.Error(), "needs the same batch size in every input") {
+		t.Fatalf("error %v", err)
+	}
+	// The deadline passes while the batch waits: the task fails at its
+	// deadline, the batch goes on without it.
+	m.Set(m.Delay(200*time.Millisecond, handle))
+	feats, body, _ := rowsFor(1, 1)
+	x := c.exchange(body, map[string]string{"features": feats}, nil)
+	x.Deadline = time.Now().Add(50 * time.Millisecond)
+	r := &x.Results[c.index["rank"]]
+	if err := c.tasks["rank"].Run(x, r); !errors.Is(err, ErrDeadline) {
+		t.Fatalf("error %v, want the deadline", err)
+	}
+}

@@ -1,0 +1,133 @@
+package tasks
+
+import (
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/lariat-gw/lariat/config"
+)
+
+func init() {
+	Register(Kind{Name: "split", New: newSplitTask})
+}
+
+// SplitInputs are the settings of a split task, a gate that sends each
+// request to one of several weighted arms (canary, A/B test): the chosen
+// arm's tasks run, the others' are skipped. The result is
+// {"branch":"<arm>"}; the answer's X-Lariat-Branch header and the
+// lariat_split_arm_total{route,task,arm} counter name the arm.
+type SplitInputs struct {
+	// Arms are the alternatives.
+	Arms []SplitArm `yaml:"arms"`
+	// Sticky is a template (plain text) whose value picks the arm, so the
+	// same key always gets the same arm, e.g. '{{ .request.user.id }}'.
+	// Without it, or when it renders empty, the arm is random.
+	Sticky config.String `yaml:"sticky"`
+}
+
+// SplitArm is one alternative of a split.
+type SplitArm struct {
+	// Name names the arm.
+	Name config.String `yaml:"name"`
+	// Weight is the arm's share: weight / sum of weights.
+	Weight int `yaml:"weight"`
+	// Run lists the tasks this arm runs.
+	Run []config.String `yaml:"run"`
+}
+
+type splitTask struct {
+	// cum[i] is the sum of the weights of arms 0..i.
+	cum      []uint64
+	total    uint64
+	sticky   *Template
+	branches []Branch
+	bodies   [][]byte
+	counters []*metrics.Counter
+}
+
+var _ Gate = (*splitTask)(nil)
+
+func newSplitTask(s *Spec) (Task, error) {
+	var in SplitInputs
+	if err := s.Decode(&in); err != nil {
+		return nil, err
+	}
+	if len(in.Arms) < 2 {
+		return nil, s.Errorf(s.Task.NamePos, "inputs.arms: give at least two arms {name, weight, run}")
+	}
+	t := &splitTask{}
+	seen := map[string]bool{}
+	for i, a := range in.Arms {
+		switch {
+		case a.Name.Value == "":
+			return nil, s.Errorf(s.Task.NamePos, "inputs.arms[%d].name is required", i)
+		case !branchNameRe.MatchString(a.Name.Value):
+			return nil, s.Errorf(a.Name.Pos, "inputs.arms[%d].name %q: use letters, digits, '_', '-' and '.'", i, a.Name.Value)
+		case seen[a.Name.Value]:
+			return nil, s.Errorf(a.Name.Pos, "inputs.arms[%d]: duplicate arm %q", i, a.Name.Value)
+		case a.Weight < 0 || a.Weight > 1_000_000:
+			return nil, s.Errorf(a.Name.Pos, "inputs.arms[%d].weight must be between 0 and 1000000, got %d", i, a.Weight)
+		}
+		seen[a.Name.Value] = true
+		t.total += uint64(a.Weight)
+		t.cum = append(t.cum, t.total)
+		t.branches = append(t.branches, Branch{Name: a.Name.Value, Tasks: a.Run})
+		t.bodies = append(t.bodies, branchBody(a.Name.Value))
+		t.counters = append(t.counters, metrics.GetOrCreateCounter(`lariat_split_arm_total{`+s.Labels+`,arm=`+strconv.Quote(a.Name.Value)+`}`))
+	}
+	if t.total == 0 {
+		return nil, s.Errorf(s.Task.NamePos, "inputs.arms: the weights add up to 0; give at least one arm a positive weight")
+	}
+	if in.Sticky.Value != "" {
+		var err error
+		if t.sticky, err = s.Template("sticky", in.Sticky, ModeText); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// Branches lists the arms.
+func (t *splitTask) Branches() []Branch { return t.branches }
+
+// Run picks an arm: by the hash of the sticky key, or at random.
+func (t *splitTask) Run(x *Exchange, r *Result) error {
+	var v uint64
+	if t.sticky != nil {
+		r.scratch = t.sticky.Append(r.scratch[:0], x)
+	}
+	if t.sticky != nil && len(r.scratch) > 0 {
+		v = stickyHash(r.scratch) % t.total
+	} else {
+		v = rand.Uint64N(t.total)
+	}
+	i := 0
+	for v >= t.cum[i] {
+		i++
+	}
+	t.counters[i].Inc()
+	r.Branch, r.BranchName = i, t.branches[i].Name
+	r.Body = append(r.Body[:0], t.bodies[i]...)
+	r.Status = 200
+	r.Attempts = 1
+	return nil
+}
+
+// stickyHash hashes a sticky key: FNV-1a, then a 64-bit finalizer so that
+// the low bits (used by the modulo) are well mixed. It is stable across
+// processes and versions, so replicas agree on every key's arm.
+func stickyHash(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
