@@ -95,6 +95,10 @@ type Config struct {
 	Requests int64
 	// Timeout bounds each request, from the moment it is sent. Default 2s.
 	Timeout time.Duration
+	// Deadline, when positive, counts in Result.Deadline the responses that
+	// arrived within it (latency as in Result.Latency), e.g. a route's
+	// timeout plus a small margin. It must not exceed Timeout.
+	Deadline time.Duration
 
 	// Progress, when set, receives live progress lines.
 	Progress io.Writer
@@ -108,6 +112,53 @@ type Config struct {
 	// Dial overrides how connections are opened, e.g. to an in-memory
 	// listener. Nil dials the URL's host over TCP.
 	Dial fasthttp.DialFunc
+
+	// Conns, when set, holds the connections instead of the run: they are
+	// reused from an earlier run with the same Conns (a warmup, a previous
+	// round) and stay open afterwards, so the run measures kept-alive
+	// connections only. It must be for the URL's host and hold at least
+	// Connections connections; Dial is then ignored.
+	Conns *Conns
+}
+
+// Conns is a pool of kept-alive connections to one host that successive
+// runs share. It is safe for one run at a time.
+type Conns struct {
+	addr   string
+	max    int
+	client *fasthttp.HostClient
+}
+
+// NewConns returns a pool of up to max connections to the host of url,
+// opened with dial (nil: TCP) when a run first needs them.
+func NewConns(url string, max int, dial fasthttp.DialFunc) (*Conns, error) {
+	t, err := (&Config{URL: url, Requests: 1, Connections: max}).prepare()
+	if err != nil {
+		return nil, err
+	}
+	if max <= 0 {
+		return nil, fmt.Errorf("a connection pool needs a positive size, got %d", max)
+	}
+	return &Conns{addr: t.addr, max: max, client: newClient(t.addr, t.isTLS, max, dial)}, nil
+}
+
+// Close closes the idle connections.
+func (c *Conns) Close() {
+	c.client.CloseIdleConnections()
+}
+
+func newClient(addr string, isTLS bool, maxConns int, dial fasthttp.DialFunc) *fasthttp.HostClient {
+	return &fasthttp.HostClient{
+		Addr:                      addr,
+		IsTLS:                     isTLS,
+		Dial:                      dial,
+		Name:                      "lariat-bench",
+		MaxConns:                  maxConns,
+		MaxIdemponentCallAttempts: 1, // a retry would hide a failure
+		ReadBufferSize:            16 << 10,
+		DisablePathNormalizing:    true,
+		MaxIdleConnDuration:       time.Minute,
+	}
 }
 
 // target is the validated, normalized form of Config.
@@ -206,11 +257,22 @@ func (c *Config) prepare() (*target, error) {
 	if cfg.Connections < 0 {
 		return nil, fmt.Errorf("connections must be positive, got %d", cfg.Connections)
 	}
-	if cfg.Duration < 0 || cfg.Requests < 0 || cfg.Timeout < 0 || cfg.ProgressInterval < 0 {
-		return nil, errors.New("duration, requests, timeout and progress interval must not be negative")
+	if cfg.Duration < 0 || cfg.Requests < 0 || cfg.Timeout < 0 || cfg.ProgressInterval < 0 || cfg.Deadline < 0 {
+		return nil, errors.New("duration, requests, timeout, deadline and progress interval must not be negative")
+	}
+	if cfg.Deadline > cfg.Timeout {
+		return nil, fmt.Errorf("deadline %s is longer than the request timeout %s", cfg.Deadline, cfg.Timeout)
 	}
 	if cfg.Duration == 0 && cfg.Requests == 0 {
 		return nil, errors.New("set a duration or a number of requests (or both)")
+	}
+	if c := cfg.Conns; c != nil {
+		if c.addr != t.addr {
+			return nil, fmt.Errorf("the connection pool is for %s, not %s", c.addr, t.addr)
+		}
+		if c.max < cfg.Connections {
+			return nil, fmt.Errorf("the connection pool holds %d connections, fewer than the run's %d", c.max, cfg.Connections)
+		}
 	}
 	return t, nil
 }

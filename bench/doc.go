@@ -6,5 +6,9 @@
 //
 // A run is described by a Config and executed by Run, which returns a Result.
 // Several results are put side by side, with their ratios to a baseline run, by
-// NewReport.
+// NewReport; runs of the same load are combined by Merge.
+//
+// The end-to-end scenarios built on it live in the subpackages: scenario
+// (the runner), fakemodel (the fake model servers) and floor (the direct
+// floor the gateway is compared with).
 package bench

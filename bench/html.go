@@ -82,6 +82,13 @@ func (p *page) write(data string) {
 		p.printf(" · ratios are relative to <b>%s</b> (above 1 means slower latency or higher throughput)", esc(rep.Baseline))
 	}
 	p.printf("</p>\n")
+	if len(rep.Notes) > 0 {
+		p.printf("<ul class=\"meta\">\n")
+		for _, n := range rep.Notes {
+			p.printf("<li>%s</li>\n", esc(n))
+		}
+		p.printf("</ul>\n")
+	}
 
 	p.printf("<p>")
 	for i, r := range rep.Runs {
@@ -186,9 +193,25 @@ func (p *page) summary() {
 	count("errors: timeout", func(r *Result) int64 { return r.Errors.Timeout })
 	count("errors: connection", func(r *Result) int64 { return r.Errors.Connection })
 	count("errors: other", func(r *Result) int64 { return r.Errors.Other })
-	var open bool
+	var open, deadline bool
 	for _, r := range rep.Runs {
 		open = open || r.Generator != nil
+		deadline = deadline || r.Deadline != nil
+	}
+	if deadline {
+		dl := func(label string, get func(d *DeadlineCount) string) {
+			row(label, func(r *Result) string {
+				if r.Deadline == nil {
+					return "–"
+				}
+				return get(r.Deadline)
+			}, nil)
+		}
+		dl("deadline", func(d *DeadlineCount) string { return fmtMs(d.LimitMs) })
+		dl("answered within deadline", func(d *DeadlineCount) string {
+			return strconv.FormatInt(d.Met, 10) + " (" + strconv.FormatFloat(100*d.Fraction(), 'f', 2, 64) + "%)"
+		})
+		dl("within deadline, status < 400", func(d *DeadlineCount) string { return strconv.FormatInt(d.MetOK, 10) })
 	}
 	if open {
 		gen := func(label string, get func(g *Generator) string) {

@@ -18,6 +18,9 @@ type Report struct {
 	Schema    string    `json:"schema"`
 	Title     string    `json:"title"`
 	Generated time.Time `json:"generated"`
+	// Notes are free-form lines shown under the title, e.g. the setup of a
+	// scenario and its targets.
+	Notes []string `json:"notes,omitempty"`
 	// Baseline names the run the ratios are relative to.
 	Baseline string    `json:"baseline,omitempty"`
 	Runs     []*Result `json:"runs"`

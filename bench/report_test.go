@@ -159,6 +159,35 @@ func parseHTML(t *testing.T, doc string) (svgs int, data string) {
 	return svgs, data
 }
 
+func TestReportNotesAndDeadline(t *testing.T) {
+	lariat, direct := twoRuns(t)
+	lariat.Deadline = &bench.DeadlineCount{LimitMs: 110, Met: 9, MetOK: 8, Missed: 1}
+	rep, err := bench.NewReport("faults", "direct", lariat, direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Notes = []string{"setup <one>", "target met"}
+	var js, page bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	back, err := bench.ReadReport(&js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Notes) != 2 || back.Runs[0].Deadline == nil || back.Runs[0].Deadline.MetOK != 8 || back.Runs[1].Deadline != nil {
+		t.Fatalf("notes %q, deadlines %+v %+v", back.Notes, back.Runs[0].Deadline, back.Runs[1].Deadline)
+	}
+	if err := rep.WriteHTML(&page); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<li>setup &lt;one&gt;</li>", "answered within deadline", "9 (90.00%)"} {
+		if !strings.Contains(page.String(), want) {
+			t.Fatalf("html lacks %q", want)
+		}
+	}
+}
+
 func TestReportSingleRunAndEmpty(t *testing.T) {
 	// A run that sent nothing still renders.
 	res := mustRun(t, bench.Config{Name: "down", URL: "http://" + closedPort(t), Requests: 3, Connections: 1})

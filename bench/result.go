@@ -56,6 +56,8 @@ type Result struct {
 	// Generator (open mode only) tells whether the generator kept its
 	// schedule.
 	Generator *Generator `json:"generator,omitempty"`
+	// Deadline counts the answers within Config.Deadline (only when set).
+	Deadline *DeadlineCount `json:"deadline,omitempty"`
 	// Curve is Latency's percentile distribution, HDR style.
 	Curve []CurvePoint `json:"percentile_curve"`
 	// Timeline has one entry per second of the run, by completion time.
@@ -124,6 +126,26 @@ type Generator struct {
 	LagP50Ms float64 `json:"lag_p50_ms"`
 	LagP99Ms float64 `json:"lag_p99_ms"`
 	LagMaxMs float64 `json:"lag_max_ms"`
+}
+
+// DeadlineCount tells how many requests were answered within a deadline,
+// measured like Result.Latency.
+type DeadlineCount struct {
+	LimitMs float64 `json:"limit_ms"`
+	// Met counts responses of any status that arrived within the limit.
+	Met int64 `json:"met"`
+	// MetOK counts those with a status below 400.
+	MetOK int64 `json:"met_ok"`
+	// Missed is Requests - Met: late responses, timeouts and failed requests.
+	Missed int64 `json:"missed"`
+}
+
+// Fraction returns Met / requests, or 0 when nothing was sent.
+func (d *DeadlineCount) Fraction() float64 {
+	if n := d.Met + d.Missed; n > 0 {
+		return float64(d.Met) / float64(n)
+	}
+	return 0
 }
 
 // CurvePoint is one point of the percentile distribution.
@@ -222,8 +244,10 @@ func (r *runner) result() *Result {
 	}
 	var status [maxStatus]int64
 	var last time.Duration
-	var late int64
+	var late, met, metOK int64
 	for _, w := range r.workers {
+		met += w.met
+		metOK += w.metOK
 		lat.Merge(w.lat)
 		if svc != nil {
 			svc.Merge(w.svc)
@@ -282,6 +306,15 @@ func (r *runner) result() *Result {
 			g.SentRPS = float64(res.Requests) / res.ElapsedS
 		}
 		res.Generator = g
+	}
+
+	if cfg.Deadline > 0 {
+		res.Deadline = &DeadlineCount{
+			LimitMs: float64(cfg.Deadline) / float64(time.Millisecond),
+			Met:     met,
+			MetOK:   metOK,
+			Missed:  max(res.Requests-met, 0),
+		}
 	}
 
 	res.Timeline = make([]Second, 0, len(r.tl.secs))
@@ -362,6 +395,10 @@ func (res *Result) WriteText(w io.Writer) error {
 	for _, s := range e.Samples {
 		fmt.Fprintf(&b, "  error       %s\n", s)
 	}
+	if d := res.Deadline; d != nil {
+		fmt.Fprintf(&b, "  deadline    %d of %d (%.2f%%) answered within %s, %d of them ok\n",
+			d.Met, d.Met+d.Missed, 100*d.Fraction(), fmtMs(d.LimitMs), d.MetOK)
+	}
 	if g := res.Generator; g != nil {
 		fmt.Fprintf(&b, "  generator   sent %s rps, late %d, lag p99 %s max %s, unsent %d of %d\n",
 			fmtNum(g.SentRPS), g.Late, fmtMs(g.LagP99Ms), fmtMs(g.LagMaxMs), g.Unsent, g.Planned)
@@ -393,4 +430,122 @@ func fmtNum(f float64) string {
 		return strconv.FormatFloat(f, 'f', 0, 64)
 	}
 	return strconv.FormatFloat(f, 'f', 1, 64)
+}
+
+// Merge combines runs of the same load (same URL, method, mode, rate and
+// connections), e.g. rounds alternating with another target, into one
+// result named name. Counts and histograms are summed, the timelines put end
+// to end; the merged generator's lag percentiles are the largest of the
+// runs' (their histograms are not kept).
+func Merge(name string, runs ...*Result) (*Result, error) {
+	if len(runs) == 0 {
+		return nil, fmt.Errorf("nothing to merge")
+	}
+	first := runs[0]
+	out := &Result{
+		Name:        name,
+		URL:         first.URL,
+		Method:      first.Method,
+		Mode:        first.Mode,
+		Rate:        first.Rate,
+		Connections: first.Connections,
+		TimeoutMs:   first.TimeoutMs,
+		Started:     first.Started,
+		StatusCodes: map[string]int64{},
+	}
+	lat := newHist(histDigits)
+	var svc *hdrhistogram.Histogram
+	if first.ServiceTime != nil {
+		svc = newHist(histDigits)
+	}
+	for i, r := range runs {
+		if r == nil {
+			return nil, fmt.Errorf("run %d to merge is nil", i)
+		}
+		if r.URL != first.URL || r.Method != first.Method || r.Mode != first.Mode || r.Rate != first.Rate ||
+			r.Connections != first.Connections || (r.ServiceTime == nil) != (svc == nil) || (r.Deadline == nil) != (first.Deadline == nil) {
+			return nil, fmt.Errorf("run %d (%s) is not the same load as run 0 (%s)", i, r.Name, first.Name)
+		}
+		if err := mergeLatency(lat, &r.Latency); err != nil {
+			return nil, fmt.Errorf("run %d: %w", i, err)
+		}
+		if svc != nil {
+			if err := mergeLatency(svc, r.ServiceTime); err != nil {
+				return nil, fmt.Errorf("run %d: service time: %w", i, err)
+			}
+		}
+		out.DurationS += r.DurationS
+		out.RequestsLimit += r.RequestsLimit
+		out.ElapsedS += r.ElapsedS
+		out.Interrupted = out.Interrupted || r.Interrupted
+		out.Requests += r.Requests
+		out.OK += r.OK
+		e := &out.Errors
+		e.Total += r.Errors.Total
+		e.Status += r.Errors.Status
+		e.Timeout += r.Errors.Timeout
+		e.Connection += r.Errors.Connection
+		e.Other += r.Errors.Other
+		for _, s := range r.Errors.Samples {
+			if len(e.Samples) < 5 && !slices.Contains(e.Samples, s) {
+				e.Samples = append(e.Samples, s)
+			}
+		}
+		for code, n := range r.StatusCodes {
+			out.StatusCodes[code] += n
+		}
+		if g := r.Generator; g != nil {
+			if out.Generator == nil {
+				out.Generator = &Generator{}
+			}
+			og := out.Generator
+			og.Planned += g.Planned
+			og.Unsent += g.Unsent
+			og.Late += g.Late
+			og.LagP50Ms = max(og.LagP50Ms, g.LagP50Ms)
+			og.LagP99Ms = max(og.LagP99Ms, g.LagP99Ms)
+			og.LagMaxMs = max(og.LagMaxMs, g.LagMaxMs)
+		}
+		if d := r.Deadline; d != nil {
+			if out.Deadline == nil {
+				out.Deadline = &DeadlineCount{LimitMs: d.LimitMs}
+			}
+			if d.LimitMs != out.Deadline.LimitMs {
+				return nil, fmt.Errorf("run %d has a different deadline", i)
+			}
+			out.Deadline.Met += d.Met
+			out.Deadline.MetOK += d.MetOK
+			out.Deadline.Missed += d.Missed
+		}
+		off := len(out.Timeline)
+		for _, s := range r.Timeline {
+			s.T += off
+			out.Timeline = append(out.Timeline, s)
+		}
+	}
+	if out.ElapsedS > 0 {
+		out.ThroughputRPS = float64(out.Requests) / out.ElapsedS
+		if out.Generator != nil {
+			out.Generator.SentRPS = out.ThroughputRPS
+		}
+	}
+	out.Latency = summarize(lat, true)
+	out.Curve = curve(lat)
+	if svc != nil {
+		s := summarize(svc, true)
+		out.ServiceTime = &s
+	}
+	return out, nil
+}
+
+func mergeLatency(dst *hdrhistogram.Histogram, l *Latency) error {
+	if l.Count == 0 {
+		return nil
+	}
+	h, err := l.Histogram()
+	if err != nil {
+		return err
+	}
+	dst.Merge(h)
+	return nil
 }

@@ -92,16 +92,11 @@ func newRunner(t *target) *runner {
 		t:      t,
 		limit:  cfg.Requests,
 		stopCh: make(chan struct{}),
-		client: &fasthttp.HostClient{
-			Addr:                      t.addr,
-			IsTLS:                     t.isTLS,
-			Dial:                      cfg.Dial,
-			Name:                      "lariat-bench",
-			MaxConns:                  cfg.Connections,
-			MaxIdemponentCallAttempts: 1, // a retry would hide a failure
-			ReadBufferSize:            16 << 10,
-			DisablePathNormalizing:    true,
-		},
+	}
+	if cfg.Conns != nil {
+		r.client = cfg.Conns.client
+	} else {
+		r.client = newClient(t.addr, t.isTLS, cfg.Connections, cfg.Dial)
 	}
 	if cfg.Mode == ModeOpen {
 		r.window = maxWindow
@@ -161,7 +156,9 @@ func (r *runner) run(ctx context.Context) *Result {
 	r.stop()
 	close(done)
 	pwg.Wait()
-	r.client.CloseIdleConnections()
+	if cfg.Conns == nil {
+		r.client.CloseIdleConnections()
+	}
 	return r.result()
 }
 
@@ -191,6 +188,8 @@ type worker struct {
 	last       time.Duration // completion of the latest request
 	status     [maxStatus]int64
 	timeouts   int64
+	met        int64 // responses within Config.Deadline
+	metOK      int64 // of those, status < 400
 	connErrs   int64
 	otherErrs  int64
 	errsSeen   int
@@ -350,6 +349,12 @@ func (w *worker) do(seq uint64, sched, sent time.Duration) {
 	timed := err == nil || kind == kindTimeout
 	if timed {
 		recordDur(w.lat, end-sched)
+	}
+	if err == nil && t.cfg.Deadline > 0 && end-sched <= t.cfg.Deadline {
+		w.met++
+		if kind == kindNone {
+			w.metOK++
+		}
 	}
 	if w.svc != nil {
 		if timed {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -473,6 +474,53 @@ func TestConfigValidate(t *testing.T) {
 	f(bench.Config{URL: u, Requests: 1, Connections: -1}, "connections must be positive")
 	f(bench.Config{URL: u, Requests: -1}, "must not be negative")
 	f(bench.Config{URL: u, Requests: 1, Headers: []bench.Header{{Name: "Bad Name", Value: "v"}}}, "invalid header")
+	f(bench.Config{URL: u, Requests: 1, Timeout: time.Second, Deadline: 2 * time.Second}, "longer than the request timeout")
+	f(bench.Config{URL: u, Requests: 1, Deadline: -time.Second}, "must not be negative")
+}
+
+func TestDeadlineCounts(t *testing.T) {
+	// Of every 4 requests: one never answered (a timeout), one answered 500,
+	// two answered 200. The deadline equals the timeout, so every answer
+	// meets it and no timing is asserted.
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	url := startServer(t, func(ctx *fasthttp.RequestCtx) {
+		n, _ := strconv.Atoi(string(ctx.PostBody()))
+		switch n % 4 {
+		case 0:
+			select {
+			case <-release:
+			case <-time.After(5 * time.Second):
+			}
+		case 1:
+			ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+		}
+	})
+	res := mustRun(t, bench.Config{URL: url, Body: "{{seq}}", Connections: 4, Requests: 20,
+		Timeout: time.Second, Deadline: time.Second})
+	d := res.Deadline
+	if d == nil {
+		t.Fatal("no deadline counts")
+	}
+	if d.LimitMs != 1000 || d.Met != 10+5 || d.MetOK != 10 || d.Missed != 5 || d.Fraction() != 0.75 {
+		t.Fatalf("deadline %+v, want 15 met, 10 ok, 5 missed", d)
+	}
+	if res.Errors.Timeout != 5 || res.Errors.Status != 5 {
+		t.Fatalf("errors %+v", res.Errors)
+	}
+	var text strings.Builder
+	if err := res.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "deadline    15 of 20 (75.00%) answered within 1.00s, 10 of them ok") {
+		t.Fatalf("summary:\n%s", text.String())
+	}
+
+	// Without a deadline there are no counts.
+	res = mustRun(t, bench.Config{URL: url, Body: "1", Connections: 1, Requests: 2})
+	if res.Deadline != nil {
+		t.Fatalf("deadline counts without a deadline: %+v", res.Deadline)
+	}
 }
 
 func TestParseHeader(t *testing.T) {
@@ -488,4 +536,96 @@ func TestParseHeader(t *testing.T) {
 	f("nocolon", bench.Header{}, true)
 	f(": v", bench.Header{}, true)
 	f("A B: v", bench.Header{}, true)
+}
+
+func TestMerge(t *testing.T) {
+	var n atomic.Int64
+	url := startServer(t, func(ctx *fasthttp.RequestCtx) {
+		if n.Add(1)%10 == 0 {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		}
+	})
+	cfg := bench.Config{URL: url, Mode: bench.ModeOpen, Rate: 500, Connections: 2, Timeout: time.Second, Deadline: time.Second}
+	a, b := cfg, cfg
+	a.Requests, b.Requests = 100, 50
+	ra, rb := mustRun(t, a), mustRun(t, b)
+	m, err := bench.Merge("lariat", ra, rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Name != "lariat" || m.Requests != 150 || m.OK != ra.OK+rb.OK || m.Latency.Count != 150 || m.ServiceTime.Count != 150 {
+		t.Fatalf("merged: requests %d ok %d latency %d", m.Requests, m.OK, m.Latency.Count)
+	}
+	if m.Errors.Status != 15 || m.StatusCodes["503"] != 15 || m.StatusCodes["200"] != 135 {
+		t.Fatalf("merged errors %+v codes %v", m.Errors, m.StatusCodes)
+	}
+	if m.Deadline.Met+m.Deadline.Missed != 150 || m.Generator.Planned != 150 || m.RequestsLimit != 150 {
+		t.Fatalf("merged deadline %+v generator %+v", m.Deadline, m.Generator)
+	}
+	if reqs, errs := timelineTotal(m); reqs != 150 || errs != 15 || len(m.Timeline) != len(ra.Timeline)+len(rb.Timeline) {
+		t.Fatalf("merged timeline: %d requests, %d errors, %d seconds", reqs, errs, len(m.Timeline))
+	}
+	if m.ElapsedS != ra.ElapsedS+rb.ElapsedS || m.Latency.MaxMs != max(ra.Latency.MaxMs, rb.Latency.MaxMs) {
+		t.Fatalf("merged elapsed %v max %v", m.ElapsedS, m.Latency.MaxMs)
+	}
+	if h, err := m.Latency.Histogram(); err != nil || h.TotalCount() != 150 {
+		t.Fatalf("merged histogram: %v", err)
+	}
+
+	closed := mustRun(t, bench.Config{URL: url, Connections: 2, Requests: 5})
+	if _, err := bench.Merge("x", ra, closed); err == nil || !strings.Contains(err.Error(), "not the same load") {
+		t.Fatalf("merging different loads: %v", err)
+	}
+	if _, err := bench.Merge("x"); err == nil {
+		t.Fatal("merging nothing succeeded")
+	}
+}
+
+func TestConnsAreKeptAcrossRuns(t *testing.T) {
+	var opened atomic.Int64
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {},
+		ConnState: func(_ net.Conn, st fasthttp.ConnState) {
+			if st == fasthttp.StateNew {
+				opened.Add(1)
+			}
+		},
+	}
+	go srv.Serve(ln) //nolint:errcheck // ends at Shutdown
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	url := "http://" + ln.Addr().String() + "/x"
+
+	conns, err := bench.NewConns(url, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conns.Close()
+	for i := 0; i < 3; i++ {
+		res := mustRun(t, bench.Config{URL: url, Connections: 4, Requests: 40, Conns: conns})
+		if res.OK != 40 {
+			t.Fatalf("run %d: %d ok", i, res.OK)
+		}
+	}
+	if n := opened.Load(); n < 1 || n > 4 {
+		t.Fatalf("%d connections opened over three runs, want at most 4", n)
+	}
+
+	f := func(cfg bench.Config, want string) {
+		t.Helper()
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v, want one containing %q", err, want)
+		}
+	}
+	f(bench.Config{URL: "http://127.0.0.1:1/x", Requests: 1, Conns: conns}, "the connection pool is for")
+	f(bench.Config{URL: url, Requests: 1, Connections: 5, Conns: conns}, "fewer than the run's 5")
+	if _, err := bench.NewConns("ftp://x", 1, nil); err == nil {
+		t.Fatal("NewConns accepted an ftp URL")
+	}
+	if _, err := bench.NewConns(url, 0, nil); err == nil {
+		t.Fatal("NewConns accepted a size of 0")
+	}
 }

@@ -39,13 +39,27 @@ func runMain(args ...string) (code int, stdout, stderr string) {
 }
 
 func TestScenarioVerb(t *testing.T) {
-	code, _, stderr := runMain("scenario", "smoke")
-	if code != 2 || !strings.Contains(stderr, `unknown scenario "smoke" (available scenarios: none)`) {
-		t.Fatalf("code %d stderr %q", code, stderr)
+	f := func(want string, args ...string) {
+		t.Helper()
+		code, _, stderr := runMain(args...)
+		if code != 2 || !strings.Contains(stderr, want) {
+			t.Fatalf("%q: code %d stderr %q, want 2 and %q", args, code, stderr, want)
+		}
 	}
-	if code, _, _ := runMain("scenario"); code != 2 {
-		t.Fatalf("scenario without a name: code %d", code)
-	}
+	f(`unknown scenario "smoke"`, "scenario", "smoke")
+	f("fanout2", "scenario", "smoke")
+	f("features+fanout2", "scenario")
+	f("open mode needs a rate", "scenario", "fanout2", "--mode", "open", "--quiet", "--out", t.TempDir())
+	f("unexpected arguments", "scenario", "fanout2", "extra")
+	f("flag provided but not defined", "scenario", "fanout2", "--nope")
+	f("a rate applies only to open mode", "scenario", "--duration", "1s", "lasso", "--rate", "5", "--quiet", "--out", t.TempDir())
+
+	f("rates must be in [0, 1]", "upstream", "--error-rate", "2")
+	f("not valid JSON", "upstream", "--body", "{")
+	f("unexpected arguments", "upstream", "x")
+	f("unknown scenario", "floor", "--scenario", "nope")
+	f(`needs the address of model "m2"`, "floor", "--scenario", "fanout2", "--model", "m1=127.0.0.1:1")
+	f("want KEY=HOST:PORT", "floor", "--scenario", "fanout2", "--model", "m1")
 }
 
 func TestRunAndReportVerbs(t *testing.T) {

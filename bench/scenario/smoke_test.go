@@ -1,0 +1,103 @@
+package scenario
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lariat-gw/lariat/bench"
+)
+
+// buildBinaries builds lariat-bench and lariat into a temporary folder.
+func buildBinaries(t *testing.T) (benchBin, lariatBin string) {
+	t.Helper()
+	dir := t.TempDir()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"lariat-bench", "lariat"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, out)
+		}
+	}
+	return filepath.Join(dir, "lariat-bench"), filepath.Join(dir, "lariat")
+}
+
+// TestScenarioSmoke runs short scenarios end to end with real processes and
+// checks that the reports are written and every request was answered. It
+// asserts nothing about timing.
+func TestScenarioSmoke(t *testing.T) {
+	benchBin, lariatBin := buildBinaries(t)
+	f := func(name string, d time.Duration, rounds int, check func(ph *Phase)) {
+		t.Helper()
+		out := t.TempDir()
+		prof := t.TempDir()
+		var log, stdout strings.Builder
+		o, err := Run(context.Background(), Options{
+			Name: name, Duration: d, Rounds: rounds, Warmup: 200 * time.Millisecond, Connections: 4,
+			Out: out, CPUProfile: prof, BenchBin: benchBin, LariatBin: lariatBin,
+			Log: &log, Stdout: &stdout,
+		})
+		if err != nil {
+			t.Fatalf("%s: %v\nlog:\n%s", name, err, log.String())
+		}
+		if len(o.Phases) != 1 || len(o.Phases[0].Results) != 2 {
+			t.Fatalf("%s: phases %+v", name, o.Phases)
+		}
+		ph := o.Phases[0]
+		for _, r := range ph.Results {
+			if r.Requests == 0 || r.OK != r.Requests || r.Errors.Total != 0 || r.Interrupted {
+				t.Fatalf("%s through %s: %d requests, %d ok, errors %+v", name, r.Name, r.Requests, r.OK, r.Errors)
+			}
+		}
+		for _, path := range append([]string{ph.JSON, ph.HTML, filepath.Join(out, fileName(name)+"-summary.json")}, ph.Profiles...) {
+			if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+				t.Fatalf("%s: %s not written: %v", name, path, err)
+			}
+		}
+		if len(ph.Profiles) != 2 {
+			t.Fatalf("%s: profiles %v", name, ph.Profiles)
+		}
+		file, err := os.Open(ph.JSON)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer file.Close()
+		rep, err := bench.ReadReport(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Baseline != "floor" || len(rep.Runs) != 2 || rep.Runs[0].Name != "lariat" || len(rep.Ratios) != 1 {
+			t.Fatalf("%s: report baseline %q, %d runs", name, rep.Baseline, len(rep.Runs))
+		}
+		if !strings.Contains(stdout.String(), "lariat / floor: throughput") || !strings.Contains(log.String(), "parity") {
+			t.Fatalf("%s: summary:\n%s\nlog:\n%s", name, stdout.String(), log.String())
+		}
+		if runtime.GOOS == "linux" && (ph.Lariat.CPUSeconds <= 0 || ph.Floor.CPUSeconds <= 0 || ph.CPURatio <= 0) {
+			t.Fatalf("%s: no CPU time measured: lariat %+v floor %+v", name, ph.Lariat, ph.Floor)
+		}
+		if check != nil {
+			check(ph)
+		}
+	}
+	// Each model is called once per request, through either path.
+	callsPerRequest := func(ph *Phase) {
+		for i, run := range []string{"lariat", "floor"} {
+			for k, st := range ph.Models[run] {
+				if st.Requests != ph.Results[i].Requests {
+					t.Fatalf("%s run: model %s saw %d requests for %d sent", run, k, st.Requests, ph.Results[i].Requests)
+				}
+			}
+		}
+	}
+	f(Fanout2, 2*time.Second, 1, callsPerRequest)
+	f(FeaturesFanout2, time.Second, 2, callsPerRequest)
+}
