@@ -94,7 +94,7 @@ tasks:
 	// Nothing left behind: close idle connections and count what is left.
 	tg.g.Env().Upstreams.CloseIdle()
 	testClient.CloseIdleConnections()
-	waitNoGoroutinesIn(t, "lariat/router.", "lariat/tasks.", "lariat/gateway.(*Gateway).handle")
+	waitNoGoroutinesIn(t, "lariat/router.(*exec)", "lariat/tasks.", "lariat/gateway.(*Gateway).handle")
 	// The server notices closed client connections asynchronously.
 	for i := 0; i < 100 && tg.g.server.GetOpenConnectionsCount() != 0; i++ {
 		time.Sleep(10 * time.Millisecond)

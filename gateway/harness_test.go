@@ -100,25 +100,6 @@ func (tg *testGateway) adminGet(t testing.TB, path string) answer {
 	return answer{status: resp.StatusCode, body: string(b), header: resp.Header}
 }
 
-// waitGoroutines waits until the goroutine count falls to at most want,
-// or fails after a bounded wait.
-func waitGoroutines(t *testing.T, want int) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("goroutines: %d, want at most %d\n%s", n, want, buf)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitNoGoroutinesIn waits until no goroutine has a frame whose function
 // name contains any of the given package paths (the gateway's request
 // path), or fails after a bounded wait showing them.

@@ -225,7 +225,7 @@ func (e *exec) run() (int, error) {
 			}
 			e.running++
 			e.refs.Add(1)
-			go e.runAsync(i)
+			workers.run(e, i)
 		}
 		if finished == len(p.nodes) {
 			break
