@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/router"
-	"github.com/lariat-gw/lariat/tasks"
 )
 
 // graphCmd prints the task graph of one route file as a Mermaid flowchart
@@ -45,15 +43,10 @@ func graphCmd(args []string) int {
 		fmt.Fprintf(os.Stderr, "lariat graph: unknown --format %q: use mermaid or dot\n", *format)
 		return 2
 	}
-	env := tasks.NewEnv(nil)
-	if *viewsFile != "" {
-		views, err := featurefetch.LoadViews(*viewsFile)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "lariat graph: cannot load --feature-views=%q: %v\n", *viewsFile, err)
-			return 1
-		}
-		// Nothing is read: an empty store lets feature tasks compile.
-		env.Features = &tasks.FeatureEnv{Views: views, Store: featurefetch.NewMemoryStore()}
+	env, err := offlineEnv(*viewsFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lariat graph:", err)
+		return 1
 	}
 	table, errs := router.LoadFiles(files, env)
 	if len(errs) > 0 {

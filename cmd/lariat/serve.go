@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/gateway"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/tasks"
@@ -121,6 +122,10 @@ func serveCmd(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lariat serve:", err)
 		return 2
+	}
+	if _, err := config.RouteFiles(*routes); err != nil {
+		fmt.Fprintln(os.Stderr, "lariat serve:", err)
+		return 1
 	}
 	log := sf.logger()
 	env := tasks.NewEnv(resolve)

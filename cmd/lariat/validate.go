@@ -7,12 +7,15 @@ import (
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/router"
-	"github.com/lariat-gw/lariat/tasks"
 )
 
 func validateCmd(args []string) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintln(os.Stderr, "usage: lariat validate DIR|FILE...") }
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: lariat validate [--feature-views FILE] DIR|FILE...")
+		fs.PrintDefaults()
+	}
+	viewsFile := fs.String("feature-views", "", "feature-view definitions (YAML), to check routes with feature tasks")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -38,7 +41,12 @@ func validateCmd(args []string) int {
 		}
 		files = append(files, fl...)
 	}
-	t, loadErrs := router.LoadFiles(files, tasks.NewEnv(nil))
+	env, err := offlineEnv(*viewsFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lariat validate:", err)
+		return 1
+	}
+	t, loadErrs := router.LoadFiles(files, env)
 	errs = append(errs, loadErrs...)
 	for _, e := range errs.Sorted() {
 		fmt.Println(e.Error())

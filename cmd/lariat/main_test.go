@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildLariat builds the binary once per test run.
+func buildLariat(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "lariat")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestCLI(t *testing.T) {
+	bin := buildLariat(t)
+	run := func(args ...string) (string, string, int) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return stdout.String(), stderr.String(), code
+	}
+	// validate: good files exit 0, bad ones print file:line:col and exit 1.
+	if _, stderr, code := run("validate", "--feature-views", "../../featurefetch/demo/featureviews.yaml", "../../demo/routes"); code != 0 || !strings.Contains(stderr, "2 route(s) OK") {
+		t.Fatalf("validate demo routes: %d %s", code, stderr)
+	}
+	out, _, code := run("validate", "../../router/testdata/bad/cycle.yaml")
+	if code != 1 || !strings.Contains(out, "cycle.yaml:4:3: task \"a\": dependency cycle a -> b -> c -> a") {
+		t.Fatalf("validate bad file: %d %s", code, out)
+	}
+	if out, _, code := run("graph", "../../demo/routes/allocate.yaml", "--format", "dot"); code != 0 || !strings.HasPrefix(out, "digraph") {
+		t.Fatalf("graph: %d %s", code, out)
+	}
+	if out, _, code := run("schema"); code != 0 || !strings.Contains(out, `"$schema"`) {
+		t.Fatalf("schema: %d", code)
+	}
+	if _, stderr, code := run("serve", "--routes", filepath.Join(t.TempDir(), "missing")); code != 1 || !strings.Contains(stderr, "cannot list routes folder") {
+		t.Fatalf("serve without a routes folder: %d %s", code, stderr)
+	}
+	if _, stderr, code := run("nope"); code != 2 || !strings.Contains(stderr, `unknown verb "nope"`) {
+		t.Fatalf("unknown verb: %d %s", code, stderr)
+	}
+}
+
+// TestDemoAnswersAndStopsOnSIGTERM runs `lariat demo` as a newcomer would,
+// follows the printed curl lines, then stops it with SIGTERM: exit 0.
+func TestDemoAnswersAndStopsOnSIGTERM(t *testing.T) {
+	bin := buildLariat(t)
+	cmd := exec.Command(bin, "demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	// Read the banner until the routes line.
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var banner strings.Builder
+	timeout := time.After(20 * time.Second)
+read:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				break read
+			}
+			banner.WriteString(l + "\n")
+			if strings.HasPrefix(l, "Routes:") {
+				break read
+			}
+		case <-timeout:
+			t.Fatalf("demo printed no banner:\n%s", banner.String())
+		}
+	}
+	text := strings.ReplaceAll(banner.String(), "\\\n", "")
+	re := regexp.MustCompile(`curl -s -X POST (http://\S+) -H 'Content-Type: application/json'\s+-d '([^']+)'`)
+	calls := re.FindAllStringSubmatch(text, -1)
+	if len(calls) != 2 {
+		t.Fatalf("banner has %d curl lines:\n%s", len(calls), text)
+	}
+	for _, c := range calls {
+		resp, err := http.Post(c[1], "application/json", strings.NewReader(c[2]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"ranking":[{"driver_id":`) || !strings.Contains(string(body), `"fraud":{"model":"fraud-score"`) {
+			t.Fatalf("%s: %d %s", c[1], resp.StatusCode, body)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("demo did not stop on SIGTERM")
+	}
+}
