@@ -463,8 +463,11 @@ func (s *Service) CreateVersion(ctx context.Context, req CreateVersionRequest) (
 	return out, nil
 }
 
-// GetVersion returns a model version.
-func (s *Service) GetVersion(ctx context.Context, name, version string) (*ModelVersion, error) {
+// withVersion checks name and version, then, in a transaction run by txn
+// (s.store.View or s.store.Update), locks the model, reads the version, calls
+// fn on both when fn is set, and returns the version with its aliases.
+func (s *Service) withVersion(ctx context.Context, txn func(context.Context, func(Tx) error) error, name, version string,
+	fn func(tx Tx, m *ModelRecord, v *ModelVersion) error) (*ModelVersion, error) {
 	if name == "" {
 		return nil, errMissing("name")
 	}
@@ -473,7 +476,7 @@ func (s *Service) GetVersion(ctx context.Context, name, version string) (*ModelV
 		return nil, err
 	}
 	var out *ModelVersion
-	err = s.store.View(ctx, func(tx Tx) error {
+	err = txn(ctx, func(tx Tx) error {
 		m, err := lockModel(tx, name)
 		if err != nil {
 			return err
@@ -481,6 +484,11 @@ func (s *Service) GetVersion(ctx context.Context, name, version string) (*ModelV
 		v, err := getVersion(tx, name, n)
 		if err != nil {
 			return err
+		}
+		if fn != nil {
+			if err := fn(tx, m, v); err != nil {
+				return err
+			}
 		}
 		v.Aliases = versionAliases(m, v.Version)
 		out = v
@@ -489,36 +497,19 @@ func (s *Service) GetVersion(ctx context.Context, name, version string) (*ModelV
 	return out, storeErr(err, nil)
 }
 
+// GetVersion returns a model version.
+func (s *Service) GetVersion(ctx context.Context, name, version string) (*ModelVersion, error) {
+	return s.withVersion(ctx, s.store.View, name, version, nil)
+}
+
 // updateVersion runs change on a locked model version and stores the result.
 func (s *Service) updateVersion(ctx context.Context, name, version string, change func(m *ModelRecord, v *ModelVersion) error) (*ModelVersion, error) {
-	if name == "" {
-		return nil, errMissing("name")
-	}
-	n, err := parseVersion(version)
-	if err != nil {
-		return nil, err
-	}
-	var out *ModelVersion
-	err = s.store.Update(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
-		v, err := getVersion(tx, name, n)
-		if err != nil {
-			return err
-		}
+	return s.withVersion(ctx, s.store.Update, name, version, func(tx Tx, m *ModelRecord, v *ModelVersion) error {
 		if err := change(m, v); err != nil {
 			return err
 		}
-		if err := tx.PutVersion(v); err != nil {
-			return err
-		}
-		v.Aliases = versionAliases(m, v.Version)
-		out = v
-		return nil
+		return tx.PutVersion(v)
 	})
-	return out, storeErr(err, nil)
 }
 
 // UpdateVersion changes a version's description and, as an extension, its serving endpoint.
@@ -633,23 +624,7 @@ func (s *Service) TransitionStage(ctx context.Context, name, version, stage stri
 	if archiveExisting && st != StageStaging && st != StageProduction {
 		return nil, errInvalid("Model version transition cannot archive existing model versions because '%s' is not an Active stage. Valid stages are Staging and Production.", st)
 	}
-	if name == "" {
-		return nil, errMissing("name")
-	}
-	n, err := parseVersion(version)
-	if err != nil {
-		return nil, err
-	}
-	var out *ModelVersion
-	err = s.store.Update(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
-		v, err := getVersion(tx, name, n)
-		if err != nil {
-			return err
-		}
+	return s.withVersion(ctx, s.store.Update, name, version, func(tx Tx, _ *ModelRecord, v *ModelVersion) error {
 		now := s.now()
 		if archiveExisting {
 			var others []*ModelVersion
@@ -672,14 +647,8 @@ func (s *Service) TransitionStage(ctx context.Context, name, version, stage stri
 		}
 		v.CurrentStage = st
 		v.LastUpdatedTimestamp = now
-		if err := tx.PutVersion(v); err != nil {
-			return err
-		}
-		v.Aliases = versionAliases(m, v.Version)
-		out = v
-		return nil
+		return tx.PutVersion(v)
 	})
-	return out, storeErr(err, nil)
 }
 
 // DownloadURI returns where a version's artifacts live: its source.

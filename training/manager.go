@@ -436,13 +436,21 @@ func (m *Manager) Jobs(f JobFilter) []Job {
 		}
 	}
 	m.mu.Unlock()
-	sort.Slice(out, func(a, b int) bool {
-		if !out[a].CreatedAt.Equal(out[b].CreatedAt) {
-			return out[a].CreatedAt.Before(out[b].CreatedAt)
-		}
-		return out[a].ID < out[b].ID
-	})
+	sortOldestFirst(out, func(j *Job) (time.Time, string) { return j.CreatedAt, j.ID })
 	return out
+}
+
+// sortOldestFirst orders records by creation time, then by id; key returns both
+// of a record. Jobs and studies are listed in this order.
+func sortOldestFirst[T any](records []T, key func(*T) (created time.Time, id string)) {
+	sort.Slice(records, func(a, b int) bool {
+		ca, ia := key(&records[a])
+		cb, ib := key(&records[b])
+		if !ca.Equal(cb) {
+			return ca.Before(cb)
+		}
+		return ia < ib
+	})
 }
 
 // Cancel asks for a job to be stopped; the job ends Failed with reason

@@ -582,12 +582,7 @@ func (m *Manager) Studies() []Study {
 		out = append(out, e.study.clone())
 	}
 	m.mu.Unlock()
-	sort.Slice(out, func(a, b int) bool {
-		if !out[a].CreatedAt.Equal(out[b].CreatedAt) {
-			return out[a].CreatedAt.Before(out[b].CreatedAt)
-		}
-		return out[a].ID < out[b].ID
-	})
+	sortOldestFirst(out, func(s *Study) (time.Time, string) { return s.CreatedAt, s.ID })
 	return out
 }
 

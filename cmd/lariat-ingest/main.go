@@ -22,18 +22,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
-	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/redis/rueidis"
 
 	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/ingest"
+	"github.com/lariat-gw/lariat/internal/cli"
 )
 
 func main() {
@@ -68,31 +65,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errRejected):
+	if errors.Is(err, errRejected) {
 		return 1
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "lariat-ingest: %v\n", err)
-		return 2
 	}
-	fmt.Fprintf(stderr, "lariat-ingest: %v\n", err)
-	return 1
+	return cli.ExitCode("lariat-ingest", err, stderr)
 }
 
-var (
-	// errUsage marks command-line mistakes (exit code 2).
-	errUsage = errors.New("usage error")
-	// errRejected reports that rows were rejected; the summary said which.
-	errRejected = errors.New("rows rejected")
-)
-
-func usageErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
-}
+// errRejected reports that rows were rejected; the summary said which.
+var errRejected = errors.New("rows rejected")
 
 // storeFlags are the flags naming the views and the store.
 type storeFlags struct {
@@ -117,7 +97,7 @@ func addStoreFlags(fs *flag.FlagSet) storeFlags {
 func (f storeFlags) open(ctx context.Context, wo ingest.WriterOptions) (*featurefetch.Views, *ingest.Writer, ingest.SchemaOptions, func(), error) {
 	var so ingest.SchemaOptions
 	if *f.views == "" {
-		return nil, nil, so, nil, usageErr("--views is required")
+		return nil, nil, so, nil, cli.Usagef("--views is required")
 	}
 	so.Project = *f.project
 	switch *f.keyTTL {
@@ -127,7 +107,7 @@ func (f storeFlags) open(ctx context.Context, wo ingest.WriterOptions) (*feature
 	default:
 		d, err := time.ParseDuration(*f.keyTTL)
 		if err != nil || d <= 0 {
-			return nil, nil, so, nil, usageErr(`--key-ttl=%q: want "views", "none" or a positive duration`, *f.keyTTL)
+			return nil, nil, so, nil, cli.Usagef(`--key-ttl=%q: want "views", "none" or a positive duration`, *f.keyTTL)
 		}
 		so.KeyTTL = d
 	}
@@ -138,7 +118,7 @@ func (f storeFlags) open(ctx context.Context, wo ingest.WriterOptions) (*feature
 	var ro featurefetch.RedisOptions
 	if strings.Contains(*f.redis, "://") {
 		if ro, err = featurefetch.ParseRedisURL(*f.redis); err != nil {
-			return nil, nil, so, nil, usageErr("--redis: %v", err)
+			return nil, nil, so, nil, cli.Usagef("--redis: %v", err)
 		}
 	} else {
 		ro.Addrs = strings.Split(*f.redis, ",")
@@ -147,7 +127,7 @@ func (f storeFlags) open(ctx context.Context, wo ingest.WriterOptions) (*feature
 	ro.ClientName = "lariat-ingest"
 	co, err := ro.ClientOption()
 	if err != nil {
-		return nil, nil, so, nil, usageErr("--redis: %v", err)
+		return nil, nil, so, nil, cli.Usagef("--redis: %v", err)
 	}
 	c, err := rueidis.NewClient(co)
 	if err != nil {
@@ -160,16 +140,6 @@ func (f storeFlags) open(ctx context.Context, wo ingest.WriterOptions) (*feature
 		return nil, nil, so, nil, err
 	}
 	return views, w, so, c.Close, nil
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErr("%v", err)
-	}
-	return nil
 }
 
 func loadCommand(args []string, stdout, stderr io.Writer) error {
@@ -190,23 +160,23 @@ func loadCommand(args []string, stdout, stderr io.Writer) error {
 	progress := fs.String("progress", "auto", "progress on standard error: auto (bar on a terminal, else lines), bar, lines or none")
 	interval := fs.Duration("progress-interval", 5*time.Second, "time between progress lines")
 	writeTimeout := fs.Duration("write-timeout", ingest.DefaultWriteTimeout, "limit on writing one batch to Redis, retries included")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *view == "" {
-		return usageErr("--view is required")
+		return cli.Usagef("--view is required")
 	}
 	if fs.NArg() == 0 {
-		return usageErr("no input file given")
+		return cli.Usagef("no input file given")
 	}
 	if *batchSize <= 0 || *perScript <= 0 {
-		return usageErr("--batch-size and --rows-per-script must be positive")
+		return cli.Usagef("--batch-size and --rows-per-script must be positive")
 	}
 	var fmtOpt ingest.Format
 	if *format != "" {
 		f, err := ingest.ParseFormat(*format)
 		if err != nil {
-			return usageErr("--format: %v", err)
+			return cli.Usagef("--format: %v", err)
 		}
 		fmtOpt = f
 	}
@@ -223,7 +193,7 @@ func loadCommand(args []string, stdout, stderr io.Writer) error {
 		abortAfter = *maxErrors + 1
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := cli.SignalContext(context.Background())
 	defer stop()
 	views, w, so, closeRedis, err := sf.open(ctx, ingest.WriterOptions{RowsPerScript: *perScript})
 	if err != nil {
@@ -288,7 +258,7 @@ func progressMode(s string, out io.Writer) (ingest.ProgressMode, error) {
 		}
 		return ingest.ProgressLines, nil
 	}
-	return 0, usageErr("--progress=%q: want auto, bar, lines or none", s)
+	return 0, cli.Usagef("--progress=%q: want auto, bar, lines or none", s)
 }
 
 // pushSources collects repeated --push-source NAME=VIEW[,VIEW...] flags.
@@ -316,15 +286,15 @@ func serveCommand(args []string, stderr io.Writer) error {
 	maxBody := fs.Int("max-body", 16<<20, "largest request body in bytes")
 	writeTimeout := fs.Duration("write-timeout", 10*time.Second, "limit on the Redis writes of one request")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long to wait for open requests on SIGTERM")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageErr("serve takes no arguments, got %q", fs.Args())
+		return cli.Usagef("serve takes no arguments, got %q", fs.Args())
 	}
-	logger := log.New(stderr, "", log.LstdFlags|log.Lmicroseconds)
+	logger := cli.NewLogger(stderr)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := cli.SignalContext(context.Background())
 	defer stop()
 	start := time.Now()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -349,27 +319,9 @@ func serveCommand(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := cli.Listen("--listen", *listen)
 	if err != nil {
-		return fmt.Errorf("cannot listen on --listen=%q: %w", *listen, err)
+		return err
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Printf("listening on %s", ln.Addr())
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("server stopped: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Printf("shutting down")
-	t := time.Now()
-	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Printf("shutdown incomplete: %v", err)
-	}
-	<-serveErr
-	logger.Printf("server stopped in %s", time.Since(t))
-	return nil
+	return cli.Serve(ctx, srv, ln, cli.ServeOptions{ShutdownTimeout: *shutdownTimeout, Logger: logger})
 }

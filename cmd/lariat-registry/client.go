@@ -2,19 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	sidecli "github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/registry"
 )
 
@@ -63,28 +61,9 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
-// parseInterspersed parses flags that may come before, between or after positional
-// arguments, and returns the positional arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageErr("%v", err)
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
 func clientCommand(args []string, stdout, stderr io.Writer) error {
 	if len(args) < 2 {
-		return usageErr("%s needs a subcommand", args[0])
+		return sidecli.Usagef("%s needs a subcommand", args[0])
 	}
 	verb := args[0] + " " + args[1]
 	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
@@ -119,21 +98,21 @@ func clientCommand(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&filter, "filter", "", "extra search filter, ANDed with the model name")
 	case "models show", "alias set", "alias get":
 	default:
-		return usageErr("unknown command %q", verb)
+		return sidecli.Usagef("unknown command %q", verb)
 	}
-	pos, err := parseInterspersed(fs, args[2:])
+	pos, err := sidecli.ParseInterspersed(fs, args[2:])
 	if err != nil {
 		return err
 	}
 	if cf.output != "table" && cf.output != "json" {
-		return usageErr("-output must be table or json, got %q", cf.output)
+		return sidecli.Usagef("-output must be table or json, got %q", cf.output)
 	}
 	wantArgs := map[string]int{
 		"models create": 1, "models list": 0, "models show": 1,
 		"versions create": 1, "versions list": 1, "alias set": 3, "alias get": 2,
 	}[verb]
 	if len(pos) != wantArgs {
-		return usageErr("%s takes %d argument(s), got %d: %q", verb, wantArgs, len(pos), pos)
+		return sidecli.Usagef("%s takes %d argument(s), got %d: %q", verb, wantArgs, len(pos), pos)
 	}
 
 	client := registry.NewClient(cf.server, &http.Client{Timeout: cf.timeout})
@@ -174,7 +153,7 @@ func clientCommand(args []string, stdout, stderr io.Writer) error {
 		return out.models(all)
 	case "versions create":
 		if source == "" {
-			return usageErr("versions create needs -source")
+			return sidecli.Usagef("versions create needs -source")
 		}
 		req := registry.CreateVersionRequest{
 			Name: pos[0], Source: source, RunID: runID, Description: description, Tags: tags,
@@ -191,7 +170,7 @@ func clientCommand(args []string, stdout, stderr io.Writer) error {
 			for _, m := range metrics {
 				f, err := strconv.ParseFloat(m.Value, 64)
 				if err != nil {
-					return usageErr("-metric %s=%s: value is not a number", m.Key, m.Value)
+					return sidecli.Usagef("-metric %s=%s: value is not a number", m.Key, m.Value)
 				}
 				req.Metrics[m.Key] = f
 			}
@@ -252,12 +231,6 @@ type printer struct {
 	json bool
 }
 
-func (p printer) writeJSON(v any) error {
-	enc := json.NewEncoder(p.w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 func fmtTime(ms int64) string {
 	if ms == 0 {
 		return "-"
@@ -265,36 +238,29 @@ func fmtTime(ms int64) string {
 	return time.UnixMilli(ms).UTC().Format(time.RFC3339)
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 func fmtTags(tags []registry.Tag) string {
 	parts := make([]string, 0, len(tags))
 	for _, t := range tags {
 		parts = append(parts, t.Key+"="+t.Value)
 	}
-	return orDash(strings.Join(parts, ","))
+	return sidecli.Dash(strings.Join(parts, ","))
 }
 
 func (p printer) model(m *registry.RegisteredModel) error {
 	if p.json {
-		return p.writeJSON(m)
+		return sidecli.WriteJSON(p.w, m)
 	}
-	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	tw := sidecli.NewTable(p.w)
 	aliases := make([]string, 0, len(m.Aliases))
 	for _, a := range m.Aliases {
 		aliases = append(aliases, a.Alias+"="+a.Version)
 	}
 	fmt.Fprintf(tw, "name:\t%s\n", m.Name)
-	fmt.Fprintf(tw, "description:\t%s\n", orDash(m.Description))
+	fmt.Fprintf(tw, "description:\t%s\n", sidecli.Dash(m.Description))
 	fmt.Fprintf(tw, "created:\t%s\n", fmtTime(m.CreationTimestamp))
 	fmt.Fprintf(tw, "updated:\t%s\n", fmtTime(m.LastUpdatedTimestamp))
 	fmt.Fprintf(tw, "tags:\t%s\n", fmtTags(m.Tags))
-	fmt.Fprintf(tw, "aliases:\t%s\n", orDash(strings.Join(aliases, ",")))
+	fmt.Fprintf(tw, "aliases:\t%s\n", sidecli.Dash(strings.Join(aliases, ",")))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -307,12 +273,9 @@ func (p printer) model(m *registry.RegisteredModel) error {
 
 func (p printer) models(ms []registry.RegisteredModel) error {
 	if p.json {
-		if ms == nil {
-			ms = []registry.RegisteredModel{}
-		}
-		return p.writeJSON(ms)
+		return sidecli.WriteJSONList(p.w, ms)
 	}
-	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	tw := sidecli.NewTable(p.w)
 	fmt.Fprintln(tw, "NAME\tLATEST\tALIASES\tUPDATED\tDESCRIPTION")
 	for _, m := range ms {
 		latest := "-"
@@ -326,64 +289,52 @@ func (p printer) models(ms []registry.RegisteredModel) error {
 		for _, a := range m.Aliases {
 			aliases = append(aliases, a.Alias+"="+a.Version)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, latest, orDash(strings.Join(aliases, ",")),
-			fmtTime(m.LastUpdatedTimestamp), orDash(m.Description))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, latest, sidecli.Dash(strings.Join(aliases, ",")),
+			fmtTime(m.LastUpdatedTimestamp), sidecli.Dash(m.Description))
 	}
 	return tw.Flush()
 }
 
 func (p printer) version(v *registry.ModelVersion) error {
 	if p.json {
-		return p.writeJSON(v)
+		return sidecli.WriteJSON(p.w, v)
 	}
-	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	tw := sidecli.NewTable(p.w)
 	fmt.Fprintf(tw, "name:\t%s\n", v.Name)
 	fmt.Fprintf(tw, "version:\t%s\n", v.Version)
 	fmt.Fprintf(tw, "stage:\t%s\n", v.CurrentStage)
-	fmt.Fprintf(tw, "aliases:\t%s\n", orDash(strings.Join(v.Aliases, ",")))
+	fmt.Fprintf(tw, "aliases:\t%s\n", sidecli.Dash(strings.Join(v.Aliases, ",")))
 	fmt.Fprintf(tw, "source:\t%s\n", v.Source)
-	fmt.Fprintf(tw, "serving endpoint:\t%s\n", orDash(v.ServingEndpoint))
-	fmt.Fprintf(tw, "training job:\t%s\n", orDash(v.TrainingJob))
-	fmt.Fprintf(tw, "run id:\t%s\n", orDash(v.RunID))
+	fmt.Fprintf(tw, "serving endpoint:\t%s\n", sidecli.Dash(v.ServingEndpoint))
+	fmt.Fprintf(tw, "training job:\t%s\n", sidecli.Dash(v.TrainingJob))
+	fmt.Fprintf(tw, "run id:\t%s\n", sidecli.Dash(v.RunID))
 	fmt.Fprintf(tw, "status:\t%s\n", v.Status)
 	fmt.Fprintf(tw, "created:\t%s\n", fmtTime(v.CreationTimestamp))
-	fmt.Fprintf(tw, "description:\t%s\n", orDash(v.Description))
+	fmt.Fprintf(tw, "description:\t%s\n", sidecli.Dash(v.Description))
 	fmt.Fprintf(tw, "tags:\t%s\n", fmtTags(v.Tags))
 	fmt.Fprintf(tw, "params:\t%s\n", fmtMap(v.Params, func(s string) string { return s }))
 	fmt.Fprintf(tw, "metrics:\t%s\n", fmtMap(v.Metrics, func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }))
-	fmt.Fprintf(tw, "feature views:\t%s\n", orDash(strings.Join(v.FeatureViews, ",")))
+	fmt.Fprintf(tw, "feature views:\t%s\n", sidecli.Dash(strings.Join(v.FeatureViews, ",")))
 	return tw.Flush()
 }
 
 func fmtMap[V any](m map[string]V, format func(V) string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, k+"="+format(m[k]))
-	}
-	return orDash(strings.Join(parts, ","))
+	return sidecli.Dash(sidecli.JoinMap(m, ",", format))
 }
 
 func (p printer) versions(vs []registry.ModelVersion) error {
 	if p.json {
-		if vs == nil {
-			vs = []registry.ModelVersion{}
-		}
-		return p.writeJSON(vs)
+		return sidecli.WriteJSONList(p.w, vs)
 	}
 	return p.versionTable(vs)
 }
 
 func (p printer) versionTable(vs []registry.ModelVersion) error {
-	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	tw := sidecli.NewTable(p.w)
 	fmt.Fprintln(tw, "VERSION\tSTAGE\tALIASES\tSERVING ENDPOINT\tTRAINING JOB\tCREATED\tSOURCE")
 	for _, v := range vs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Version, v.CurrentStage, orDash(strings.Join(v.Aliases, ",")),
-			orDash(v.ServingEndpoint), orDash(v.TrainingJob), fmtTime(v.CreationTimestamp), v.Source)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Version, v.CurrentStage, sidecli.Dash(strings.Join(v.Aliases, ",")),
+			sidecli.Dash(v.ServingEndpoint), sidecli.Dash(v.TrainingJob), fmtTime(v.CreationTimestamp), v.Source)
 	}
 	return tw.Flush()
 }

@@ -14,17 +14,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log"
-	"net"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	sidecli "github.com/lariat-gw/lariat/internal/cli" // cli names the in-process runner of this package's tests
 	"github.com/lariat-gw/lariat/registry"
 )
 
@@ -67,24 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "lariat-registry: %v\n", err)
-		return 2
-	}
-	fmt.Fprintf(stderr, "lariat-registry: %v\n", err)
-	return 1
-}
-
-// errUsage marks command-line mistakes (exit code 2).
-var errUsage = errors.New("usage error")
-
-func usageErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+	return sidecli.ExitCode("lariat-registry", err, stderr)
 }
 
 func serve(args []string, stderr io.Writer) error {
@@ -95,18 +74,15 @@ func serve(args []string, stderr io.Writer) error {
 		"where records live: bolt:/path/registry.db (embedded file) or postgres://user:pass@host:5432/db")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long to wait for open requests on SIGTERM")
 	requestTimeout := fs.Duration("request-timeout", 30*time.Second, "limit on the store work of one request")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErr("%v", err)
+	if err := sidecli.ParseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return usageErr("serve takes no arguments, got %q", fs.Args())
+		return sidecli.Usagef("serve takes no arguments, got %q", fs.Args())
 	}
-	logger := log.New(stderr, "", log.LstdFlags|log.Lmicroseconds)
+	logger := sidecli.NewLogger(stderr)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := sidecli.SignalContext(context.Background())
 	defer stop()
 
 	start := time.Now()
@@ -126,31 +102,13 @@ func serve(args []string, stderr io.Writer) error {
 	}()
 	logger.Printf("store opened in %s", time.Since(start))
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := sidecli.Listen("-listen", *listen)
 	if err != nil {
-		return fmt.Errorf("cannot listen on -listen=%q: %w", *listen, err)
+		return err
 	}
 	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{
 		RequestTimeout: *requestTimeout,
 		Logf:           logger.Printf,
 	})
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Printf("listening on %s", ln.Addr())
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("server stopped: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Printf("shutting down")
-	t := time.Now()
-	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Printf("shutdown incomplete: %v", err)
-	}
-	<-serveErr
-	logger.Printf("server stopped in %s", time.Since(t))
-	return nil
+	return sidecli.Serve(ctx, srv, ln, sidecli.ServeOptions{ShutdownTimeout: *shutdownTimeout, Logger: logger})
 }

@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"sort"
-	"strings"
-	"text/tabwriter"
 	"time"
 
+	sidecli "github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/training"
 )
 
@@ -39,7 +36,7 @@ func clientCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	rest := args[1:]
 	if verb == "study" {
 		if len(rest) == 0 {
-			return usageErr("study needs a verb: submit, status, list or cancel")
+			return sidecli.Usagef("study needs a verb: submit, status, list or cancel")
 		}
 		verb, rest = "study "+rest[0], rest[1:]
 	}
@@ -65,19 +62,19 @@ func clientCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fs.StringVar(&phase, "phase", "", "only jobs in this phase (Pending, Running, Succeeded, Failed)")
 	case "status", "study status", "study list", "study cancel":
 	default:
-		return usageErr("unknown command %q", verb)
+		return sidecli.Usagef("unknown command %q", verb)
 	}
-	pos, err := parseFlags(fs, rest)
+	pos, err := sidecli.ParseInterspersed(fs, rest)
 	if err != nil {
 		return err
 	}
 	if cf.output != "table" && cf.output != "json" {
-		return usageErr("-o must be table or json, got %q", cf.output)
+		return sidecli.Usagef("-o must be table or json, got %q", cf.output)
 	}
 	wantArgs := map[string]int{"submit": 1, "status": 1, "logs": 1, "cancel": 1, "list": 0,
 		"study submit": 1, "study status": 1, "study list": 0, "study cancel": 1}[verb]
 	if len(pos) != wantArgs {
-		return usageErr("%s takes %d argument(s), got %d: %q", verb, wantArgs, len(pos), pos)
+		return sidecli.Usagef("%s takes %d argument(s), got %d: %q", verb, wantArgs, len(pos), pos)
 	}
 	c := training.NewClient(cf.server, &http.Client{Timeout: cf.timeout})
 	p := printer{w: stdout, json: cf.output == "json"}
@@ -241,12 +238,6 @@ type printer struct {
 	json bool
 }
 
-func (p printer) encode(v any) error {
-	enc := json.NewEncoder(p.w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 func fmtTime(t *time.Time) string {
 	if t == nil || t.IsZero() {
 		return "-"
@@ -255,16 +246,7 @@ func fmtTime(t *time.Time) string {
 }
 
 func fmtMetrics(m map[string]float64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%g", k, m[k])
-	}
-	return strings.Join(parts, " ")
+	return sidecli.JoinMap(m, " ", func(f float64) string { return fmt.Sprintf("%g", f) })
 }
 
 // lastReason returns the reason of the job's newest condition.
@@ -302,9 +284,9 @@ func (p printer) status(tw io.Writer, st *training.JobStatus) {
 
 func (p printer) job(j *training.Job) error {
 	if p.json {
-		return p.encode(j)
+		return sidecli.WriteJSON(p.w, j)
 	}
-	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	tw := sidecli.NewTable(p.w)
 	fmt.Fprintf(tw, "ID:\t%s\n", j.ID)
 	fmt.Fprintf(tw, "Backend:\t%s\n", j.Backend)
 	if j.Study != "" {
@@ -320,12 +302,9 @@ func (p printer) job(j *training.Job) error {
 
 func (p printer) jobs(jobs []training.Job) error {
 	if p.json {
-		if jobs == nil {
-			jobs = []training.Job{}
-		}
-		return p.encode(jobs)
+		return sidecli.WriteJSONList(p.w, jobs)
 	}
-	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	tw := sidecli.NewTable(p.w)
 	fmt.Fprintln(tw, "ID\tPHASE\tREASON\tBACKEND\tCREATED\tMODEL")
 	for _, j := range jobs {
 		model := "-"
@@ -339,9 +318,9 @@ func (p printer) jobs(jobs []training.Job) error {
 
 func (p printer) study(s *training.Study) error {
 	if p.json {
-		return p.encode(s)
+		return sidecli.WriteJSON(p.w, s)
 	}
-	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	tw := sidecli.NewTable(p.w)
 	fmt.Fprintf(tw, "ID:\t%s\n", s.ID)
 	fmt.Fprintf(tw, "Objective:\t%s %s\n", s.Spec.Objective.Goal, s.Spec.Objective.Metric)
 	fmt.Fprintf(tw, "Search:\t%s, %d trial(s) at most, %d at a time\n", s.Spec.Search, s.Spec.MaxTrials, s.Spec.Parallel)
@@ -358,28 +337,17 @@ func (p printer) study(s *training.Study) error {
 		if t.Value != nil {
 			v = fmt.Sprintf("%g", *t.Value)
 		}
-		keys := make([]string, 0, len(t.Params))
-		for k := range t.Params {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		params := make([]string, len(keys))
-		for i, k := range keys {
-			params[i] = k + "=" + t.Params[k]
-		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", t.Number, t.JobID, t.Phase, v, strings.Join(params, " "), t.Message)
+		params := sidecli.JoinMap(t.Params, " ", func(s string) string { return s })
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", t.Number, t.JobID, t.Phase, v, params, t.Message)
 	}
 	return tw.Flush()
 }
 
 func (p printer) studies(list []training.Study) error {
 	if p.json {
-		if list == nil {
-			list = []training.Study{}
-		}
-		return p.encode(list)
+		return sidecli.WriteJSONList(p.w, list)
 	}
-	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	tw := sidecli.NewTable(p.w)
 	fmt.Fprintln(tw, "ID\tPHASE\tTRIALS\tBEST\tSTOPPED\tCREATED")
 	for _, s := range list {
 		best := "-"
@@ -387,14 +355,7 @@ func (p printer) studies(list []training.Study) error {
 			best = fmt.Sprintf("#%d %s=%g", s.Status.Best, s.Spec.Objective.Metric, *s.Status.BestValue)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.Status.Phase, len(s.Status.Trials), best,
-			nonEmpty(s.Status.StopReason), fmtTime(&s.CreatedAt))
+			sidecli.Dash(s.Status.StopReason), fmtTime(&s.CreatedAt))
 	}
 	return tw.Flush()
-}
-
-func nonEmpty(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

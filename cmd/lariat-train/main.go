@@ -20,11 +20,8 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"k8s.io/client-go/dynamic"
@@ -32,12 +29,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	sidecli "github.com/lariat-gw/lariat/internal/cli" // cli names the in-process runner of this package's tests
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/training"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := sidecli.SignalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -83,51 +81,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "lariat-train: %v\n", err)
-		return 2
-	case errors.Is(err, errJobFailed):
+	if errors.Is(err, errJobFailed) {
 		fmt.Fprintf(stderr, "lariat-train: %v\n", err)
 		return 3
 	}
-	fmt.Fprintf(stderr, "lariat-train: %v\n", err)
-	return 1
+	return sidecli.ExitCode("lariat-train", err, stderr)
 }
-
-// errUsage marks command-line mistakes (exit code 2).
-var errUsage = errors.New("usage error")
 
 // errJobFailed marks a waited-for job or study that failed (exit code 3).
 var errJobFailed = errors.New("failed")
-
-func usageErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
-}
-
-// parseFlags parses flags that may come before or after positional arguments and
-// returns the positional ones.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageErr("%v", err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
 
 // serveOptions are the flags of serve.
 type serveOptions struct {
@@ -153,14 +115,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready func(addr
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Kubernetes backends: kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
 	fs.StringVar(&o.namespace, "namespace", "default", "Kubernetes backends: namespace of jobs that name none")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for open requests on SIGTERM")
-	pos, err := parseFlags(fs, args)
+	pos, err := sidecli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErr("serve takes no arguments, got %q", pos)
+		return sidecli.Usagef("serve takes no arguments, got %q", pos)
 	}
-	logger := log.New(stderr, "", log.LstdFlags|log.Lmicroseconds)
+	logger := sidecli.NewLogger(stderr)
 
 	start := time.Now()
 	backend, err := newBackend(&o, logger)
@@ -183,38 +145,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready func(addr
 	logger.Printf("%s backend ready, %d job(s) and %d stud(ies) loaded from %s in %s", backend.Name(),
 		len(m.Jobs(training.JobFilter{})), len(m.Studies()), o.stateDir, time.Since(start))
 
-	ln, err := net.Listen("tcp", o.listen)
+	ln, err := sidecli.Listen("-listen", o.listen)
 	if err != nil {
-		return fmt.Errorf("cannot listen on -listen=%q: %w", o.listen, err)
+		return err
 	}
 	srv := &http.Server{
 		Handler:           training.NewServer(m, training.ServerOptions{Logf: logger.Printf}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Printf("listening on %s", ln.Addr())
-	if ready != nil {
-		ready(ln.Addr().String())
-	}
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("server stopped: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Printf("shutting down")
-	t := time.Now()
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Printf("shutdown incomplete (%v); closing open connections", err)
-		_ = srv.Close()
-	}
-	<-serveErr
-	logger.Printf("server stopped in %s", time.Since(t))
-	return nil
+	return sidecli.Serve(ctx, srv, ln, sidecli.ServeOptions{ShutdownTimeout: o.shutdownTimeout, Logger: logger, Ready: ready})
 }
 
 func newBackend(o *serveOptions, logger *log.Logger) (training.Backend, error) {
@@ -223,7 +163,7 @@ func newBackend(o *serveOptions, logger *log.Logger) (training.Backend, error) {
 		return training.NewLocal(training.LocalOptions{MaxConcurrent: o.maxConcurrent, Grace: o.grace}), nil
 	case "kubernetes", "kubeflow":
 	default:
-		return nil, usageErr("-backend must be local, kubernetes or kubeflow, got %q", o.backend)
+		return nil, sidecli.Usagef("-backend must be local, kubernetes or kubeflow, got %q", o.backend)
 	}
 	cfg, err := kubeConfig(o.kubeconfig)
 	if err != nil {
@@ -269,12 +209,12 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	study := fs.Bool("study", false, "the files are study specs")
-	files, err := parseFlags(fs, args)
+	files, err := sidecli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
-		return usageErr("validate needs at least one file")
+		return sidecli.Usagef("validate needs at least one file")
 	}
 	bad := 0
 	for _, f := range files {
