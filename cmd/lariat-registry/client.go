@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	sidecli "github.com/lariat-gw/lariat/internal/cli"
+	"github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/registry"
 )
 
@@ -63,7 +63,7 @@ func (l *listFlag) Set(s string) error {
 
 func clientCommand(args []string, stdout, stderr io.Writer) error {
 	if len(args) < 2 {
-		return sidecli.Usagef("%s needs a subcommand", args[0])
+		return cli.Usagef("%s needs a subcommand", args[0])
 	}
 	verb := args[0] + " " + args[1]
 	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
@@ -98,21 +98,21 @@ func clientCommand(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&filter, "filter", "", "extra search filter, ANDed with the model name")
 	case "models show", "alias set", "alias get":
 	default:
-		return sidecli.Usagef("unknown command %q", verb)
+		return cli.Usagef("unknown command %q", verb)
 	}
-	pos, err := sidecli.ParseInterspersed(fs, args[2:])
+	pos, err := cli.ParseInterspersed(fs, args[2:])
 	if err != nil {
 		return err
 	}
 	if cf.output != "table" && cf.output != "json" {
-		return sidecli.Usagef("-output must be table or json, got %q", cf.output)
+		return cli.Usagef("-output must be table or json, got %q", cf.output)
 	}
 	wantArgs := map[string]int{
 		"models create": 1, "models list": 0, "models show": 1,
 		"versions create": 1, "versions list": 1, "alias set": 3, "alias get": 2,
 	}[verb]
 	if len(pos) != wantArgs {
-		return sidecli.Usagef("%s takes %d argument(s), got %d: %q", verb, wantArgs, len(pos), pos)
+		return cli.Usagef("%s takes %d argument(s), got %d: %q", verb, wantArgs, len(pos), pos)
 	}
 
 	client := registry.NewClient(cf.server, &http.Client{Timeout: cf.timeout})
@@ -153,7 +153,7 @@ func clientCommand(args []string, stdout, stderr io.Writer) error {
 		return out.models(all)
 	case "versions create":
 		if source == "" {
-			return sidecli.Usagef("versions create needs -source")
+			return cli.Usagef("versions create needs -source")
 		}
 		req := registry.CreateVersionRequest{
 			Name: pos[0], Source: source, RunID: runID, Description: description, Tags: tags,
@@ -170,7 +170,7 @@ func clientCommand(args []string, stdout, stderr io.Writer) error {
 			for _, m := range metrics {
 				f, err := strconv.ParseFloat(m.Value, 64)
 				if err != nil {
-					return sidecli.Usagef("-metric %s=%s: value is not a number", m.Key, m.Value)
+					return cli.Usagef("-metric %s=%s: value is not a number", m.Key, m.Value)
 				}
 				req.Metrics[m.Key] = f
 			}
@@ -243,24 +243,24 @@ func fmtTags(tags []registry.Tag) string {
 	for _, t := range tags {
 		parts = append(parts, t.Key+"="+t.Value)
 	}
-	return sidecli.Dash(strings.Join(parts, ","))
+	return cli.Dash(strings.Join(parts, ","))
 }
 
 func (p printer) model(m *registry.RegisteredModel) error {
 	if p.json {
-		return sidecli.WriteJSON(p.w, m)
+		return cli.WriteJSON(p.w, m)
 	}
-	tw := sidecli.NewTable(p.w)
+	tw := cli.NewTable(p.w)
 	aliases := make([]string, 0, len(m.Aliases))
 	for _, a := range m.Aliases {
 		aliases = append(aliases, a.Alias+"="+a.Version)
 	}
 	fmt.Fprintf(tw, "name:\t%s\n", m.Name)
-	fmt.Fprintf(tw, "description:\t%s\n", sidecli.Dash(m.Description))
+	fmt.Fprintf(tw, "description:\t%s\n", cli.Dash(m.Description))
 	fmt.Fprintf(tw, "created:\t%s\n", fmtTime(m.CreationTimestamp))
 	fmt.Fprintf(tw, "updated:\t%s\n", fmtTime(m.LastUpdatedTimestamp))
 	fmt.Fprintf(tw, "tags:\t%s\n", fmtTags(m.Tags))
-	fmt.Fprintf(tw, "aliases:\t%s\n", sidecli.Dash(strings.Join(aliases, ",")))
+	fmt.Fprintf(tw, "aliases:\t%s\n", cli.Dash(strings.Join(aliases, ",")))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -273,9 +273,9 @@ func (p printer) model(m *registry.RegisteredModel) error {
 
 func (p printer) models(ms []registry.RegisteredModel) error {
 	if p.json {
-		return sidecli.WriteJSONList(p.w, ms)
+		return cli.WriteJSONList(p.w, ms)
 	}
-	tw := sidecli.NewTable(p.w)
+	tw := cli.NewTable(p.w)
 	fmt.Fprintln(tw, "NAME\tLATEST\tALIASES\tUPDATED\tDESCRIPTION")
 	for _, m := range ms {
 		latest := "-"
@@ -289,52 +289,52 @@ func (p printer) models(ms []registry.RegisteredModel) error {
 		for _, a := range m.Aliases {
 			aliases = append(aliases, a.Alias+"="+a.Version)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, latest, sidecli.Dash(strings.Join(aliases, ",")),
-			fmtTime(m.LastUpdatedTimestamp), sidecli.Dash(m.Description))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, latest, cli.Dash(strings.Join(aliases, ",")),
+			fmtTime(m.LastUpdatedTimestamp), cli.Dash(m.Description))
 	}
 	return tw.Flush()
 }
 
 func (p printer) version(v *registry.ModelVersion) error {
 	if p.json {
-		return sidecli.WriteJSON(p.w, v)
+		return cli.WriteJSON(p.w, v)
 	}
-	tw := sidecli.NewTable(p.w)
+	tw := cli.NewTable(p.w)
 	fmt.Fprintf(tw, "name:\t%s\n", v.Name)
 	fmt.Fprintf(tw, "version:\t%s\n", v.Version)
 	fmt.Fprintf(tw, "stage:\t%s\n", v.CurrentStage)
-	fmt.Fprintf(tw, "aliases:\t%s\n", sidecli.Dash(strings.Join(v.Aliases, ",")))
+	fmt.Fprintf(tw, "aliases:\t%s\n", cli.Dash(strings.Join(v.Aliases, ",")))
 	fmt.Fprintf(tw, "source:\t%s\n", v.Source)
-	fmt.Fprintf(tw, "serving endpoint:\t%s\n", sidecli.Dash(v.ServingEndpoint))
-	fmt.Fprintf(tw, "training job:\t%s\n", sidecli.Dash(v.TrainingJob))
-	fmt.Fprintf(tw, "run id:\t%s\n", sidecli.Dash(v.RunID))
+	fmt.Fprintf(tw, "serving endpoint:\t%s\n", cli.Dash(v.ServingEndpoint))
+	fmt.Fprintf(tw, "training job:\t%s\n", cli.Dash(v.TrainingJob))
+	fmt.Fprintf(tw, "run id:\t%s\n", cli.Dash(v.RunID))
 	fmt.Fprintf(tw, "status:\t%s\n", v.Status)
 	fmt.Fprintf(tw, "created:\t%s\n", fmtTime(v.CreationTimestamp))
-	fmt.Fprintf(tw, "description:\t%s\n", sidecli.Dash(v.Description))
+	fmt.Fprintf(tw, "description:\t%s\n", cli.Dash(v.Description))
 	fmt.Fprintf(tw, "tags:\t%s\n", fmtTags(v.Tags))
 	fmt.Fprintf(tw, "params:\t%s\n", fmtMap(v.Params, func(s string) string { return s }))
 	fmt.Fprintf(tw, "metrics:\t%s\n", fmtMap(v.Metrics, func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }))
-	fmt.Fprintf(tw, "feature views:\t%s\n", sidecli.Dash(strings.Join(v.FeatureViews, ",")))
+	fmt.Fprintf(tw, "feature views:\t%s\n", cli.Dash(strings.Join(v.FeatureViews, ",")))
 	return tw.Flush()
 }
 
 func fmtMap[V any](m map[string]V, format func(V) string) string {
-	return sidecli.Dash(sidecli.JoinMap(m, ",", format))
+	return cli.Dash(cli.JoinMap(m, ",", format))
 }
 
 func (p printer) versions(vs []registry.ModelVersion) error {
 	if p.json {
-		return sidecli.WriteJSONList(p.w, vs)
+		return cli.WriteJSONList(p.w, vs)
 	}
 	return p.versionTable(vs)
 }
 
 func (p printer) versionTable(vs []registry.ModelVersion) error {
-	tw := sidecli.NewTable(p.w)
+	tw := cli.NewTable(p.w)
 	fmt.Fprintln(tw, "VERSION\tSTAGE\tALIASES\tSERVING ENDPOINT\tTRAINING JOB\tCREATED\tSOURCE")
 	for _, v := range vs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Version, v.CurrentStage, sidecli.Dash(strings.Join(v.Aliases, ",")),
-			sidecli.Dash(v.ServingEndpoint), sidecli.Dash(v.TrainingJob), fmtTime(v.CreationTimestamp), v.Source)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Version, v.CurrentStage, cli.Dash(strings.Join(v.Aliases, ",")),
+			cli.Dash(v.ServingEndpoint), cli.Dash(v.TrainingJob), fmtTime(v.CreationTimestamp), v.Source)
 	}
 	return tw.Flush()
 }

@@ -20,7 +20,7 @@ import (
 	"os"
 	"time"
 
-	sidecli "github.com/lariat-gw/lariat/internal/cli" // cli names the in-process runner of this package's tests
+	"github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/registry"
 )
 
@@ -63,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	return sidecli.ExitCode("lariat-registry", err, stderr)
+	return cli.ExitCode("lariat-registry", err, stderr)
 }
 
 func serve(args []string, stderr io.Writer) error {
@@ -74,15 +74,15 @@ func serve(args []string, stderr io.Writer) error {
 		"where records live: bolt:/path/registry.db (embedded file) or postgres://user:pass@host:5432/db")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long to wait for open requests on SIGTERM")
 	requestTimeout := fs.Duration("request-timeout", 30*time.Second, "limit on the store work of one request")
-	if err := sidecli.ParseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return sidecli.Usagef("serve takes no arguments, got %q", fs.Args())
+		return cli.Usagef("serve takes no arguments, got %q", fs.Args())
 	}
-	logger := sidecli.NewLogger(stderr)
+	logger := cli.NewLogger(stderr)
 
-	ctx, stop := sidecli.SignalContext(context.Background())
+	ctx, stop := cli.SignalContext(context.Background())
 	defer stop()
 
 	start := time.Now()
@@ -102,7 +102,7 @@ func serve(args []string, stderr io.Writer) error {
 	}()
 	logger.Printf("store opened in %s", time.Since(start))
 
-	ln, err := sidecli.Listen("-listen", *listen)
+	ln, err := cli.Listen("-listen", *listen)
 	if err != nil {
 		return err
 	}
@@ -110,5 +110,5 @@ func serve(args []string, stderr io.Writer) error {
 		RequestTimeout: *requestTimeout,
 		Logf:           logger.Printf,
 	})
-	return sidecli.Serve(ctx, srv, ln, sidecli.ServeOptions{ShutdownTimeout: *shutdownTimeout, Logger: logger})
+	return cli.Serve(ctx, srv, ln, cli.ServeOptions{ShutdownTimeout: *shutdownTimeout, Logger: logger})
 }

@@ -52,7 +52,7 @@ func startRegistry(t *testing.T) string {
 }
 
 // cli runs the command in-process and returns exit code, stdout and stderr.
-func cli(args ...string) (int, string, string) {
+func runCLI(args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
 	code := run(args, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
@@ -62,7 +62,7 @@ func TestClientVerbs(t *testing.T) {
 	url := startRegistry(t)
 	ok := func(args ...string) string {
 		t.Helper()
-		code, out, errOut := cli(append(args, "--server", url)...)
+		code, out, errOut := runCLI(append(args, "--server", url)...)
 		if code != 0 {
 			t.Fatalf("%q exited %d: %s", args, code, errOut)
 		}
@@ -70,7 +70,7 @@ func TestClientVerbs(t *testing.T) {
 	}
 	fails := func(wantCode int, wantErr string, args ...string) {
 		t.Helper()
-		code, _, errOut := cli(append(args, "--server", url)...)
+		code, _, errOut := runCLI(append(args, "--server", url)...)
 		if code != wantCode || !strings.Contains(errOut, wantErr) {
 			t.Fatalf("%q = exit %d, stderr %q; want exit %d mentioning %q", args, code, errOut, wantCode, wantErr)
 		}
@@ -144,11 +144,11 @@ func TestClientVerbs(t *testing.T) {
 	fails(2, "want key=value", "models", "create", "x", "--tag", "novalue")
 	fails(2, "-output must be table or json", "models", "list", "-o", "yaml")
 	fails(2, "unknown command", "models", "explode")
-	if code, _, _ := cli("frobnicate"); code != 2 {
+	if code, _, _ := runCLI("frobnicate"); code != 2 {
 		t.Fatalf("unknown command exited %d", code)
 	}
 	// A server that is not there is a plain error.
-	if code, _, errOut := cli("models", "list", "--server", "http://127.0.0.1:1", "--timeout", "2s"); code != 1 || errOut == "" {
+	if code, _, errOut := runCLI("models", "list", "--server", "http://127.0.0.1:1", "--timeout", "2s"); code != 1 || errOut == "" {
 		t.Fatalf("unreachable server: exit %d, %q", code, errOut)
 	}
 }
@@ -198,10 +198,10 @@ func TestServeStopsGracefullyOnSIGTERM(t *testing.T) {
 	}
 
 	url := "http://" + addr
-	if code, _, errOut := cli("models", "create", "eta", "--server", url); code != 0 {
+	if code, _, errOut := runCLI("models", "create", "eta", "--server", url); code != 0 {
 		t.Fatalf("models create: %s", errOut)
 	}
-	if code, _, errOut := cli("versions", "create", "eta", "--source", "s3://x", "--server", url); code != 0 {
+	if code, _, errOut := runCLI("versions", "create", "eta", "--source", "s3://x", "--server", url); code != 0 {
 		t.Fatalf("versions create: %s", errOut)
 	}
 
@@ -235,7 +235,7 @@ func TestServeStopsGracefullyOnSIGTERM(t *testing.T) {
 func TestServeRejectsBadFlags(t *testing.T) {
 	f := func(wantCode int, wantErr string, args ...string) {
 		t.Helper()
-		code, _, errOut := cli(args...)
+		code, _, errOut := runCLI(args...)
 		if code != wantCode || !strings.Contains(errOut, wantErr) {
 			t.Fatalf("%q = exit %d, stderr %q; want exit %d mentioning %q", args, code, errOut, wantCode, wantErr)
 		}

@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	sidecli "github.com/lariat-gw/lariat/internal/cli"
+	"github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/training"
 )
 
@@ -36,7 +36,7 @@ func clientCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	rest := args[1:]
 	if verb == "study" {
 		if len(rest) == 0 {
-			return sidecli.Usagef("study needs a verb: submit, status, list or cancel")
+			return cli.Usagef("study needs a verb: submit, status, list or cancel")
 		}
 		verb, rest = "study "+rest[0], rest[1:]
 	}
@@ -62,19 +62,19 @@ func clientCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fs.StringVar(&phase, "phase", "", "only jobs in this phase (Pending, Running, Succeeded, Failed)")
 	case "status", "study status", "study list", "study cancel":
 	default:
-		return sidecli.Usagef("unknown command %q", verb)
+		return cli.Usagef("unknown command %q", verb)
 	}
-	pos, err := sidecli.ParseInterspersed(fs, rest)
+	pos, err := cli.ParseInterspersed(fs, rest)
 	if err != nil {
 		return err
 	}
 	if cf.output != "table" && cf.output != "json" {
-		return sidecli.Usagef("-o must be table or json, got %q", cf.output)
+		return cli.Usagef("-o must be table or json, got %q", cf.output)
 	}
 	wantArgs := map[string]int{"submit": 1, "status": 1, "logs": 1, "cancel": 1, "list": 0,
 		"study submit": 1, "study status": 1, "study list": 0, "study cancel": 1}[verb]
 	if len(pos) != wantArgs {
-		return sidecli.Usagef("%s takes %d argument(s), got %d: %q", verb, wantArgs, len(pos), pos)
+		return cli.Usagef("%s takes %d argument(s), got %d: %q", verb, wantArgs, len(pos), pos)
 	}
 	c := training.NewClient(cf.server, &http.Client{Timeout: cf.timeout})
 	p := printer{w: stdout, json: cf.output == "json"}
@@ -246,7 +246,7 @@ func fmtTime(t *time.Time) string {
 }
 
 func fmtMetrics(m map[string]float64) string {
-	return sidecli.JoinMap(m, " ", func(f float64) string { return fmt.Sprintf("%g", f) })
+	return cli.JoinMap(m, " ", func(f float64) string { return fmt.Sprintf("%g", f) })
 }
 
 // lastReason returns the reason of the job's newest condition.
@@ -284,9 +284,9 @@ func (p printer) status(tw io.Writer, st *training.JobStatus) {
 
 func (p printer) job(j *training.Job) error {
 	if p.json {
-		return sidecli.WriteJSON(p.w, j)
+		return cli.WriteJSON(p.w, j)
 	}
-	tw := sidecli.NewTable(p.w)
+	tw := cli.NewTable(p.w)
 	fmt.Fprintf(tw, "ID:\t%s\n", j.ID)
 	fmt.Fprintf(tw, "Backend:\t%s\n", j.Backend)
 	if j.Study != "" {
@@ -302,9 +302,9 @@ func (p printer) job(j *training.Job) error {
 
 func (p printer) jobs(jobs []training.Job) error {
 	if p.json {
-		return sidecli.WriteJSONList(p.w, jobs)
+		return cli.WriteJSONList(p.w, jobs)
 	}
-	tw := sidecli.NewTable(p.w)
+	tw := cli.NewTable(p.w)
 	fmt.Fprintln(tw, "ID\tPHASE\tREASON\tBACKEND\tCREATED\tMODEL")
 	for _, j := range jobs {
 		model := "-"
@@ -318,9 +318,9 @@ func (p printer) jobs(jobs []training.Job) error {
 
 func (p printer) study(s *training.Study) error {
 	if p.json {
-		return sidecli.WriteJSON(p.w, s)
+		return cli.WriteJSON(p.w, s)
 	}
-	tw := sidecli.NewTable(p.w)
+	tw := cli.NewTable(p.w)
 	fmt.Fprintf(tw, "ID:\t%s\n", s.ID)
 	fmt.Fprintf(tw, "Objective:\t%s %s\n", s.Spec.Objective.Goal, s.Spec.Objective.Metric)
 	fmt.Fprintf(tw, "Search:\t%s, %d trial(s) at most, %d at a time\n", s.Spec.Search, s.Spec.MaxTrials, s.Spec.Parallel)
@@ -337,7 +337,7 @@ func (p printer) study(s *training.Study) error {
 		if t.Value != nil {
 			v = fmt.Sprintf("%g", *t.Value)
 		}
-		params := sidecli.JoinMap(t.Params, " ", func(s string) string { return s })
+		params := cli.JoinMap(t.Params, " ", func(s string) string { return s })
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", t.Number, t.JobID, t.Phase, v, params, t.Message)
 	}
 	return tw.Flush()
@@ -345,9 +345,9 @@ func (p printer) study(s *training.Study) error {
 
 func (p printer) studies(list []training.Study) error {
 	if p.json {
-		return sidecli.WriteJSONList(p.w, list)
+		return cli.WriteJSONList(p.w, list)
 	}
-	tw := sidecli.NewTable(p.w)
+	tw := cli.NewTable(p.w)
 	fmt.Fprintln(tw, "ID\tPHASE\tTRIALS\tBEST\tSTOPPED\tCREATED")
 	for _, s := range list {
 		best := "-"
@@ -355,7 +355,7 @@ func (p printer) studies(list []training.Study) error {
 			best = fmt.Sprintf("#%d %s=%g", s.Status.Best, s.Spec.Objective.Metric, *s.Status.BestValue)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.Status.Phase, len(s.Status.Trials), best,
-			sidecli.Dash(s.Status.StopReason), fmtTime(&s.CreatedAt))
+			cli.Dash(s.Status.StopReason), fmtTime(&s.CreatedAt))
 	}
 	return tw.Flush()
 }

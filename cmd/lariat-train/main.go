@@ -29,13 +29,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	sidecli "github.com/lariat-gw/lariat/internal/cli" // cli names the in-process runner of this package's tests
+	"github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/training"
 )
 
 func main() {
-	ctx, stop := sidecli.SignalContext(context.Background())
+	ctx, stop := cli.SignalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lariat-train: %v\n", err)
 		return 3
 	}
-	return sidecli.ExitCode("lariat-train", err, stderr)
+	return cli.ExitCode("lariat-train", err, stderr)
 }
 
 // errJobFailed marks a waited-for job or study that failed (exit code 3).
@@ -115,14 +115,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready func(addr
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Kubernetes backends: kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
 	fs.StringVar(&o.namespace, "namespace", "default", "Kubernetes backends: namespace of jobs that name none")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for open requests on SIGTERM")
-	pos, err := sidecli.ParseInterspersed(fs, args)
+	pos, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return sidecli.Usagef("serve takes no arguments, got %q", pos)
+		return cli.Usagef("serve takes no arguments, got %q", pos)
 	}
-	logger := sidecli.NewLogger(stderr)
+	logger := cli.NewLogger(stderr)
 
 	start := time.Now()
 	backend, err := newBackend(&o, logger)
@@ -145,7 +145,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready func(addr
 	logger.Printf("%s backend ready, %d job(s) and %d stud(ies) loaded from %s in %s", backend.Name(),
 		len(m.Jobs(training.JobFilter{})), len(m.Studies()), o.stateDir, time.Since(start))
 
-	ln, err := sidecli.Listen("-listen", o.listen)
+	ln, err := cli.Listen("-listen", o.listen)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready func(addr
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	return sidecli.Serve(ctx, srv, ln, sidecli.ServeOptions{ShutdownTimeout: o.shutdownTimeout, Logger: logger, Ready: ready})
+	return cli.Serve(ctx, srv, ln, cli.ServeOptions{ShutdownTimeout: o.shutdownTimeout, Logger: logger, Ready: ready})
 }
 
 func newBackend(o *serveOptions, logger *log.Logger) (training.Backend, error) {
@@ -163,7 +163,7 @@ func newBackend(o *serveOptions, logger *log.Logger) (training.Backend, error) {
 		return training.NewLocal(training.LocalOptions{MaxConcurrent: o.maxConcurrent, Grace: o.grace}), nil
 	case "kubernetes", "kubeflow":
 	default:
-		return nil, sidecli.Usagef("-backend must be local, kubernetes or kubeflow, got %q", o.backend)
+		return nil, cli.Usagef("-backend must be local, kubernetes or kubeflow, got %q", o.backend)
 	}
 	cfg, err := kubeConfig(o.kubeconfig)
 	if err != nil {
@@ -209,12 +209,12 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	study := fs.Bool("study", false, "the files are study specs")
-	files, err := sidecli.ParseInterspersed(fs, args)
+	files, err := cli.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
-		return sidecli.Usagef("validate needs at least one file")
+		return cli.Usagef("validate needs at least one file")
 	}
 	bad := 0
 	for _, f := range files {

@@ -45,7 +45,7 @@ func startServe(t *testing.T, stateDir string) string {
 }
 
 // cli runs the command in-process and returns exit code, stdout and stderr.
-func cli(args ...string) (int, string, string) {
+func runCLI(args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), args, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
@@ -66,7 +66,7 @@ func TestClientVerbs(t *testing.T) {
 	dir := t.TempDir()
 	ok := func(args ...string) string {
 		t.Helper()
-		code, out, errOut := cli(append(args, "--server", url)...)
+		code, out, errOut := runCLI(append(args, "--server", url)...)
 		if code != 0 {
 			t.Fatalf("%q exited %d: %s", args, code, errOut)
 		}
@@ -74,7 +74,7 @@ func TestClientVerbs(t *testing.T) {
 	}
 	fails := func(wantCode int, wantErr string, args ...string) {
 		t.Helper()
-		code, _, errOut := cli(append(args, "--server", url)...)
+		code, _, errOut := runCLI(append(args, "--server", url)...)
 		if code != wantCode || !strings.Contains(errOut, wantErr) {
 			t.Fatalf("%q = exit %d, stderr %q; want exit %d mentioning %q", args, code, errOut, wantCode, wantErr)
 		}
@@ -148,13 +148,13 @@ func TestValidate(t *testing.T) {
 	dir := t.TempDir()
 	good := writeFile(t, dir, "good.yaml", "name: a\nimage: x:1\n")
 	bad := writeFile(t, dir, "bad.yaml", "name: A\n")
-	code, out, errOut := cli("validate", good, bad)
+	code, out, errOut := runCLI("validate", good, bad)
 	if code != 1 || !strings.Contains(out, "good.yaml: ok") || !strings.Contains(errOut, `bad.yaml: name: "A" must be`) ||
 		!strings.Contains(errOut, "1 of 2 file(s) invalid") {
 		t.Fatalf("validate: %d\n%s\n%s", code, out, errOut)
 	}
 	study := writeFile(t, dir, "study.yaml", "name: s\njob: {image: x:1}\nspace: {a: {type: choice, values: [1]}}\nobjective: {metric: m, goal: maximize}\n")
-	if code, _, errOut := cli("validate", "--study", study); code != 0 {
+	if code, _, errOut := runCLI("validate", "--study", study); code != 0 {
 		t.Fatalf("validate --study: %d %s", code, errOut)
 	}
 }
@@ -170,7 +170,7 @@ func TestServeRestartKeepsJobs(t *testing.T) {
 		done <- serve(ctx, []string{"--listen", "127.0.0.1:0", "--state-dir", state}, io.Discard, func(a string) { addr <- a })
 	}()
 	url := "http://" + <-addr
-	if code, _, errOut := cli("submit", job, "--wait", "--server", url); code != 0 {
+	if code, _, errOut := runCLI("submit", job, "--wait", "--server", url); code != 0 {
 		t.Fatalf("submit: %s", errOut)
 	}
 	cancel()
@@ -178,11 +178,11 @@ func TestServeRestartKeepsJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	url = startServe(t, state)
-	code, out, errOut := cli("list", "--server", url)
+	code, out, errOut := runCLI("list", "--server", url)
 	if code != 0 || !strings.Contains(out, "kept-") || !strings.Contains(out, "Succeeded") {
 		t.Fatalf("list after restart: %d\n%s%s", code, out, errOut)
 	}
-	if code, _, errOut := cli("serve", "--backend", "mesos", "--state-dir", t.TempDir()); code != 2 || !strings.Contains(errOut, "-backend must be") {
+	if code, _, errOut := runCLI("serve", "--backend", "mesos", "--state-dir", t.TempDir()); code != 2 || !strings.Contains(errOut, "-backend must be") {
 		t.Fatalf("bad backend: %d %s", code, errOut)
 	}
 }
