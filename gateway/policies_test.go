@@ -237,7 +237,7 @@ timeout: 3s
 tasks:
   m:
     type: http
-    inputs: {address: %s, timeout: 2500ms, hedge_after: 100ms}
+    inputs: {address: %s, timeout: 2500ms, hedge_after: 400ms}
     output: {path: response.body}
 `, up.URL("/p"))
 	tg := startGateway(t, map[string]string{"h.yaml": route}, nil)
@@ -287,6 +287,11 @@ tasks:
 	a = tg.post(t, "/raced", `{"x":2}`)
 	if a.status != 200 || a.body != `{"from":"primary"}` || a.header.Get("X-Lariat-Models") != "" {
 		t.Fatalf("answer %d %s models %q", a.status, a.body, a.header.Get("X-Lariat-Models"))
+	}
+	// The fallback is called together with the primary; once the primary
+	// has won, its call may still be on its way: wait for it, boundedly.
+	for i := 0; i < 200 && fallback.Requests.Load() < 2; i++ {
+		time.Sleep(10 * time.Millisecond)
 	}
 	if p, f := primary.Requests.Load(), fallback.Requests.Load(); p != 2 || f != 2 || fallback.LastBody() != `{"x":2}` {
 		t.Fatalf("primary %d fallback %d requests, fallback body %s", p, f, fallback.LastBody())
