@@ -48,6 +48,7 @@ import (
 
 	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/gateway"
+	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/router"
@@ -2010,25 +2011,9 @@ tasks:
 // returns the resolver the gateway uses, as `lariat serve --registry` does.
 func startRegistry(t *testing.T, endpoint string) gateway.RegistryModels {
 	t.Helper()
-	store, err := registry.OpenBoltStore(filepath.Join(t.TempDir(), "registry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{Logf: func(string, ...any) {}})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln) //nolint:errcheck // returns at Shutdown.
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		_ = store.Close()
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	client := registry.NewClient("http://"+ln.Addr().String(), &http.Client{Timeout: 5 * time.Second})
+	client := registry.NewClient(registrytest.Start(t), &http.Client{Timeout: 5 * time.Second})
 	if _, err := client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}); err != nil {
 		t.Fatal(err)
 	}

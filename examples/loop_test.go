@@ -25,6 +25,7 @@ import (
 	"github.com/lariat-gw/lariat/gateway"
 	"github.com/lariat-gw/lariat/ingest"
 	"github.com/lariat-gw/lariat/internal/redistest"
+	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/tasks"
 	"github.com/lariat-gw/lariat/training"
@@ -70,28 +71,7 @@ func serveHTTP(t *testing.T, h http.Handler) string {
 }
 
 // startRegistry serves a registry on 127.0.0.1 and returns its URL.
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	store, err := registry.OpenBoltStore(filepath.Join(t.TempDir(), "registry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{Logf: t.Logf})
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-		_ = store.Close()
-	})
-	return "http://" + ln.Addr().String()
-}
+func startRegistry(t *testing.T) string { return registrytest.Start(t) }
 
 // startModelServer runs the example model server on artifact at addr and waits
 // until it listens.

@@ -3,38 +3,20 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/registry"
 )
 
 // startRegistry serves a registry on 127.0.0.1 with an on-disk store.
 func startRegistry(t *testing.T) *registry.Client {
-	t.Helper()
-	store, err := registry.OpenBoltStore(filepath.Join(t.TempDir(), "registry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		_ = store.Close()
-	})
-	return registry.NewClient("http://"+ln.Addr().String(), &http.Client{Timeout: 2 * time.Second})
+	return registry.NewClient(registrytest.Start(t), &http.Client{Timeout: 2 * time.Second})
 }
 
 func TestAliasMoveUnderLoad(t *testing.T) {

@@ -2,37 +2,17 @@ package training
 
 import (
 	"context"
-	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/registry"
 )
 
 // startRegistry serves a registry (bolt store) on 127.0.0.1 and returns a client.
 func startRegistry(t *testing.T) *registry.Client {
-	t.Helper()
-	store, err := registry.OpenBoltStore(filepath.Join(t.TempDir(), "registry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{Logf: t.Logf})
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-		_ = store.Close()
-	})
-	return registry.NewClient("http://"+ln.Addr().String(), nil)
+	return registry.NewClient(registrytest.Start(t), nil)
 }
 
 // newManager returns a Manager on dir, closed when the test ends.

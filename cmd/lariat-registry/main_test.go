@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/registry"
 )
 
@@ -28,28 +28,7 @@ func TestMain(m *testing.M) {
 }
 
 // startRegistry serves a registry on 127.0.0.1 in-process and returns its URL.
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	store, err := registry.OpenBoltStore(filepath.Join(t.TempDir(), "registry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{Logf: t.Logf})
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-		_ = store.Close()
-	})
-	return "http://" + ln.Addr().String()
-}
+func startRegistry(t *testing.T) string { return registrytest.Start(t) }
 
 // cli runs the command in-process and returns exit code, stdout and stderr.
 func runCLI(args ...string) (int, string, string) {
