@@ -31,8 +31,9 @@ var (
 // naming the key and the keys that are allowed. Struct fields are matched by
 // their `yaml:"name"` tag. A *yaml.Node field keeps the raw node, a
 // json.RawMessage field receives the value converted to JSON, and a type
-// implementing Unmarshaler decodes itself. Every error is an *Error or
-// Errors with the position of the offending node.
+// implementing Unmarshaler decodes itself. An embedded struct tagged
+// `yaml:",inline"` contributes its keys to the enclosing mapping. Every
+// error is an *Error or Errors with the position of the offending node.
 func Decode(file string, n *yaml.Node, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
@@ -224,11 +225,19 @@ func structFields(t reflect.Type) []fieldInfo {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		tag, ok := f.Tag.Lookup("yaml")
-		if !ok || !f.IsExported() {
+		if !ok {
 			continue
 		}
-		name, _, _ := strings.Cut(tag, ",")
-		if name == "-" || name == "" {
+		name, opts, _ := strings.Cut(tag, ",")
+		if opts == "inline" && f.Anonymous && f.Type.Kind() == reflect.Struct {
+			// The embedded struct's keys are keys of this mapping.
+			for _, inner := range structFields(f.Type) {
+				inner.index = append([]int{i}, inner.index...)
+				out = append(out, inner)
+			}
+			continue
+		}
+		if name == "-" || name == "" || !f.IsExported() {
 			continue
 		}
 		out = append(out, fieldInfo{index: f.Index, name: name})

@@ -44,33 +44,9 @@ type HTTPInputs struct {
 	// Body is the request body template (JSON: values are inserted as
 	// JSON). Empty means no body.
 	Body config.String `yaml:"body"`
-	// Timeout bounds each try (milliseconds or a duration); by default the
-	// route timeout. Never longer than the route timeout.
-	Timeout config.Duration `yaml:"timeout"`
-	// Retries is how many extra tries a retryable failure may get.
-	Retries int `yaml:"retries"`
-	// Backoff is the wait before a retry: exponential from Base, capped at
-	// Max, with jitter.
-	Backoff BackoffInputs `yaml:"backoff"`
-	// RetryOn lists what is retried: "connect", "timeout" and status codes
-	// (429, 5xx codes, or "5xx"). Default: connect, timeout, 429, 502, 503,
-	// 504.
-	RetryOn []config.String `yaml:"retry_on"`
-	// Breaker configures the upstream's circuit breaker.
-	Breaker *BreakerInputs `yaml:"breaker"`
-	// HedgeAfter, when set, sends one more identical try when the first
-	// has not answered after this long; the first answer wins.
-	HedgeAfter config.Duration `yaml:"hedge_after"`
-	// Fallback is a second upstream called together with the primary; its
-	// answer is used when the primary's does not come within
-	// PrimaryWithin.
-	Fallback *FallbackInputs `yaml:"fallback"`
-	// PrimaryWithin is how long the primary's answer is preferred over the
-	// fallback's (0: the first answer wins). Only with Fallback.
-	PrimaryWithin config.Duration `yaml:"primary_within"`
-	// Shadow mirrors a sample of the calls to another upstream, off the
-	// request path, and counts how often it agrees with the primary.
-	Shadow *ShadowInputs `yaml:"shadow"`
+	// CallInputs are the timeout, retry, breaker, hedging, fallback and
+	// shadow settings shared with the infer kind.
+	CallInputs `yaml:",inline"`
 }
 
 // BackoffInputs set the wait before a retry.
@@ -290,12 +266,8 @@ func newHTTPTask(s *Spec) (Task, error) {
 		return nil, err
 	}
 	t := &httpTask{method: []byte("POST")}
-	ci := callInputs{
-		Timeout: in.Timeout, Retries: in.Retries, Backoff: in.Backoff, RetryOn: in.RetryOn, Breaker: in.Breaker,
-		HedgeAfter: in.HedgeAfter, Fallback: in.Fallback, PrimaryWithin: in.PrimaryWithin, Shadow: in.Shadow,
-	}
 	var err error
-	t.call, err = compileCall(s, &ci, httpEndpoint)
+	t.call, err = compileCall(s, &in.CallInputs, httpEndpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -510,18 +482,37 @@ func (t *httpTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result, t
 	return nil
 }
 
-// callInputs are the settings every kind that calls a model server
-// shares: timeouts, retries, breaker, hedging, fallback and shadow.
-type callInputs struct {
-	Timeout       config.Duration
-	Retries       int
-	Backoff       BackoffInputs
-	RetryOn       []config.String
-	Breaker       *BreakerInputs
-	HedgeAfter    config.Duration
-	Fallback      *FallbackInputs
-	PrimaryWithin config.Duration
-	Shadow        *ShadowInputs
+// CallInputs are the settings every kind that calls a model server
+// shares: timeouts, retries, breaker, hedging, fallback and shadow. Kinds
+// embed them inline, so they are keys of the task's inputs.
+type CallInputs struct {
+	// Timeout bounds each try (milliseconds or a duration); by default the
+	// route timeout. Never longer than the route timeout.
+	Timeout config.Duration `yaml:"timeout"`
+	// Retries is how many extra tries a retryable failure may get.
+	Retries int `yaml:"retries"`
+	// Backoff is the wait before a retry: exponential from Base, capped at
+	// Max, with jitter.
+	Backoff BackoffInputs `yaml:"backoff"`
+	// RetryOn lists what is retried: "connect", "timeout" and status codes
+	// (429, 5xx codes, or "5xx"). Default: connect, timeout, 429, 502, 503,
+	// 504.
+	RetryOn []config.String `yaml:"retry_on"`
+	// Breaker configures the upstream's circuit breaker.
+	Breaker *BreakerInputs `yaml:"breaker"`
+	// HedgeAfter, when set, sends one more identical try when the first
+	// has not answered after this long; the first answer wins.
+	HedgeAfter config.Duration `yaml:"hedge_after"`
+	// Fallback is a second upstream called together with the primary; its
+	// answer is used when the primary's does not come within
+	// PrimaryWithin.
+	Fallback *FallbackInputs `yaml:"fallback"`
+	// PrimaryWithin is how long the primary's answer is preferred over the
+	// fallback's (0: the first answer wins). Only with Fallback.
+	PrimaryWithin config.Duration `yaml:"primary_within"`
+	// Shadow mirrors a sample of the calls to another upstream, off the
+	// request path, and counts how often it agrees with the primary.
+	Shadow *ShadowInputs `yaml:"shadow"`
 }
 
 // endpointFunc compiles the fallback or shadow upstream of a kind (field
@@ -592,7 +583,7 @@ type caller struct {
 
 // compileCall compiles the shared call settings; ep compiles the fallback
 // and shadow upstreams the way the kind addresses them.
-func compileCall(s *Spec, in *callInputs, ep endpointFunc) (*caller, error) {
+func compileCall(s *Spec, in *CallInputs, ep endpointFunc) (*caller, error) {
 	c := &caller{retries: in.Retries, callCounters: newCallCounters(s.Labels)}
 	routeTimeout := s.Route.Timeout.D
 	c.tryTimeout = routeTimeout

@@ -52,25 +52,9 @@ type InferInputs struct {
 	Rows bool `yaml:"rows"`
 	// Headers are request headers; values may hold templates (plain text).
 	Headers map[string]config.String `yaml:"headers"`
-	// Timeout bounds each try; by default the route timeout.
-	Timeout config.Duration `yaml:"timeout"`
-	// Retries is how many extra tries a retryable failure may get.
-	Retries int `yaml:"retries"`
-	// Backoff is the wait before a retry.
-	Backoff BackoffInputs `yaml:"backoff"`
-	// RetryOn lists what is retried (as for http tasks).
-	RetryOn []config.String `yaml:"retry_on"`
-	// Breaker configures the model server's circuit breaker.
-	Breaker *BreakerInputs `yaml:"breaker"`
-	// HedgeAfter sends one more identical try when the first has not
-	// answered after this long.
-	HedgeAfter config.Duration `yaml:"hedge_after"`
-	// Fallback is a second model called together with the primary.
-	Fallback *FallbackInputs `yaml:"fallback"`
-	// PrimaryWithin is how long the primary's answer is preferred.
-	PrimaryWithin config.Duration `yaml:"primary_within"`
-	// Shadow mirrors a sample of the calls to a candidate model.
-	Shadow *ShadowInputs `yaml:"shadow"`
+	// CallInputs are the timeout, retry, breaker, hedging, fallback and
+	// shadow settings, as for http tasks.
+	CallInputs `yaml:",inline"`
 	// Batch coalesces concurrent calls to the same model into one V2
 	// call.
 	Batch *BatchInputs `yaml:"batch"`
@@ -178,12 +162,8 @@ func newInferTask(s *Spec) (Task, error) {
 		}
 		return t.endpoint(s, field, address, model, name, modelVersion, bs)
 	}
-	ci := callInputs{
-		Timeout: in.Timeout, Retries: in.Retries, Backoff: in.Backoff, RetryOn: in.RetryOn, Breaker: in.Breaker,
-		HedgeAfter: in.HedgeAfter, Fallback: in.Fallback, PrimaryWithin: in.PrimaryWithin, Shadow: in.Shadow,
-	}
 	var err error
-	if t.call, err = compileCall(s, &ci, ef); err != nil {
+	if t.call, err = compileCall(s, &in.CallInputs, ef); err != nil {
 		return nil, err
 	}
 	if t.ep, err = t.endpoint(s, "", in.Address, in.Model, in.ModelName.Value, in.ModelVersion, t.call.breakerSet); err != nil {
