@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -364,14 +365,7 @@ func (c *filterClause) matchString(s string) bool {
 	case "LIKE", "ILIKE":
 		return c.re.MatchString(s)
 	case "IN", "NOT IN":
-		in := false
-		for _, v := range c.values {
-			if s == v {
-				in = true
-				break
-			}
-		}
-		return in == (c.op == "IN")
+		return slices.Contains(c.values, s) == (c.op == "IN")
 	}
 	return false
 }
@@ -391,14 +385,7 @@ func (c *filterClause) matchNumber(n int64) bool {
 	case ">=":
 		return n >= c.nums[0]
 	case "IN", "NOT IN":
-		in := false
-		for _, v := range c.nums {
-			if n == v {
-				in = true
-				break
-			}
-		}
-		return in == (c.op == "IN")
+		return slices.Contains(c.nums, n) == (c.op == "IN")
 	}
 	return false
 }
