@@ -14,6 +14,7 @@ import (
 	"github.com/lariat-gw/lariat/internal/redistest"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/tasks"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // startFeatureGateway serves routes with a feature store on a real
@@ -33,7 +34,7 @@ func startFeatureGateway(t *testing.T, routes map[string]string) (*testGateway, 
 	if _, err := views.Seed(context.Background(), store, "", featurefetch.DemoSeed()); err != nil {
 		t.Fatal(err)
 	}
-	fe := &tasks.FeatureEnv{Views: views, Store: store, Breaker: tasks.BreakerSettings{Disabled: true}}
+	fe := &tasks.FeatureEnv{Views: views, Store: store, Breaker: upstream.BreakerSettings{Disabled: true}}
 	return startGateway(t, routes, nil, func(o *Options) { o.Env.Features = fe }), srv
 }
 

@@ -53,6 +53,11 @@ type Options struct {
 	// ReadyDetails adds named details (such as the model registry's
 	// freshness) to the /readyz answer.
 	ReadyDetails map[string]func() any
+	// MaxInFlight bounds the requests served at once (default 4096):
+	// beyond it, requests are answered 503 with Retry-After at once,
+	// before any work, so that a traffic spike cannot make every request
+	// slow.
+	MaxInFlight int
 }
 
 // Gateway serves routes on a traffic listener and exposes admin endpoints on
@@ -64,6 +69,7 @@ type Gateway struct {
 	log      *slog.Logger
 	table    atomic.Pointer[router.Table]
 	ready    atomic.Bool
+	inflight atomic.Int64
 	server   *fasthttp.Server
 	admin    *fasthttp.Server
 }
@@ -76,6 +82,7 @@ var (
 	badContentType   = metrics.NewCounter(`lariat_requests_rejected_total{reason="content_type"}`)
 	tooDeep          = metrics.NewCounter(`lariat_requests_rejected_total{reason="json_too_deep"}`)
 	headerTooLarge   = metrics.NewCounter(`lariat_requests_rejected_total{reason="header_too_large"}`)
+	atCapacity       = metrics.NewCounter(`lariat_requests_rejected_total{reason="at_capacity"}`)
 	reloadOK         = metrics.NewGauge(`lariat_config_last_reload_successful`, nil)
 	loadErrorsGauge  = metrics.NewGauge(`lariat_config_load_errors`, nil)
 	routesGauge      = metrics.NewGauge(`lariat_routes`, nil)
@@ -100,6 +107,9 @@ func New(opts Options) *Gateway {
 	}
 	if opts.MaxHeaderSize <= 0 {
 		opts.MaxHeaderSize = 8 << 10
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 4096
 	}
 	if opts.FeatureTimeout <= 0 {
 		opts.FeatureTimeout = time.Second
@@ -164,6 +174,14 @@ func (g *Gateway) SetTable(t *router.Table) {
 func (g *Gateway) Table() *router.Table { return g.table.Load() }
 
 func (g *Gateway) handle(rc *fasthttp.RequestCtx) {
+	if g.inflight.Add(1) > int64(g.opts.MaxInFlight) {
+		g.inflight.Add(-1)
+		atCapacity.Inc()
+		router.WriteError(rc, fasthttp.StatusServiceUnavailable, "gateway is at capacity; retry later", "", "")
+		rc.Response.Header.Set("Retry-After", "1")
+		return
+	}
+	defer g.inflight.Add(-1)
 	if g.opts.AccessLogSample > 0 && rand.Float64() < g.opts.AccessLogSample {
 		start := time.Now()
 		defer g.accessLog(rc, start)

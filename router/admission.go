@@ -64,5 +64,5 @@ func (l *limiter) inFlight() int { return len(l.slots) }
 
 func writeShed(rc *fasthttp.RequestCtx, route string) {
 	WriteError(rc, fasthttp.StatusServiceUnavailable, "route is at capacity; retry later", route, "")
-	rc.Response.Header.Set("Retry-After", "1")
+	rc.Response.Header.SetBytesKV(hdrRetryAfter, retryAfterOne)
 }

@@ -112,6 +112,8 @@ var (
 	hdrRouteVersion  = []byte("X-Lariat-Route-Version")
 	hdrModels        = []byte("X-Lariat-Models")
 	hdrBranch        = []byte("X-Lariat-Branch")
+	hdrRetryAfter    = []byte("Retry-After")
+	retryAfterOne    = []byte("1")
 	strTraceParent   = []byte("traceparent")
 	strTraceState    = []byte("tracestate")
 	errNotJSON       = "request body is not valid JSON (UTF-8)"
@@ -172,11 +174,16 @@ func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
 		switch {
 		case errors.Is(err, tasks.ErrDeadline), errors.Is(err, tasks.ErrTimeout):
 			status = fasthttp.StatusGatewayTimeout
+		case errors.Is(err, tasks.ErrOverloaded):
+			status = fasthttp.StatusServiceUnavailable
 		case errors.As(err, &reqErr):
 			status = fasthttp.StatusBadRequest
 		}
 		msg := "task " + strconv.Quote(p.nodes[failed].name) + " failed: " + err.Error()
 		p.writeError(rc, status, msg, p.nodes[failed].name)
+		if status == fasthttp.StatusServiceUnavailable {
+			rc.Response.Header.SetBytesKV(hdrRetryAfter, retryAfterOne)
+		}
 		if e.span != nil {
 			e.endRequestSpan(status, err)
 		}

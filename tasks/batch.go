@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // BatchInputs turn on micro-batching for an infer task: concurrent calls
@@ -46,7 +47,7 @@ func (t *inferTask) compileBatch(s *Spec, in *BatchInputs) (*batchSpec, error) {
 	switch {
 	case t.proto != protoV2:
 		return nil, s.Errorf(s.Task.NamePos, "inputs.batch needs protocol v2")
-	case t.call.hedgeAfter > 0 || t.call.fallback != nil:
+	case t.call.HedgeAfter > 0 || t.call.fallback != nil:
 		return nil, s.Errorf(s.Task.NamePos, "inputs.batch cannot be combined with hedge_after or fallback")
 	case !t.headers.static():
 		return nil, s.Errorf(s.Task.NamePos, "inputs.batch: header values cannot hold templates, as a batched call carries many requests")
@@ -102,7 +103,7 @@ func (t *inferTask) batcherFor(tg *target) *batcher {
 	if b := tg.batch.Load(); b != nil {
 		return b
 	}
-	key := fmt.Sprintf("%p|%s://%s%s|%s", tg.client, tg.scheme, tg.host, tg.path, t.batch.sig)
+	key := fmt.Sprintf("%p|%s://%s%s|%s", tg.Host, tg.Scheme, tg.HostHdr, tg.Path, t.batch.sig)
 	nb := &batcher{spec: t.batch, tg: tg, queue: make(chan *member, 16*t.batch.maxSize)}
 	nb.rows = metrics.GetOrCreateHistogram(`lariat_batch_rows{model=` + strconv.Quote(tg.label()) + `}`)
 	v, _ := batchers.LoadOrStore(key, nb)
@@ -124,8 +125,7 @@ type member struct {
 
 	out    []byte // the request's result
 	status int
-	kind   failKind
-	err    error
+	err    *upstream.Error
 
 	done  chan struct{}
 	timer *time.Timer
@@ -141,7 +141,7 @@ var memberPool = sync.Pool{New: func() any {
 func acquireMember() *member {
 	m := memberPool.Get().(*member)
 	m.buf, m.ends, m.out = m.buf[:0], m.ends[:0], m.out[:0]
-	m.rows, m.status, m.kind, m.err = 0, 0, failNone, nil
+	m.rows, m.status, m.err = 0, 0, nil
 	select {
 	case <-m.done:
 	default:
@@ -269,10 +269,7 @@ func (b *batcher) send(bc *batchCall) {
 	}()
 	tg := b.tg
 	req.Header.SetMethod(fasthttp.MethodPost)
-	req.SetRequestURI(tg.path)
-	req.URI().SetScheme(tg.scheme)
-	req.Header.SetHost(tg.host)
-	req.UseHostHeader = true
+	tg.Retarget(req)
 	req.Header.SetContentType("application/json")
 	// Header values are static (checked at load): no exchange needed.
 	_ = t.headers.apply(req, nil, &bc.scratch)
@@ -319,28 +316,17 @@ func (b *batcher) send(bc *batchCall) {
 		timeout = min(timeout, m.tryTimeout)
 	}
 	start := time.Now()
-	var status int
-	var kind failKind
-	err := tg.breaker.Do(func() (bool, error) {
-		var e error
-		status, kind, e = try(req, resp, deadline, timeout, tg)
-		return breakerCounts(kind, status), e
-	})
-	if err == ErrBreakerOpen {
-		kind, err = failBreaker, fmt.Errorf("%s: %w", tg.host, ErrBreakerOpen)
-	}
+	status, err := tg.Try(req, resp, deadline, timeout)
 	b.observe(time.Since(start))
 	b.rows.Update(float64(bc.rows))
 	if err == nil {
-		if err = b.split(bc, resp.Body()); err != nil {
-			kind = failInvalid
+		if serr := b.split(bc, resp.Body()); serr != nil {
+			err = &upstream.Error{Reason: upstream.ReasonInvalid, Host: tg.HostHdr, Err: serr}
 		}
 	}
 	for _, m := range bc.members {
 		m.status = status
-		if err != nil {
-			m.err, m.kind = err, kind
-		}
+		m.err = err
 		m.finish()
 	}
 }
@@ -421,7 +407,7 @@ func (t *inferTask) runBatched(x *Exchange, r *Result, tg *target) (first int, d
 		return 0, false, nil
 	}
 	b := t.batcherFor(tg)
-	m.deadline, m.tryTimeout, m.enqueued = x.Deadline, t.call.tryTimeout, time.Now()
+	m.deadline, m.tryTimeout, m.enqueued = x.Deadline, t.call.TryTimeout, time.Now()
 	m.refs.Store(2)
 	if !b.enqueue(m) {
 		m.refs.Store(1)
@@ -441,12 +427,10 @@ func (t *inferTask) runBatched(x *Exchange, r *Result, tg *target) (first int, d
 	}
 	r.Status = m.status
 	if m.err != nil {
-		err, kind := m.err, m.kind
+		err := m.err
 		m.release()
-		t.call.count(kind)
-		if wait, ok := t.call.mayRetry(x, 0, kind, r.Status); ok {
-			t.call.retriesTotal.Inc()
-			time.Sleep(wait)
+		t.call.CountFailure(err.Reason)
+		if t.call.Retry(x.Budget(), 0, err) {
 			return 1, false, nil
 		}
 		return 0, true, err

@@ -2,10 +2,9 @@ package tasks
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"sync/atomic"
 	"time"
+
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // Exchange is what the tasks of one request share: the request as received
@@ -34,7 +33,7 @@ type Exchange struct {
 	// (Kind.UsesContext); otherwise it is nil.
 	Ctx context.Context
 
-	canceled atomic.Bool
+	cancel upstream.Cancel
 }
 
 // Reset prepares x for a request with nTasks tasks and nHeaders header
@@ -62,7 +61,7 @@ func (x *Exchange) Reset(nTasks, nHeaders int) {
 	}
 	x.Deadline = time.Time{}
 	x.Ctx = nil
-	x.canceled.Store(false)
+	x.cancel.Reset()
 }
 
 // SetHeader stores the value of header slot i.
@@ -75,11 +74,17 @@ func (x *Exchange) SetHeader(i int, v []byte) {
 func (x *Exchange) HeaderSet(i int) bool { return x.headerSet[i] }
 
 // Cancel marks the request as over: tasks still running stop at their next
-// chance and start no further tries.
-func (x *Exchange) Cancel() { x.canceled.Store(true) }
+// chance, end their backoff sleeps and start no further tries.
+func (x *Exchange) Cancel() { x.cancel.Cancel() }
 
 // Canceled reports whether the request is over.
-func (x *Exchange) Canceled() bool { return x.canceled.Load() }
+func (x *Exchange) Canceled() bool { return x.cancel.Canceled() }
+
+// Budget returns what the request's upstream calls may spend: the route
+// deadline and the request's cancellation.
+func (x *Exchange) Budget() upstream.Budget {
+	return upstream.Budget{Deadline: x.Deadline, Cancel: &x.cancel}
+}
 
 // Remaining returns the time left before the route deadline.
 func (x *Exchange) Remaining() time.Duration { return time.Until(x.Deadline) }
@@ -128,24 +133,19 @@ func (r *Result) reset() {
 }
 
 // Errors a task may return. The router maps ErrDeadline and ErrTimeout to
-// 504, a RequestError to 400 and any other error to 502.
+// 504, ErrOverloaded to 503, a RequestError to 400 and any other error to
+// 502.
 var (
 	// ErrDeadline means the route deadline passed before the task finished.
-	ErrDeadline = errors.New("route deadline exceeded")
+	ErrDeadline = upstream.ErrDeadline
 	// ErrTimeout means the upstream did not answer within the task's
 	// timeout.
-	ErrTimeout = errors.New("upstream timed out")
+	ErrTimeout = upstream.ErrTimeout
 	// ErrCanceled means the request ended before the task finished.
-	ErrCanceled = errors.New("request ended")
+	ErrCanceled = upstream.ErrCanceled
 	// ErrBreakerOpen means the upstream's circuit breaker is open.
-	ErrBreakerOpen = errors.New("circuit breaker open")
+	ErrBreakerOpen = upstream.ErrBreakerOpen
+	// ErrOverloaded means the gateway refused the call to protect itself
+	// or the upstream; the request may be retried later.
+	ErrOverloaded = upstream.ErrOverloaded
 )
-
-// StatusError is an upstream answer with a failing HTTP status.
-type StatusError struct {
-	Status int
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("upstream answered %d", e.Status)
-}

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 func init() {
@@ -21,9 +23,34 @@ func init() {
 type FeatureEnv struct {
 	Views *featurefetch.Views
 	Store featurefetch.Store
-	// Breaker guards the store: consecutive read failures open it and
-	// feature tasks then fail at once.
-	Breaker BreakerSettings
+	// Name names the store's endpoint in metrics (its address).
+	Name string
+	// Breaker guards the store: consecutive store faults (connection
+	// errors, timeouts) open it and feature tasks then fail at once, or
+	// take their defaults. Fields left zero keep DefaultStoreBreaker.
+	Breaker upstream.BreakerSettings
+
+	breakerOnce sync.Once
+	breaker     *upstream.Breaker
+}
+
+// DefaultStoreBreaker is the feature store's breaker: it opens after 5
+// store faults in a row and lets a trial read through every 250ms, so
+// reads recover within a fraction of a second of the store answering
+// again.
+var DefaultStoreBreaker = upstream.BreakerSettings{Failures: 5, OpenFor: 250 * time.Millisecond, HalfOpenRequests: 1}
+
+// storeBreaker returns the store's breaker, made once: one per store
+// endpoint, shared by the feature tasks of every route.
+func (fe *FeatureEnv) storeBreaker() *upstream.Breaker {
+	fe.breakerOnce.Do(func() {
+		name := fe.Name
+		if name == "" {
+			name = "featurestore"
+		}
+		fe.breaker = upstream.NewBreaker(name, DefaultStoreBreaker.Merge(fe.Breaker))
+	})
+	return fe.breaker
 }
 
 // FeatureInputs are the settings of a feature task: one read of online
@@ -61,7 +88,7 @@ type featureTask struct {
 	store    featurefetch.Store
 	keys     []*Template
 	timeout  time.Duration
-	breaker  *Breaker
+	breaker  *upstream.Breaker
 	errStore *metrics.Counter
 	errReq   *metrics.Counter
 }
@@ -127,16 +154,12 @@ func newFeatureTask(s *Spec) (Task, error) {
 		}
 	}
 	if in.Timeout.Set {
-		if in.Timeout.D > s.Route.Timeout.D {
-			return nil, s.Errorf(in.Timeout.Pos, "inputs.timeout %s is longer than the route timeout %s", in.Timeout.D, s.Route.Timeout.D)
+		if err := s.CheckTimeout("inputs.timeout", in.Timeout); err != nil {
+			return nil, err
 		}
 		t.timeout = in.Timeout.D
 	}
-	bs := fe.Breaker
-	if bs.Failures == 0 && !bs.Disabled {
-		bs = DefaultBreaker
-	}
-	t.breaker = s.Env.Upstreams.Breaker("featurestore", bs)
+	t.breaker = fe.storeBreaker()
 	t.errStore = metrics.GetOrCreateCounter(`lariat_upstream_errors_total{` + s.Labels + `,reason="feature_store"}`)
 	t.errReq = metrics.GetOrCreateCounter(`lariat_upstream_errors_total{` + s.Labels + `,reason="bad_entities"}`)
 	return t, nil
@@ -178,15 +201,15 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 		defer cancel()
 	}
 	var out []byte
-	err := t.breaker.Do(func() (bool, error) {
-		var err error
+	var err error
+	ran := t.breaker.Do(func() (upstream.Reason, int) {
 		out, err = t.plan.Fetch(ctx, t.store, keys, r.Body[:0])
-		var bre *featurefetch.BadRequestError
-		if errors.As(err, &bre) {
-			return false, err
-		}
-		return err != nil, err
+		return t.reason(err, x), 0
 	})
+	if !ran {
+		t.errStore.Inc()
+		return fmt.Errorf("feature store: %w", ErrBreakerOpen)
+	}
 	if err == nil {
 		r.Body = out
 		r.Status = 200
@@ -197,15 +220,38 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 	case errors.As(err, &bre):
 		t.errReq.Inc()
 		return &RequestError{Msg: "feature entities: " + bre.Message}
-	case errors.Is(err, ErrBreakerOpen):
-		t.errStore.Inc()
-		return fmt.Errorf("feature store: %w", err)
 	case errors.Is(err, context.DeadlineExceeded) && !x.Deadline.After(time.Now()):
 		t.errStore.Inc()
 		return fmt.Errorf("feature store: %w", ErrDeadline)
+	case errors.Is(err, context.DeadlineExceeded):
+		t.errStore.Inc()
+		return fmt.Errorf("feature store: %w after %s", ErrTimeout, t.timeout)
 	}
 	t.errStore.Inc()
 	return fmt.Errorf("feature store: %w", err)
+}
+
+// reason classifies a read's outcome for the store's breaker: entity
+// values the request got wrong and the route deadline running out are
+// not the store's faults.
+func (t *featureTask) reason(err error, x *Exchange) upstream.Reason {
+	var bre *featurefetch.BadRequestError
+	switch {
+	case err == nil:
+		return upstream.ReasonNone
+	case errors.As(err, &bre):
+		return upstream.ReasonOther
+	case x.Canceled():
+		return upstream.ReasonCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		if !x.Deadline.After(time.Now()) {
+			return upstream.ReasonDeadline
+		}
+		return upstream.ReasonTimeout
+	case errors.Is(err, context.Canceled):
+		return upstream.ReasonCanceled
+	}
+	return upstream.ReasonConnect
 }
 
 // RequestError is a task failure caused by the request's content; the

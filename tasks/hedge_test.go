@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 func counter(name string) uint64 { return metrics.GetOrCreateCounter(name).Get() }
@@ -94,7 +95,7 @@ func TestHedgeFailure(t *testing.T) {
 	up := upstreamtest.Start(t, upstreamtest.Status(500))
 	c := compileRoute(t, hedgeRoute("hedge-fail", up.URL("/p"), "1s", "      timeout: 200ms\n      hedge_after: 50ms\n      breaker: {disabled: true}"), nil)
 	_, err := c.run("m", `{}`, nil)
-	var se *StatusError
+	var se *upstream.Error
 	if !errors.As(err, &se) || se.Status != 500 {
 		t.Fatalf("error %v, want 500", err)
 	}
@@ -136,7 +137,7 @@ func TestRaceFallback(t *testing.T) {
 	primary.Set(upstreamtest.Status(503))
 	fallback.Set(upstreamtest.Status(500))
 	_, err := c.run("m", `{}`, nil)
-	var se *StatusError
+	var se *upstream.Error
 	if !errors.As(err, &se) || se.Status != 503 {
 		t.Fatalf("error %v, want the primary's 503", err)
 	}

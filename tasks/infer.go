@@ -15,6 +15,7 @@ import (
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/internal/jsonutil"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 func init() {
@@ -155,7 +156,7 @@ func newInferTask(s *Spec) (Task, error) {
 		return nil, s.Errorf(in.Protocol.Pos, "inputs.protocol must be v2 or v1, got %q", in.Protocol.Value)
 	}
 	defName := in.ModelName.Value
-	ef := func(s *Spec, field string, address, model, modelName, modelVersion config.String, bs BreakerSettings) (*endpoint, error) {
+	ef := func(s *Spec, field string, address, model, modelName, modelVersion config.String, bs upstream.BreakerSettings) (*endpoint, error) {
 		name := modelName.Value
 		if name == "" {
 			name = defName
@@ -231,7 +232,7 @@ func newInferTask(s *Spec) (Task, error) {
 
 // endpoint compiles the primary (field "") or the fallback or shadow
 // model of the task.
-func (t *inferTask) endpoint(s *Spec, field string, address, model config.String, name string, version config.String, bs BreakerSettings) (*endpoint, error) {
+func (t *inferTask) endpoint(s *Spec, field string, address, model config.String, name string, version config.String, bs upstream.BreakerSettings) (*endpoint, error) {
 	where := "inputs"
 	if field != "" {
 		where += "." + field
@@ -703,7 +704,7 @@ func (t *inferTask) Run(x *Exchange, r *Result) error {
 		return err
 	}
 	r.Model = tg.model
-	r.Upstream = tg.host
+	r.Upstream = tg.HostHdr
 	if tg.calls != nil {
 		tg.calls.Inc()
 	}
@@ -732,10 +733,7 @@ func (t *inferTask) Run(x *Exchange, r *Result) error {
 // body stays in r.scratch.
 func (t *inferTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result, tg *target) error {
 	req.Header.SetMethod(fasthttp.MethodPost)
-	req.SetRequestURI(tg.path)
-	req.URI().SetScheme(tg.scheme)
-	req.Header.SetHost(tg.host)
-	req.UseHostHeader = true
+	tg.Retarget(req)
 	setPropagated(req, x, t.propagate)
 	if err := t.headers.apply(req, x, &r.scratch); err != nil {
 		return err

@@ -114,6 +114,18 @@ func (s *Spec) Errorf(pos config.Pos, format string, args ...any) error {
 	return config.Errorf(pos, "task %q: %s", s.Task.Name, fmt.Sprintf(format, args...))
 }
 
+// CheckTimeout checks a timeout setting of the task, the same way for
+// every kind: it must be positive and at most the route timeout.
+func (s *Spec) CheckTimeout(field string, d config.Duration) error {
+	switch {
+	case d.D <= 0:
+		return s.Errorf(d.Pos, "%s must be positive, got %s", field, d.D)
+	case d.D > s.Route.Timeout.D:
+		return s.Errorf(d.Pos, "%s %s is longer than the route timeout %s", field, d.D, s.Route.Timeout.D)
+	}
+	return nil
+}
+
 // Template compiles the input field (named for messages) written at str.
 func (s *Spec) Template(field string, str config.String, mode Mode) (*Template, error) {
 	t, err := CompileTemplate(str.Value, mode, s.Scope)

@@ -3,7 +3,6 @@ package tasks
 import (
 	"math"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/internal/jsonutil"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // ShadowInputs mirror a sample of a task's calls to another upstream (a
@@ -61,7 +61,7 @@ type shadower struct {
 	agree, disagree, failed, dropped *metrics.Counter
 }
 
-func compileShadow(s *Spec, in *ShadowInputs, ep endpointFunc, bs BreakerSettings) (*shadower, error) {
+func compileShadow(s *Spec, in *ShadowInputs, ep endpointFunc, bs upstream.BreakerSettings) (*shadower, error) {
 	sh := &shadower{sample: in.Sample, compare: in.Compare.Value, tolerance: in.Tolerance, timeout: 200 * time.Millisecond, max: 64}
 	if !(in.Sample > 0 && in.Sample <= 1) {
 		return nil, s.Errorf(s.Task.NamePos, "inputs.shadow.sample must be above 0 and at most 1, got %v", in.Sample)
@@ -131,7 +131,7 @@ func (sh *shadower) send(req *fasthttp.Request, primary []byte) {
 	j.tg = tg
 	j.req = fasthttp.AcquireRequest()
 	req.CopyTo(j.req)
-	retarget(j.req, tg)
+	tg.Retarget(j.req)
 	j.want = append(j.want[:0], sh.value(primary).Raw...)
 	go sh.run(j)
 }
@@ -152,22 +152,11 @@ func (sh *shadower) run(j *shadowJob) {
 		shadowJobPool.Put(j)
 		sh.inflight.Add(-1)
 	}()
-	var ms [20]byte
-	j.req.Header.SetBytesKV(deadlineHeader, strconv.AppendInt(ms[:0], int64(sh.timeout/time.Millisecond), 10))
-	deadline := time.Now().Add(sh.timeout)
-	err := j.tg.breaker.Do(func() (bool, error) {
-		if err := j.tg.client.DoDeadline(j.req, resp, deadline); err != nil {
-			return true, err
-		}
-		if st := resp.StatusCode(); st < 200 || st > 299 {
-			return st >= 500, &StatusError{Status: st}
-		}
-		return false, nil
-	})
-	if err != nil || !gjson.ValidBytes(resp.Body()) {
+	if _, err := j.tg.Try(j.req, resp, time.Now().Add(sh.timeout), sh.timeout); err != nil {
 		sh.failed.Inc()
 		return
 	}
+	var err error
 	if j.got, err = sh.decode(j.got[:0], resp.Body()); err != nil {
 		sh.failed.Inc()
 		return

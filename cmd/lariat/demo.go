@@ -42,7 +42,7 @@ func demoCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "lariat demo:", err)
 		return 2
 	}
-	env := tasks.NewEnv(resolve)
+	env := sf.env(resolve)
 	views, store, err := featurefetch.NewDemoStore()
 	if err != nil {
 		log.Error("cannot load example features", "error", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/tasks"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // featureFlags configure the online feature store of feature tasks.
@@ -22,6 +23,7 @@ type featureFlags struct {
 	sentinelMaster string
 	tlsOn          bool
 	seed           string
+	breaker        breakerFlags
 }
 
 func (f *featureFlags) register(fs *flag.FlagSet) {
@@ -31,6 +33,8 @@ func (f *featureFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.cluster, "redis-cluster", false, "the --redis addresses are Redis Cluster seed nodes")
 	fs.StringVar(&f.sentinelMaster, "redis-sentinel-master", "", "master set name: the --redis addresses are Sentinels")
 	fs.BoolVar(&f.tlsOn, "redis-tls", false, "connect to Redis with TLS")
+	fs.UintVar(&f.breaker.failures, "feature-breaker-failures", uint(tasks.DefaultStoreBreaker.Failures), "consecutive feature-store faults that open its breaker")
+	fs.DurationVar(&f.breaker.openFor, "feature-breaker-open-for", tasks.DefaultStoreBreaker.OpenFor, "how long the feature store's open breaker waits before a trial read")
 	fs.StringVar(&f.seed, "feature-seed", "", "serve features from memory, seeded from this JSON-lines file, instead of Redis")
 }
 
@@ -86,5 +90,10 @@ func (f *featureFlags) env() (*tasks.FeatureEnv, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot connect to Redis %s: %w", f.redis, err)
 	}
-	return &tasks.FeatureEnv{Views: views, Store: store}, store.Close, nil
+	name := "redis://" + strings.Join(opt.Addrs, ",")
+	return &tasks.FeatureEnv{Views: views, Store: store, Name: name, Breaker: f.breakerSettings()}, store.Close, nil
+}
+
+func (f *featureFlags) breakerSettings() upstream.BreakerSettings {
+	return upstream.BreakerSettings{Failures: uint32(f.breaker.failures), OpenFor: f.breaker.openFor}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/lariat-gw/lariat/gateway"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/tasks"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // serverFlags are the flags serve and demo share.
@@ -34,6 +35,16 @@ type serverFlags struct {
 	accessLogSample     float64
 	accessLogBodies     bool
 	logLevel            string
+	maxInFlight         int
+	upstream            upstream.Options
+	breaker             breakerFlags
+	limitOff            bool
+}
+
+// breakerFlags set the default circuit breaker of upstreams.
+type breakerFlags struct {
+	failures uint
+	openFor  time.Duration
 }
 
 func (f *serverFlags) register(fs *flag.FlagSet) {
@@ -49,6 +60,16 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.accessLogSample, "access-log-sample", 0, "share of requests written to the access log, 0..1 (0: off)")
 	fs.BoolVar(&f.accessLogBodies, "access-log-bodies", false, "include request bodies in access log lines (they may hold personal data)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&f.maxInFlight, "max-in-flight", 4096, "requests served at once; beyond it requests get 503 with Retry-After at once")
+	d := upstream.DefaultOptions
+	fs.IntVar(&f.upstream.MaxConns, "upstream-max-conns", d.MaxConns, "connections per upstream host; a try that finds them all busy gets 503, not counted against the upstream")
+	fs.DurationVar(&f.upstream.IdleTimeout, "upstream-idle-timeout", d.IdleTimeout, "close kept-alive upstream connections idle this long; keep it below the upstreams' own keep-alive timeout (uvicorn and Node: 5s)")
+	fs.IntVar(&f.upstream.MaxBodySize, "upstream-max-body-size", d.MaxBodySize, "largest upstream answer body read, in bytes (larger gets 502)")
+	fs.Int64Var(&f.upstream.BodyMemory, "upstream-body-memory", d.BodyMemory, "bytes of upstream answers read at once across all upstreams; reads past it fail with 503")
+	fs.UintVar(&f.breaker.failures, "upstream-breaker-failures", uint(d.Breaker.Failures), "consecutive upstream faults that open its breaker, for tasks that set no breaker")
+	fs.DurationVar(&f.breaker.openFor, "upstream-breaker-open-for", d.Breaker.OpenFor, "how long an open breaker waits before a trial request, for tasks that set no breaker")
+	fs.IntVar(&f.upstream.Limit.Max, "upstream-limit-max", d.Limit.Max, "most calls in flight to one upstream; the adaptive limit moves below it with the upstream's latency")
+	fs.BoolVar(&f.limitOff, "upstream-limit-off", false, "turn the adaptive per-upstream concurrency limit off")
 	fs.StringVar(&f.adminToken, "admin-token", os.Getenv("LARIAT_ADMIN_TOKEN"), "bearer token the admin listener requires (except /healthz and /readyz); env LARIAT_ADMIN_TOKEN")
 }
 
@@ -82,7 +103,21 @@ func (f *serverFlags) options(routes string, env *tasks.Env, log *slog.Logger) g
 		AdminToken:      f.adminToken,
 		AccessLogSample: f.accessLogSample,
 		AccessLogBodies: f.accessLogBodies,
+		MaxInFlight:     f.maxInFlight,
 	}
+}
+
+// env returns the task environment with the upstream settings the flags
+// give.
+func (f *serverFlags) env(resolve map[string]string) *tasks.Env {
+	o := f.upstream
+	o.Breaker = upstream.DefaultBreaker.Merge(upstream.BreakerSettings{Failures: uint32(f.breaker.failures), OpenFor: f.breaker.openFor})
+	l := upstream.DefaultLimit
+	l.Max = max(o.Limit.Max, l.Min)
+	l.Initial = min(l.Initial, l.Max)
+	l.Disabled = f.limitOff
+	o.Limit = l
+	return &tasks.Env{Upstreams: upstream.NewPool(resolve, o)}
 }
 
 func (f *serverFlags) resolveMap(extra map[string]string) (map[string]string, error) {
@@ -128,7 +163,7 @@ func serveCmd(args []string) int {
 		return 1
 	}
 	log := sf.logger()
-	env := tasks.NewEnv(resolve)
+	env := sf.env(resolve)
 	features, closeFeatures, err := ff.env()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lariat serve:", err)

@@ -1,7 +1,6 @@
-package tasks
+package upstream
 
 import (
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,17 +10,17 @@ import (
 
 // A raced try sends the same call more than once and takes one answer:
 //
-//   - hedging (hedge_after): when the first call has not answered after
-//     hedge_after, one more goes to the same upstream; the first answer
+//   - hedging (HedgeAfter): when the first call has not answered after
+//     HedgeAfter, one more goes to the same upstream; the first answer
 //     wins;
-//   - race fallback (fallback, primary_within): the primary and the
-//     fallback are called together; the primary's answer is used when it
-//     comes within primary_within, otherwise the first answer.
+//   - race fallback (a fallback target, PrimaryWithin): the primary and
+//     the fallback are called together; the primary's answer is used when
+//     it comes within PrimaryWithin, otherwise the first answer.
 //
 // Every call runs on its own goroutine with its own copy of the request,
 // bounded by its own deadline (fasthttp cannot cancel a call). The task
-// returns as soon as it has its answer; calls still running are abandoned:
-// they end by their deadline and nobody reads their result.
+// returns as soon as it has its answer; calls still running are
+// abandoned: they end by their deadline and nobody reads their result.
 
 type raceRole uint8
 
@@ -35,14 +34,13 @@ const (
 // sent on the race's channel, then to whoever receives it.
 type raceCall struct {
 	role          raceRole
-	tg            *target
+	tg            *Target
 	req           *fasthttp.Request
 	resp          *fasthttp.Response
 	routeDeadline time.Time
 	timeout       time.Duration
 	status        int
-	kind          failKind
-	err           error
+	err           *Error
 }
 
 var raceCallPool = sync.Pool{New: func() any { return new(raceCall) }}
@@ -92,70 +90,56 @@ func (rc *race) release() {
 }
 
 // launch starts a call of a copy of src to tg.
-func (c *caller) launch(rc *race, role raceRole, tg *target, src *fasthttp.Request, x *Exchange, timeout time.Duration) {
+func (c *Caller) launch(rc *race, role raceRole, tg *Target, src *fasthttp.Request, b Budget, timeout time.Duration) {
 	a := raceCallPool.Get().(*raceCall)
-	a.role, a.tg, a.routeDeadline, a.timeout = role, tg, x.Deadline, timeout
+	a.role, a.tg, a.routeDeadline, a.timeout = role, tg, b.Deadline, timeout
 	a.req = fasthttp.AcquireRequest()
 	a.resp = fasthttp.AcquireResponse()
 	src.CopyTo(a.req)
 	if role == roleFallback {
-		retarget(a.req, tg)
+		tg.Retarget(a.req)
 	}
 	rc.refs.Add(1)
 	go c.runRaceCall(rc, a)
 }
 
-func (c *caller) runRaceCall(rc *race, a *raceCall) {
-	a.err = a.tg.breaker.Do(func() (bool, error) {
-		var e error
-		a.status, a.kind, e = try(a.req, a.resp, a.routeDeadline, a.timeout, a.tg)
-		return breakerCounts(a.kind, a.status), e
-	})
-	if a.err == ErrBreakerOpen {
-		a.kind, a.err = failBreaker, fmt.Errorf("%s: %w", a.tg.host, ErrBreakerOpen)
-	}
+func (c *Caller) runRaceCall(rc *race, a *raceCall) {
+	a.status, a.err = a.tg.Try(a.req, a.resp, a.routeDeadline, a.timeout)
 	if a.err != nil {
-		c.count(a.kind)
+		c.CountFailure(a.err.Reason)
 	}
 	rc.results <- a
 	rc.release()
 }
 
-// race makes one raced try and decodes the answer it takes into r.
-func (c *caller) race(x *Exchange, r *Result, req *fasthttp.Request, tg *target) (failKind, error) {
+// race makes one raced try and decodes the answer it takes into dst.
+func (c *Caller) race(b Budget, req *fasthttp.Request, tg, fallback *Target, dst []byte, out *Outcome) ([]byte, *Error) {
 	rc := acquireRace()
 	defer rc.release()
-	c.launch(rc, rolePrimary, tg, req, x, c.tryTimeout)
-	r.Attempts++
+	c.launch(rc, rolePrimary, tg, req, b, c.TryTimeout)
+	out.Attempts++
 	inflight, primaries := 1, 1
-	var fbErr error
-	if c.fallback != nil {
-		ftg, err := c.fallback.target()
-		if err == nil {
-			c.launch(rc, roleFallback, ftg, req, x, c.fallbackTry)
-			r.Attempts++
-			inflight++
-		} else {
-			fbErr = err
-		}
+	if fallback != nil {
+		c.launch(rc, roleFallback, fallback, req, b, c.FallbackTimeout)
+		out.Attempts++
+		inflight++
 	}
 	var hedgeC, withinC <-chan time.Time
-	if c.hedgeAfter > 0 {
-		rc.hedge.Reset(c.hedgeAfter)
+	if c.HedgeAfter > 0 {
+		rc.hedge.Reset(c.HedgeAfter)
 		defer rc.hedge.Stop()
 		hedgeC = rc.hedge.C
 	}
-	withinPassed := c.fallback == nil || c.primaryWithin <= 0
+	withinPassed := fallback == nil || c.PrimaryWithin <= 0
 	if !withinPassed {
-		rc.within.Reset(c.primaryWithin)
+		rc.within.Reset(c.PrimaryWithin)
 		defer rc.within.Stop()
 		withinC = rc.within.C
 	}
 	hedged := false
-	// held is a fallback answer waiting for primary_within to pass.
+	// held is a fallback answer waiting for PrimaryWithin to pass.
 	var held *raceCall
-	var primErr error
-	var primKind failKind
+	var primErr, fbErr *Error
 	var primStatus int
 	for {
 		select {
@@ -169,14 +153,14 @@ func (c *caller) race(x *Exchange, r *Result, req *fasthttp.Request, tg *target)
 					if held != nil {
 						freeRaceCall(held)
 					}
-					return c.take(r, a, hedged)
+					return c.take(a, hedged, fallback != nil, dst, out)
 				}
 				held = a
 				continue
 			}
 			if a.role != roleFallback {
 				if primErr == nil {
-					primErr, primKind, primStatus = a.err, a.kind, a.status
+					primErr, primStatus = a.err, a.status
 				}
 			} else {
 				fbErr = a.err
@@ -187,27 +171,27 @@ func (c *caller) race(x *Exchange, r *Result, req *fasthttp.Request, tg *target)
 				// retry policy's call.
 				hedgeC = nil
 				if held != nil {
-					return c.take(r, held, hedged)
+					return c.take(held, hedged, true, dst, out)
 				}
 			}
 			if inflight == 0 {
 				if hedged {
-					c.hedgeLost.Inc()
+					c.countHedge(false)
 				}
 				if primErr == nil {
-					r.Status = 0
-					return failOther, fmt.Errorf("fallback: %w", fbErr)
+					out.Status = 0
+					return dst, fbErr
 				}
-				r.Status = primStatus
-				return primKind, primErr
+				out.Status = primStatus
+				return dst, primErr
 			}
 		case <-hedgeC:
 			hedgeC = nil
 			// The hedge gets at least the time the first call has had;
 			// a shorter budget is not worth a second call.
-			if primaries > 0 && !x.Canceled() && x.Remaining() >= c.hedgeAfter {
-				c.launch(rc, roleHedge, tg, req, x, c.tryTimeout)
-				r.Attempts++
+			if primaries > 0 && (b.Cancel == nil || !b.Cancel.Canceled()) && b.Remaining() >= c.HedgeAfter {
+				c.launch(rc, roleHedge, tg, req, b, c.TryTimeout)
+				out.Attempts++
 				inflight++
 				primaries++
 				hedged = true
@@ -216,31 +200,21 @@ func (c *caller) race(x *Exchange, r *Result, req *fasthttp.Request, tg *target)
 			withinC = nil
 			withinPassed = true
 			if held != nil {
-				return c.take(r, held, hedged)
+				return c.take(held, hedged, true, dst, out)
 			}
 		}
 	}
 }
 
-// take decodes the answer of call a into r and frees a.
-func (c *caller) take(r *Result, a *raceCall, hedged bool) (failKind, error) {
+// take decodes the answer of call a into dst and frees a.
+func (c *Caller) take(a *raceCall, hedged, fallback bool, dst []byte, out *Outcome) ([]byte, *Error) {
 	defer freeRaceCall(a)
-	r.Status = a.status
-	if c.fallback != nil {
-		if a.role == roleFallback {
-			r.Model = a.tg.label()
-			r.Upstream = a.tg.host
-			c.fbFallback.Inc()
-		} else {
-			c.fbPrimary.Inc()
-		}
+	out.Status = a.status
+	if fallback {
+		c.countFallback(a.role == roleFallback)
 	}
 	if hedged {
-		if a.role == roleHedge {
-			c.hedgeWon.Inc()
-		} else {
-			c.hedgeLost.Inc()
-		}
+		c.countHedge(a.role == roleHedge)
 	}
-	return c.answer(r, a.resp.Body())
+	return c.answer(a.tg, a.resp.Body(), dst, out)
 }

@@ -1,0 +1,129 @@
+package upstream
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/sony/gobreaker/v2"
+)
+
+// BreakerSettings configure a circuit breaker.
+type BreakerSettings struct {
+	// Failures is how many consecutive upstream faults open the breaker.
+	Failures uint32
+	// OpenFor is how long the breaker stays open before it lets trial
+	// requests through.
+	OpenFor time.Duration
+	// HalfOpenRequests is how many trial requests may run while half
+	// open; that many successes in a row close it again.
+	HalfOpenRequests uint32
+	// Disabled turns the breaker off.
+	Disabled bool
+}
+
+// DefaultBreaker is used when a task sets no breaker.
+var DefaultBreaker = BreakerSettings{Failures: 5, OpenFor: 5 * time.Second, HalfOpenRequests: 1}
+
+// Merge returns s with the fields o sets replacing its own.
+func (s BreakerSettings) Merge(o BreakerSettings) BreakerSettings {
+	if o.Failures > 0 {
+		s.Failures = o.Failures
+	}
+	if o.OpenFor > 0 {
+		s.OpenFor = o.OpenFor
+	}
+	if o.HalfOpenRequests > 0 {
+		s.HalfOpenRequests = o.HalfOpenRequests
+	}
+	s.Disabled = s.Disabled || o.Disabled
+	return s
+}
+
+func (s BreakerSettings) key() string {
+	return fmt.Sprintf("%d|%s|%d|%t", s.Failures, s.OpenFor, s.HalfOpenRequests, s.Disabled)
+}
+
+// Breaker is a circuit breaker for one upstream. It counts only the
+// upstream's faults (see Fault): a try the gateway refused itself, or one
+// the caller's deadline cut short, neither opens nor closes it. A nil
+// *Breaker lets everything through.
+type Breaker struct {
+	name string
+	cb   *gobreaker.CircuitBreaker[struct{}]
+}
+
+// faultError marks a try's failure the breaker counts.
+type faultError struct{}
+
+func (faultError) Error() string { return "upstream fault" }
+
+// excludedError marks a failure the breaker neither counts nor treats as
+// a success.
+type excludedError struct{}
+
+func (excludedError) Error() string { return "not the upstream's fault" }
+
+// NewBreaker returns a breaker named name (the upstream) whose state is
+// exported as lariat_breaker_open{upstream=name}.
+func NewBreaker(name string, s BreakerSettings) *Breaker {
+	if s.Disabled {
+		return nil
+	}
+	label := `upstream=` + strconv.Quote(name)
+	state := metrics.GetOrCreateGauge(`lariat_breaker_open{`+label+`}`, nil)
+	failures := max(s.Failures, 1)
+	b := &Breaker{name: name}
+	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        name,
+		MaxRequests: max(s.HalfOpenRequests, 1),
+		Timeout:     s.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+		IsExcluded:  func(err error) bool { _, ok := err.(excludedError); return ok },
+		OnStateChange: func(_ string, _, to gobreaker.State) {
+			metrics.GetOrCreateCounter(`lariat_breaker_state_changes_total{` + label + `,to="` + to.String() + `"}`).Inc()
+			switch to {
+			case gobreaker.StateOpen:
+				state.Set(1)
+			case gobreaker.StateHalfOpen:
+				state.Set(0.5)
+			default:
+				state.Set(0)
+			}
+		},
+	})
+	return b
+}
+
+// Do runs try through the breaker. try returns the reason and status of
+// its outcome; Do returns false without running it when the breaker is
+// open (or half open with its trials taken).
+func (b *Breaker) Do(try func() (Reason, int)) bool {
+	if b == nil {
+		try()
+		return true
+	}
+	_, err := b.cb.Execute(func() (struct{}, error) {
+		r, status := try()
+		switch {
+		case r == ReasonNone:
+			return struct{}{}, nil
+		case Fault(r, status):
+			return struct{}{}, faultError{}
+		case r == ReasonStatus || r == ReasonTooLarge:
+			// The upstream answered: it is up.
+			return struct{}{}, nil
+		}
+		return struct{}{}, excludedError{}
+	})
+	return err != gobreaker.ErrOpenState && err != gobreaker.ErrTooManyRequests
+}
+
+// State returns the breaker's state: closed, half-open or open.
+func (b *Breaker) State() string {
+	if b == nil {
+		return "disabled"
+	}
+	return b.cb.State().String()
+}

@@ -1,0 +1,177 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors a call may end with. A call's *Error matches one of them with
+// errors.Is; the router maps them to the answer's status.
+var (
+	// ErrDeadline means the route deadline passed before the call
+	// finished (504).
+	ErrDeadline = errors.New("route deadline exceeded")
+	// ErrTimeout means the upstream did not answer within the try timeout
+	// (504).
+	ErrTimeout = errors.New("upstream timed out")
+	// ErrCanceled means the request ended before the call finished.
+	ErrCanceled = errors.New("request ended")
+	// ErrBreakerOpen means the upstream's circuit breaker is open (502).
+	ErrBreakerOpen = errors.New("circuit breaker open")
+	// ErrOverloaded means the gateway refused the call to protect itself
+	// or the upstream: the upstream's concurrency limit, its connection
+	// pool or the gateway's memory for answers is exhausted (503).
+	ErrOverloaded = errors.New("upstream at capacity")
+	// ErrTooLarge means the upstream's answer exceeds the largest body the
+	// gateway reads (502).
+	ErrTooLarge = errors.New("upstream answer too large")
+	// ErrConnect means the upstream could not be reached, or the
+	// connection failed before a whole answer came (502).
+	ErrConnect = errors.New("upstream connection failed")
+	// ErrInvalid means the upstream answered with a body the task cannot
+	// use (502).
+	ErrInvalid = errors.New("invalid upstream answer")
+)
+
+// Reason classifies a failed try.
+type Reason uint8
+
+const (
+	// ReasonNone: no failure.
+	ReasonNone Reason = iota
+	// ReasonConnect: refused, reset, or closed before a whole answer.
+	ReasonConnect
+	// ReasonTimeout: no answer within the try timeout.
+	ReasonTimeout
+	// ReasonStatus: the upstream answered with a status outside 2xx.
+	ReasonStatus
+	// ReasonInvalid: the answer's body is not what the task needs.
+	ReasonInvalid
+	// ReasonTooLarge: the answer is larger than the gateway reads.
+	ReasonTooLarge
+	// ReasonBreakerOpen: the breaker refused the try.
+	ReasonBreakerOpen
+	// ReasonOverloaded: refused locally (concurrency limit, connection
+	// pool, answer memory).
+	ReasonOverloaded
+	// ReasonDeadline: the route deadline ran out.
+	ReasonDeadline
+	// ReasonCanceled: the request ended.
+	ReasonCanceled
+	// ReasonOther: a failure of the request itself (it could not be
+	// built or sent).
+	ReasonOther
+)
+
+// Metric returns the reason's label in lariat_upstream_errors_total.
+// A route deadline that cuts a try short is counted as a timeout.
+func (r Reason) Metric() string {
+	switch r {
+	case ReasonConnect:
+		return "connect"
+	case ReasonTimeout, ReasonDeadline:
+		return "timeout"
+	case ReasonStatus:
+		return "status"
+	case ReasonInvalid:
+		return "invalid_response"
+	case ReasonTooLarge:
+		return "too_large"
+	case ReasonBreakerOpen:
+		return "breaker_open"
+	case ReasonOverloaded:
+		return "overloaded"
+	case ReasonCanceled:
+		return "canceled"
+	}
+	return "other"
+}
+
+// reasons lists every reason a failure can have, for metrics.
+var reasons = []Reason{ReasonConnect, ReasonTimeout, ReasonStatus, ReasonInvalid, ReasonTooLarge, ReasonBreakerOpen, ReasonOverloaded, ReasonDeadline, ReasonCanceled, ReasonOther}
+
+// Fault reports whether a failure is the upstream's own: refused or reset
+// connections, timeouts of its own, 5xx and invalid answers. Only faults
+// count against its breaker. Local refusals, the caller's deadline,
+// cancelled requests, 4xx answers and oversized answers are not faults.
+func Fault(r Reason, status int) bool {
+	switch r {
+	case ReasonConnect, ReasonTimeout, ReasonInvalid:
+		return true
+	case ReasonStatus:
+		return status >= 500
+	}
+	return false
+}
+
+// Error is a failed try or call.
+type Error struct {
+	Reason Reason
+	// Host is the upstream as written in the route.
+	Host string
+	// Status is the upstream's status for ReasonStatus.
+	Status int
+	// After is how long the try had run, for timeouts.
+	After time.Duration
+	// Err is the underlying error, when there is one.
+	Err error
+}
+
+func (e *Error) Error() string {
+	switch e.Reason {
+	case ReasonStatus:
+		return fmt.Sprintf("%s: upstream answered %d", e.Host, e.Status)
+	case ReasonTimeout:
+		return fmt.Sprintf("%s: %s after %s", e.Host, ErrTimeout, e.After.Round(time.Millisecond))
+	case ReasonDeadline:
+		return ErrDeadline.Error()
+	case ReasonCanceled:
+		return ErrCanceled.Error()
+	}
+	if e.Err == nil {
+		return e.Host + ": " + e.sentinel().Error()
+	}
+	return e.Host + ": " + e.Err.Error()
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is matches the sentinel of the error's reason.
+func (e *Error) Is(target error) bool { return target == e.sentinel() }
+
+func (e *Error) sentinel() error {
+	switch e.Reason {
+	case ReasonConnect:
+		return ErrConnect
+	case ReasonTimeout:
+		return ErrTimeout
+	case ReasonInvalid:
+		return ErrInvalid
+	case ReasonTooLarge:
+		return ErrTooLarge
+	case ReasonBreakerOpen:
+		return ErrBreakerOpen
+	case ReasonOverloaded:
+		return ErrOverloaded
+	case ReasonDeadline:
+		return ErrDeadline
+	case ReasonCanceled:
+		return ErrCanceled
+	}
+	return nil
+}
+
+// ReasonOf returns the reason of a call's error (ReasonOther for errors
+// that are not an *Error).
+func ReasonOf(err error) Reason {
+	if err == nil {
+		return ReasonNone
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ReasonOther
+}

@@ -1,0 +1,196 @@
+package upstream
+
+import (
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// LimitSettings configure the adaptive concurrency limit of an upstream.
+//
+// The limit follows the upstream's latency, as Envoy's adaptive
+// concurrency filter and Netflix's Gradient2 limiter do: it grows while
+// the recent latency stays near the long-term baseline and shrinks in
+// proportion when it rises above Tolerance times the baseline (a queue is
+// forming at the upstream), or when the upstream times out or answers
+// 429/503. Calls beyond the limit are refused at once (ErrOverloaded), so
+// an overloaded upstream sees the load it can serve and the callers get a
+// quick 503 instead of a slow failure.
+type LimitSettings struct {
+	// Initial is the limit before any latency is known.
+	Initial int
+	// Min and Max bound the limit.
+	Min, Max int
+	// Tolerance is how many times the baseline latency the recent latency
+	// may reach before the limit shrinks.
+	Tolerance float64
+	// Disabled turns the limit off.
+	Disabled bool
+}
+
+// DefaultLimit is the adaptive limit of an upstream no setting changes.
+var DefaultLimit = LimitSettings{Initial: 64, Min: 16, Max: 1024, Tolerance: 1.5}
+
+// limitSmoothing weighs a new limit estimate against the current one.
+const limitSmoothing = 0.2
+
+// The limit moves once per window of at least limitWindow holding at
+// least limitSamples answers: averaging over a window keeps a mix of fast
+// and slow answers (normal for model servers) from moving it.
+const (
+	limitWindow  = 100 * time.Millisecond
+	limitSamples = 8
+	// baselineWindows is how many windows a rise of the baseline latency
+	// takes to follow.
+	baselineWindows = 100
+)
+
+// Limiter is the adaptive concurrency limit of one upstream. A nil
+// *Limiter admits everything.
+type Limiter struct {
+	s        LimitSettings
+	inflight atomic.Int64
+	limit    atomic.Int64
+
+	mu sync.Mutex
+	// est is the limit as a real number; base is the baseline latency
+	// (ns, an average over windows); windows counts windows seen.
+	est     float64
+	base    float64
+	windows int
+	// The window being collected: its start, the sum and count of answer
+	// latencies, the most calls seen in flight, and whether an overload
+	// signal came.
+	winStart time.Time
+	winSum   float64
+	winN     int
+	winPeak  int64
+	winDrop  bool
+
+	rejected *metrics.Counter
+}
+
+// NewLimiter returns the limit of upstream name, exported as
+// lariat_upstream_limit, lariat_upstream_in_flight and
+// lariat_upstream_rejected_total{reason="limit"}.
+func NewLimiter(name string, s LimitSettings) *Limiter {
+	if s.Disabled {
+		return nil
+	}
+	s.Min = max(s.Min, 1)
+	s.Max = max(s.Max, s.Min)
+	s.Initial = min(max(s.Initial, s.Min), s.Max)
+	if s.Tolerance < 1 {
+		s.Tolerance = DefaultLimit.Tolerance
+	}
+	l := &Limiter{s: s, est: float64(s.Initial)}
+	l.limit.Store(int64(s.Initial))
+	label := `{upstream=` + strconv.Quote(name) + `}`
+	metrics.GetOrCreateGauge(`lariat_upstream_limit`+label, func() float64 { return float64(l.limit.Load()) })
+	metrics.GetOrCreateGauge(`lariat_upstream_in_flight`+label, func() float64 { return float64(l.inflight.Load()) })
+	l.rejected = metrics.GetOrCreateCounter(`lariat_upstream_rejected_total{upstream=` + strconv.Quote(name) + `,reason="limit"}`)
+	return l
+}
+
+// Acquire admits a call, or reports false when the upstream has as many
+// calls in flight as its limit allows. An admitted call must be Released.
+func (l *Limiter) Acquire() bool {
+	if l == nil {
+		return true
+	}
+	if l.inflight.Add(1) > l.limit.Load() {
+		l.inflight.Add(-1)
+		l.rejected.Inc()
+		return false
+	}
+	return true
+}
+
+// Limit returns the current limit.
+func (l *Limiter) Limit() int {
+	if l == nil {
+		return math.MaxInt
+	}
+	return int(l.limit.Load())
+}
+
+// InFlight returns the calls admitted and not yet released.
+func (l *Limiter) InFlight() int {
+	if l == nil {
+		return 0
+	}
+	return int(l.inflight.Load())
+}
+
+// Release ends an admitted call that took rtt and ended for reason r with
+// status: answers feed the latency the limit follows; timeouts and
+// 429/503 answers shrink it; other failures leave it alone.
+func (l *Limiter) Release(rtt time.Duration, r Reason, status int) {
+	if l == nil {
+		return
+	}
+	inflight := l.inflight.Add(-1) + 1
+	drop := r == ReasonTimeout || r == ReasonStatus && (status == 429 || status == 503)
+	answered := r == ReasonNone || r == ReasonStatus || r == ReasonInvalid || r == ReasonTooLarge
+	if !drop && !answered {
+		return
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.winStart.IsZero() {
+		l.winStart = now
+	}
+	l.winPeak = max(l.winPeak, inflight)
+	if drop {
+		l.winDrop = true
+	} else {
+		l.winSum += float64(rtt)
+		l.winN++
+	}
+	if now.Sub(l.winStart) < limitWindow || (!l.winDrop && l.winN < limitSamples) {
+		return
+	}
+	l.update()
+	l.winStart, l.winSum, l.winN, l.winPeak, l.winDrop = now, 0, 0, 0, false
+}
+
+// update moves the limit at the end of a window.
+func (l *Limiter) update() {
+	if l.winDrop {
+		// The upstream said it is overloaded: back off.
+		l.set(l.est * 0.9)
+		return
+	}
+	rtt := l.winSum / float64(l.winN)
+	l.windows++
+	// The baseline is the latency of the unloaded upstream: it follows a
+	// faster window quickly and a slower one slowly, so that a lasting
+	// overload does not become the new normal.
+	switch {
+	case l.windows == 1:
+		l.base = rtt
+	case rtt < l.base:
+		l.base += (rtt - l.base) / 4
+	default:
+		l.base += (rtt - l.base) / baselineWindows
+	}
+	// An upstream used below half its limit says nothing about the limit:
+	// its latency, slow or fast, is not made by queueing behind the calls
+	// this gateway sends. Keep the limit.
+	if float64(l.winPeak) < l.est/2 {
+		return
+	}
+	gradient := math.Max(0.5, math.Min(1, l.s.Tolerance*l.base/rtt))
+	next := l.est*gradient + math.Sqrt(l.est)
+	l.set(l.est*(1-limitSmoothing) + next*limitSmoothing)
+}
+
+func (l *Limiter) set(est float64) {
+	l.est = math.Max(float64(l.s.Min), math.Min(float64(l.s.Max), est))
+	l.limit.Store(int64(l.est))
+}

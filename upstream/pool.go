@@ -1,0 +1,487 @@
+package upstream
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/tidwall/gjson"
+	"github.com/valyala/fasthttp"
+)
+
+// Options are the connection and protection settings every upstream
+// shares. The zero value of a field means its default.
+type Options struct {
+	// MaxConns bounds the connections to one upstream host (1024). A try
+	// that finds them all busy is refused as overloaded, not counted
+	// against the upstream.
+	MaxConns int
+	// IdleTimeout closes a kept-alive connection idle this long (4s),
+	// before common servers' own keep-alive timeouts (uvicorn 5s, Node
+	// 5s) close it under a request.
+	IdleTimeout time.Duration
+	// DialTimeout bounds connecting (1s; never past the try's deadline).
+	DialTimeout time.Duration
+	// MaxBodySize is the largest answer body read, chunked or not
+	// (16 MiB); a larger answer fails the try with ErrTooLarge.
+	MaxBodySize int
+	// BodyMemory bounds the bytes of answers being read at once across
+	// all upstreams (64 MiB): past it, the reads that need more memory
+	// fail as overloaded, so that many large answers at once cannot
+	// exhaust the gateway's memory.
+	BodyMemory int64
+	// Breaker is the breaker of upstreams whose tasks set none.
+	Breaker BreakerSettings
+	// Limit is the adaptive concurrency limit of each upstream.
+	Limit LimitSettings
+	// Transport, when set, replaces the network: tests pass a plain
+	// function.
+	Transport Transport
+}
+
+// DefaultOptions are the settings used where Options leave a field zero.
+var DefaultOptions = Options{
+	MaxConns:    1024,
+	IdleTimeout: 4 * time.Second,
+	DialTimeout: time.Second,
+	MaxBodySize: 16 << 20,
+	BodyMemory:  64 << 20,
+	Breaker:     DefaultBreaker,
+	Limit:       DefaultLimit,
+}
+
+func (o Options) withDefaults() Options {
+	d := DefaultOptions
+	if o.MaxConns <= 0 {
+		o.MaxConns = d.MaxConns
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = d.IdleTimeout
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = d.DialTimeout
+	}
+	if o.MaxBodySize <= 0 {
+		o.MaxBodySize = d.MaxBodySize
+	}
+	if o.BodyMemory <= 0 {
+		o.BodyMemory = d.BodyMemory
+	}
+	if o.Breaker == (BreakerSettings{}) {
+		o.Breaker = d.Breaker
+	} else {
+		o.Breaker = d.Breaker.Merge(o.Breaker)
+	}
+	if o.Limit == (LimitSettings{}) {
+		o.Limit = d.Limit
+	}
+	return o
+}
+
+// Transport sends req to the host and reads its answer into resp by
+// deadline. The default one is fasthttp's, with one resend on a fresh
+// connection when a kept-alive one turns out dead.
+type Transport func(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error
+
+// Pool keeps one Host per upstream host:port and one breaker per
+// upstream and breaker setting. They outlive route reloads, so
+// connections stay warm and limits keep what they learned.
+type Pool struct {
+	o       Options
+	resolve map[string]string
+	budget  *memBudget
+
+	mu       sync.Mutex
+	hosts    map[string]*Host
+	breakers map[string]*Breaker
+
+	staleResends *metrics.Counter
+}
+
+// NewPool returns a pool; resolve maps "host" or "host:port" to the
+// address to dial instead of resolving the name.
+func NewPool(resolve map[string]string, o Options) *Pool {
+	o = o.withDefaults()
+	return &Pool{
+		o:            o,
+		resolve:      resolve,
+		budget:       &memBudget{max: o.BodyMemory},
+		hosts:        map[string]*Host{},
+		breakers:     map[string]*Breaker{},
+		staleResends: metrics.GetOrCreateCounter(`lariat_upstream_stale_connections_total`),
+	}
+}
+
+// Options returns the pool's settings, defaults applied.
+func (p *Pool) Options() Options { return p.o }
+
+// DialAddr returns the address dialled for hostPort, after overrides.
+func (p *Pool) DialAddr(hostPort string) string {
+	hp := strings.ToLower(hostPort)
+	if a, ok := p.resolve[hp]; ok {
+		return withPort(a, hp)
+	}
+	host, _, err := net.SplitHostPort(hp)
+	if err != nil {
+		host = hp
+	}
+	if a, ok := p.resolve[host]; ok {
+		return withPort(a, hp)
+	}
+	return hostPort
+}
+
+func withPort(addr, hostPort string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	_, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(addr, port)
+}
+
+// Host is one upstream host:port: its connection pool and its adaptive
+// concurrency limit.
+type Host struct {
+	// Name is scheme://host:port, as metrics label it.
+	Name   string
+	client *fasthttp.HostClient
+	limit  *Limiter
+	pool   *Pool
+}
+
+// Client returns the host's connection pool.
+func (h *Host) Client() *fasthttp.HostClient { return h.client }
+
+// Limiter returns the host's concurrency limit (nil when disabled).
+func (h *Host) Limiter() *Limiter { return h.limit }
+
+// host returns the Host of scheme and hostPort, creating it once.
+func (p *Pool) host(tlsOn bool, hostPort string) *Host {
+	name := "http://" + hostPort
+	if tlsOn {
+		name = "https://" + hostPort
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h := p.hosts[name]; h != nil {
+		return h
+	}
+	h := &Host{Name: name, pool: p, limit: NewLimiter(name, p.o.Limit)}
+	dialAddr := p.DialAddr(hostPort)
+	h.client = &fasthttp.HostClient{
+		Addr:                          dialAddr,
+		Name:                          "lariat",
+		IsTLS:                         tlsOn,
+		MaxConns:                      p.o.MaxConns,
+		MaxIdleConnDuration:           p.o.IdleTimeout,
+		MaxResponseBodySize:           p.o.MaxBodySize,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		// Retries are the caller's: fasthttp never resends on its own.
+		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			c, err := fasthttp.DialTimeout(addr, min(timeout, p.o.DialTimeout))
+			if err != nil {
+				return nil, err
+			}
+			tc := &trackedConn{Conn: c, budget: p.budget}
+			tc.addr.conn = tc
+			return tc, nil
+		},
+	}
+	if tlsOn {
+		hostName, _, _ := net.SplitHostPort(hostPort)
+		h.client.TLSConfig = &tls.Config{ServerName: hostName, MinVersion: tls.VersionTLS12}
+	}
+	p.hosts[name] = h
+	return h
+}
+
+// Breaker returns the breaker shared by every target of upstream (a
+// Host's Name) with settings s; nil when s disables it.
+func (p *Pool) Breaker(upstream string, s BreakerSettings) *Breaker {
+	if s.Disabled {
+		return nil
+	}
+	key := upstream + "|" + s.key()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b := p.breakers[key]; b != nil {
+		return b
+	}
+	b := NewBreaker(upstream, s)
+	p.breakers[key] = b
+	return b
+}
+
+// Target returns a target calling path on scheme://host (host as written
+// in the route; hostPort is what it resolves to), guarded by a breaker
+// with settings bs.
+func (p *Pool) Target(scheme, host, hostPort, path string, bs BreakerSettings) *Target {
+	h := p.host(scheme == "https", hostPort)
+	return &Target{
+		Host:    h,
+		Breaker: p.Breaker(h.Name, bs),
+		Scheme:  scheme,
+		HostHdr: host,
+		Path:    path,
+	}
+}
+
+// CloseIdle closes idle upstream connections.
+func (p *Pool) CloseIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range p.hosts {
+		h.client.CloseIdleConnections()
+	}
+}
+
+// OpenConns counts the open upstream connections, busy and idle.
+func (p *Pool) OpenConns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, h := range p.hosts {
+		n += h.client.ConnsCount()
+	}
+	return n
+}
+
+// BreakerStates returns the state of every breaker by upstream and
+// settings, for status pages.
+func (p *Pool) BreakerStates() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]string, len(p.breakers))
+	for k, b := range p.breakers {
+		out[k] = b.State()
+	}
+	return out
+}
+
+// roundTrip is the default Transport: one call on the host's connection
+// pool. A request that meets a kept-alive connection the upstream has
+// closed (it idled past the upstream's keep-alive timeout, or the
+// upstream restarted) fails before any answer byte: the upstream never
+// saw it, so it is sent once more, on a fresh connection, and the
+// host's other idle connections, as old as the dead one, are dropped.
+func roundTrip(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	err := h.client.DoDeadline(req, resp, deadline)
+	if err != nil && deadConn(err, resp) && time.Now().Before(deadline) {
+		h.pool.staleResends.Inc()
+		h.client.CloseIdleConnections()
+		err = h.client.DoDeadline(req, resp, deadline)
+	}
+	settle(resp, err == nil)
+	return err
+}
+
+// deadConn reports whether err is a kept-alive connection found dead: the
+// connection had carried an answer before, and failed on this request
+// before any byte of an answer came.
+func deadConn(err error, resp *fasthttp.Response) bool {
+	a, ok := resp.RemoteAddr().(*connAddr)
+	if !ok || !a.conn.answered.Load() {
+		return false
+	}
+	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// settle returns what reading the answer took from the memory budget,
+// and marks the connection of a complete answer as having carried one.
+func settle(resp *fasthttp.Response, answered bool) {
+	if a, ok := resp.RemoteAddr().(*connAddr); ok {
+		if answered {
+			a.conn.answered.Store(true)
+		}
+		a.conn.release()
+	}
+}
+
+// memBudget counts the bytes of answers being read.
+type memBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// errMemory fails a read that would take the answer memory past its
+// budget.
+var errMemory = errors.New("answers being read exceed the gateway's answer memory")
+
+// trackedConn is an upstream connection that knows whether it has carried
+// an answer (so a failure on it may be a dead kept-alive connection) and
+// charges what it reads to the answer memory budget until its answer is
+// settled.
+type trackedConn struct {
+	net.Conn
+	budget   *memBudget
+	addr     connAddr
+	answered atomic.Bool
+	charged  atomic.Int64
+}
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.charged.Add(int64(n))
+		if c.budget.used.Add(int64(n)) > c.budget.max {
+			return n, errMemory
+		}
+	}
+	return n, err
+}
+
+func (c *trackedConn) release() {
+	if n := c.charged.Swap(0); n != 0 {
+		c.budget.used.Add(-n)
+	}
+}
+
+func (c *trackedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// RemoteAddr returns the peer's address, through which a response finds
+// its connection again.
+func (c *trackedConn) RemoteAddr() net.Addr { return &c.addr }
+
+// connAddr is a connection's remote address that points back to it.
+type connAddr struct{ conn *trackedConn }
+
+func (a *connAddr) Network() string { return a.conn.Conn.RemoteAddr().Network() }
+func (a *connAddr) String() string  { return a.conn.Conn.RemoteAddr().String() }
+
+// Target is one endpoint a task calls: a path on a Host, with the
+// breaker that guards it.
+type Target struct {
+	Host    *Host
+	Breaker *Breaker
+	// Scheme is http or https; HostHdr the Host header (the host as
+	// written in the route); Path the path and query, for fixed
+	// endpoints.
+	Scheme  string
+	HostHdr string
+	Path    string
+}
+
+// Prepare points req at the target: uri (the path and query) on the
+// target's scheme and host.
+func (tg *Target) Prepare(req *fasthttp.Request, uri []byte) {
+	req.SetRequestURIBytes(uri)
+	tg.setHost(req)
+}
+
+// Retarget points a copy of another target's request at tg's own path.
+func (tg *Target) Retarget(req *fasthttp.Request) {
+	req.SetRequestURI(tg.Path)
+	tg.setHost(req)
+}
+
+func (tg *Target) setHost(req *fasthttp.Request) {
+	req.URI().SetScheme(tg.Scheme)
+	req.Header.SetHost(tg.HostHdr)
+	req.UseHostHeader = true
+}
+
+var deadlineHeader = []byte("X-Lariat-Deadline-Ms")
+
+// Try makes one try of req on tg, bounded by timeout and the route
+// deadline: admission by the host's concurrency limit, then the breaker,
+// then the transport. It leaves the answer in resp and returns the
+// upstream's status and why the try failed (nil: a 2xx answer with a
+// JSON body). It touches nothing but its arguments, so it may run on any
+// goroutine.
+func (tg *Target) Try(req *fasthttp.Request, resp *fasthttp.Response, routeDeadline time.Time, timeout time.Duration) (int, *Error) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	if routeDeadline.Before(deadline) {
+		deadline = routeDeadline
+	}
+	h := tg.Host
+	if !h.limit.Acquire() {
+		return 0, &Error{Reason: ReasonOverloaded, Host: tg.HostHdr, Err: fmt.Errorf("%w: %d calls in flight", ErrOverloaded, h.limit.InFlight())}
+	}
+	var status int
+	var failure *Error
+	ran := tg.Breaker.Do(func() (Reason, int) {
+		status, failure = tg.send(req, resp, start, deadline, routeDeadline)
+		if failure == nil {
+			return ReasonNone, status
+		}
+		return failure.Reason, status
+	})
+	if !ran {
+		h.limit.Release(0, ReasonBreakerOpen, 0)
+		return 0, &Error{Reason: ReasonBreakerOpen, Host: tg.HostHdr}
+	}
+	var r Reason
+	if failure != nil {
+		r = failure.Reason
+	}
+	h.limit.Release(time.Since(start), r, status)
+	return status, failure
+}
+
+// send runs the transport and classifies its outcome.
+func (tg *Target) send(req *fasthttp.Request, resp *fasthttp.Response, start, deadline, routeDeadline time.Time) (int, *Error) {
+	var ms [20]byte
+	req.Header.SetBytesKV(deadlineHeader, strconv.AppendInt(ms[:0], int64(routeDeadline.Sub(start)/time.Millisecond), 10))
+	resp.Reset()
+	transport := tg.Host.pool.o.Transport
+	if transport == nil {
+		transport = roundTrip
+	}
+	if err := transport(tg.Host, req, resp, deadline); err != nil {
+		return 0, tg.classify(err, start, deadline, routeDeadline)
+	}
+	status := resp.StatusCode()
+	if status < 200 || status > 299 {
+		return status, &Error{Reason: ReasonStatus, Host: tg.HostHdr, Status: status}
+	}
+	if !gjson.ValidBytes(resp.Body()) {
+		return status, &Error{Reason: ReasonInvalid, Host: tg.HostHdr, Err: fmt.Errorf("upstream answered with invalid JSON (%d bytes)", len(resp.Body()))}
+	}
+	return status, nil
+}
+
+// classify maps a transport error to its reason.
+func (tg *Target) classify(err error, start, deadline, routeDeadline time.Time) *Error {
+	e := &Error{Host: tg.HostHdr, Err: err, After: time.Since(start)}
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e.Reason = ReasonTooLarge
+		e.Err = fmt.Errorf("%w: larger than %d bytes", ErrTooLarge, tg.Host.pool.o.MaxBodySize)
+	case errors.Is(err, errMemory):
+		e.Reason = ReasonOverloaded
+		e.Err = fmt.Errorf("%w: %w", ErrOverloaded, err)
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		e.Reason = ReasonOverloaded
+		e.Err = fmt.Errorf("%w: all %d connections busy", ErrOverloaded, tg.Host.pool.o.MaxConns)
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.As(err, &ne) && ne.Timeout():
+		// The route deadline cut the try short: the caller's budget ran
+		// out, which is not the upstream's fault.
+		if !deadline.Before(routeDeadline) && !time.Now().Before(routeDeadline) {
+			e.Reason = ReasonDeadline
+		} else {
+			e.Reason = ReasonTimeout
+		}
+	default:
+		e.Reason = ReasonConnect
+	}
+	return e
+}
