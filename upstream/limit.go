@@ -13,11 +13,13 @@ import (
 // LimitSettings configure the adaptive concurrency limit of an upstream.
 //
 // The limit follows the upstream's latency, as Envoy's adaptive
-// concurrency filter and Netflix's Gradient2 limiter do: it grows while
-// the recent latency stays near the long-term baseline and shrinks in
-// proportion when it rises above Tolerance times the baseline (a queue is
-// forming at the upstream), or when the upstream times out or answers
-// 429/503. Calls beyond the limit are refused at once (ErrOverloaded), so
+// concurrency filter and Netflix's Gradient2 limiter do: once per window
+// of answers it compares their mean latency with the baseline (the
+// latency of the unloaded upstream); it grows while the upstream is used
+// near its limit and the latency stays within Tolerance times the
+// baseline, and shrinks in proportion when the latency rises above it (a
+// queue is forming at the upstream), or when the upstream times out or
+// answers 429/503. Calls beyond the limit are refused at once (ErrOverloaded), so
 // an overloaded upstream sees the load it can serve and the callers get a
 // quick 503 instead of a slow failure.
 type LimitSettings struct {
@@ -33,7 +35,7 @@ type LimitSettings struct {
 }
 
 // DefaultLimit is the adaptive limit of an upstream no setting changes.
-var DefaultLimit = LimitSettings{Initial: 64, Min: 16, Max: 1024, Tolerance: 1.5}
+var DefaultLimit = LimitSettings{Initial: 128, Min: 16, Max: 1024, Tolerance: 1.5}
 
 // limitSmoothing weighs a new limit estimate against the current one.
 const limitSmoothing = 0.2
@@ -185,8 +187,15 @@ func (l *Limiter) update() {
 	if float64(l.winPeak) < l.est/2 {
 		return
 	}
-	gradient := math.Max(0.5, math.Min(1, l.s.Tolerance*l.base/rtt))
-	next := l.est*gradient + math.Sqrt(l.est)
+	gradient := l.s.Tolerance * l.base / rtt
+	if gradient >= 1 {
+		// No queue is forming: grow by a tenth (at least the square root
+		// of the limit), so that a limit far below what the upstream
+		// serves catches up within seconds.
+		l.set(l.est + math.Max(l.est/10, math.Sqrt(l.est)))
+		return
+	}
+	next := l.est*math.Max(0.5, gradient) + math.Sqrt(l.est)
 	l.set(l.est*(1-limitSmoothing) + next*limitSmoothing)
 }
 

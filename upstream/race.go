@@ -58,23 +58,15 @@ const maxRaceCalls = 3
 
 // race is the meeting point of a raced try's calls. The task and every
 // call goroutine hold a reference; the last to let go frees the answers
-// nobody took.
+// nobody took. A race is made per raced try, not pooled: its channel and
+// timers belong to the goroutines that made them.
 type race struct {
 	results chan *raceCall
 	refs    atomic.Int32
-	hedge   *time.Timer
-	within  *time.Timer
 }
 
-var racePool = sync.Pool{New: func() any {
-	r := &race{results: make(chan *raceCall, maxRaceCalls), hedge: time.NewTimer(time.Hour), within: time.NewTimer(time.Hour)}
-	r.hedge.Stop()
-	r.within.Stop()
-	return r
-}}
-
-func acquireRace() *race {
-	r := racePool.Get().(*race)
+func newRace() *race {
+	r := &race{results: make(chan *raceCall, maxRaceCalls)}
 	r.refs.Store(1)
 	return r
 }
@@ -86,7 +78,6 @@ func (rc *race) release() {
 	for len(rc.results) > 0 {
 		freeRaceCall(<-rc.results)
 	}
-	racePool.Put(rc)
 }
 
 // launch starts a call of a copy of src to tg.
@@ -114,7 +105,7 @@ func (c *Caller) runRaceCall(rc *race, a *raceCall) {
 
 // race makes one raced try and decodes the answer it takes into dst.
 func (c *Caller) race(b Budget, req *fasthttp.Request, tg, fallback *Target, dst []byte, out *Outcome) ([]byte, *Error) {
-	rc := acquireRace()
+	rc := newRace()
 	defer rc.release()
 	c.launch(rc, rolePrimary, tg, req, b, c.TryTimeout)
 	out.Attempts++
@@ -126,15 +117,15 @@ func (c *Caller) race(b Budget, req *fasthttp.Request, tg, fallback *Target, dst
 	}
 	var hedgeC, withinC <-chan time.Time
 	if c.HedgeAfter > 0 {
-		rc.hedge.Reset(c.HedgeAfter)
-		defer rc.hedge.Stop()
-		hedgeC = rc.hedge.C
+		hedge := time.NewTimer(c.HedgeAfter)
+		defer hedge.Stop()
+		hedgeC = hedge.C
 	}
 	withinPassed := fallback == nil || c.PrimaryWithin <= 0
 	if !withinPassed {
-		rc.within.Reset(c.PrimaryWithin)
-		defer rc.within.Stop()
-		withinC = rc.within.C
+		within := time.NewTimer(c.PrimaryWithin)
+		defer within.Stop()
+		withinC = within.C
 	}
 	hedged := false
 	// held is a fallback answer waiting for PrimaryWithin to pass.

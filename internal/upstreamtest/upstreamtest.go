@@ -23,10 +23,15 @@ type Behavior func(n int64, rc *fasthttp.RequestCtx)
 type Server struct {
 	Addr string
 
-	ln       net.Listener
+	opts     Options
+	srvMu    sync.Mutex
+	ln       *trackingListener
 	srv      *fasthttp.Server
 	behavior atomic.Pointer[Behavior]
 	closing  chan struct{}
+
+	// Conns counts the connections accepted.
+	Conns atomic.Int64
 
 	Requests    atomic.Int64
 	InFlight    atomic.Int64
@@ -38,10 +43,22 @@ type Server struct {
 	completed atomic.Int64
 }
 
+// Options make a fake behave like a particular kind of production server.
+type Options struct {
+	// IdleTimeout closes a kept-alive connection idle this long, without
+	// telling the client, as uvicorn (5s) and Node (5s) do. 0: never.
+	IdleTimeout time.Duration
+}
+
 // Start serves b on a free 127.0.0.1 port until the test ends.
 func Start(tb testing.TB, b Behavior) *Server {
+	return StartWith(tb, b, Options{})
+}
+
+// StartWith serves b with options o until the test ends.
+func StartWith(tb testing.TB, b Behavior, o Options) *Server {
 	tb.Helper()
-	s, err := New(b)
+	s, err := NewWith(b, o)
 	if err != nil {
 		tb.Fatalf("cannot start fake upstream: %v", err)
 	}
@@ -50,16 +67,100 @@ func Start(tb testing.TB, b Behavior) *Server {
 }
 
 // New serves b on a free 127.0.0.1 port until Close.
-func New(b Behavior) (*Server, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+func New(b Behavior) (*Server, error) { return NewWith(b, Options{}) }
+
+// NewWith serves b with options o on a free 127.0.0.1 port until Close.
+func NewWith(b Behavior, o Options) (*Server, error) {
+	s := &Server{opts: o, closing: make(chan struct{})}
+	s.Set(b)
+	if err := s.listen("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// listen starts a server incarnation on addr.
+func (s *Server) listen(addr string) error {
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return err
+	}
+	tl := &trackingListener{Listener: ln, conns: map[net.Conn]struct{}{}, accepted: &s.Conns}
+	srv := &fasthttp.Server{Handler: s.handle, Name: "fake", CloseOnShutdown: true, IdleTimeout: s.opts.IdleTimeout}
+	s.srvMu.Lock()
+	s.Addr, s.ln, s.srv = ln.Addr().String(), tl, srv
+	s.srvMu.Unlock()
+	go srv.Serve(tl) //nolint:errcheck // returns when the listener closes.
+	return nil
+}
+
+// Restart kills the server as a crashing or redeployed process dies (the
+// listener closes, every connection, idle or busy, is closed without an
+// answer) and starts it again on the same address. Requests in flight at
+// the kill fail; connections kept alive by clients are dead.
+func (s *Server) Restart() error {
+	s.srvMu.Lock()
+	old := s.ln
+	s.srvMu.Unlock()
+	addr := old.Addr().String()
+	old.kill()
+	return s.listen(addr)
+}
+
+// trackingListener remembers its open connections so that a kill can
+// close them all.
+type trackingListener struct {
+	net.Listener
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	killed   bool
+	accepted *atomic.Int64
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: ln.Addr().String(), ln: ln, closing: make(chan struct{})}
-	s.Set(b)
-	s.srv = &fasthttp.Server{Handler: s.handle, Name: "fake", CloseOnShutdown: true}
-	go s.srv.Serve(ln) //nolint:errcheck // returns at Close.
-	return s, nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.killed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	l.accepted.Add(1)
+	tc := &trackedConn{Conn: c, l: l}
+	l.conns[tc] = struct{}{}
+	return tc, nil
+}
+
+func (l *trackingListener) kill() {
+	l.mu.Lock()
+	l.killed = true
+	conns := l.conns
+	l.conns = map[net.Conn]struct{}{}
+	l.mu.Unlock()
+	_ = l.Listener.Close()
+	for c := range conns {
+		if tc, ok := c.(*trackedConn); ok {
+			if t, ok := tc.Conn.(*net.TCPConn); ok {
+				_ = t.SetLinger(0)
+			}
+		}
+		_ = c.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	l *trackingListener
+}
+
+func (c *trackedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // URL returns http://ADDR plus path.
@@ -76,9 +177,12 @@ func (s *Server) Close() {
 	default:
 		close(s.closing)
 	}
-	_ = s.ln.Close()
+	s.srvMu.Lock()
+	ln, srv := s.ln, s.srv
+	s.srvMu.Unlock()
+	_ = ln.Close()
 	done := make(chan struct{})
-	go func() { _ = s.srv.Shutdown(); close(done) }()
+	go func() { _ = srv.Shutdown(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
@@ -197,6 +301,52 @@ func Reset() Behavior {
 				_ = tc.SetLinger(0)
 			}
 			_ = c.Close()
+		})
+	}
+}
+
+// Trickle answers 200 with body, one byte every interval (or until the
+// server closes), as an overloaded or stalled server streams.
+func (s *Server) Trickle(body string, every time.Duration) Behavior {
+	return func(_ int64, rc *fasthttp.RequestCtx) {
+		rc.SetContentType("application/json")
+		closing := s.closing
+		rc.SetBodyStreamWriter(func(w *bufio.Writer) {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for i := 0; i < len(body); i++ {
+				if w.WriteByte(body[i]) != nil || w.Flush() != nil {
+					return
+				}
+				select {
+				case <-t.C:
+				case <-closing:
+					return
+				}
+			}
+		})
+	}
+}
+
+// Huge answers 200 with a chunked JSON body of about n bytes (a list of
+// numbers), written as fast as the client reads it.
+func Huge(n int) Behavior {
+	chunk := []byte(strings.Repeat("12345678,", 7281)) // ~64 KiB
+	return func(_ int64, rc *fasthttp.RequestCtx) {
+		rc.SetContentType("application/json")
+		rc.SetBodyStreamWriter(func(w *bufio.Writer) {
+			if _, err := w.WriteString("["); err != nil {
+				return
+			}
+			for sent := 0; sent < n; sent += len(chunk) {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+				if w.Flush() != nil {
+					return
+				}
+			}
+			_, _ = w.WriteString("0]")
 		})
 	}
 }

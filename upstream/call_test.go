@@ -1,0 +1,451 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The tests in this file run under virtual time (testing/synctest) with a
+// transport that is a plain function: what they check about timing holds
+// on any machine, however loaded.
+
+// fake is a transport whose behaviour is set per test; it records when
+// each try started and the time it had left.
+type fake struct {
+	mu     sync.Mutex
+	starts []time.Duration // since the test began
+	left   []time.Duration // deadline - start
+	t0     time.Time
+	answer func(n int, host string, deadline time.Time, resp *fasthttp.Response) error
+}
+
+func (f *fake) transport(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	f.mu.Lock()
+	n := len(f.starts)
+	f.starts = append(f.starts, time.Since(f.t0))
+	f.left = append(f.left, time.Until(deadline))
+	f.mu.Unlock()
+	return f.answer(n, string(req.Header.Host()), deadline, resp)
+}
+
+func (f *fake) tries() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.starts)
+}
+
+// hang waits out the deadline, as an upstream that never answers.
+func hang(deadline time.Time) error {
+	time.Sleep(time.Until(deadline))
+	return fasthttp.ErrTimeout
+}
+
+func ok(resp *fasthttp.Response, body string) error {
+	resp.SetStatusCode(200)
+	resp.SetBodyString(body)
+	return nil
+}
+
+func newFake(answer func(n int, host string, deadline time.Time, resp *fasthttp.Response) error) (*fake, *Pool) {
+	f := &fake{t0: time.Now(), answer: answer}
+	return f, NewPool(nil, Options{Transport: f.transport, Limit: LimitSettings{Disabled: true}})
+}
+
+func target(p *Pool, host string, bs BreakerSettings) *Target {
+	return p.Target("http", host, host+":80", "/p", bs)
+}
+
+func copyBody(dst, body []byte) ([]byte, error) { return append(dst, body...), nil }
+
+func newCaller(p Policy) *Caller {
+	c := NewCaller(p, `route="t",task="m"`)
+	c.Decode = copyBody
+	return c
+}
+
+func request() *fasthttp.Request {
+	req := fasthttp.AcquireRequest()
+	req.SetRequestURI("/p")
+	req.Header.SetMethod("POST")
+	req.SetBodyString(`{}`)
+	return req
+}
+
+// TestRetryStartsOnlyWhenATryFits: a hanging upstream, tries of 30ms,
+// five retries allowed, a 100ms route: retries start only while a whole
+// try fits, and the call ends by the deadline.
+func TestRetryStartsOnlyWhenATryFits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, p := newFake(func(_ int, _ string, deadline time.Time, _ *fasthttp.Response) error { return hang(deadline) })
+		c := newCaller(Policy{TryTimeout: 30 * time.Millisecond, Retries: 5, Backoff: 5 * time.Millisecond, BackoffMax: 5 * time.Millisecond, RetryOn: DefaultRetryOn})
+		start := time.Now()
+		b := Budget{Deadline: start.Add(100 * time.Millisecond), Cancel: new(Cancel)}
+		var out Outcome
+		_, err := c.Call(b, request(), target(p, "m", BreakerSettings{Disabled: true}), nil, nil, &out)
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("error %v, want a timeout", err)
+		}
+		if took := time.Since(start); took > 100*time.Millisecond {
+			t.Fatalf("call took %s, past the 100ms deadline", took)
+		}
+		// 30ms tries with 2.5-5ms backoff: three fit in 100ms, a fourth
+		// would start with less than 30ms left.
+		if n := f.tries(); n != 3 {
+			t.Fatalf("%d tries (at %v), want 3", n, f.starts)
+		}
+		for i, left := range f.left {
+			if left < 30*time.Millisecond {
+				t.Fatalf("try %d started with %s left, less than a whole try", i, left)
+			}
+		}
+		if out.Tries != 3 || out.Attempts != 3 {
+			t.Fatalf("outcome %+v", out)
+		}
+	})
+}
+
+// TestBackoffEndsWhenCanceled: a request that ends during a backoff sleep
+// makes no further try and returns at once.
+func TestBackoffEndsWhenCanceled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, p := newFake(func(_ int, _ string, _ time.Time, resp *fasthttp.Response) error {
+			resp.SetStatusCode(503)
+			return nil
+		})
+		c := newCaller(Policy{TryTimeout: 100 * time.Millisecond, Retries: 3, Backoff: 400 * time.Millisecond, BackoffMax: 400 * time.Millisecond, RetryOn: DefaultRetryOn})
+		cancel := new(Cancel)
+		start := time.Now()
+		b := Budget{Deadline: start.Add(2 * time.Second), Cancel: cancel}
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			cancel.Cancel()
+		}()
+		var out Outcome
+		_, err := c.Call(b, request(), target(p, "m", BreakerSettings{Disabled: true}), nil, nil, &out)
+		if ReasonOf(err) != ReasonStatus || out.Status != 503 {
+			t.Fatalf("error %v status %d, want the 503", err, out.Status)
+		}
+		if took := time.Since(start); took != 50*time.Millisecond {
+			t.Fatalf("call returned after %s, want 50ms (when the request ended)", took)
+		}
+		if n := f.tries(); n != 1 {
+			t.Fatalf("%d tries, want 1", n)
+		}
+	})
+}
+
+// TestRetriesTheRetryable: what the policy names is retried, the rest not.
+func TestRetriesTheRetryable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := func(fail func(resp *fasthttp.Response) error, on RetryOn, wantTries int) {
+			t.Helper()
+			fk, p := newFake(func(n int, _ string, _ time.Time, resp *fasthttp.Response) error {
+				if n == 0 {
+					return fail(resp)
+				}
+				return ok(resp, `{"ok":1}`)
+			})
+			c := newCaller(Policy{TryTimeout: 50 * time.Millisecond, Retries: 1, Backoff: time.Millisecond, BackoffMax: time.Millisecond, RetryOn: on})
+			var out Outcome
+			res, err := c.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), target(p, "m", BreakerSettings{Disabled: true}), nil, nil, &out)
+			if fk.tries() != wantTries {
+				t.Fatalf("%d tries, want %d (err %v)", fk.tries(), wantTries, err)
+			}
+			if wantTries == 2 && (err != nil || string(res) != `{"ok":1}`) {
+				t.Fatalf("retry did not answer: %v %s", err, res)
+			}
+		}
+		status := func(code int) func(*fasthttp.Response) error {
+			return func(resp *fasthttp.Response) error { resp.SetStatusCode(code); return nil }
+		}
+		refused := func(*fasthttp.Response) error { return errors.New("dial tcp: connect: connection refused") }
+		f(status(503), DefaultRetryOn, 2)
+		f(status(500), DefaultRetryOn, 1)
+		f(status(500), RetryOn{Any5xx: true}, 2)
+		f(status(404), RetryOn{Any5xx: true}, 1)
+		f(refused, DefaultRetryOn, 2)
+		f(refused, RetryOn{Timeout: true}, 1)
+		// Local refusals are never retried: the gateway is protecting
+		// itself.
+		f(func(*fasthttp.Response) error { return fasthttp.ErrNoFreeConns }, RetryOn{Connect: true, Timeout: true, Any5xx: true}, 1)
+	})
+}
+
+// TestBreakerCountsOnlyUpstreamFaults: local refusals and the caller's
+// deadline never open the breaker; consecutive upstream faults do; after
+// open_for one trial goes through and closes it.
+func TestBreakerCountsOnlyUpstreamFaults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mode atomic.Value
+		mode.Store("busy")
+		_, p := newFake(func(_ int, _ string, deadline time.Time, resp *fasthttp.Response) error {
+			switch mode.Load() {
+			case "busy":
+				return fasthttp.ErrNoFreeConns
+			case "memory":
+				return fmt.Errorf("read: %w", errMemory)
+			case "hang":
+				return hang(deadline)
+			case "404":
+				resp.SetStatusCode(404)
+				return nil
+			case "down":
+				return errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+			}
+			return ok(resp, `{}`)
+		})
+		tg := target(p, "m", BreakerSettings{Failures: 3, OpenFor: time.Second, HalfOpenRequests: 1})
+		c := newCaller(Policy{TryTimeout: time.Second})
+		call := func(routeTimeout time.Duration) error {
+			var out Outcome
+			_, err := c.Call(Budget{Deadline: time.Now().Add(routeTimeout)}, request(), tg, nil, nil, &out)
+			return err
+		}
+		for _, m := range []string{"busy", "memory", "404"} {
+			mode.Store(m)
+			for i := 0; i < 10; i++ {
+				call(time.Second)
+			}
+		}
+		// A route deadline shorter than the try timeout cuts the try:
+		// the caller's budget ran out, not the upstream.
+		mode.Store("hang")
+		for i := 0; i < 10; i++ {
+			if err := call(50 * time.Millisecond); ReasonOf(err) != ReasonDeadline {
+				t.Fatalf("error %v, want the route deadline", err)
+			}
+		}
+		if s := tg.Breaker.State(); s != "closed" {
+			t.Fatalf("breaker %s after local refusals, 4xx and deadlines, want closed", s)
+		}
+		mode.Store("down")
+		for i := 0; i < 3; i++ {
+			if err := call(time.Second); ReasonOf(err) != ReasonConnect {
+				t.Fatalf("error %v, want connect", err)
+			}
+		}
+		if err := call(time.Second); !errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("error %v, want the breaker open", err)
+		}
+		mode.Store("up")
+		time.Sleep(999 * time.Millisecond)
+		if err := call(time.Second); !errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("error %v before open_for passed, want the breaker open", err)
+		}
+		time.Sleep(2 * time.Millisecond)
+		if err := call(time.Second); err != nil {
+			t.Fatalf("trial after open_for: %v", err)
+		}
+		if s := tg.Breaker.State(); s != "closed" {
+			t.Fatalf("breaker %s after a good trial, want closed", s)
+		}
+	})
+}
+
+// TestHedgeAfter: the hedge leaves after hedge_after and its answer wins
+// when it comes first; an upstream that answers fast gets no hedge.
+func TestHedgeAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, p := newFake(func(n int, _ string, deadline time.Time, resp *fasthttp.Response) error {
+			if n == 0 {
+				return hang(deadline)
+			}
+			time.Sleep(5 * time.Millisecond)
+			return ok(resp, `{"from":"hedge"}`)
+		})
+		c := newCaller(Policy{TryTimeout: 200 * time.Millisecond, HedgeAfter: 20 * time.Millisecond})
+		start := time.Now()
+		var out Outcome
+		res, err := c.Call(Budget{Deadline: start.Add(time.Second)}, request(), target(p, "m", BreakerSettings{Disabled: true}), nil, nil, &out)
+		if err != nil || string(res) != `{"from":"hedge"}` {
+			t.Fatalf("%v %s", err, res)
+		}
+		if took := time.Since(start); took != 25*time.Millisecond {
+			t.Fatalf("answer after %s, want 25ms (hedge at 20ms + 5ms)", took)
+		}
+		if f.starts[1] != 20*time.Millisecond || out.Attempts != 2 {
+			t.Fatalf("hedge started at %v, attempts %d", f.starts, out.Attempts)
+		}
+		// Wait for the abandoned first call to end by its own deadline.
+		synctest.Wait()
+		time.Sleep(200 * time.Millisecond)
+		synctest.Wait()
+
+		f2, p2 := newFake(func(_ int, _ string, _ time.Time, resp *fasthttp.Response) error {
+			time.Sleep(10 * time.Millisecond)
+			return ok(resp, `{}`)
+		})
+		if _, err := c.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), target(p2, "m", BreakerSettings{Disabled: true}), nil, nil, &out); err != nil {
+			t.Fatal(err)
+		}
+		if f2.tries() != 1 {
+			t.Fatalf("%d calls to a fast upstream, want no hedge", f2.tries())
+		}
+	})
+}
+
+// TestFallbackRace: the primary's answer is preferred while it comes
+// within primary_within; after that the fallback's; a failing primary
+// gives the fallback's answer at once.
+func TestFallbackRace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var primaryDelay atomic.Int64
+		var primaryFails atomic.Bool
+		_, p := newFake(func(_ int, host string, deadline time.Time, resp *fasthttp.Response) error {
+			if host == "fb" {
+				time.Sleep(2 * time.Millisecond)
+				return ok(resp, `{"from":"fallback"}`)
+			}
+			if primaryFails.Load() {
+				resp.SetStatusCode(500)
+				return nil
+			}
+			d := time.Duration(primaryDelay.Load())
+			if time.Until(deadline) < d {
+				return hang(deadline)
+			}
+			time.Sleep(d)
+			return ok(resp, `{"from":"primary"}`)
+		})
+		c := newCaller(Policy{TryTimeout: 500 * time.Millisecond, FallbackTimeout: 500 * time.Millisecond, PrimaryWithin: 50 * time.Millisecond})
+		primary, fallback := target(p, "primary", BreakerSettings{Disabled: true}), target(p, "fb", BreakerSettings{Disabled: true})
+		f := func(wantFrom string, wantAfter time.Duration) {
+			t.Helper()
+			start := time.Now()
+			var out Outcome
+			res, err := c.Call(Budget{Deadline: start.Add(time.Second)}, request(), primary, fallback, nil, &out)
+			if err != nil || string(res) != `{"from":"`+wantFrom+`"}` {
+				t.Fatalf("%v %s, want %s", err, res, wantFrom)
+			}
+			if took := time.Since(start); took != wantAfter {
+				t.Fatalf("answer after %s, want %s", took, wantAfter)
+			}
+			if (out.Answered == fallback) != (wantFrom == "fallback") {
+				t.Fatalf("answered by %v", out.Answered.HostHdr)
+			}
+			time.Sleep(time.Second)
+			synctest.Wait()
+		}
+		primaryDelay.Store(int64(30 * time.Millisecond))
+		f("primary", 30*time.Millisecond)
+		primaryDelay.Store(int64(300 * time.Millisecond))
+		f("fallback", 50*time.Millisecond)
+		primaryFails.Store(true)
+		f("fallback", 2*time.Millisecond)
+	})
+}
+
+// TestLimitFollowsLatency: at full use with a steady latency the limit
+// grows; when the latency rises well above its baseline it shrinks and
+// calls past it are refused at once; an upstream used lightly keeps its
+// limit whatever its latency.
+func TestLimitFollowsLatency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := NewLimiter("http://limit-test:80", LimitSettings{Initial: 20, Min: 4, Max: 200, Tolerance: 1.5})
+		// run keeps n calls of latency d in flight for dur.
+		run := func(n int, d, dur time.Duration) {
+			var wg sync.WaitGroup
+			end := time.Now().Add(dur)
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for time.Now().Before(end) {
+						if !l.Acquire() {
+							time.Sleep(d)
+							continue
+						}
+						time.Sleep(d)
+						l.Release(d, ReasonNone, 200)
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		run(20, 10*time.Millisecond, 2*time.Second)
+		grown := l.Limit()
+		if grown <= 20 {
+			t.Fatalf("limit %d after full use at a steady latency, want above 20", grown)
+		}
+		// The same load, four times slower: a queue at the upstream.
+		run(grown, 40*time.Millisecond, 3*time.Second)
+		shrunk := l.Limit()
+		if shrunk >= grown {
+			t.Fatalf("limit %d after latency rose 4x, want below %d", shrunk, grown)
+		}
+		// At the limit, the next call is refused.
+		for i := 0; i < shrunk; i++ {
+			if !l.Acquire() {
+				t.Fatalf("call %d refused below the limit %d", i, shrunk)
+			}
+		}
+		if l.Acquire() {
+			t.Fatal("call past the limit admitted")
+		}
+		for i := 0; i < shrunk; i++ {
+			l.Release(time.Millisecond, ReasonCanceled, 0)
+		}
+		// Light use (2 calls) of a slow upstream leaves the limit alone
+		// (after a window that still holds the busy calls).
+		run(2, 400*time.Millisecond, 2*time.Second)
+		shrunk = l.Limit()
+		run(2, 400*time.Millisecond, 4*time.Second)
+		if l.Limit() != shrunk {
+			t.Fatalf("limit moved from %d to %d under light use", shrunk, l.Limit())
+		}
+		// Timeouts shrink it.
+		for i := 0; i < 20; i++ {
+			l.Acquire()
+			time.Sleep(20 * time.Millisecond)
+			l.Release(time.Second, ReasonTimeout, 0)
+		}
+		if l.Limit() >= shrunk {
+			t.Fatalf("limit %d after timeouts, want below %d", l.Limit(), shrunk)
+		}
+	})
+}
+
+// TestLimitRefusalIsLocal: a call refused by the limit fails at once with
+// ErrOverloaded, is not retried and does not touch the breaker.
+func TestLimitRefusalIsLocal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		f := &fake{t0: time.Now(), answer: func(_ int, _ string, _ time.Time, resp *fasthttp.Response) error {
+			<-release
+			return ok(resp, `{}`)
+		}}
+		p := NewPool(nil, Options{Transport: f.transport, Limit: LimitSettings{Initial: 2, Min: 2, Max: 2}})
+		tg := target(p, "m", BreakerSettings{Failures: 1, OpenFor: time.Hour})
+		c := newCaller(Policy{TryTimeout: time.Second, Retries: 3, Backoff: time.Millisecond, BackoffMax: time.Millisecond, RetryOn: RetryOn{Connect: true, Timeout: true, Any5xx: true}})
+		var wg sync.WaitGroup
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var out Outcome
+				if _, err := c.Call(Budget{Deadline: time.Now().Add(10 * time.Second)}, request(), tg, nil, nil, &out); err != nil {
+					t.Errorf("admitted call: %v", err)
+				}
+			}()
+		}
+		synctest.Wait()
+		start := time.Now()
+		var out Outcome
+		_, err := c.Call(Budget{Deadline: start.Add(10 * time.Second)}, request(), tg, nil, nil, &out)
+		if !errors.Is(err, ErrOverloaded) || time.Since(start) != 0 || out.Tries != 1 {
+			t.Fatalf("third call: %v after %s, %d tries; want ErrOverloaded at once, 1 try", err, time.Since(start), out.Tries)
+		}
+		close(release)
+		wg.Wait()
+		if s := tg.Breaker.State(); s != "closed" {
+			t.Fatalf("breaker %s after a refusal, want closed", s)
+		}
+	})
+}

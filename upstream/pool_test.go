@@ -1,0 +1,228 @@
+package upstream
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/lariat-gw/lariat/internal/upstreamtest"
+)
+
+// These tests call real HTTP servers on 127.0.0.1 that behave as
+// production servers do: they close idle connections, restart, trickle
+// and send huge answers. They assert outcomes, not latencies.
+
+func realTarget(p *Pool, s *upstreamtest.Server, bs BreakerSettings) *Target {
+	return p.Target("http", s.Addr, s.Addr, "/p", bs)
+}
+
+func callOnce(c *Caller, tg *Target, routeTimeout time.Duration) ([]byte, *Outcome, error) {
+	req := request()
+	defer fasthttp.ReleaseRequest(req)
+	tg.Prepare(req, []byte(tg.Path))
+	out := new(Outcome)
+	res, err := c.Call(Budget{Deadline: time.Now().Add(routeTimeout), Cancel: new(Cancel)}, req, tg, nil, nil, out)
+	return res, out, err
+}
+
+// TestIdleClosedConnectionIsResent: an upstream that closes kept-alive
+// connections after 200ms idle (as uvicorn does after 5s), called every
+// 300ms by a pool that keeps them longer: every call succeeds without a
+// retry policy, each on a fresh connection after the dead one.
+func TestIdleClosedConnectionIsResent(t *testing.T) {
+	up := upstreamtest.StartWith(t, upstreamtest.JSON(`{"ok":true}`), upstreamtest.Options{IdleTimeout: 200 * time.Millisecond})
+	p := NewPool(nil, Options{IdleTimeout: time.Minute})
+	tg := realTarget(p, up, BreakerSettings{Failures: 1, OpenFor: time.Hour})
+	c := newCaller(Policy{TryTimeout: 2 * time.Second})
+	before := p.staleResends.Get()
+	const calls = 6
+	for i := 0; i < calls; i++ {
+		if i > 0 {
+			time.Sleep(300 * time.Millisecond)
+		}
+		res, out, err := callOnce(c, tg, 2*time.Second)
+		if err != nil || string(res) != `{"ok":true}` || out.Tries != 1 {
+			t.Fatalf("call %d: %v %s (%+v)", i, err, res, out)
+		}
+	}
+	if n := p.staleResends.Get() - before; n < calls-1 {
+		t.Fatalf("%d dead connections resent, want %d", n, calls-1)
+	}
+	if s := tg.Breaker.State(); s != "closed" {
+		t.Fatalf("breaker %s, want closed", s)
+	}
+}
+
+// TestIdleTimeoutBelowTheUpstreams: with the pool's idle timeout below
+// the upstream's, connections are dropped before the upstream closes
+// them: nothing needs a resend.
+func TestIdleTimeoutBelowTheUpstreams(t *testing.T) {
+	up := upstreamtest.StartWith(t, upstreamtest.JSON(`{}`), upstreamtest.Options{IdleTimeout: 400 * time.Millisecond})
+	p := NewPool(nil, Options{IdleTimeout: 100 * time.Millisecond})
+	tg := realTarget(p, up, DefaultBreaker)
+	c := newCaller(Policy{TryTimeout: 2 * time.Second})
+	before := p.staleResends.Get()
+	for i := 0; i < 3; i++ {
+		if i > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		if _, _, err := callOnce(c, tg, 2*time.Second); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if n := p.staleResends.Get() - before; n != 0 {
+		t.Fatalf("%d resends, want none: idle connections should have been closed first", n)
+	}
+	if n := up.Conns.Load(); n != 3 {
+		t.Fatalf("upstream accepted %d connections, want 3 (one per call)", n)
+	}
+}
+
+// TestRestartedUpstream: after the upstream restarts, every kept-alive
+// connection is dead; the first call succeeds and the breaker stays
+// closed.
+func TestRestartedUpstream(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.JSON(`{"ok":true}`))
+	p := NewPool(nil, Options{})
+	tg := realTarget(p, up, BreakerSettings{Failures: 1, OpenFor: time.Hour})
+	c := newCaller(Policy{TryTimeout: 2 * time.Second})
+	// Warm the pool with several connections.
+	var wg sync.WaitGroup
+	up.Set(up.Delay(50*time.Millisecond, upstreamtest.JSON(`{"ok":true}`)))
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := callOnce(c, tg, 2*time.Second); err != nil {
+				t.Errorf("warm-up: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := tg.Host.Client().ConnsCount(); n < 2 {
+		t.Fatalf("pool holds %d connections, want several", n)
+	}
+	up.Set(upstreamtest.JSON(`{"ok":true}`))
+	if err := up.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if res, _, err := callOnce(c, tg, 2*time.Second); err != nil || string(res) != `{"ok":true}` {
+			t.Fatalf("call %d after the restart: %v %s", i, err, res)
+		}
+	}
+	if s := tg.Breaker.State(); s != "closed" {
+		t.Fatalf("breaker %s, want closed", s)
+	}
+}
+
+// TestTrickledAnswerIsATimeout: an answer trickling one byte per 50ms is
+// a timeout of the upstream when the try timeout cuts it, and the route
+// deadline when that cuts it: never a connection failure.
+func TestTrickledAnswerIsATimeout(t *testing.T) {
+	up := upstreamtest.Start(t, nil)
+	up.Set(up.Trickle(`{"a":"`+strings.Repeat("x", 100)+`"}`, 50*time.Millisecond))
+	p := NewPool(nil, Options{})
+	tg := realTarget(p, up, BreakerSettings{Disabled: true})
+	_, _, err := callOnce(newCaller(Policy{TryTimeout: 200 * time.Millisecond}), tg, 2*time.Second)
+	if ReasonOf(err) != ReasonTimeout || !errors.Is(err, ErrTimeout) {
+		t.Fatalf("try timeout: %v (reason %s), want a timeout", err, ReasonOf(err).Metric())
+	}
+	_, _, err = callOnce(newCaller(Policy{TryTimeout: 2 * time.Second}), tg, 200*time.Millisecond)
+	if ReasonOf(err) != ReasonDeadline || !errors.Is(err, ErrDeadline) {
+		t.Fatalf("route deadline: %v (reason %s), want the route deadline", err, ReasonOf(err).Metric())
+	}
+}
+
+// TestAnswerSizeIsBounded: chunked and sized answers over the limit fail
+// with ErrTooLarge, and do not count against the breaker.
+func TestAnswerSizeIsBounded(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.Huge(20<<20))
+	p := NewPool(nil, Options{MaxBodySize: 1 << 20})
+	tg := realTarget(p, up, BreakerSettings{Failures: 1, OpenFor: time.Hour})
+	c := newCaller(Policy{TryTimeout: 5 * time.Second})
+	if _, _, err := callOnce(c, tg, 5*time.Second); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("chunked: %v, want ErrTooLarge", err)
+	}
+	up.Set(upstreamtest.JSON(`["` + strings.Repeat("x", 2<<20) + `"]`))
+	if _, _, err := callOnce(c, tg, 5*time.Second); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("sized: %v, want ErrTooLarge", err)
+	}
+	up.Set(upstreamtest.JSON(`{}`))
+	if _, _, err := callOnce(c, tg, 5*time.Second); err != nil {
+		t.Fatalf("after: %v (breaker %s)", err, tg.Breaker.State())
+	}
+}
+
+// TestAnswerMemoryIsBounded: many large answers at once cannot take more
+// than the answer memory budget: the reads past it fail as overloaded,
+// and the budget is whole again afterwards.
+func TestAnswerMemoryIsBounded(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.Huge(3<<20))
+	p := NewPool(nil, Options{MaxBodySize: 4 << 20, BodyMemory: 4 << 20})
+	tg := realTarget(p, up, BreakerSettings{Failures: 1, OpenFor: time.Hour})
+	c := newCaller(Policy{TryTimeout: 10 * time.Second})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	reasons := map[Reason]int{}
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, err := callOnce(c, tg, 10*time.Second)
+			mu.Lock()
+			reasons[ReasonOf(err)]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if reasons[ReasonOverloaded] == 0 || reasons[ReasonOverloaded]+reasons[ReasonNone] != 8 {
+		t.Fatalf("outcomes %v: want some answers refused as overloaded and the rest answered", reasons)
+	}
+	if used := p.budget.used.Load(); used != 0 {
+		t.Fatalf("%d bytes of the answer memory still taken", used)
+	}
+	if s := tg.Breaker.State(); s != "closed" {
+		t.Fatalf("breaker %s, want closed", s)
+	}
+}
+
+// TestBusyPoolIsLocal: a try that finds every connection busy is refused
+// as overloaded and does not count against the upstream.
+func TestBusyPoolIsLocal(t *testing.T) {
+	up := upstreamtest.Start(t, nil)
+	release := make(chan struct{})
+	up.Set(func(n int64, rc *fasthttp.RequestCtx) {
+		<-release
+		upstreamtest.JSON(`{}`)(n, rc)
+	})
+	p := NewPool(nil, Options{MaxConns: 2, Limit: LimitSettings{Disabled: true}})
+	tg := realTarget(p, up, BreakerSettings{Failures: 1, OpenFor: time.Hour})
+	c := newCaller(Policy{TryTimeout: 5 * time.Second})
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := callOnce(c, tg, 5*time.Second); err != nil {
+				t.Errorf("busy call: %v", err)
+			}
+		}()
+	}
+	for i := 0; i < 100 && up.InFlight.Load() < 2; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, _, err := callOnce(c, tg, 5*time.Second)
+	close(release)
+	wg.Wait()
+	if !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("third call: %v, want ErrOverloaded", err)
+	}
+	if s := tg.Breaker.State(); s != "closed" {
+		t.Fatalf("breaker %s, want closed", s)
+	}
+}
