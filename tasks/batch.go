@@ -259,10 +259,10 @@ func (bc *batchCall) add(m *member) {
 func (b *batcher) send(bc *batchCall) {
 	t := b.spec.t
 	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
+	resp := upstream.AcquireResponse()
 	defer func() {
 		fasthttp.ReleaseRequest(req)
-		fasthttp.ReleaseResponse(resp)
+		upstream.ReleaseResponse(resp)
 		clear(bc.members)
 		bc.members, bc.rows = bc.members[:0], 0
 		batchCallPool.Put(bc)

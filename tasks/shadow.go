@@ -144,9 +144,9 @@ func (sh *shadower) value(body []byte) gjson.Result {
 }
 
 func (sh *shadower) run(j *shadowJob) {
-	resp := fasthttp.AcquireResponse()
+	resp := upstream.AcquireResponse()
 	defer func() {
-		fasthttp.ReleaseResponse(resp)
+		upstream.ReleaseResponse(resp)
 		fasthttp.ReleaseRequest(j.req)
 		j.req, j.tg = nil, nil
 		shadowJobPool.Put(j)

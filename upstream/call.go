@@ -286,8 +286,8 @@ func (c *Caller) backoff(attempt int) time.Duration {
 
 // once makes one try on the calling goroutine.
 func (c *Caller) once(b Budget, req *fasthttp.Request, tg *Target, dst []byte, out *Outcome) ([]byte, *Error) {
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseResponse(resp)
+	resp := AcquireResponse()
+	defer ReleaseResponse(resp)
 	out.Attempts++
 	status, err := tg.Try(req, resp, b.Deadline, c.TryTimeout)
 	out.Status = status

@@ -28,15 +28,17 @@ type Options struct {
 	// before common servers' own keep-alive timeouts (uvicorn 5s, Node
 	// 5s) close it under a request.
 	IdleTimeout time.Duration
-	// DialTimeout bounds connecting (1s; never past the try's deadline).
+	// DialTimeout bounds connecting (3s; never past the try's deadline).
 	DialTimeout time.Duration
 	// MaxBodySize is the largest answer body read, chunked or not
 	// (16 MiB); a larger answer fails the try with ErrTooLarge.
 	MaxBodySize int
-	// BodyMemory bounds the bytes of answers being read at once across
-	// all upstreams (64 MiB): past it, the reads that need more memory
-	// fail as overloaded, so that many large answers at once cannot
-	// exhaust the gateway's memory.
+	// BodyMemory bounds the bytes of large answers being read at once
+	// across all upstreams (16 MiB; the first 64 KiB of each answer are
+	// not counted): past it, the reads that need more memory fail as
+	// overloaded, so that many large answers at once cannot exhaust the
+	// gateway's memory. Raise it with the memory given to the gateway
+	// when upstreams answer megabytes routinely.
 	BodyMemory int64
 	// Breaker is the breaker of upstreams whose tasks set none.
 	Breaker BreakerSettings
@@ -51,9 +53,9 @@ type Options struct {
 var DefaultOptions = Options{
 	MaxConns:    1024,
 	IdleTimeout: 4 * time.Second,
-	DialTimeout: time.Second,
+	DialTimeout: 3 * time.Second,
 	MaxBodySize: 16 << 20,
-	BodyMemory:  64 << 20,
+	BodyMemory:  16 << 20,
 	Breaker:     DefaultBreaker,
 	Limit:       DefaultLimit,
 }
@@ -329,21 +331,46 @@ type trackedConn struct {
 	budget   *memBudget
 	addr     connAddr
 	answered atomic.Bool
-	charged  atomic.Int64
+	// read counts the bytes of the answer being read; charged is what of
+	// them the budget holds.
+	read    atomic.Int64
+	charged atomic.Int64
 }
 
+// maxRead bounds one read of an answer, so that no read takes more than
+// this much memory past the budget.
+const maxRead = 64 << 10
+
+// freeAnswerBytes of each answer are not charged to the budget: the
+// answers of model servers are mostly smaller, and the budget is for the
+// rare large ones.
+const freeAnswerBytes = 64 << 10
+
 func (c *trackedConn) Read(b []byte) (int, error) {
+	if len(b) > maxRead {
+		b = b[:maxRead]
+	}
+	// Reserve the memory before reading into it.
+	read := c.read.Load()
+	want := int64(len(b)) - max(0, freeAnswerBytes-read)
+	if want > 0 && c.budget.used.Add(want) > c.budget.max {
+		c.budget.used.Add(-want)
+		return 0, errMemory
+	}
 	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.charged.Add(int64(n))
-		if c.budget.used.Add(int64(n)) > c.budget.max {
-			return n, errMemory
-		}
+	c.read.Add(int64(n))
+	if want > 0 {
+		// Keep what was read, give back what was reserved and not.
+		got := int64(n) - max(0, freeAnswerBytes-read)
+		got = max(got, 0)
+		c.budget.used.Add(got - want)
+		c.charged.Add(got)
 	}
 	return n, err
 }
 
 func (c *trackedConn) release() {
+	c.read.Store(0)
 	if n := c.charged.Swap(0); n != 0 {
 		c.budget.used.Add(-n)
 	}
@@ -397,6 +424,21 @@ func (tg *Target) setHost(req *fasthttp.Request) {
 }
 
 var deadlineHeader = []byte("X-Lariat-Deadline-Ms")
+
+// pooledBodyMax is the largest answer body buffer kept for reuse: a
+// larger one, left by a rare large answer, goes back to the garbage
+// collector instead of holding memory in a pool.
+const pooledBodyMax = 1 << 20
+
+// AcquireResponse returns an empty response from the pool, for Try.
+func AcquireResponse() *fasthttp.Response { return fasthttp.AcquireResponse() }
+
+// ReleaseResponse returns resp to the pool, dropping a large body buffer.
+// resp must not be used afterwards.
+func ReleaseResponse(resp *fasthttp.Response) {
+	resp.ReleaseBody(pooledBodyMax)
+	fasthttp.ReleaseResponse(resp)
+}
 
 // Try makes one try of req on tg, bounded by timeout and the route
 // deadline: admission by the host's concurrency limit, then the breaker,

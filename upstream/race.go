@@ -47,7 +47,7 @@ var raceCallPool = sync.Pool{New: func() any { return new(raceCall) }}
 
 func freeRaceCall(a *raceCall) {
 	fasthttp.ReleaseRequest(a.req)
-	fasthttp.ReleaseResponse(a.resp)
+	ReleaseResponse(a.resp)
 	*a = raceCall{}
 	raceCallPool.Put(a)
 }
@@ -85,7 +85,7 @@ func (c *Caller) launch(rc *race, role raceRole, tg *Target, src *fasthttp.Reque
 	a := raceCallPool.Get().(*raceCall)
 	a.role, a.tg, a.routeDeadline, a.timeout = role, tg, b.Deadline, timeout
 	a.req = fasthttp.AcquireRequest()
-	a.resp = fasthttp.AcquireResponse()
+	a.resp = AcquireResponse()
 	src.CopyTo(a.req)
 	if role == roleFallback {
 		tg.Retarget(a.req)

@@ -86,7 +86,7 @@ func (s *Server) listen(addr string) error {
 		return err
 	}
 	tl := &trackingListener{Listener: ln, conns: map[net.Conn]struct{}{}, accepted: &s.Conns}
-	srv := &fasthttp.Server{Handler: s.handle, Name: "fake", CloseOnShutdown: true, IdleTimeout: s.opts.IdleTimeout}
+	srv := &fasthttp.Server{Handler: s.handle, Name: "fake", CloseOnShutdown: true, IdleTimeout: s.opts.IdleTimeout, Logger: quiet{}}
 	s.srvMu.Lock()
 	s.Addr, s.ln, s.srv = ln.Addr().String(), tl, srv
 	s.srvMu.Unlock()
@@ -106,6 +106,12 @@ func (s *Server) Restart() error {
 	old.kill()
 	return s.listen(addr)
 }
+
+// quiet drops fasthttp's log lines: the connection errors a fake causes
+// on purpose are not news.
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}
 
 // trackingListener remembers its open connections so that a kill can
 // close them all.

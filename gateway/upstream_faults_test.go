@@ -1,0 +1,294 @@
+package gateway
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lariat-gw/lariat/internal/upstreamtest"
+)
+
+// The faults production brings, met with default settings: upstreams
+// that close idle keep-alive connections, restart under load, get more
+// load than they can serve, hang and trickle. Outcomes are asserted;
+// latencies are only logged (bench/ measures them).
+
+func plainRoute(name, address string) string {
+	return fmt.Sprintf("name: %s\nendpoint: /%s\ntimeout: 2s\ntasks:\n  m: {type: http, inputs: {address: %s}, output: {path: response.body}}\n", name, name, address)
+}
+
+// TestUpstreamClosingIdleConnections: an upstream that closes kept-alive
+// connections idle for 1s (uvicorn does after 5s), called every 1.5s for
+// 30s through a route with default settings: every request gets 200.
+func TestUpstreamClosingIdleConnections(t *testing.T) {
+	t.Parallel()
+	up := upstreamtest.StartWith(t, upstreamtest.JSON(`{"ok":true}`), upstreamtest.Options{IdleTimeout: time.Second})
+	tg := startGateway(t, map[string]string{"idle.yaml": plainRoute("idle", up.URL("/predict"))}, nil)
+	for i := 0; i < 20; i++ {
+		if i > 0 {
+			time.Sleep(1500 * time.Millisecond)
+		}
+		if a := tg.post(t, "/idle", `{}`); a.status != 200 {
+			t.Fatalf("request %d after %s idle: %d %s", i, 1500*time.Millisecond, a.status, a.body)
+		}
+	}
+	if n := up.Conns.Load(); n < 2 {
+		t.Fatalf("upstream accepted %d connections; it should have closed idle ones", n)
+	}
+}
+
+// pythonServer is Python's http.server speaking HTTP/1.1 with a 1s socket
+// timeout: it closes a kept-alive connection idle for 1s without a word,
+// as many small model servers do.
+const pythonServer = `
+import http.server, socketserver, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 1
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        self.rfile.read(n)
+        body = b'{"from":"python"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+s = S(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+`
+
+// TestPythonServerClosingIdleConnections runs the same check against a
+// real server: Python's http.server.
+func TestPythonServerClosingIdleConnections(t *testing.T) {
+	t.Parallel()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is not installed")
+	}
+	script := filepath.Join(t.TempDir(), "server.py")
+	if err := os.WriteFile(script, []byte(pythonServer), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(python, script)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var port int
+	if _, err := fmt.Fscan(out, &port); err != nil {
+		t.Fatalf("python server did not start: %v", err)
+	}
+	tg := startGateway(t, map[string]string{"py.yaml": plainRoute("py", fmt.Sprintf("http://127.0.0.1:%d/predict", port))}, nil)
+	for i := 0; i < 6; i++ {
+		if i > 0 {
+			time.Sleep(1500 * time.Millisecond)
+		}
+		if a := tg.post(t, "/py", `{}`); a.status != 200 || a.body != `{"from":"python"}` {
+			t.Fatalf("request %d: %d %s", i, a.status, a.body)
+		}
+	}
+}
+
+// TestUpstreamRestartUnderLoad: four callers send steady load; the
+// upstream restarts. No more requests fail than were in flight at the
+// kill (at most one per caller), the first request after the upstream is
+// back gets 200, and the breaker stays closed.
+func TestUpstreamRestartUnderLoad(t *testing.T) {
+	up := upstreamtest.Start(t, nil)
+	up.Set(up.Delay(5*time.Millisecond, upstreamtest.JSON(`{"ok":true}`)))
+	tg := startGateway(t, map[string]string{"r.yaml": plainRoute("r", up.URL("/predict"))}, nil)
+	const callers = 4
+	var failed, served atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if a := tg.post(t, "/r", `{}`); a.status == 200 {
+					served.Add(1)
+				} else {
+					failed.Add(1)
+					t.Logf("failed: %d %s", a.status, a.body)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := up.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if a := tg.post(t, "/r", `{}`); a.status != 200 {
+		t.Fatalf("first request after the restart: %d %s", a.status, a.body)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("served %d, failed %d", served.Load(), failed.Load())
+	if failed.Load() > callers {
+		t.Fatalf("%d requests failed; at most %d were in flight at the restart", failed.Load(), callers)
+	}
+	if m := tg.adminGet(t, "/metrics").body; strings.Contains(m, `lariat_breaker_open{upstream="http://`+up.Addr+`"} 1`) {
+		t.Fatal("the breaker of a restarted upstream opened")
+	}
+}
+
+// TestOverloadIsRefusedEarly: 1,000 requests at once to an upstream that
+// answers in 300ms, with no limit written anywhere. Every answer is 200
+// or a 503 with Retry-After naming the overload (or, on a machine too busy
+// to serve even those admitted, the route deadline); no breaker opens; no
+// request waits for a connection slot and then fails as the upstream's
+// fault.
+func TestOverloadIsRefusedEarly(t *testing.T) {
+	up := upstreamtest.Start(t, nil)
+	up.Set(up.Delay(300*time.Millisecond, upstreamtest.JSON(`{"ok":true}`)))
+	tg := startGateway(t, map[string]string{"o.yaml": plainRoute("o", up.URL("/predict"))}, nil)
+	const n = 1000
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wrong atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			a := tg.post(t, "/o", `{}`)
+			mu.Lock()
+			statuses[a.status]++
+			mu.Unlock()
+			switch {
+			case a.status == 200:
+			case a.status == 503 && a.header.Get("Retry-After") != "" && strings.Contains(a.body, "at capacity"):
+			case a.status == 504 && strings.Contains(a.body, "route deadline exceeded"):
+				// A machine too busy to serve even the admitted requests
+				// in time.
+			default:
+				if wrong.Add(1) <= 3 {
+					t.Errorf("answer %d %s", a.status, a.body)
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	t.Logf("statuses %v; upstream peak in flight %d", statuses, up.MaxInFlight.Load())
+	if statuses[200] == 0 {
+		t.Fatal("no request was served")
+	}
+	m := tg.adminGet(t, "/metrics").body
+	if strings.Contains(m, `lariat_breaker_state_changes_total{upstream="http://`+up.Addr+`",to="open"}`) {
+		t.Fatal("a breaker of a healthy upstream opened")
+	}
+	for _, reason := range []string{"timeout", "connect", "breaker_open"} {
+		if strings.Contains(m, `lariat_upstream_errors_total{route="o",task="m",reason="`+reason+`"}`) {
+			t.Errorf("upstream errors of reason %s counted for a healthy upstream", reason)
+		}
+	}
+}
+
+// TestHangingUpstreamsHoldTheDeadline: 200 requests at once to routes
+// whose upstreams hang, route timeout 200ms: every answer is a 504 (or a
+// 503 once the upstream's concurrency limit is reached), and none waits
+// for a stuck upstream (the bound is generous; bench/ measures the
+// lateness).
+func TestHangingUpstreamsHoldTheDeadline(t *testing.T) {
+	up := upstreamtest.Start(t, nil)
+	up.Set(up.Hang())
+	up2 := upstreamtest.Start(t, nil)
+	up2.Set(up2.Hang())
+	route := fmt.Sprintf(`
+name: hang
+endpoint: /hang
+timeout: 200ms
+tasks:
+  a: {type: http, inputs: {address: %s}, output: {path: response.body.a}}
+  b: {type: http, inputs: {address: %s, timeout: 50ms, retries: 5, backoff: {base: 1ms, max: 2ms}, breaker: {disabled: true}}, output: {path: response.body.b}}
+`, up.URL("/a"), up2.URL("/b"))
+	tg := startGateway(t, map[string]string{"h.yaml": route}, nil)
+	var wg sync.WaitGroup
+	var worst atomic.Int64
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			a := tg.post(t, "/hang", `{}`)
+			took := time.Since(start)
+			for {
+				w := worst.Load()
+				if int64(took) <= w || worst.CompareAndSwap(w, int64(took)) {
+					break
+				}
+			}
+			if a.status != 504 && !(a.status == 503 && strings.Contains(a.body, "at capacity")) {
+				t.Errorf("answer %d %s, want 504 or 503", a.status, a.body)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("slowest answer %s (deadline 200ms)", time.Duration(worst.Load()).Round(time.Millisecond))
+	if w := time.Duration(worst.Load()); w > 3*time.Second {
+		t.Fatalf("an answer took %s: something waited for a stuck upstream", w)
+	}
+}
+
+// TestTrickledAnswerTimesOut: an upstream that trickles its answer one
+// byte per 50ms: 504, counted as a timeout, not a connection failure.
+func TestTrickledAnswerTimesOut(t *testing.T) {
+	up := upstreamtest.Start(t, nil)
+	up.Set(up.Trickle(`{"a":"`+strings.Repeat("x", 200)+`"}`, 50*time.Millisecond))
+	route := fmt.Sprintf("name: trickle\nendpoint: /trickle\ntimeout: 300ms\ntasks:\n  m: {type: http, inputs: {address: %s}, output: {path: response.body}}\n", up.URL("/"))
+	tg := startGateway(t, map[string]string{"t.yaml": route}, nil)
+	if a := tg.post(t, "/trickle", `{}`); a.status != 504 {
+		t.Fatalf("answer %d %s, want 504", a.status, a.body)
+	}
+	m := tg.adminGet(t, "/metrics").body
+	if !strings.Contains(m, `lariat_upstream_errors_total{route="trickle",task="m",reason="timeout"} 1`) || strings.Contains(m, `route="trickle",task="m",reason="connect"`) {
+		t.Fatalf("trickle not counted as a timeout:\n%s", grepLines(m, "trickle"))
+	}
+}
+
+// TestHugeAnswerIsRefused: an answer larger than the upstream body limit
+// gets 502 naming the cause.
+func TestHugeAnswerIsRefused(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.Huge(100<<20))
+	tg := startGateway(t, map[string]string{"h.yaml": plainRoute("huge", up.URL("/"))}, nil)
+	if a := tg.post(t, "/huge", `{}`); a.status != 502 || !strings.Contains(a.body, "too large") {
+		t.Fatalf("answer %d %s, want 502 naming the size", a.status, a.body)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
