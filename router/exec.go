@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -35,8 +36,14 @@ type exec struct {
 	skip []bool
 	// vals[i] is what task i wrote: its result or its default.
 	vals [][]byte
-	// order lists finished tasks in completion order.
-	order      []int
+	// order lists finished tasks; respond sorts it by finish time.
+	order []int
+	// ended[i] is when task i's Run returned, written by the goroutine
+	// that ran it and read after its completion is received.
+	ended []time.Time
+	// finished[i] is task i's finish time for write order: when it ended,
+	// or the route deadline if that came first.
+	finished   []time.Time
 	incomplete []int
 	ready      []int
 	head       int
@@ -62,6 +69,8 @@ func newExec(p *Plan) any {
 		taskState: make([]uint8, n),
 		skip:      make([]bool, n),
 		vals:      make([][]byte, n),
+		ended:     make([]time.Time, n),
+		finished:  make([]time.Time, n),
 		done:      make(chan int, n),
 		timer:     t,
 	}
@@ -278,8 +287,11 @@ func (e *exec) runTask(i int) {
 	} else {
 		r.Err = n.task.Run(&e.x, r)
 	}
-	n.duration.UpdateDuration(start)
-	n.stats.observe(time.Since(start), r.Err != nil)
+	end := time.Now()
+	e.ended[i] = end
+	d := end.Sub(start)
+	n.duration.Update(d.Seconds())
+	n.stats.observe(d, r.Err != nil)
 }
 
 func (e *exec) runAsync(i int) {
@@ -294,6 +306,10 @@ func (e *exec) complete(i int) (int, error) {
 	n := &e.p.nodes[i]
 	r := &e.x.Results[i]
 	e.taskState[i] = stDone
+	e.finished[i] = e.ended[i]
+	if e.finished[i].After(e.x.Deadline) {
+		e.finished[i] = e.x.Deadline
+	}
 	if r.Err != nil {
 		n.failures.Inc()
 		if !n.hasDefault {
@@ -375,6 +391,7 @@ func (e *exec) expire() (int, error) {
 		n.failures.Inc()
 		n.defaults.Inc()
 		e.vals[i] = n.def
+		e.finished[i] = e.x.Deadline
 		e.order = append(e.order, i)
 		e.incomplete = append(e.incomplete, i)
 	}
@@ -384,6 +401,7 @@ func (e *exec) expire() (int, error) {
 // respond writes the assembled response.
 func (e *exec) respond(rc *fasthttp.RequestCtx) {
 	p := e.p
+	e.sortOrder()
 	resp := &rc.Response
 	resp.Header.SetContentTypeBytes(hdrContentType)
 	resp.Header.SetBytesK(hdrRouteVersion, p.Route.Hash)
@@ -437,6 +455,18 @@ func (e *exec) respond(rc *fasthttp.RequestCtx) {
 	}
 	resp.SetBody(e.out)
 	p.countStatus(status)
+}
+
+// sortOrder puts the finished tasks in the order their writes apply: by
+// finish time, ties (tasks that ran into the route deadline) in
+// declaration order.
+func (e *exec) sortOrder() {
+	slices.SortFunc(e.order, func(a, b int) int {
+		if c := e.finished[a].Compare(e.finished[b]); c != 0 {
+			return c
+		}
+		return a - b
+	})
 }
 
 // firstOf reports whether output hi is the first one of its header or
