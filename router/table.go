@@ -17,7 +17,7 @@ type Table struct {
 }
 
 // NewTable builds a table from compiled plans, which must have distinct
-// endpoints (see config.CheckUnique).
+// endpoints.
 func NewTable(plans []*Plan, errs config.Errors) *Table {
 	t := &Table{byPath: make(map[string]*Plan, len(plans)), plans: plans, Errors: errs}
 	for _, p := range plans {
