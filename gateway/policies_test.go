@@ -280,7 +280,7 @@ tasks:
 	fbSeries := `lariat_fallback_answers_total{route="raced",task="m",answer="fallback"}`
 	fb0 := metricValue(t, tg, fbSeries)
 	a := tg.post(t, "/raced", `{"x":1}`)
-	if a.status != 200 || a.body != `{"from":"fallback"}` || a.header.Get("X-Lariat-Models") != fallback.Addr {
+	if a.status != 200 || a.body != `{"from":"fallback"}` || a.header.Get("X-Lariat-Models") != "m="+fallback.Addr {
 		t.Fatalf("answer %d %s models %q", a.status, a.body, a.header.Get("X-Lariat-Models"))
 	}
 	primary.Set(upstreamtest.JSON(`{"from":"primary"}`))
@@ -471,7 +471,7 @@ func TestInferThroughGateway(t *testing.T) {
 	model := startV2Fake(t, "/v2/models/ranker/infer")
 	tg := startGateway(t, map[string]string{"i.yaml": inferGatewayRoute("infer", features.URL("/f"), model.URL(""), "")}, nil)
 	a := tg.post(t, "/infer", `{"drivers":[1,2,30]}`)
-	if a.status != 200 || a.body != wantRanking(1, 2, 30) || a.header.Get("X-Lariat-Models") != "ranker" {
+	if a.status != 200 || a.body != wantRanking(1, 2, 30) || a.header.Get("X-Lariat-Models") != "rank=ranker" {
 		t.Fatalf("answer %d %s models %q (model: %s)", a.status, a.body, a.header.Get("X-Lariat-Models"), model.lastErr)
 	}
 	// The model rejects what the gateway sends wrong: a 502 naming it.

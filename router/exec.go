@@ -483,10 +483,16 @@ func (e *exec) firstOf(hi int) bool {
 	return true
 }
 
-// models lists the model versions that answered, as name=version pairs.
+// models lists the model versions that answered, one task=name/version
+// entry per task that called a model.
 func (e *exec) models() []byte {
 	var b []byte
 	for _, i := range e.order {
+		// Tasks cut by the deadline may still be running: their results
+		// are not read.
+		if e.taskState[i] != stDone {
+			continue
+		}
 		m := e.x.Results[i].Model
 		if m == "" || e.x.Results[i].Defaulted {
 			continue
@@ -496,6 +502,8 @@ func (e *exec) models() []byte {
 		} else {
 			b = append(b, ',')
 		}
+		b = append(b, e.p.nodes[i].name...)
+		b = append(b, '=')
 		b = append(b, m...)
 	}
 	if b != nil {

@@ -92,8 +92,8 @@ type Result struct {
 	Status int
 	// Attempts counts the tries made.
 	Attempts int
-	// Model names the model version that answered ("name=version"), when
-	// the task resolved one.
+	// Model names the model version that answered ("name/version", or
+	// the host of a fallback that answered), when the task resolved one.
 	Model string
 	// Err is why the task failed, or nil.
 	Err error

@@ -127,7 +127,7 @@ type target struct {
 	scheme  string
 	host    string // Host header
 	path    string // path and query, for model endpoints
-	model   string // "name=version", for model endpoints
+	model   string // "name/version", for model endpoints
 	version string
 	calls   *metrics.Counter
 	// batch is the micro-batcher of infer calls to this target.
@@ -216,7 +216,7 @@ func (e *endpoint) target() (*target, error) {
 	if e.modelPath != nil {
 		tg.path = e.modelPath(rest, m)
 	}
-	tg.model = m.Name + "=" + m.Version
+	tg.model = m.Name + "/" + m.Version
 	tg.version = m.Version
 	tg.calls = metrics.GetOrCreateCounter(`lariat_model_calls_total{` + e.labels + `,model=` + strconv.Quote(m.Name) + `,version=` + strconv.Quote(m.Version) + `}`)
 	// Keep the first target stored for an endpoint and version, so that

@@ -279,7 +279,7 @@ func (t *inferTask) endpoint(s *Spec, field string, address, model config.String
 	e := fixedEndpoint(s, bs, scheme, host, hostPort, t.modelPath(rest, name, version.Value))
 	e.fixed.model = name
 	if version.Value != "" {
-		e.fixed.model += "=" + version.Value
+		e.fixed.model += "/" + version.Value
 	}
 	return e, nil
 }
