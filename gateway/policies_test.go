@@ -514,3 +514,44 @@ func TestBatchingThroughGateway(t *testing.T) {
 	}
 	t.Logf("%d requests in %d batched calls", clients*perClient, calls)
 }
+
+// A bare header reference in a condition is false when the header is
+// missing, blank, "false" or zero.
+func TestSwitchHeaderTruthiness(t *testing.T) {
+	beta := upstreamtest.Start(t, upstreamtest.JSON(`"beta"`))
+	base := upstreamtest.Start(t, upstreamtest.JSON(`"base"`))
+	route := fmt.Sprintf(`
+name: flag
+endpoint: /flag
+timeout: 2s
+tasks:
+  pick:
+    type: switch
+    inputs:
+      cases:
+        - {name: beta, when: .headers.X-Beta, run: [beta_model]}
+      default: [base_model]
+  beta_model:
+    type: http
+    inputs: {address: %s}
+    output: {path: response.body}
+  base_model:
+    type: http
+    inputs: {address: %s}
+    output: {path: response.body}
+`, beta.URL("/"), base.URL("/"))
+	tg := startGateway(t, map[string]string{"flag.yaml": route}, nil)
+	f := func(want string, hdr ...string) {
+		t.Helper()
+		if a := tg.post(t, "/flag", `{}`, hdr...); a.status != 200 || a.body != want {
+			t.Fatalf("headers %q: answer %d %s, want %s", hdr, a.status, a.body, want)
+		}
+	}
+	f(`"base"`)
+	for _, v := range []string{"", " ", "0", "0.0", "false", "FALSE", " False "} {
+		f(`"base"`, "X-Beta", v)
+	}
+	for _, v := range []string{"1", "true", "on", "yes", "no", "beta"} {
+		f(`"beta"`, "X-Beta", v)
+	}
+}
