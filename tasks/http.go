@@ -1,7 +1,6 @@
 package tasks
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -374,16 +373,30 @@ func (h *headerSet) static() bool {
 	return true
 }
 
-// apply renders the headers into req, using *scratch as a buffer.
+// apply renders the headers into req, using *scratch as a buffer. A
+// header whose template references a missing or null value is left out.
 func (h *headerSet) apply(req *fasthttp.Request, x *Exchange, scratch *[]byte) error {
 	for i, k := range h.keys {
-		*scratch = h.vals[i].Append((*scratch)[:0], x)
-		if bytes.ContainsAny(*scratch, "\r\n\x00") {
-			return &RequestError{Msg: "header " + string(k) + ": the value from the request holds a line break or NUL"}
+		var ok bool
+		if *scratch, ok = h.vals[i].AppendText((*scratch)[:0], x); !ok {
+			continue
+		}
+		if hasControl(*scratch) {
+			return &RequestError{Msg: "header " + string(k) + ": the value from the request holds a control character"}
 		}
 		req.Header.SetBytesKV(k, *scratch)
 	}
 	return nil
+}
+
+// hasControl reports whether b holds a control byte other than tab.
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 func compilePropagate(s *Spec) []propagated {
@@ -459,7 +472,10 @@ func (t *httpTask) Run(x *Exchange, r *Result) error {
 func (t *httpTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result, tg *target) error {
 	req.Header.SetMethodBytes(t.method)
 	if t.pathTmpl != nil {
-		r.scratch = t.pathTmpl.Append(r.scratch[:0], x)
+		var err error
+		if r.scratch, err = t.pathTmpl.AppendURL(r.scratch[:0], x); err != nil {
+			return err
+		}
 	} else {
 		r.scratch = append(r.scratch[:0], tg.path...)
 	}

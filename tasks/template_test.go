@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -104,6 +105,56 @@ func TestTemplateRenderAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { buf = tm.Append(buf[:0], x) }); n != 0 {
 		t.Fatalf("rendering allocates %.0f times, want 0", n)
 	}
+	addr, err := CompileTemplate(`/u/{{ .request.user.id }}/s?f={{ .tasks.f.body.score }}`, ModeURL, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { buf, _ = addr.AppendURL(buf[:0], x) }); n != 0 {
+		t.Fatalf("rendering an address allocates %.0f times, want 0", n)
+	}
+	hdr, err := CompileTemplate(`v={{ .headers.X-A }} {{ .request.user.id }}`, ModeText, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { buf, _ = hdr.AppendText(buf[:0], x) }); n != 0 {
+		t.Fatalf("rendering a header allocates %.0f times, want 0", n)
+	}
+}
+
+func TestAppendURL(t *testing.T) {
+	f := func(src, body, want, wantErr string) {
+		t.Helper()
+		sc := &testScope{tasks: []string{"t"}}
+		tm, err := CompileTemplate(src, ModeURL, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tm.AppendURL(nil, newTestExchange(body, nil, sc, `{"s":".."}`))
+		switch {
+		case wantErr == "" && (err != nil || string(got) != want):
+			t.Fatalf("%s %s: %q %v, want %q", src, body, got, err, want)
+		case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+			t.Fatalf("%s %s: error %v, want %q", src, body, err, wantErr)
+		}
+	}
+	f(`/m/{{ .request.m }}/p?q={{ .request.q }}`, `{"m":"a.b","q":"/.?#"}`, `/m/a.b/p?q=%2F.%3F%23`, "")
+	f(`/m/{{ .request.m }}`, `{"m":"a%41"}`, `/m/a%2541`, "")
+	f(`/m/{{ .request.m }}`, `{"m":".."}`, "", `makes the path segment ".."`)
+	f(`/m/{{ .request.m }}`, `{"m":"."}`, "", `makes the path segment "."`)
+	f(`/m/{{ .request.m }}{{ .request.m }}`, `{"m":"."}`, "", `makes the path segment ".."`)
+	f(`/m/%2E{{ .request.m }}/x`, `{"m":"."}`, "", `makes the path segment "%2E."`)
+	f(`/m/{{ .request.m }}`, `{"m":"a/b"}`, "", `holds "/"`)
+	f(`/m/{{ .request.m }}`, `{"m":"%2e"}`, "", `holds "%2e"`)
+	f(`/m/x{{ .request.m }}`, `{"m":"."}`, `/m/x.`, "")
+	f(`/m/./{{ .request.m }}`, `{"m":"a"}`, `/m/./a`, "")
+	f(`/m?{{ .request.m }}`, `{"m":".."}`, `/m?..`, "")
+	f(`/m/{{ .tasks.t.body.s }}`, `{}`, "", `{{ .tasks.t.body.s }} makes`)
+	var re *RequestError
+	sc := &testScope{tasks: []string{"t"}}
+	tm, _ := CompileTemplate(`/m/{{ .tasks.t.body.s }}`, ModeURL, sc)
+	if _, err := tm.AppendURL(nil, newTestExchange(`{}`, nil, sc, `{"s":".."}`)); errors.As(err, &re) {
+		t.Fatalf("a value from a task's answer is not a request error: %v", err)
+	}
 }
 
 // FuzzCompileTemplate compiles and renders arbitrary templates against an
@@ -122,6 +173,12 @@ func FuzzCompileTemplate(f *testing.F) {
 			}
 			x := newTestExchange(body, map[string]string{"X": body}, sc, body)
 			_ = tm.Append(nil, x)
+			switch mode {
+			case ModeText:
+				_, _ = tm.AppendText(nil, x)
+			case ModeURL:
+				_, _ = tm.AppendURL(nil, x)
+			}
 		}
 	})
 }
