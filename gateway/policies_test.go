@@ -555,3 +555,63 @@ tasks:
 		f(`"beta"`, "X-Beta", v)
 	}
 }
+
+// Tensor data the request gets wrong is the request's fault: 400 naming
+// the input. The same data from another task's answer is the upstream's
+// (502).
+func TestInferBadRequestDataIs400(t *testing.T) {
+	model := startV2Fake(t, "/v2/models/ranker/infer")
+	features := upstreamtest.Start(t, upstreamtest.Echo())
+	f := func(batch string) {
+		t.Helper()
+		route := fmt.Sprintf(`
+name: direct
+endpoint: /direct
+timeout: 2s
+tasks:
+  features:
+    type: http
+    inputs: {address: %s, body: '{{ .request }}'}
+  from_request:
+    type: infer
+    inputs:
+      address: %s
+      model_name: ranker
+      inputs:
+        - {name: stats, datatype: FP32, shape: [-1, 2], from: '{{ .request.stats }}'}
+      outputs: [scores]
+%s
+    output: {path: response.body.a}
+  from_task:
+    type: infer
+    inputs:
+      address: %s
+      model_name: ranker
+      inputs:
+        - {name: echoed, datatype: FP32, shape: [-1, 2], from: '{{ .tasks.features.body.echo }}'}
+      outputs: [scores]
+%s
+    output: {path: response.body.b}
+`, features.URL("/"), model.URL(""), batch, model.URL(""), batch)
+		tg := startGateway(t, map[string]string{"d.yaml": route}, nil)
+		ok := `{"stats":[[1,2],[3,4]],"echo":[[1,2]]}`
+		if a := tg.post(t, "/direct", ok); a.status != 200 {
+			t.Fatalf("%s good data: %d %s (model: %s)", batch, a.status, a.body, model.lastErr)
+		}
+		for _, c := range []struct{ body, want string }{
+			{`{"stats":[["x",2]],"echo":[[1,2]]}`, `input stats: element 0: \"x\" is not a FP32 value`},
+			{`{"stats":[[1,2],[3]],"echo":[[1,2]]}`, `input stats: row 1 has 1 elements, row 0 has 2`},
+			{`{"echo":[[1,2]]}`, `input stats: is missing or null`},
+			{`{"stats":[1,2,3],"echo":[[1,2]]}`, `input stats: rows have 1 elements`},
+		} {
+			if a := tg.post(t, "/direct", c.body); a.status != 400 || !strings.Contains(a.body, c.want) || !strings.Contains(a.body, `"task":"from_request"`) {
+				t.Fatalf("%s %s: answer %d %s, want 400 with %s", batch, c.body, a.status, a.body, c.want)
+			}
+		}
+		if a := tg.post(t, "/direct", `{"stats":[[1,2]],"echo":[["x",2]]}`); a.status != 502 || !strings.Contains(a.body, `input echoed`) {
+			t.Fatalf("%s bad data from a task: answer %d %s", batch, a.status, a.body)
+		}
+	}
+	f("")
+	f("      batch: {max_size: 8, max_wait: 1ms}")
+}

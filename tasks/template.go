@@ -75,6 +75,17 @@ func (t *Template) Static() bool {
 	return true
 }
 
+// ReadsTasks reports whether the template references another task's
+// result.
+func (t *Template) ReadsTasks() bool {
+	for _, p := range t.parts {
+		if p.kind == refTaskBody || p.kind == refTaskPath || p.kind == refTaskStatus {
+			return true
+		}
+	}
+	return false
+}
+
 // ReadsRequestJSON reports whether rendering needs the request body to be
 // valid JSON.
 func (t *Template) ReadsRequestJSON() bool { return t.readsJSON }
