@@ -376,3 +376,26 @@ func TestReloadConflictClearsWhenTheOtherFileGoes(t *testing.T) {
 		t.Fatalf("POST /a: %d %s", a.status, a.body)
 	}
 }
+
+// An on_error default without the field output.from reads is reported at
+// load, with its position; the route serves.
+func TestReloadWarnsOfDefaultWithoutOutputField(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.5}`))
+	route := fmt.Sprintf("name: w\nendpoint: /w\ntimeout: 1s\ntasks:\n  fraud:\n    type: http\n    inputs: {address: %s}\n    output: {path: response.body.fraud, from: score}\n    on_error: {default: {scroe: 0}}\n", up.URL("/"))
+	tg := startGateway(t, map[string]string{"w.yaml": route}, nil)
+	a := adminPost(t, tg, "/-/reload")
+	var res ReloadResult
+	if err := json.Unmarshal([]byte(a.body), &res); err != nil || a.status != 200 || !res.OK {
+		t.Fatalf("reload answer %d %s", a.status, a.body)
+	}
+	want := filepath.Join(tg.dir, "w.yaml") + `:9:25: task "fraud": on_error.default has no "score" (output.from)`
+	if len(res.Warnings) != 1 || !strings.HasPrefix(res.Warnings[0], want) {
+		t.Fatalf("warnings %q, want %q", res.Warnings, want)
+	}
+	if r := tg.adminGet(t, "/routes"); !strings.Contains(r.body, `on_error.default has no \"score\"`) {
+		t.Fatalf("/routes lacks the warning: %s", r.body)
+	}
+	if a := tg.post(t, "/w", `{}`); a.status != 200 || a.body != `{"fraud":0.5}` {
+		t.Fatalf("answer %d %s", a.status, a.body)
+	}
+}

@@ -40,6 +40,8 @@ type LoadResult struct {
 	Errors config.Errors
 	// Kept lists the files serving a last good version despite errors.
 	Kept []string
+	// Warnings holds the problems that do not stop a route from serving.
+	Warnings config.Errors
 }
 
 // Load reads files and returns the routing table to serve.
@@ -58,6 +60,9 @@ func (l *Loader) Load(files []string) (*Table, LoadResult) {
 		lf := l.load(f, &res)
 		lfs[i] = lf
 		res.Errors = append(res.Errors, lf.errs...)
+		if lf.plan != nil {
+			res.Warnings = append(res.Warnings, lf.plan.Warnings()...)
+		}
 	}
 	for f := range l.files {
 		if !seen[f] {
@@ -102,7 +107,9 @@ func (l *Loader) Load(files []string) (*Table, LoadResult) {
 			out = append(out, lf.good)
 		}
 	}
-	return NewTable(out, res.Errors), res
+	t := NewTable(out, res.Errors)
+	t.Warnings = res.Warnings
+	return t, res
 }
 
 // load returns the state of file f, reading and compiling it when its

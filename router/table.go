@@ -14,6 +14,8 @@ type Table struct {
 	plans  []*Plan
 	// Errors holds the problems of the files that did not load.
 	Errors config.Errors
+	// Warnings holds the problems that do not stop a route from serving.
+	Warnings config.Errors
 }
 
 // NewTable builds a table from compiled plans, which must have distinct

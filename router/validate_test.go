@@ -55,6 +55,23 @@ func TestValidationErrors(t *testing.T) {
 		`testdata/dup/b.yaml:2:11: endpoint "/same" is already served by route "first" (testdata/dup/a.yaml:2:11)`)
 }
 
+// TestValidationWarnings checks the problems that leave a route serving.
+func TestValidationWarnings(t *testing.T) {
+	file := "testdata/warn/default-lacks-from.yaml"
+	tbl, errs := LoadFiles([]string{file}, tasks.NewEnv(nil))
+	if len(errs) != 0 || len(tbl.Plans()) != 1 {
+		t.Fatalf("errors %v, %d routes", errs, len(tbl.Plans()))
+	}
+	var got []string
+	for _, w := range tbl.Warnings.Sorted() {
+		got = append(got, w.Error())
+	}
+	want := `testdata/warn/default-lacks-from.yaml:9:25: task "fraud": on_error.default has no "score" (output.from): when the task fails, nothing is written to response.body.fraud`
+	if strings.Join(got, "\n") != want {
+		t.Fatalf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	}
+}
+
 func TestValidRouteCompiles(t *testing.T) {
 	r, err := config.Parse("ok.yaml", []byte(`
 apiVersion: v1
