@@ -121,6 +121,7 @@ var (
 	hdrRouteVersion  = []byte("X-Lariat-Route-Version")
 	hdrModels        = []byte("X-Lariat-Models")
 	hdrBranch        = []byte("X-Lariat-Branch")
+	hdrMissing       = []byte("X-Lariat-Missing")
 	strTraceParent   = []byte("traceparent")
 	strTraceState    = []byte("tracestate")
 	errNotJSON       = "request body is not valid JSON (UTF-8)"
@@ -446,6 +447,9 @@ func (e *exec) respond(rc *fasthttp.RequestCtx) {
 	if branches := e.branches(); len(branches) > 0 {
 		resp.Header.SetBytesKV(hdrBranch, branches)
 	}
+	if missing := e.missing(); len(missing) > 0 {
+		resp.Header.SetBytesKV(hdrMissing, missing)
+	}
 	resp.SetStatusCode(status)
 	e.out = e.out[:0]
 	if e.isPresent(0) {
@@ -505,6 +509,27 @@ func (e *exec) models() []byte {
 		b = append(b, e.p.nodes[i].name...)
 		b = append(b, '=')
 		b = append(b, m...)
+	}
+	if b != nil {
+		e.asm.keep(b)
+	}
+	return b
+}
+
+// missing lists the tasks that found no feature row for some entity.
+func (e *exec) missing() []byte {
+	var b []byte
+	for _, i := range e.order {
+		r := &e.x.Results[i]
+		if e.taskState[i] != stDone || len(r.Missing) == 0 || r.Defaulted {
+			continue
+		}
+		if b == nil {
+			b = e.asm.buf()
+		} else {
+			b = append(b, ',')
+		}
+		b = append(b, e.p.nodes[i].name...)
 	}
 	if b != nil {
 		e.asm.keep(b)

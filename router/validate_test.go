@@ -37,7 +37,7 @@ func TestValidationErrors(t *testing.T) {
 		`testdata/bad/cycle.yaml:4:3: task "a": dependency cycle a -> b -> c -> a`)
 	f(bad("bad-template.yaml"),
 		`testdata/bad/bad-template.yaml:8:13: task "m": inputs.body: unclosed {{ at offset 7`,
-		`testdata/bad/bad-template.yaml:13:13: task "n": inputs.body: unknown template value ".reqest.id": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status`)
+		`testdata/bad/bad-template.yaml:13:13: task "n": inputs.body: unknown template value ".reqest.id": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing`)
 	f(bad("bad-url.yaml"),
 		`testdata/bad/bad-url.yaml:7:16: task "m": inputs.address: invalid URL "ftp://model.local/predict": want http(s)://host[:port]/path, with templates only in the path and query`,
 		`testdata/bad/bad-url.yaml:11:16: task "n": inputs.address: invalid URL "http://{{ .request.host }}/predict": want http(s)://host[:port]/path, with templates only in the path and query`)

@@ -292,6 +292,8 @@ func refValue(p *part, x *Exchange) (gjson.Result, bool) {
 	case refTaskStatus:
 		st := x.Results[p.slot].Status
 		return gjson.Result{Type: gjson.Number, Num: float64(st), Raw: "status"}, false
+	case refTaskMissing:
+		return gjson.ParseBytes(x.Results[p.slot].Missing), false
 	}
 	return gjson.Result{}, false
 }

@@ -105,6 +105,9 @@ type Result struct {
 	// for the X-Lariat-Branch header and metrics.
 	Branch     int
 	BranchName string
+	// Missing lists, as a JSON array of join keys, the entities a feature
+	// task found no row for; empty when none (.tasks.<task>.missing).
+	Missing []byte
 	// TraceParent, when set, is the W3C traceparent the task propagates
 	// upstream (its own span when tracing is on); otherwise the request's
 	// is propagated.
@@ -124,6 +127,7 @@ func (r *Result) reset() {
 	r.Upstream = ""
 	r.Branch = -1
 	r.BranchName = ""
+	r.Missing = r.Missing[:0]
 	r.TraceParent = r.TraceParent[:0]
 }
 

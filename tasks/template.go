@@ -41,6 +41,7 @@ const (
 	refTaskBody            // {{ .tasks.t.body }}
 	refTaskPath            // {{ .tasks.t.body.a.b }}
 	refTaskStatus          // {{ .tasks.t.status }}
+	refTaskMissing         // {{ .tasks.t.missing }}
 )
 
 type part struct {
@@ -79,7 +80,7 @@ func (t *Template) Static() bool {
 // result.
 func (t *Template) ReadsTasks() bool {
 	for _, p := range t.parts {
-		if p.kind == refTaskBody || p.kind == refTaskPath || p.kind == refTaskStatus {
+		if p.kind == refTaskBody || p.kind == refTaskPath || p.kind == refTaskStatus || p.kind == refTaskMissing {
 			return true
 		}
 	}
@@ -138,7 +139,7 @@ func CompileTemplate(src string, mode Mode, scope Scope) (*Template, error) {
 	return t, nil
 }
 
-const refHelp = "use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status"
+const refHelp = "use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing"
 
 func compileRef(expr string, scope Scope) (part, error) {
 	if expr == "" {
@@ -182,8 +183,10 @@ func compileRef(expr string, scope Scope) (part, error) {
 			p.kind, p.path = refTaskPath, path
 		case field == "status" && path == "":
 			p.kind = refTaskStatus
+		case field == "missing" && path == "":
+			p.kind = refTaskMissing
 		default:
-			return part{}, fmt.Errorf("template expression %q: a task reference ends in .body, .body.<path> or .status", expr)
+			return part{}, fmt.Errorf("template expression %q: a task reference ends in .body, .body.<path>, .status or .missing", expr)
 		}
 		idx, err := scope.TaskRef(name)
 		if err != nil {
@@ -221,6 +224,8 @@ func (t *Template) Append(dst []byte, x *Exchange) []byte {
 			dst = t.appendResult(dst, gjson.Get(jsonutil.B2S(x.Results[p.slot].Body), p.path))
 		case refTaskStatus:
 			dst = strconv.AppendInt(dst, int64(x.Results[p.slot].Status), 10)
+		case refTaskMissing:
+			dst = t.appendJSON(dst, x.Results[p.slot].Missing)
 		}
 	}
 	return dst
@@ -317,6 +322,8 @@ func (p *part) text(x *Exchange) (s string, present bool) {
 		r = gjson.ParseBytes(x.Results[p.slot].Body)
 	case refTaskPath:
 		r = gjson.Get(jsonutil.B2S(x.Results[p.slot].Body), p.path)
+	case refTaskMissing:
+		r = gjson.ParseBytes(x.Results[p.slot].Missing)
 	}
 	if r.Type == gjson.String {
 		return r.Str, true

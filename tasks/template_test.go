@@ -84,14 +84,14 @@ func TestTemplateErrors(t *testing.T) {
 		}
 	}
 	f(`{{ .request`, `unclosed {{ at offset 0`)
-	f(`{{ }}`, `empty {{ }}: use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status`)
-	f(`{{ request }}`, `unsupported template expression "request": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status`)
-	f(`{{ .request | upper }}`, `unsupported template expression ".request | upper": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status`)
+	f(`{{ }}`, `empty {{ }}: use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing`)
+	f(`{{ request }}`, `unsupported template expression "request": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing`)
+	f(`{{ .request | upper }}`, `unsupported template expression ".request | upper": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing`)
 	f(`{{ .request.a..b }}`, `template expression ".request.a..b": invalid path "a..b"`)
 	f(`{{ .tasks.b.body }}`, `references unknown task "b"`)
-	f(`{{ .tasks.a }}`, `template expression ".tasks.a": a task reference ends in .body, .body.<path> or .status`)
+	f(`{{ .tasks.a }}`, `template expression ".tasks.a": a task reference ends in .body, .body.<path>, .status or .missing`)
 	f(`{{ .headers }}`, `template expression ".headers": name one header, as .headers.X-Name`)
-	f(`{{ .env.HOME }}`, `unknown template value ".env.HOME": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status`)
+	f(`{{ .env.HOME }}`, `unknown template value ".env.HOME": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing`)
 }
 
 func TestTemplateRenderAllocs(t *testing.T) {
