@@ -29,7 +29,8 @@ func init() {
 type HTTPInputs struct {
 	// Address is the URL to call. Its scheme and host are fixed when the
 	// route loads; its path and query may hold templates (values are
-	// percent-encoded).
+	// percent-encoded; a value in the path that would leave its segment,
+	// such as "a/b" or "..", fails the task).
 	Address config.String `yaml:"address"`
 	// Model names a registry model instead of an address: "name@alias" or
 	// "name/version". The gateway calls the serving endpoint of the version
@@ -39,6 +40,7 @@ type HTTPInputs struct {
 	// Method is the HTTP method (POST by default).
 	Method config.String `yaml:"method"`
 	// Headers are request headers; values may hold templates (plain text).
+	// A header whose template refers to a missing or null value is left out.
 	Headers map[string]config.String `yaml:"headers"`
 	// Body is the request body template (JSON: values are inserted as
 	// JSON). Empty means no body.

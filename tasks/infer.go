@@ -51,6 +51,7 @@ type InferInputs struct {
 	// {"scores":[0.9, ...]}.
 	Rows bool `yaml:"rows"`
 	// Headers are request headers; values may hold templates (plain text).
+	// A header whose template refers to a missing or null value is left out.
 	Headers map[string]config.String `yaml:"headers"`
 	// CallInputs are the timeout, retry, breaker, hedging, fallback and
 	// shadow settings, as for http tasks.

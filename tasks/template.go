@@ -23,10 +23,12 @@ const (
 	ModeJSON Mode = iota
 	// ModeText inserts values as plain text: a JSON string without its
 	// quotes, a number or boolean as written, an object or array as its
-	// JSON, and a missing value as nothing. Used for header values.
+	// JSON, and a missing value as nothing (AppendText reports it, so a
+	// header can be left out). Used for header values.
 	ModeText
 	// ModeURL is ModeText with every byte outside A-Z a-z 0-9 - _ . ~
-	// percent-encoded, so a value cannot change the URL's structure. Used
+	// percent-encoded, so a value cannot change the URL's structure; a
+	// value in the path must stay inside its segment (see AppendURL). Used
 	// for the path and query of addresses.
 	ModeURL
 )
