@@ -393,27 +393,3 @@ func RouteFiles(dir string) ([]string, error) {
 	sort.Strings(files)
 	return files, nil
 }
-
-// CheckUnique reports routes that reuse another route's name or endpoint.
-// The first route (in the order given) keeps the name or endpoint; later
-// ones get an error and are dropped from the returned list.
-func CheckUnique(routes []*Route) ([]*Route, Errors) {
-	var errs Errors
-	byEndpoint := map[string]*Route{}
-	byName := map[string]*Route{}
-	kept := routes[:0:0]
-	for _, r := range routes {
-		if o := byEndpoint[r.Endpoint.Value]; o != nil {
-			errs = append(errs, Errorf(r.Endpoint.Pos, "endpoint %q is already served by route %q (%s)", r.Endpoint.Value, o.Name.Value, o.Endpoint.Pos))
-			continue
-		}
-		if o := byName[r.Name.Value]; o != nil {
-			errs = append(errs, Errorf(r.Name.Pos, "route name %q is already used (%s)", r.Name.Value, o.Name.Pos))
-			continue
-		}
-		byEndpoint[r.Endpoint.Value] = r
-		byName[r.Name.Value] = r
-		kept = append(kept, r)
-	}
-	return kept, errs
-}

@@ -125,6 +125,8 @@ type OnError struct {
 	Default    json.RawMessage
 	HasDefault bool
 	Pos        Pos
+	// DefaultPos is where the default value is written.
+	DefaultPos Pos
 }
 
 // UnmarshalNode implements Unmarshaler: `fail` or `{default: <value>}`.
@@ -139,6 +141,7 @@ func (o *OnError) UnmarshalNode(file string, n *yaml.Node) error {
 			return err
 		}
 		o.Default, o.HasDefault = b, true
+		o.DefaultPos = PosOf(file, n.Content[1])
 		return nil
 	}
 	return Errorf(o.Pos, "on_error must be `fail` or `{default: <JSON value>}`, got %s", describe(n))

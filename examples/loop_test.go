@@ -318,8 +318,8 @@ timeout: 2m
 
 	ids := []int64{drivers[0].ID, drivers[1].ID, drivers[2].ID, drivers[3].ID, drivers[4].ID}
 	a, models := ask(ids)
-	if models != "driver-rank=1" {
-		t.Fatalf("X-Lariat-Models = %q, want driver-rank=1", models)
+	if models != "rank=driver-rank/1" {
+		t.Fatalf("X-Lariat-Models = %q, want rank=driver-rank/1", models)
 	}
 	checkRanking(t, a, ids, drivers, strings.TrimPrefix(v1.Source, "file://"))
 
@@ -340,10 +340,10 @@ timeout: 2m
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		a, models = ask(ids)
-		if models == "driver-rank=2" {
+		if models == "rank=driver-rank/2" {
 			break
 		}
-		if models != "driver-rank=1" || time.Now().After(deadline) {
+		if models != "rank=driver-rank/1" || time.Now().After(deadline) {
 			t.Fatalf("after the alias moved, X-Lariat-Models = %q", models)
 		}
 		time.Sleep(20 * time.Millisecond)

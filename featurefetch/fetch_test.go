@@ -157,6 +157,46 @@ func TestFetchStatuses(t *testing.T) {
 	})
 }
 
+func TestFetchReportMissing(t *testing.T) {
+	v := loadTestViews(t)
+	forEachStore(t, func(t *testing.T, fx *fixture) {
+		now := time.Now()
+		fx.putRow(t, testProject, driverKey(1), "driver_stats", now, map[string][]byte{
+			"conv_rate": pbValue(t, TypeFloat, float32(0.5)), "avg_daily_trips": pbValue(t, TypeInt64, int64(12)),
+		})
+		// Driver 4 has a row with a null value and a feature left out.
+		fx.putRow(t, testProject, driverKey(4), "driver_stats", now, map[string][]byte{
+			"conv_rate": pbValue(t, TypeFloat, nil),
+		})
+		fx.putRow(t, testProject, driverKey(4), "driver_trips", now, map[string][]byte{
+			"recent_zones": pbValue(t, TypeStringList, []string{"a"}),
+		})
+		feats := []string{"driver_stats:conv_rate", "driver_stats:avg_daily_trips"}
+		defaults := map[string]json.RawMessage{"driver_stats:conv_rate": json.RawMessage(`-1`), "driver_stats:avg_daily_trips": json.RawMessage(`0`)}
+		f := func(p *Plan, keys, want, wantMissing string) {
+			t.Helper()
+			out, missing, err := p.FetchReport(context.Background(), fx.store, [][]byte{[]byte(keys)}, nil, []byte("m:"))
+			if err != nil || string(out) != want || string(missing) != "m:"+wantMissing {
+				t.Fatalf("%s: %s, missing %s, %v\nwant %s, missing m:%s", keys, out, missing, err, want, wantMissing)
+			}
+		}
+		p := mustPlan(t, v, feats, PlanOptions{Defaults: defaults})
+		f(p, `[1,3,4]`, `[{"driver_id":1,"conv_rate":0.5,"avg_daily_trips":12},{"driver_id":3,"conv_rate":-1,"avg_daily_trips":0},{"driver_id":4,"conv_rate":-1,"avg_daily_trips":0}]`,
+			`[{"driver_id":3}]`)
+		f(p, `[1,4]`, `[{"driver_id":1,"conv_rate":0.5,"avg_daily_trips":12},{"driver_id":4,"conv_rate":-1,"avg_daily_trips":0}]`, ``)
+		// NullMissingRows: a missing row is null; a row that is there keeps
+		// its defaults.
+		p = mustPlan(t, v, feats, PlanOptions{Defaults: defaults, NullMissingRows: true})
+		f(p, `[3,4]`, `[{"driver_id":3,"conv_rate":null,"avg_daily_trips":null},{"driver_id":4,"conv_rate":-1,"avg_daily_trips":0}]`, `[{"driver_id":3}]`)
+		// An entity missing from one of the views read is missing.
+		p = mustPlan(t, v, append(feats, "driver_trips:recent_zones"), PlanOptions{Shape: ShapeColumns, NullMissingRows: true, Defaults: defaults})
+		out, missing, err := p.FetchReport(context.Background(), fx.store, [][]byte{[]byte(`[1,4]`)}, nil, nil)
+		if err != nil || string(missing) != `[{"driver_id":1}]` || !strings.Contains(string(out), `{"values":[null,["a"]],"statuses":["NOT_FOUND","PRESENT"]`) {
+			t.Fatalf("two views: %s, missing %s, %v", out, missing, err)
+		}
+	})
+}
+
 func TestFetchKeysAndGroups(t *testing.T) {
 	v := loadTestViews(t)
 	forEachStore(t, func(t *testing.T, fx *fixture) {

@@ -51,6 +51,9 @@ type PlanOptions struct {
 	Shape Shape
 	// FullNames names features "view__feature", like Feast's full_feature_names.
 	FullNames bool
+	// NullMissingRows writes null for the features of a view an entity has
+	// no row in (see FetchReport), instead of their Defaults.
+	NullMissingRows bool
 }
 
 // Plan is a compiled read of a fixed feature list. Build it once (at route load)
@@ -67,6 +70,7 @@ type Plan struct {
 	rowFields int
 	cacheTTL  time.Duration
 	dropStale bool
+	nullRows  bool
 	checkAge  bool
 	shape     Shape
 	header    []byte // ShapeColumns: `{"metadata":{"feature_names":[...]},"results":[`
@@ -87,6 +91,9 @@ type planView struct {
 	group   int
 	tsField int // absolute offset in a row's values
 	maxAge  int64
+	// fields are the absolute offsets of the view's features in a row's
+	// values.
+	fields []int
 }
 
 type planFeature struct {
@@ -113,6 +120,7 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 		project:   project,
 		cacheTTL:  opt.CacheTTL,
 		dropStale: opt.DropStale,
+		nullRows:  opt.NullMissingRows,
 		shape:     opt.Shape,
 	}
 	viewIdx := map[string]int{}
@@ -242,6 +250,7 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 			pf.def = buf.Bytes()
 		}
 		p.features = append(p.features, pf)
+		p.views[f.view].fields = append(p.views[f.view].fields, pf.field)
 	}
 
 	if p.shape == ShapeColumns {
@@ -290,6 +299,8 @@ type fetchState struct {
 	tsJSON  []byte // ShapeColumns: formatted event times
 	tsSpan  []span // per (row, view): span into tsJSON
 	status  []Status
+	// absent marks the (row, view) pairs the store has no row for.
+	absent []bool
 }
 
 var fetchPool = sync.Pool{New: func() any { return new(fetchState) }}
@@ -318,15 +329,26 @@ func releaseFetchState(st *fetchState) {
 // Store errors (Redis down, ctx deadline) are returned as they are; dst is then
 // returned unchanged.
 func (p *Plan) Fetch(ctx context.Context, s Store, keys [][]byte, dst []byte) ([]byte, error) {
+	out, _, err := p.FetchReport(ctx, s, keys, dst, nil)
+	return out, err
+}
+
+// FetchReport is Fetch that also reports the entities the store has no
+// row for: an entity is missing when, for one of the views read, the
+// store holds neither its event time nor any of the features read. When
+// some are, it appends to missing a JSON array of their join keys,
+// [{"driver_id":1003}, ...], and returns it; otherwise it returns missing
+// unchanged.
+func (p *Plan) FetchReport(ctx context.Context, s Store, keys [][]byte, dst, missing []byte) (result, missingOut []byte, err error) {
 	if len(keys) != len(p.joinKeys) {
-		return dst, badRequestf("got %d join key values, want %d (%s)", len(keys), len(p.joinKeys), strings.Join(p.joinKeys, ", "))
+		return dst, missing, badRequestf("got %d join key values, want %d (%s)", len(keys), len(p.joinKeys), strings.Join(p.joinKeys, ", "))
 	}
 	st := fetchPool.Get().(*fetchState)
 	defer releaseFetchState(st)
 
 	n, err := p.parseKeys(st, keys)
 	if err != nil {
-		return dst, err
+		return dst, missing, err
 	}
 
 	// Build one Redis key per (row, group), all in one string.
@@ -355,10 +377,10 @@ func (p *Plan) Fetch(ctx context.Context, s Store, keys [][]byte, dst []byte) ([
 
 	st.vals, err = s.ReadHashes(ctx, st.reads, p.cacheTTL, st.vals[:0])
 	if err != nil {
-		return dst, err
+		return dst, missing, err
 	}
 	if len(st.vals) != n*p.rowFields {
-		return dst, fmt.Errorf("store returned %d values, want %d", len(st.vals), n*p.rowFields)
+		return dst, missing, fmt.Errorf("store returned %d values, want %d", len(st.vals), n*p.rowFields)
 	}
 
 	var now int64
@@ -366,10 +388,60 @@ func (p *Plan) Fetch(ctx context.Context, s Store, keys [][]byte, dst []byte) ([
 		now = time.Now().UnixNano()
 	}
 	p.decodeTimestamps(st, n)
+	missing = p.findAbsent(st, n, missing)
 	if p.shape == ShapeColumns {
-		return p.appendColumns(st, n, now, dst), nil
+		return p.appendColumns(st, n, now, dst), missing, nil
 	}
-	return p.appendRows(st, n, now, dst), nil
+	return p.appendRows(st, n, now, dst), missing, nil
+}
+
+// findAbsent marks the (row, view) pairs with no row in the store and
+// appends the missing entities to missing as FetchReport describes.
+func (p *Plan) findAbsent(st *fetchState, n int, missing []byte) []byte {
+	nv := len(p.views)
+	st.absent = slices.Grow(st.absent[:0], n*nv)[:n*nv]
+	listed := false
+	for r := 0; r < n; r++ {
+		row := st.vals[r*p.rowFields : (r+1)*p.rowFields]
+		rowMissing := false
+		for vi := range p.views {
+			v := &p.views[vi]
+			absent := !row[v.tsField].Found
+			for _, f := range v.fields {
+				absent = absent && !row[f].Found
+			}
+			st.absent[r*nv+vi] = absent
+			rowMissing = rowMissing || absent
+		}
+		if !rowMissing {
+			continue
+		}
+		if listed {
+			missing = append(missing, ',')
+		} else {
+			missing = append(missing, '[')
+			listed = true
+		}
+		missing = p.appendEntity(missing, st, n, r)
+	}
+	if listed {
+		missing = append(missing, ']')
+	}
+	return missing
+}
+
+// appendEntity appends the join keys of row r as a JSON object.
+func (p *Plan) appendEntity(dst []byte, st *fetchState, n, r int) []byte {
+	dst = append(dst, '{')
+	for ki := range p.joinKeys {
+		if ki > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, p.keyJSON[ki]...)
+		sp := st.entJSON[ki*n+r]
+		dst = append(dst, st.ent[sp.start:sp.end]...)
+	}
+	return append(dst, '}')
 }
 
 // parseKeys converts every join key value, storing its key serialization and
@@ -515,7 +587,7 @@ func unixNano(sec int64, nsec int32) int64 {
 func (p *Plan) appendCell(dst []byte, st *fetchState, r int, f *planFeature, now int64) ([]byte, Status) {
 	fv := st.vals[r*p.rowFields+f.field]
 	if !fv.Found {
-		return p.appendMissing(dst, f), StatusNotFound
+		return p.appendNotFound(dst, st, r, f), StatusNotFound
 	}
 	start := len(dst)
 	dst, isNull, err := AppendValueJSON(dst, jsonutil.S2B(fv.Data))
@@ -539,6 +611,16 @@ func (p *Plan) appendCell(dst []byte, st *fetchState, r int, f *planFeature, now
 		}
 	}
 	return dst, StatusPresent
+}
+
+// appendNotFound appends the value of feature f, which row r lacks: null
+// when the row is missing from the view and NullMissingRows is set, else
+// as appendMissing does.
+func (p *Plan) appendNotFound(dst []byte, st *fetchState, r int, f *planFeature) []byte {
+	if p.nullRows && st.absent[r*len(p.views)+f.view] {
+		return append(dst, "null"...)
+	}
+	return p.appendMissing(dst, f)
 }
 
 func (p *Plan) appendMissing(dst []byte, f *planFeature) []byte {

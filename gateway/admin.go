@@ -128,7 +128,11 @@ func (g *Gateway) RoutesInfo() (routes []RouteInfo, errs []string) {
 
 func (g *Gateway) serveRoutes(rc *fasthttp.RequestCtx) {
 	routes, errs := g.RoutesInfo()
-	writeJSON(rc, map[string]any{"routes": routes, "errors": errs})
+	warnings := []string{}
+	for _, w := range g.table.Load().Warnings.Sorted() {
+		warnings = append(warnings, w.Error())
+	}
+	writeJSON(rc, map[string]any{"routes": routes, "errors": errs, "warnings": warnings})
 }
 
 func writeJSON(rc *fasthttp.RequestCtx, v any) {

@@ -256,3 +256,55 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 		t.Fatalf("first successful read %s after Redis was back, want within 1s", firstOK.Sub(up))
 	}
 }
+
+// An entity with no feature row is listed in the task's missing value and
+// the X-Lariat-Missing header; on_missing chooses what its features are,
+// or fails the task.
+func TestFeatureOnMissing(t *testing.T) {
+	model := upstreamtest.Start(t, upstreamtest.Echo())
+	route := func(name, onMissing string) string {
+		r := strings.Replace(fmt.Sprintf(featureRoute, fmt.Sprintf(`  rank:
+    type: http
+    inputs: {address: %s, body: '{"missing": {{ .tasks.features.missing }}}'}
+    output: {path: response.body.model}`, model.URL("/predict"))), "name: feat\nendpoint: /feat", "name: "+name+"\nendpoint: /"+name, 1)
+		if onMissing != "" {
+			r = strings.Replace(r, "      timeout: 200ms\n", "      timeout: 200ms\n      on_missing: "+onMissing+"\n", 1)
+		}
+		return r
+	}
+	tg, _ := startFeatureGateway(t, map[string]string{
+		"dflt.yaml": route("dflt", ""),
+		"pass.yaml": route("pass", "pass"),
+		"fail.yaml": route("fail", "fail"),
+	})
+	f := func(path, req string, status int, wantMissing, wantRow string) {
+		t.Helper()
+		a := tg.post(t, path, req)
+		if a.status != status {
+			t.Fatalf("%s %s: answer %d %s", path, req, a.status, a.body)
+		}
+		if status != 200 {
+			if !strings.Contains(a.body, wantMissing) {
+				t.Fatalf("%s %s: answer %s, want it to name %s", path, req, a.body, wantMissing)
+			}
+			return
+		}
+		if got := gjson.Get(a.body, "model.missing").Raw; got != wantMissing {
+			t.Fatalf("%s %s: the model got missing %s, want %s", path, req, got, wantMissing)
+		}
+		if h := a.header.Get("X-Lariat-Missing"); (wantMissing == "null") != (h == "") || h != "" && h != "features" {
+			t.Fatalf("%s %s: X-Lariat-Missing %q", path, req, h)
+		}
+		if wantRow != "" {
+			if got := gjson.Get(a.body, "features.1").Raw; got != wantRow {
+				t.Fatalf("%s %s: row %s, want %s", path, req, got, wantRow)
+			}
+		}
+	}
+	for _, path := range []string{"/dflt", "/pass", "/fail"} {
+		f(path, `{"candidates":[1001,1002]}`, 200, "null", "")
+	}
+	f("/dflt", `{"candidates":[1001,99999]}`, 200, `[{"driver_id":99999}]`, `{"driver_id":99999,"conv_rate":null,"rating":4,"recent_trip_km":null}`)
+	f("/pass", `{"candidates":[1001,99999]}`, 200, `[{"driver_id":99999}]`, `{"driver_id":99999,"conv_rate":null,"rating":null,"recent_trip_km":null}`)
+	f("/fail", `{"candidates":[1001,99999,99998]}`, 400, `feature rows missing for entities [{\"driver_id\":99999},{\"driver_id\":99998}]`, "")
+}

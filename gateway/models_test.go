@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -52,7 +53,7 @@ tasks:
 		o.Env.Models = models
 		o.ReadyDetails = map[string]func() any{"registry": models.Status}
 	})
-	if a := tg.post(t, "/fraud", `{}`); a.status != 200 || a.header.Get("X-Lariat-Models") != "fraud=1" || !strings.Contains(a.body, "v1") {
+	if a := tg.post(t, "/fraud", `{}`); a.status != 200 || a.header.Get("X-Lariat-Models") != "fraud=fraud/1" || !strings.Contains(a.body, "v1") {
 		t.Fatalf("before the move: %d %s %v", a.status, a.body, a.header)
 	}
 	// Steady load from two clients while the alias moves; bounded in count
@@ -74,9 +75,9 @@ tasks:
 				switch {
 				case a.status != 200:
 					failed.Add(1)
-				case a.header.Get("X-Lariat-Models") == "fraud=2" && strings.Contains(a.body, "v2"):
+				case a.header.Get("X-Lariat-Models") == "fraud=fraud/2" && strings.Contains(a.body, "v2"):
 					onV2.Add(1)
-				case a.header.Get("X-Lariat-Models") != "fraud=1" || !strings.Contains(a.body, "v1"):
+				case a.header.Get("X-Lariat-Models") != "fraud=fraud/1" || !strings.Contains(a.body, "v1"):
 					failed.Add(1)
 				}
 			}
@@ -124,5 +125,52 @@ func TestModelRouteErrors(t *testing.T) {
 	_, errs = tg.g.RoutesInfo()
 	if len(errs) != 1 || !strings.Contains(errs[0], "naming a model needs a model registry") {
 		t.Fatalf("errors %v", errs)
+	}
+}
+
+// X-Lariat-Models names each task that called a model once, with the
+// model version that answered it.
+func TestModelsHeaderNamesTasks(t *testing.T) {
+	ctx := context.Background()
+	fraud := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.1}`))
+	rank := upstreamtest.Start(t, upstreamtest.JSON(`{"rank":1}`))
+	reg := startRegistry(t)
+	for name, up := range map[string]*upstreamtest.Server{"fraud": fraud, "rank": rank} {
+		if _, err := reg.CreateModel(ctx, registry.CreateModelRequest{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.CreateVersion(ctx, registry.CreateVersionRequest{Name: name, Source: "file:///models/" + name, ServingEndpoint: up.URL("/predict")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := reg.SetAlias(ctx, name, "production", "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := registry.NewResolver(reg, registry.ResolverOptions{Interval: time.Second})
+	defer res.Stop()
+	route := `
+name: three
+endpoint: /three
+timeout: 1s
+tasks:
+  first:
+    type: http
+    inputs: {model: fraud@production}
+    output: {path: response.body.first}
+  ranking:
+    type: http
+    inputs: {model: rank@production}
+    output: {path: response.body.ranking}
+  again:
+    type: http
+    inputs: {model: fraud@production}
+    output: {path: response.body.again}
+`
+	tg := startGateway(t, map[string]string{"t.yaml": route}, nil, func(o *Options) { o.Env.Models = RegistryModels{R: res} })
+	a := tg.post(t, "/three", `{}`)
+	got := strings.Split(a.header.Get("X-Lariat-Models"), ",")
+	slices.Sort(got)
+	if a.status != 200 || strings.Join(got, ",") != "again=fraud/1,first=fraud/1,ranking=rank/1" {
+		t.Fatalf("answer %d %s, X-Lariat-Models %q", a.status, a.body, a.header.Get("X-Lariat-Models"))
 	}
 }

@@ -280,7 +280,7 @@ tasks:
 	fbSeries := `lariat_fallback_answers_total{route="raced",task="m",answer="fallback"}`
 	fb0 := metricValue(t, tg, fbSeries)
 	a := tg.post(t, "/raced", `{"x":1}`)
-	if a.status != 200 || a.body != `{"from":"fallback"}` || a.header.Get("X-Lariat-Models") != fallback.Addr {
+	if a.status != 200 || a.body != `{"from":"fallback"}` || a.header.Get("X-Lariat-Models") != "m="+fallback.Addr {
 		t.Fatalf("answer %d %s models %q", a.status, a.body, a.header.Get("X-Lariat-Models"))
 	}
 	primary.Set(upstreamtest.JSON(`{"from":"primary"}`))
@@ -471,7 +471,7 @@ func TestInferThroughGateway(t *testing.T) {
 	model := startV2Fake(t, "/v2/models/ranker/infer")
 	tg := startGateway(t, map[string]string{"i.yaml": inferGatewayRoute("infer", features.URL("/f"), model.URL(""), "")}, nil)
 	a := tg.post(t, "/infer", `{"drivers":[1,2,30]}`)
-	if a.status != 200 || a.body != wantRanking(1, 2, 30) || a.header.Get("X-Lariat-Models") != "ranker" {
+	if a.status != 200 || a.body != wantRanking(1, 2, 30) || a.header.Get("X-Lariat-Models") != "rank=ranker" {
 		t.Fatalf("answer %d %s models %q (model: %s)", a.status, a.body, a.header.Get("X-Lariat-Models"), model.lastErr)
 	}
 	// The model rejects what the gateway sends wrong: a 502 naming it.
@@ -513,4 +513,105 @@ func TestBatchingThroughGateway(t *testing.T) {
 		t.Fatalf("model saw %d calls with %d rows for %d requests", calls, rows, clients*perClient)
 	}
 	t.Logf("%d requests in %d batched calls", clients*perClient, calls)
+}
+
+// A bare header reference in a condition is false when the header is
+// missing, blank, "false" or zero.
+func TestSwitchHeaderTruthiness(t *testing.T) {
+	beta := upstreamtest.Start(t, upstreamtest.JSON(`"beta"`))
+	base := upstreamtest.Start(t, upstreamtest.JSON(`"base"`))
+	route := fmt.Sprintf(`
+name: flag
+endpoint: /flag
+timeout: 2s
+tasks:
+  pick:
+    type: switch
+    inputs:
+      cases:
+        - {name: beta, when: .headers.X-Beta, run: [beta_model]}
+      default: [base_model]
+  beta_model:
+    type: http
+    inputs: {address: %s}
+    output: {path: response.body}
+  base_model:
+    type: http
+    inputs: {address: %s}
+    output: {path: response.body}
+`, beta.URL("/"), base.URL("/"))
+	tg := startGateway(t, map[string]string{"flag.yaml": route}, nil)
+	f := func(want string, hdr ...string) {
+		t.Helper()
+		if a := tg.post(t, "/flag", `{}`, hdr...); a.status != 200 || a.body != want {
+			t.Fatalf("headers %q: answer %d %s, want %s", hdr, a.status, a.body, want)
+		}
+	}
+	f(`"base"`)
+	for _, v := range []string{"", " ", "0", "0.0", "false", "FALSE", " False "} {
+		f(`"base"`, "X-Beta", v)
+	}
+	for _, v := range []string{"1", "true", "on", "yes", "no", "beta"} {
+		f(`"beta"`, "X-Beta", v)
+	}
+}
+
+// Tensor data the request gets wrong is the request's fault: 400 naming
+// the input. The same data from another task's answer is the upstream's
+// (502).
+func TestInferBadRequestDataIs400(t *testing.T) {
+	model := startV2Fake(t, "/v2/models/ranker/infer")
+	features := upstreamtest.Start(t, upstreamtest.Echo())
+	f := func(batch string) {
+		t.Helper()
+		route := fmt.Sprintf(`
+name: direct
+endpoint: /direct
+timeout: 2s
+tasks:
+  features:
+    type: http
+    inputs: {address: %s, body: '{{ .request }}'}
+  from_request:
+    type: infer
+    inputs:
+      address: %s
+      model_name: ranker
+      inputs:
+        - {name: stats, datatype: FP32, shape: [-1, 2], from: '{{ .request.stats }}'}
+      outputs: [scores]
+%s
+    output: {path: response.body.a}
+  from_task:
+    type: infer
+    inputs:
+      address: %s
+      model_name: ranker
+      inputs:
+        - {name: echoed, datatype: FP32, shape: [-1, 2], from: '{{ .tasks.features.body.echo }}'}
+      outputs: [scores]
+%s
+    output: {path: response.body.b}
+`, features.URL("/"), model.URL(""), batch, model.URL(""), batch)
+		tg := startGateway(t, map[string]string{"d.yaml": route}, nil)
+		ok := `{"stats":[[1,2],[3,4]],"echo":[[1,2]]}`
+		if a := tg.post(t, "/direct", ok); a.status != 200 {
+			t.Fatalf("%s good data: %d %s (model: %s)", batch, a.status, a.body, model.lastErr)
+		}
+		for _, c := range []struct{ body, want string }{
+			{`{"stats":[["x",2]],"echo":[[1,2]]}`, `input stats: element 0: \"x\" is not a FP32 value`},
+			{`{"stats":[[1,2],[3]],"echo":[[1,2]]}`, `input stats: row 1 has 1 elements, row 0 has 2`},
+			{`{"echo":[[1,2]]}`, `input stats: is missing or null`},
+			{`{"stats":[1,2,3],"echo":[[1,2]]}`, `input stats: rows have 1 elements`},
+		} {
+			if a := tg.post(t, "/direct", c.body); a.status != 400 || !strings.Contains(a.body, c.want) || !strings.Contains(a.body, `"task":"from_request"`) {
+				t.Fatalf("%s %s: answer %d %s, want 400 with %s", batch, c.body, a.status, a.body, c.want)
+			}
+		}
+		if a := tg.post(t, "/direct", `{"stats":[[1,2]],"echo":[["x",2]]}`); a.status != 502 || !strings.Contains(a.body, `input echoed`) {
+			t.Fatalf("%s bad data from a task: answer %d %s", batch, a.status, a.body)
+		}
+	}
+	f("")
+	f("      batch: {max_size: 8, max_wait: 1ms}")
 }

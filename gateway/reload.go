@@ -24,6 +24,9 @@ type ReloadResult struct {
 	Kept []string `json:"kept_last_good"`
 	// Errors lists every problem as file:line:col: message.
 	Errors []string `json:"errors"`
+	// Warnings lists, as file:line:col: message, the problems that do not
+	// stop a route from serving.
+	Warnings []string `json:"warnings"`
 	// Duration is how long the reload took.
 	Duration string `json:"duration"`
 }
@@ -42,7 +45,7 @@ func (g *Gateway) Reload() ReloadResult {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	start := time.Now()
-	res := ReloadResult{Changed: []string{}, Kept: []string{}, Errors: []string{}}
+	res := ReloadResult{Changed: []string{}, Kept: []string{}, Errors: []string{}, Warnings: []string{}}
 	files, err := config.RouteFiles(g.opts.RoutesDir)
 	if err != nil {
 		// The folder itself is unreadable: keep serving what we have.
@@ -60,6 +63,12 @@ func (g *Gateway) Reload() ReloadResult {
 		res.Errors = append(res.Errors, e.Error())
 		fileErrors(e.Pos.File).Inc()
 		g.log.Error("route file rejected", "error", e.Error())
+	}
+	for _, w := range lr.Warnings.Sorted() {
+		res.Warnings = append(res.Warnings, w.Error())
+		if len(lr.Changed) > 0 {
+			g.log.Warn("route file", "warning", w.Error())
+		}
 	}
 	res.Changed = append(res.Changed, lr.Changed...)
 	res.Kept = append(res.Kept, lr.Kept...)

@@ -284,3 +284,118 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func namedRoute(name, endpoint, addr string) string {
+	return fmt.Sprintf("name: %s\nendpoint: %s\ntimeout: 1s\ntasks:\n  m:\n    type: http\n    inputs: {address: %s}\n    output: {path: response.body}\n", name, endpoint, addr)
+}
+
+// A change that makes a file clash with another file's route is rejected:
+// the changed (or added) file keeps its last good version and the error
+// names it; the other file is untouched. Whether the changed file sorts
+// before or after the other makes no difference.
+func TestReloadConflictRejectsTheChangedFile(t *testing.T) {
+	ups := map[string]string{}
+	for _, v := range []string{"a", "b", "new"} {
+		ups[v] = upstreamtest.Start(t, upstreamtest.JSON(`"`+v+`"`)).URL("/")
+	}
+	f := func(changed string, edit func(tg *testGateway), want map[string]string, wantErr string) {
+		t.Helper()
+		tg := startGateway(t, map[string]string{
+			"a.yaml": namedRoute("a", "/a", ups["a"]),
+			"b.yaml": namedRoute("b", "/b", ups["b"]),
+		}, nil)
+		edit(tg)
+		a := adminPost(t, tg, "/-/reload")
+		var res ReloadResult
+		if err := json.Unmarshal([]byte(a.body), &res); err != nil {
+			t.Fatalf("reload answer %d %s", a.status, a.body)
+		}
+		if a.status != 422 || len(res.Errors) != 1 || !strings.Contains(res.Errors[0], wantErr) ||
+			!strings.HasPrefix(res.Errors[0], filepath.Join(tg.dir, changed)+":") {
+			t.Fatalf("reload of %s: answer %d %s, want one error on %s containing %q", changed, a.status, a.body, changed, wantErr)
+		}
+		if changed != "c.yaml" && changed != "0.yaml" && (len(res.Kept) != 1 || res.Kept[0] != filepath.Join(tg.dir, changed)) {
+			t.Fatalf("reload of %s: kept_last_good %v", changed, res.Kept)
+		}
+		for path, body := range want {
+			got := tg.post(t, path, `{}`)
+			if body == "" && got.status != 404 || body != "" && (got.status != 200 || got.body != body) {
+				t.Fatalf("reload of %s: POST %s answered %d %s, want %q", changed, path, got.status, got.body, body)
+			}
+		}
+		if r := tg.adminGet(t, "/routes"); !strings.Contains(r.body, filepath.Base(changed)) || strings.Count(r.body, `"file"`) < 2 {
+			t.Fatalf("/routes: %s", r.body)
+		}
+	}
+	write := func(name, data string) func(tg *testGateway) {
+		return func(tg *testGateway) { writeFile(t, filepath.Join(tg.dir, name), data) }
+	}
+	// Endpoint clash, the changed file sorting first and last.
+	f("a.yaml", write("a.yaml", namedRoute("a", "/b", ups["new"])),
+		map[string]string{"/a": `"a"`, "/b": `"b"`}, `endpoint "/b" is already served by route "b"`)
+	f("b.yaml", write("b.yaml", namedRoute("b", "/a", ups["new"])),
+		map[string]string{"/a": `"a"`, "/b": `"b"`}, `endpoint "/a" is already served by route "a"`)
+	// Name clash, both orders.
+	f("a.yaml", write("a.yaml", namedRoute("b", "/a", ups["new"])),
+		map[string]string{"/a": `"a"`, "/b": `"b"`}, `route name "b" is already used`)
+	f("b.yaml", write("b.yaml", namedRoute("a", "/b", ups["new"])),
+		map[string]string{"/a": `"a"`, "/b": `"b"`}, `route name "a" is already used`)
+	// A new file clashing with a serving one, sorting after and before it.
+	f("c.yaml", write("c.yaml", namedRoute("c", "/a", ups["new"])),
+		map[string]string{"/a": `"a"`, "/b": `"b"`}, `endpoint "/a" is already served by route "a"`)
+	f("0.yaml", write("0.yaml", namedRoute("a", "/zero", ups["new"])),
+		map[string]string{"/a": `"a"`, "/b": `"b"`, "/zero": ""}, `route name "a" is already used`)
+	f("0.yaml", write("0.yaml", namedRoute("zero", "/b", ups["new"])),
+		map[string]string{"/a": `"a"`, "/b": `"b"`}, `endpoint "/b" is already served by route "b"`)
+}
+
+// Once the route a change clashed with is gone, the changed file's new
+// version serves.
+func TestReloadConflictClearsWhenTheOtherFileGoes(t *testing.T) {
+	upA := upstreamtest.Start(t, upstreamtest.JSON(`"a"`))
+	upB := upstreamtest.Start(t, upstreamtest.JSON(`"b"`))
+	upNew := upstreamtest.Start(t, upstreamtest.JSON(`"new"`))
+	tg := startGateway(t, map[string]string{
+		"a.yaml": namedRoute("a", "/a", upA.URL("/")),
+		"b.yaml": namedRoute("b", "/b", upB.URL("/")),
+	}, nil)
+	writeFile(t, filepath.Join(tg.dir, "a.yaml"), namedRoute("a", "/b", upNew.URL("/")))
+	if r := tg.g.Reload(); r.OK || len(r.Kept) != 1 {
+		t.Fatalf("clashing reload: %+v", r)
+	}
+	if err := os.Remove(filepath.Join(tg.dir, "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if r := tg.g.Reload(); !r.OK || len(r.Kept) != 0 {
+		t.Fatalf("reload after removing b.yaml: %+v", r)
+	}
+	if a := tg.post(t, "/b", `{}`); a.status != 200 || a.body != `"new"` {
+		t.Fatalf("POST /b: %d %s", a.status, a.body)
+	}
+	if a := tg.post(t, "/a", `{}`); a.status != 404 {
+		t.Fatalf("POST /a: %d %s", a.status, a.body)
+	}
+}
+
+// An on_error default without the field output.from reads is reported at
+// load, with its position; the route serves.
+func TestReloadWarnsOfDefaultWithoutOutputField(t *testing.T) {
+	up := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.5}`))
+	route := fmt.Sprintf("name: w\nendpoint: /w\ntimeout: 1s\ntasks:\n  fraud:\n    type: http\n    inputs: {address: %s}\n    output: {path: response.body.fraud, from: score}\n    on_error: {default: {scroe: 0}}\n", up.URL("/"))
+	tg := startGateway(t, map[string]string{"w.yaml": route}, nil)
+	a := adminPost(t, tg, "/-/reload")
+	var res ReloadResult
+	if err := json.Unmarshal([]byte(a.body), &res); err != nil || a.status != 200 || !res.OK {
+		t.Fatalf("reload answer %d %s", a.status, a.body)
+	}
+	want := filepath.Join(tg.dir, "w.yaml") + `:9:25: task "fraud": on_error.default has no "score" (output.from)`
+	if len(res.Warnings) != 1 || !strings.HasPrefix(res.Warnings[0], want) {
+		t.Fatalf("warnings %q, want %q", res.Warnings, want)
+	}
+	if r := tg.adminGet(t, "/routes"); !strings.Contains(r.body, `on_error.default has no \"score\"`) {
+		t.Fatalf("/routes lacks the warning: %s", r.body)
+	}
+	if a := tg.post(t, "/w", `{}`); a.status != 200 || a.body != `{"fraud":0.5}` {
+		t.Fatalf("answer %d %s", a.status, a.body)
+	}
+}

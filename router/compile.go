@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/tidwall/gjson"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lariat-gw/lariat/config"
@@ -36,6 +37,9 @@ type Plan struct {
 	tracer trace.Tracer
 	limit  *limiter
 	auth   *authenticator
+
+	// warnings are problems that do not stop the route from serving.
+	warnings config.Errors
 
 	durations *metrics.PrometheusHistogram
 	stats     latencyStats
@@ -212,6 +216,7 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 		if t.Output != nil {
 			p.nodes[i].out = p.layout.outputIndex(i)
 		}
+		p.checkDefault(t)
 	}
 	p.limit = newLimiter(r.Limits, p.name)
 	if p.auth, err = newAuthenticator(r.Auth, p.name); err != nil {
@@ -220,6 +225,24 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 	p.durations = metrics.GetOrCreatePrometheusHistogram(`lariat_request_duration_seconds{` + routeLabel + `}`)
 	p.pool.New = func() any { return newExec(p) }
 	return p, nil
+}
+
+// Warnings returns the route's problems that do not stop it from serving,
+// with positions.
+func (p *Plan) Warnings() config.Errors { return p.warnings }
+
+// checkDefault warns when the on_error default of t lacks what its output
+// reads (output.from): a failure would then write nothing.
+func (p *Plan) checkDefault(t *config.Task) {
+	if t.Output == nil || t.Output.From.Value == "" || !t.OnError.HasDefault {
+		return
+	}
+	if gjson.GetBytes(t.OnError.Default, t.Output.From.Value).Exists() {
+		return
+	}
+	p.warnings = append(p.warnings, config.Errorf(t.OnError.DefaultPos,
+		"task %q: on_error.default has no %q (output.from): when the task fails, nothing is written to %s",
+		t.Name, t.Output.From.Value, t.Output.Path.Value))
 }
 
 // link fills dependents, roots and descendants and rejects cycles.

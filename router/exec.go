@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -35,8 +36,14 @@ type exec struct {
 	skip []bool
 	// vals[i] is what task i wrote: its result or its default.
 	vals [][]byte
-	// order lists finished tasks in completion order.
-	order      []int
+	// order lists finished tasks; respond sorts it by finish time.
+	order []int
+	// ended[i] is when task i's Run returned, written by the goroutine
+	// that ran it and read after its completion is received.
+	ended []time.Time
+	// finished[i] is task i's finish time for write order: when it ended,
+	// or the route deadline if that came first.
+	finished   []time.Time
 	incomplete []int
 	ready      []int
 	head       int
@@ -62,6 +69,8 @@ func newExec(p *Plan) any {
 		taskState: make([]uint8, n),
 		skip:      make([]bool, n),
 		vals:      make([][]byte, n),
+		ended:     make([]time.Time, n),
+		finished:  make([]time.Time, n),
 		done:      make(chan int, n),
 		timer:     t,
 	}
@@ -114,6 +123,7 @@ var (
 	hdrBranch        = []byte("X-Lariat-Branch")
 	hdrRetryAfter    = []byte("Retry-After")
 	retryAfterOne    = []byte("1")
+	hdrMissing       = []byte("X-Lariat-Missing")
 	strTraceParent   = []byte("traceparent")
 	strTraceState    = []byte("tracestate")
 	errNotJSON       = "request body is not valid JSON (UTF-8)"
@@ -285,8 +295,11 @@ func (e *exec) runTask(i int) {
 	} else {
 		r.Err = n.task.Run(&e.x, r)
 	}
-	n.duration.UpdateDuration(start)
-	n.stats.observe(time.Since(start), r.Err != nil)
+	end := time.Now()
+	e.ended[i] = end
+	d := end.Sub(start)
+	n.duration.Update(d.Seconds())
+	n.stats.observe(d, r.Err != nil)
 }
 
 func (e *exec) runAsync(i int) {
@@ -301,6 +314,10 @@ func (e *exec) complete(i int) (int, error) {
 	n := &e.p.nodes[i]
 	r := &e.x.Results[i]
 	e.taskState[i] = stDone
+	e.finished[i] = e.ended[i]
+	if e.finished[i].After(e.x.Deadline) {
+		e.finished[i] = e.x.Deadline
+	}
 	if r.Err != nil {
 		n.failures.Inc()
 		if !n.hasDefault {
@@ -382,6 +399,7 @@ func (e *exec) expire() (int, error) {
 		n.failures.Inc()
 		n.defaults.Inc()
 		e.vals[i] = n.def
+		e.finished[i] = e.x.Deadline
 		e.order = append(e.order, i)
 		e.incomplete = append(e.incomplete, i)
 	}
@@ -391,6 +409,7 @@ func (e *exec) expire() (int, error) {
 // respond writes the assembled response.
 func (e *exec) respond(rc *fasthttp.RequestCtx) {
 	p := e.p
+	e.sortOrder()
 	resp := &rc.Response
 	resp.Header.SetContentTypeBytes(hdrContentType)
 	resp.Header.SetBytesK(hdrRouteVersion, p.Route.Hash)
@@ -435,6 +454,9 @@ func (e *exec) respond(rc *fasthttp.RequestCtx) {
 	if branches := e.branches(); len(branches) > 0 {
 		resp.Header.SetBytesKV(hdrBranch, branches)
 	}
+	if missing := e.missing(); len(missing) > 0 {
+		resp.Header.SetBytesKV(hdrMissing, missing)
+	}
 	resp.SetStatusCode(status)
 	e.out = e.out[:0]
 	if e.isPresent(0) {
@@ -444,6 +466,18 @@ func (e *exec) respond(rc *fasthttp.RequestCtx) {
 	}
 	resp.SetBody(e.out)
 	p.countStatus(status)
+}
+
+// sortOrder puts the finished tasks in the order their writes apply: by
+// finish time, ties (tasks that ran into the route deadline) in
+// declaration order.
+func (e *exec) sortOrder() {
+	slices.SortFunc(e.order, func(a, b int) int {
+		if c := e.finished[a].Compare(e.finished[b]); c != 0 {
+			return c
+		}
+		return a - b
+	})
 }
 
 // firstOf reports whether output hi is the first one of its header or
@@ -460,10 +494,16 @@ func (e *exec) firstOf(hi int) bool {
 	return true
 }
 
-// models lists the model versions that answered, as name=version pairs.
+// models lists the model versions that answered, one task=name/version
+// entry per task that called a model.
 func (e *exec) models() []byte {
 	var b []byte
 	for _, i := range e.order {
+		// Tasks cut by the deadline may still be running: their results
+		// are not read.
+		if e.taskState[i] != stDone {
+			continue
+		}
 		m := e.x.Results[i].Model
 		if m == "" || e.x.Results[i].Defaulted {
 			continue
@@ -473,7 +513,30 @@ func (e *exec) models() []byte {
 		} else {
 			b = append(b, ',')
 		}
+		b = append(b, e.p.nodes[i].name...)
+		b = append(b, '=')
 		b = append(b, m...)
+	}
+	if b != nil {
+		e.asm.keep(b)
+	}
+	return b
+}
+
+// missing lists the tasks that found no feature row for some entity.
+func (e *exec) missing() []byte {
+	var b []byte
+	for _, i := range e.order {
+		r := &e.x.Results[i]
+		if e.taskState[i] != stDone || len(r.Missing) == 0 || r.Defaulted {
+			continue
+		}
+		if b == nil {
+			b = e.asm.buf()
+		} else {
+			b = append(b, ',')
+		}
+		b = append(b, e.p.nodes[i].name...)
 	}
 	if b != nil {
 		e.asm.keep(b)

@@ -3,7 +3,6 @@ package router
 import (
 	"bytes"
 	"os"
-	"sort"
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/tasks"
@@ -16,21 +15,20 @@ import (
 type Loader struct {
 	env   *tasks.Env
 	files map[string]*loadedFile
-	// served maps each endpoint to the file that served it last, so a new
-	// file cannot take an endpoint from a route already serving it.
-	served map[string]string
 }
 
 type loadedFile struct {
 	data []byte
-	// good is the last plan that compiled from this file, if any.
-	good *Plan
+	// plan is what data compiled to, or nil when it has problems.
+	plan *Plan
 	errs config.Errors
+	// good is the plan the file serves in the current table, if any.
+	good *Plan
 }
 
 // NewLoader returns a Loader whose routes use env.
 func NewLoader(env *tasks.Env) *Loader {
-	return &Loader{env: env, files: map[string]*loadedFile{}, served: map[string]string{}}
+	return &Loader{env: env, files: map[string]*loadedFile{}}
 }
 
 // LoadResult says what a Load did.
@@ -42,57 +40,28 @@ type LoadResult struct {
 	Errors config.Errors
 	// Kept lists the files serving a last good version despite errors.
 	Kept []string
+	// Warnings holds the problems that do not stop a route from serving.
+	Warnings config.Errors
 }
 
 // Load reads files and returns the routing table to serve.
+//
+// Routes must have distinct names and endpoints. A file that keeps serving
+// what it served before keeps its name and endpoint: a changed or added
+// file whose route would take them is rejected (the error names it) and
+// serves its last good version, if it has one. Among changed files, the
+// first in the order given wins.
 func (l *Loader) Load(files []string) (*Table, LoadResult) {
 	var res LoadResult
 	seen := make(map[string]bool, len(files))
-	var routes []*config.Route
-	plans := map[*config.Route]*Plan{}
-	for _, f := range files {
+	lfs := make([]*loadedFile, len(files))
+	for i, f := range files {
 		seen[f] = true
-		data, err := os.ReadFile(f)
-		if err != nil {
-			data = nil
-		}
-		lf := l.files[f]
-		if lf == nil {
-			lf = &loadedFile{}
-			l.files[f] = lf
-		}
-		if err == nil && lf.data != nil && bytes.Equal(data, lf.data) {
-			// Unchanged: keep what it gave last time.
-			res.Errors = append(res.Errors, lf.errs...)
-			if lf.good != nil {
-				routes = append(routes, lf.good.Route)
-				plans[lf.good.Route] = lf.good
-				if len(lf.errs) > 0 {
-					res.Kept = append(res.Kept, f)
-				}
-			}
-			continue
-		}
-		res.Changed = append(res.Changed, f)
-		lf.data, lf.errs = data, nil
-		var p *Plan
-		if err != nil {
-			lf.errs = config.Errors{config.Errorf(config.Pos{File: f}, "cannot read route file: %v", err)}
-		} else if r, perr := config.Parse(f, data); perr != nil {
-			lf.errs.Add(config.Pos{File: f}, perr)
-		} else if p, err = Compile(r, l.env); err != nil {
-			lf.errs.Add(config.Pos{File: f}, err)
-		} else {
-			lf.good = p
-		}
+		lf := l.load(f, &res)
+		lfs[i] = lf
 		res.Errors = append(res.Errors, lf.errs...)
-		if p == nil && lf.good != nil {
-			p = lf.good
-			res.Kept = append(res.Kept, f)
-		}
-		if p != nil {
-			routes = append(routes, p.Route)
-			plans[p.Route] = p
+		if lf.plan != nil {
+			res.Warnings = append(res.Warnings, lf.plan.Warnings()...)
 		}
 	}
 	for f := range l.files {
@@ -101,16 +70,104 @@ func (l *Loader) Load(files []string) (*Table, LoadResult) {
 			res.Changed = append(res.Changed, f)
 		}
 	}
-	sort.SliceStable(routes, func(i, j int) bool {
-		return l.served[routes[i].Endpoint.Value] == routes[i].File && l.served[routes[j].Endpoint.Value] != routes[j].File
-	})
-	kept, dupErrs := config.CheckUnique(routes)
-	res.Errors = append(res.Errors, dupErrs...)
-	out := make([]*Plan, len(kept))
-	clear(l.served)
-	for i, r := range kept {
-		out[i] = plans[r]
-		l.served[r.Endpoint.Value] = r.File
+
+	// Every file serving a route holds its name and endpoint; a changed
+	// file may reuse its own.
+	c := claims{byEndpoint: map[string]*Plan{}, byName: map[string]*Plan{}}
+	for _, lf := range lfs {
+		if lf.good != nil {
+			c.take(lf.good)
+		}
 	}
-	return NewTable(out, res.Errors), res
+	chosen := make([]*Plan, len(files))
+	for i, lf := range lfs {
+		switch {
+		case lf.plan == nil, lf.plan == lf.good:
+			chosen[i] = lf.good
+		default:
+			if err := c.check(lf.plan, lf.good); err != nil {
+				res.Errors = append(res.Errors, err)
+				chosen[i] = lf.good
+				break
+			}
+			if lf.good != nil {
+				c.release(lf.good)
+			}
+			c.take(lf.plan)
+			chosen[i] = lf.plan
+		}
+		if chosen[i] != nil && chosen[i] != lf.plan {
+			res.Kept = append(res.Kept, files[i])
+		}
+	}
+	var out []*Plan
+	for i, lf := range lfs {
+		lf.good = chosen[i]
+		if lf.good != nil {
+			out = append(out, lf.good)
+		}
+	}
+	t := NewTable(out, res.Errors)
+	t.Warnings = res.Warnings
+	return t, res
+}
+
+// load returns the state of file f, reading and compiling it when its
+// bytes changed.
+func (l *Loader) load(f string, res *LoadResult) *loadedFile {
+	data, err := os.ReadFile(f)
+	lf := l.files[f]
+	if lf == nil {
+		lf = &loadedFile{}
+		l.files[f] = lf
+	}
+	if err == nil && lf.data != nil && bytes.Equal(data, lf.data) {
+		return lf
+	}
+	res.Changed = append(res.Changed, f)
+	lf.data, lf.plan, lf.errs = data, nil, nil
+	if err != nil {
+		lf.data = nil
+		lf.errs = config.Errors{config.Errorf(config.Pos{File: f}, "cannot read route file: %v", err)}
+	} else if r, perr := config.Parse(f, data); perr != nil {
+		lf.errs.Add(config.Pos{File: f}, perr)
+	} else if p, cerr := Compile(r, l.env); cerr != nil {
+		lf.errs.Add(config.Pos{File: f}, cerr)
+	} else {
+		lf.plan = p
+	}
+	return lf
+}
+
+// claims records which plan holds each route name and endpoint.
+type claims struct {
+	byEndpoint map[string]*Plan
+	byName     map[string]*Plan
+}
+
+func (c *claims) take(p *Plan) {
+	c.byEndpoint[p.Endpoint()] = p
+	c.byName[p.Name()] = p
+}
+
+func (c *claims) release(p *Plan) {
+	if c.byEndpoint[p.Endpoint()] == p {
+		delete(c.byEndpoint, p.Endpoint())
+	}
+	if c.byName[p.Name()] == p {
+		delete(c.byName, p.Name())
+	}
+}
+
+// check reports whether p may take its name and endpoint: free, or held
+// by own (the file's previous plan).
+func (c *claims) check(p, own *Plan) *config.Error {
+	r := p.Route
+	if o := c.byEndpoint[p.Endpoint()]; o != nil && o != own {
+		return config.Errorf(r.Endpoint.Pos, "endpoint %q is already served by route %q (%s)", r.Endpoint.Value, o.Name(), o.Route.Endpoint.Pos)
+	}
+	if o := c.byName[p.Name()]; o != nil && o != own {
+		return config.Errorf(r.Name.Pos, "route name %q is already used (%s)", r.Name.Value, o.Route.Name.Pos)
+	}
+	return nil
 }

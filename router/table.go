@@ -14,10 +14,12 @@ type Table struct {
 	plans  []*Plan
 	// Errors holds the problems of the files that did not load.
 	Errors config.Errors
+	// Warnings holds the problems that do not stop a route from serving.
+	Warnings config.Errors
 }
 
 // NewTable builds a table from compiled plans, which must have distinct
-// endpoints (see config.CheckUnique).
+// endpoints.
 func NewTable(plans []*Plan, errs config.Errors) *Table {
 	t := &Table{byPath: make(map[string]*Plan, len(plans)), plans: plans, Errors: errs}
 	for _, p := range plans {

@@ -37,7 +37,7 @@ func TestValidationErrors(t *testing.T) {
 		`testdata/bad/cycle.yaml:4:3: task "a": dependency cycle a -> b -> c -> a`)
 	f(bad("bad-template.yaml"),
 		`testdata/bad/bad-template.yaml:8:13: task "m": inputs.body: unclosed {{ at offset 7`,
-		`testdata/bad/bad-template.yaml:13:13: task "n": inputs.body: unknown template value ".reqest.id": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status`)
+		`testdata/bad/bad-template.yaml:13:13: task "n": inputs.body: unknown template value ".reqest.id": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing`)
 	f(bad("bad-url.yaml"),
 		`testdata/bad/bad-url.yaml:7:16: task "m": inputs.address: invalid URL "ftp://model.local/predict": want http(s)://host[:port]/path, with templates only in the path and query`,
 		`testdata/bad/bad-url.yaml:11:16: task "n": inputs.address: invalid URL "http://{{ .request.host }}/predict": want http(s)://host[:port]/path, with templates only in the path and query`)
@@ -53,6 +53,23 @@ func TestValidationErrors(t *testing.T) {
 		`testdata/bad/syntax.yaml:3:1: invalid YAML: did not find expected key`)
 	f([]string{"testdata/dup/a.yaml", "testdata/dup/b.yaml"},
 		`testdata/dup/b.yaml:2:11: endpoint "/same" is already served by route "first" (testdata/dup/a.yaml:2:11)`)
+}
+
+// TestValidationWarnings checks the problems that leave a route serving.
+func TestValidationWarnings(t *testing.T) {
+	file := "testdata/warn/default-lacks-from.yaml"
+	tbl, errs := LoadFiles([]string{file}, tasks.NewEnv(nil))
+	if len(errs) != 0 || len(tbl.Plans()) != 1 {
+		t.Fatalf("errors %v, %d routes", errs, len(tbl.Plans()))
+	}
+	var got []string
+	for _, w := range tbl.Warnings.Sorted() {
+		got = append(got, w.Error())
+	}
+	want := `testdata/warn/default-lacks-from.yaml:9:25: task "fraud": on_error.default has no "score" (output.from): when the task fails, nothing is written to response.body.fraud`
+	if strings.Join(got, "\n") != want {
+		t.Fatalf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	}
 }
 
 func TestValidRouteCompiles(t *testing.T) {

@@ -378,7 +378,7 @@ func (t *inferTask) renderMember(m *member, x *Exchange) error {
 			return err
 		}
 		if ec.rows > 0 && ec.per != ti.perRow {
-			return fmt.Errorf("input %s: rows have %d elements, want %d", ti.name, ec.per, ti.perRow)
+			return ti.dataError(fmt.Errorf("input %s: rows have %d elements, want %d", ti.name, ec.per, ti.perRow))
 		}
 		if ec.rows == 0 {
 			m.buf = m.buf[:start]
@@ -386,7 +386,7 @@ func (t *inferTask) renderMember(m *member, x *Exchange) error {
 		if i == 0 {
 			m.rows = ec.rows
 		} else if ec.rows != m.rows {
-			return fmt.Errorf("input %s has %d rows, input %s has %d: a batched call needs the same batch size in every input", ti.name, ec.rows, t.inputs[0].name, m.rows)
+			return ti.dataError(fmt.Errorf("input %s has %d rows, input %s has %d: a batched call needs the same batch size in every input", ti.name, ec.rows, t.inputs[0].name, m.rows))
 		}
 		m.ends = append(m.ends, len(m.buf))
 	}

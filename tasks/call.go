@@ -94,7 +94,7 @@ type FallbackInputs struct {
 // reports of it.
 type target struct {
 	*upstream.Target
-	model   string // "name=version", for model endpoints
+	model   string // "name/version", for model endpoints
 	version string
 	calls   *metrics.Counter
 	// batch is the micro-batcher of infer calls to this target.
@@ -177,7 +177,7 @@ func (e *endpoint) target() (*target, error) {
 		rest = e.modelPath(rest, m)
 	}
 	tg := e.newTarget(scheme, host, hostPort, rest)
-	tg.model = m.Name + "=" + m.Version
+	tg.model = m.Name + "/" + m.Version
 	tg.version = m.Version
 	tg.calls = metrics.GetOrCreateCounter(`lariat_model_calls_total{` + e.labels + `,model=` + strconv.Quote(m.Name) + `,version=` + strconv.Quote(m.Version) + `}`)
 	// Keep the first target stored for an endpoint and version, so that

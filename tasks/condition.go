@@ -263,6 +263,9 @@ func (c *Condition) eval(i int, x *Exchange) bool {
 	}
 	v, header := refValue(&n.ref, x)
 	if n.op == opTruthy {
+		if header {
+			return truthyHeader(v)
+		}
 		return truthy(v)
 	}
 	return compare(v, header, n.op, n.lit)
@@ -289,6 +292,8 @@ func refValue(p *part, x *Exchange) (gjson.Result, bool) {
 	case refTaskStatus:
 		st := x.Results[p.slot].Status
 		return gjson.Result{Type: gjson.Number, Num: float64(st), Raw: "status"}, false
+	case refTaskMissing:
+		return gjson.ParseBytes(x.Results[p.slot].Missing), false
 	}
 	return gjson.Result{}, false
 }
@@ -304,6 +309,23 @@ func truthy(v gjson.Result) bool {
 		return v.Num != 0
 	case gjson.String:
 		return v.Str != ""
+	}
+	return true
+}
+
+// truthyHeader reports whether a request header counts as true: it is
+// present and neither blank, "false" (in any case) nor a number equal to 0
+// ("0", "0.0").
+func truthyHeader(v gjson.Result) bool {
+	if !v.Exists() {
+		return false
+	}
+	s := strings.TrimSpace(v.Str)
+	if s == "" || strings.EqualFold(s, "false") {
+		return false
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil && f == 0 {
+		return false
 	}
 	return true
 }

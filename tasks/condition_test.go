@@ -100,8 +100,8 @@ func TestConditionErrors(t *testing.T) {
 	f(`(.request.a`, `at offset 11: expected ), found end of condition`)
 	f(`.request.a &&`, `at offset 13: expected a reference such as .request.<path>, .headers.<Name> or .tasks.<task>.body.<path>, found end of condition`)
 	f(`.tasks.nope.body`, `at offset 0: references unknown task "nope"`)
-	f(`.tasks.fraud.score`, `at offset 0: template expression ".tasks.fraud.score": a task reference ends in .body, .body.<path> or .status`)
-	f(`.user.id`, `at offset 0: unknown template value ".user.id": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status`)
+	f(`.tasks.fraud.score`, `at offset 0: template expression ".tasks.fraud.score": a task reference ends in .body, .body.<path>, .status or .missing`)
+	f(`.user.id`, `at offset 0: unknown template value ".user.id": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing`)
 	f(strings.Repeat("(", 40)+".request.a"+strings.Repeat(")", 40), `at offset 33: parentheses nested too deeply`)
 }
 

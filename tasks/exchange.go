@@ -97,8 +97,8 @@ type Result struct {
 	Status int
 	// Attempts counts the tries made.
 	Attempts int
-	// Model names the model version that answered ("name=version"), when
-	// the task resolved one.
+	// Model names the model version that answered ("name/version", or
+	// the host of a fallback that answered), when the task resolved one.
 	Model string
 	// Err is why the task failed, or nil.
 	Err error
@@ -110,6 +110,9 @@ type Result struct {
 	// for the X-Lariat-Branch header and metrics.
 	Branch     int
 	BranchName string
+	// Missing lists, as a JSON array of join keys, the entities a feature
+	// task found no row for; empty when none (.tasks.<task>.missing).
+	Missing []byte
 	// TraceParent, when set, is the W3C traceparent the task propagates
 	// upstream (its own span when tracing is on); otherwise the request's
 	// is propagated.
@@ -129,6 +132,7 @@ func (r *Result) reset() {
 	r.Upstream = ""
 	r.Branch = -1
 	r.BranchName = ""
+	r.Missing = r.Missing[:0]
 	r.TraceParent = r.TraceParent[:0]
 }
 

@@ -81,6 +81,12 @@ type FeatureInputs struct {
 	FullNames bool `yaml:"full_names"`
 	// Timeout bounds the read; by default the route timeout.
 	Timeout config.Duration `yaml:"timeout"`
+	// OnMissing says what an entity the store has no row for does:
+	// "default" (the default) gives its features their defaults (null
+	// where none is set), "pass" gives them null even where a default is
+	// set, "fail" fails the task (400). Either way the task's
+	// .tasks.<task>.missing lists the missing entities.
+	OnMissing config.String `yaml:"on_missing"`
 }
 
 type featureTask struct {
@@ -91,6 +97,8 @@ type featureTask struct {
 	breaker  *upstream.Breaker
 	errStore *metrics.Counter
 	errReq   *metrics.Counter
+	// failMissing fails the task when an entity has no row.
+	failMissing bool
 }
 
 func newFeatureTask(s *Spec) (Task, error) {
@@ -115,6 +123,16 @@ func newFeatureTask(s *Spec) (Task, error) {
 		CacheTTL:  in.CacheTTL.D,
 		FullNames: in.FullNames,
 	}
+	failMissing := false
+	switch in.OnMissing.Value {
+	case "", "default":
+	case "pass":
+		opt.NullMissingRows = true
+	case "fail":
+		failMissing = true
+	default:
+		return nil, s.Errorf(in.OnMissing.Pos, "inputs.on_missing must be fail, default or pass, got %q", in.OnMissing.Value)
+	}
 	switch in.Shape.Value {
 	case "", "rows":
 		opt.Shape = featurefetch.ShapeRows
@@ -136,7 +154,7 @@ func newFeatureTask(s *Spec) (Task, error) {
 	if err != nil {
 		return nil, s.Errorf(in.Features[0].Pos, "inputs.features: %v", err)
 	}
-	t := &featureTask{plan: plan, store: fe.Store, timeout: s.Route.Timeout.D}
+	t := &featureTask{plan: plan, store: fe.Store, timeout: s.Route.Timeout.D, failMissing: failMissing}
 	for _, k := range plan.JoinKeys() {
 		src, ok := in.Entities[k]
 		if !ok {
@@ -200,10 +218,10 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 		ctx, cancel = context.WithTimeout(ctx, t.timeout)
 		defer cancel()
 	}
-	var out []byte
+	var out, missing []byte
 	var err error
 	ran := t.breaker.Do(func() (upstream.Reason, int) {
-		out, err = t.plan.Fetch(ctx, t.store, keys, r.Body[:0])
+		out, missing, err = t.plan.FetchReport(ctx, t.store, keys, r.Body[:0], r.Missing[:0])
 		return t.reason(err, x), 0
 	})
 	if !ran {
@@ -211,8 +229,12 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 		return fmt.Errorf("feature store: %w", ErrBreakerOpen)
 	}
 	if err == nil {
-		r.Body = out
+		r.Body, r.Missing = out, missing
 		r.Status = 200
+		if t.failMissing && len(missing) > 0 {
+			t.errReq.Inc()
+			return &RequestError{Msg: "feature rows missing for entities " + string(missing)}
+		}
 		return nil
 	}
 	var bre *featurefetch.BadRequestError

@@ -1,7 +1,6 @@
 package tasks
 
 import (
-	"bytes"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -19,7 +18,8 @@ func init() {
 type HTTPInputs struct {
 	// Address is the URL to call. Its scheme and host are fixed when the
 	// route loads; its path and query may hold templates (values are
-	// percent-encoded).
+	// percent-encoded; a value in the path that would leave its segment,
+	// such as "a/b" or "..", fails the task).
 	Address config.String `yaml:"address"`
 	// Model names a registry model instead of an address: "name@alias" or
 	// "name/version". The gateway calls the serving endpoint of the version
@@ -29,6 +29,7 @@ type HTTPInputs struct {
 	// Method is the HTTP method (POST by default).
 	Method config.String `yaml:"method"`
 	// Headers are request headers; values may hold templates (plain text).
+	// A header whose template refers to a missing or null value is left out.
 	Headers map[string]config.String `yaml:"headers"`
 	// Body is the request body template (JSON: values are inserted as
 	// JSON). Empty means no body.
@@ -168,16 +169,30 @@ func (h *headerSet) static() bool {
 	return true
 }
 
-// apply renders the headers into req, using *scratch as a buffer.
+// apply renders the headers into req, using *scratch as a buffer. A
+// header whose template references a missing or null value is left out.
 func (h *headerSet) apply(req *fasthttp.Request, x *Exchange, scratch *[]byte) error {
 	for i, k := range h.keys {
-		*scratch = h.vals[i].Append((*scratch)[:0], x)
-		if bytes.ContainsAny(*scratch, "\r\n\x00") {
-			return &RequestError{Msg: "header " + string(k) + ": the value from the request holds a line break or NUL"}
+		var ok bool
+		if *scratch, ok = h.vals[i].AppendText((*scratch)[:0], x); !ok {
+			continue
+		}
+		if hasControl(*scratch) {
+			return &RequestError{Msg: "header " + string(k) + ": the value from the request holds a control character"}
 		}
 		req.Header.SetBytesKV(k, *scratch)
 	}
 	return nil
+}
+
+// hasControl reports whether b holds a control byte other than tab.
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 func compilePropagate(s *Spec) []propagated {
@@ -253,7 +268,10 @@ func (t *httpTask) Run(x *Exchange, r *Result) error {
 func (t *httpTask) buildRequest(req *fasthttp.Request, x *Exchange, r *Result, tg *target) error {
 	req.Header.SetMethodBytes(t.method)
 	if t.pathTmpl != nil {
-		r.scratch = t.pathTmpl.Append(r.scratch[:0], x)
+		var err error
+		if r.scratch, err = t.pathTmpl.AppendURL(r.scratch[:0], x); err != nil {
+			return err
+		}
 	} else {
 		r.scratch = append(r.scratch[:0], tg.Path...)
 	}

@@ -52,6 +52,7 @@ type InferInputs struct {
 	// {"scores":[0.9, ...]}.
 	Rows bool `yaml:"rows"`
 	// Headers are request headers; values may hold templates (plain text).
+	// A header whose template refers to a missing or null value is left out.
 	Headers map[string]config.String `yaml:"headers"`
 	// CallInputs are the timeout, retry, breaker, hedging, fallback and
 	// shadow settings, as for http tasks.
@@ -118,13 +119,16 @@ type tensorIn struct {
 	// prefix opens the tensor in a V2 request, up to the data elements.
 	prefix []byte
 	// key is the tensor's name as a JSON string and a colon (V1).
-	key     []byte
-	shape   []int // declared; nil when inferred
-	inner   []int // dimensions after the batch one, when fixed
-	perRow  int   // elements per batch row when fixed, else -1
-	from    *Template
-	columns []string
-	fill    []byte
+	key    []byte
+	shape  []int // declared; nil when inferred
+	inner  []int // dimensions after the batch one, when fixed
+	perRow int   // elements per batch row when fixed, else -1
+	from   *Template
+	// fromRequest is set when from reads only the request, so bad data
+	// is the request's fault (400).
+	fromRequest bool
+	columns     []string
+	fill        []byte
 }
 
 type inferTask struct {
@@ -280,7 +284,7 @@ func (t *inferTask) endpoint(s *Spec, field string, address, model config.String
 	e := fixedEndpoint(s, bs, scheme, host, hostPort, t.modelPath(rest, name, version.Value))
 	e.fixed.model = name
 	if version.Value != "" {
-		e.fixed.model += "=" + version.Value
+		e.fixed.model += "/" + version.Value
 	}
 	return e, nil
 }
@@ -337,6 +341,7 @@ func (t *inferTask) compileInput(s *Spec, i int, in *TensorInput) (*tensorIn, er
 	if ti.from, err = s.Template(strings.TrimPrefix(where, "inputs.")+".from", in.From, ModeJSON); err != nil {
 		return nil, err
 	}
+	ti.fromRequest = !ti.from.ReadsTasks()
 	for j, c := range in.Columns {
 		if c.Value == "" {
 			return nil, s.Errorf(c.Pos, "%s.columns[%d]: empty column name", where, j)
@@ -483,10 +488,24 @@ func truncate(s string) string {
 // allocating.
 const maxStackColumns = 32
 
+// dataError returns err, as a *RequestError when the tensor's data comes
+// from the request alone.
+func (ti *tensorIn) dataError(err error) error {
+	if err == nil || !ti.fromRequest {
+		return err
+	}
+	return &RequestError{Msg: err.Error()}
+}
+
 // appendElems appends the tensor's elements read from v, comma-separated.
 // With rowLists (V1 rows), each row with more than one element is
-// written as a list.
+// written as a list. Errors in the data are reported as dataError does.
 func (ti *tensorIn) appendElems(dst []byte, v gjson.Result, rowLists bool) ([]byte, elemCount, error) {
+	dst, ec, err := ti.appendData(dst, v, rowLists)
+	return dst, ec, ti.dataError(err)
+}
+
+func (ti *tensorIn) appendData(dst []byte, v gjson.Result, rowLists bool) ([]byte, elemCount, error) {
 	var ec elemCount
 	var err error
 	if ti.columns != nil {
@@ -647,8 +666,14 @@ func (ti *tensorIn) flatten(dst []byte, v gjson.Result, n, sep *int, depth int) 
 	return dst, err
 }
 
-// appendShape appends the JSON shape of data described by ec.
+// appendShape appends the JSON shape of data described by ec. Data that
+// does not fit is reported as dataError does.
 func (ti *tensorIn) appendShape(dst []byte, ec elemCount) ([]byte, error) {
+	dst, err := ti.appendShapeOf(dst, ec)
+	return dst, ti.dataError(err)
+}
+
+func (ti *tensorIn) appendShapeOf(dst []byte, ec elemCount) ([]byte, error) {
 	dst = append(dst, '[')
 	switch {
 	case ti.shape != nil:

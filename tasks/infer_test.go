@@ -535,7 +535,7 @@ func TestInferV2RowsAndVersion(t *testing.T) {
 	if got, want := string(r.Body), `[{"scores":6,"label":"r6","echo":[1,2,3]},{"scores":15,"label":"r15","echo":[4,5,6]}]`; got != want {
 		t.Fatalf("result %s, want %s", got, want)
 	}
-	if r.Model != "ranker=3" || m.LastPath() != "/v2/models/ranker/versions/3/infer" {
+	if r.Model != "ranker/3" || m.LastPath() != "/v2/models/ranker/versions/3/infer" {
 		t.Fatalf("model %q path %s", r.Model, m.LastPath())
 	}
 }
@@ -764,7 +764,7 @@ tasks:
 	c := compileRoute(t, route, env)
 	for _, name := range []string{"a", "b"} {
 		r, err := c.run(name, `{"v":[1,2]}`, nil)
-		if err != nil || string(r.Body) != `{"scores":[1,2]}` || r.Model != "eta=7" {
+		if err != nil || string(r.Body) != `{"scores":[1,2]}` || r.Model != "eta/7" {
 			t.Fatalf("%s: %v %s model %q (fakes: %s / %s)", name, err, r.Body, r.Model, m.LastError(), full.LastError())
 		}
 	}

@@ -1,6 +1,8 @@
 package tasks
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -21,10 +23,12 @@ const (
 	ModeJSON Mode = iota
 	// ModeText inserts values as plain text: a JSON string without its
 	// quotes, a number or boolean as written, an object or array as its
-	// JSON, and a missing value as nothing. Used for header values.
+	// JSON, and a missing value as nothing (AppendText reports it, so a
+	// header can be left out). Used for header values.
 	ModeText
 	// ModeURL is ModeText with every byte outside A-Z a-z 0-9 - _ . ~
-	// percent-encoded, so a value cannot change the URL's structure. Used
+	// percent-encoded, so a value cannot change the URL's structure; a
+	// value in the path must stay inside its segment (see AppendURL). Used
 	// for the path and query of addresses.
 	ModeURL
 )
@@ -39,6 +43,7 @@ const (
 	refTaskBody            // {{ .tasks.t.body }}
 	refTaskPath            // {{ .tasks.t.body.a.b }}
 	refTaskStatus          // {{ .tasks.t.status }}
+	refTaskMissing         // {{ .tasks.t.missing }}
 )
 
 type part struct {
@@ -46,6 +51,7 @@ type part struct {
 	kind refKind
 	path string // gjson path for refRequestPath and refTaskPath
 	slot int    // header slot or task index
+	expr string // the reference as written, for messages
 }
 
 // Template is a compiled input string. It holds literal text and references
@@ -70,6 +76,17 @@ func (t *Template) Static() bool {
 		}
 	}
 	return true
+}
+
+// ReadsTasks reports whether the template references another task's
+// result.
+func (t *Template) ReadsTasks() bool {
+	for _, p := range t.parts {
+		if p.kind == refTaskBody || p.kind == refTaskPath || p.kind == refTaskStatus || p.kind == refTaskMissing {
+			return true
+		}
+	}
+	return false
 }
 
 // ReadsRequestJSON reports whether rendering needs the request body to be
@@ -113,6 +130,7 @@ func CompileTemplate(src string, mode Mode, scope Scope) (*Template, error) {
 		if err != nil {
 			return nil, err
 		}
+		p.expr = expr
 		if p.kind == refRequest || p.kind == refRequestPath {
 			t.readsJSON = true
 			scope.RequestRef()
@@ -123,7 +141,7 @@ func CompileTemplate(src string, mode Mode, scope Scope) (*Template, error) {
 	return t, nil
 }
 
-const refHelp = "use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status"
+const refHelp = "use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing"
 
 func compileRef(expr string, scope Scope) (part, error) {
 	if expr == "" {
@@ -167,8 +185,10 @@ func compileRef(expr string, scope Scope) (part, error) {
 			p.kind, p.path = refTaskPath, path
 		case field == "status" && path == "":
 			p.kind = refTaskStatus
+		case field == "missing" && path == "":
+			p.kind = refTaskMissing
 		default:
-			return part{}, fmt.Errorf("template expression %q: a task reference ends in .body, .body.<path> or .status", expr)
+			return part{}, fmt.Errorf("template expression %q: a task reference ends in .body, .body.<path>, .status or .missing", expr)
 		}
 		idx, err := scope.TaskRef(name)
 		if err != nil {
@@ -206,9 +226,160 @@ func (t *Template) Append(dst []byte, x *Exchange) []byte {
 			dst = t.appendResult(dst, gjson.Get(jsonutil.B2S(x.Results[p.slot].Body), p.path))
 		case refTaskStatus:
 			dst = strconv.AppendInt(dst, int64(x.Results[p.slot].Status), 10)
+		case refTaskMissing:
+			dst = t.appendJSON(dst, x.Results[p.slot].Missing)
 		}
 	}
 	return dst
+}
+
+// AppendText renders a ModeText template for x and appends the result to
+// dst. ok is false when a value the template references is missing or
+// null; what was appended is then incomplete.
+func (t *Template) AppendText(dst []byte, x *Exchange) (out []byte, ok bool) {
+	ok = true
+	for i := range t.parts {
+		p := &t.parts[i]
+		if p.kind == refNone {
+			dst = append(dst, p.lit...)
+			continue
+		}
+		s, present := p.text(x)
+		ok = ok && present
+		if p.kind == refTaskStatus {
+			dst = strconv.AppendInt(dst, int64(x.Results[p.slot].Status), 10)
+			continue
+		}
+		dst = append(dst, s...)
+	}
+	return dst, ok
+}
+
+// AppendURL renders a ModeURL template (the path and query of an address)
+// for x and appends the result to dst. Values are percent-encoded; a value
+// in the path must also stay inside its segment: one holding '/', '?' or
+// '#', or a percent-sequence of those or of '.', or one that makes its
+// segment "." or "..", is refused. The error is a *RequestError when the
+// value comes from the request.
+func (t *Template) AppendURL(dst []byte, x *Exchange) ([]byte, error) {
+	inPath := true
+	seg := len(dst) // start of the current path segment
+	var last *part  // the last value written in the current segment
+	for i := range t.parts {
+		p := &t.parts[i]
+		if p.kind == refNone {
+			lit := p.lit
+			for inPath && len(lit) > 0 {
+				k := bytes.IndexAny(lit, "/?#")
+				if k < 0 {
+					break
+				}
+				dst = append(dst, lit[:k]...)
+				if last != nil && isDotSegment(dst[seg:]) {
+					return dst, last.pathError("makes the path segment " + strconv.Quote(string(dst[seg:])))
+				}
+				last = nil
+				dst = append(dst, lit[k])
+				seg = len(dst)
+				inPath = lit[k] == '/'
+				lit = lit[k+1:]
+			}
+			dst = append(dst, lit...)
+			continue
+		}
+		if p.kind == refTaskStatus {
+			dst = strconv.AppendInt(dst, int64(x.Results[p.slot].Status), 10)
+			continue
+		}
+		s, _ := p.text(x)
+		if inPath {
+			if c, ok := pathBreaker(s); ok {
+				return dst, p.pathError("holds " + strconv.Quote(c) + ", which would change the URL path")
+			}
+			last = p
+		}
+		dst = appendURLEscaped(dst, s)
+	}
+	if last != nil && isDotSegment(dst[seg:]) {
+		return dst, last.pathError("makes the path segment " + strconv.Quote(string(dst[seg:])))
+	}
+	return dst, nil
+}
+
+// text returns the plain-text value of reference p: a JSON string without
+// its quotes, other JSON as written, a header as received. present is
+// false when the value is missing or JSON null.
+func (p *part) text(x *Exchange) (s string, present bool) {
+	var r gjson.Result
+	switch p.kind {
+	case refHeader:
+		return jsonutil.B2S(x.Headers[p.slot]), x.HeaderSet(p.slot)
+	case refTaskStatus:
+		return "", true
+	case refRequest:
+		r = gjson.ParseBytes(x.Body)
+	case refRequestPath:
+		r = gjson.Get(jsonutil.B2S(x.Body), p.path)
+	case refTaskBody:
+		r = gjson.ParseBytes(x.Results[p.slot].Body)
+	case refTaskPath:
+		r = gjson.Get(jsonutil.B2S(x.Results[p.slot].Body), p.path)
+	case refTaskMissing:
+		r = gjson.ParseBytes(x.Results[p.slot].Missing)
+	}
+	if r.Type == gjson.String {
+		return r.Str, true
+	}
+	return r.Raw, r.Exists() && r.Type != gjson.Null
+}
+
+// fromRequest reports whether p reads the request (its body or headers).
+func (p *part) fromRequest() bool {
+	return p.kind == refRequest || p.kind == refRequestPath || p.kind == refHeader
+}
+
+func (p *part) pathError(what string) error {
+	msg := "address: the value of {{ " + p.expr + " }} " + what
+	if p.fromRequest() {
+		return &RequestError{Msg: msg}
+	}
+	return errors.New(msg)
+}
+
+// pathBreaker returns the first '/', '?' or '#' in s, or a
+// percent-sequence of one of those or of '.'.
+func pathBreaker(s string) (string, bool) {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '/', '?', '#':
+			return s[i : i+1], true
+		case '%':
+			if i+2 < len(s) {
+				switch s[i+1 : i+3] {
+				case "2F", "2f", "3F", "3f", "23", "2E", "2e":
+					return s[i : i+3], true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+// isDotSegment reports whether seg is "." or "..", dots possibly
+// percent-encoded.
+func isDotSegment(seg []byte) bool {
+	n := 0
+	for i := 0; i < len(seg); i++ {
+		switch {
+		case seg[i] == '.':
+		case seg[i] == '%' && i+2 < len(seg) && seg[i+1] == '2' && (seg[i+2] == 'E' || seg[i+2] == 'e'):
+			i += 2
+		default:
+			return false
+		}
+		n++
+	}
+	return n == 1 || n == 2
 }
 
 func (t *Template) appendJSON(dst, raw []byte) []byte {

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -83,14 +84,14 @@ func TestTemplateErrors(t *testing.T) {
 		}
 	}
 	f(`{{ .request`, `unclosed {{ at offset 0`)
-	f(`{{ }}`, `empty {{ }}: use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status`)
-	f(`{{ request }}`, `unsupported template expression "request": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status`)
-	f(`{{ .request | upper }}`, `unsupported template expression ".request | upper": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status`)
+	f(`{{ }}`, `empty {{ }}: use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing`)
+	f(`{{ request }}`, `unsupported template expression "request": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing`)
+	f(`{{ .request | upper }}`, `unsupported template expression ".request | upper": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing`)
 	f(`{{ .request.a..b }}`, `template expression ".request.a..b": invalid path "a..b"`)
 	f(`{{ .tasks.b.body }}`, `references unknown task "b"`)
-	f(`{{ .tasks.a }}`, `template expression ".tasks.a": a task reference ends in .body, .body.<path> or .status`)
+	f(`{{ .tasks.a }}`, `template expression ".tasks.a": a task reference ends in .body, .body.<path>, .status or .missing`)
 	f(`{{ .headers }}`, `template expression ".headers": name one header, as .headers.X-Name`)
-	f(`{{ .env.HOME }}`, `unknown template value ".env.HOME": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>] or .tasks.<task>.status`)
+	f(`{{ .env.HOME }}`, `unknown template value ".env.HOME": use .request, .request.<path>, .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status or .tasks.<task>.missing`)
 }
 
 func TestTemplateRenderAllocs(t *testing.T) {
@@ -103,6 +104,56 @@ func TestTemplateRenderAllocs(t *testing.T) {
 	buf := make([]byte, 0, 256)
 	if n := testing.AllocsPerRun(100, func() { buf = tm.Append(buf[:0], x) }); n != 0 {
 		t.Fatalf("rendering allocates %.0f times, want 0", n)
+	}
+	addr, err := CompileTemplate(`/u/{{ .request.user.id }}/s?f={{ .tasks.f.body.score }}`, ModeURL, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { buf, _ = addr.AppendURL(buf[:0], x) }); n != 0 {
+		t.Fatalf("rendering an address allocates %.0f times, want 0", n)
+	}
+	hdr, err := CompileTemplate(`v={{ .headers.X-A }} {{ .request.user.id }}`, ModeText, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { buf, _ = hdr.AppendText(buf[:0], x) }); n != 0 {
+		t.Fatalf("rendering a header allocates %.0f times, want 0", n)
+	}
+}
+
+func TestAppendURL(t *testing.T) {
+	f := func(src, body, want, wantErr string) {
+		t.Helper()
+		sc := &testScope{tasks: []string{"t"}}
+		tm, err := CompileTemplate(src, ModeURL, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tm.AppendURL(nil, newTestExchange(body, nil, sc, `{"s":".."}`))
+		switch {
+		case wantErr == "" && (err != nil || string(got) != want):
+			t.Fatalf("%s %s: %q %v, want %q", src, body, got, err, want)
+		case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+			t.Fatalf("%s %s: error %v, want %q", src, body, err, wantErr)
+		}
+	}
+	f(`/m/{{ .request.m }}/p?q={{ .request.q }}`, `{"m":"a.b","q":"/.?#"}`, `/m/a.b/p?q=%2F.%3F%23`, "")
+	f(`/m/{{ .request.m }}`, `{"m":"a%41"}`, `/m/a%2541`, "")
+	f(`/m/{{ .request.m }}`, `{"m":".."}`, "", `makes the path segment ".."`)
+	f(`/m/{{ .request.m }}`, `{"m":"."}`, "", `makes the path segment "."`)
+	f(`/m/{{ .request.m }}{{ .request.m }}`, `{"m":"."}`, "", `makes the path segment ".."`)
+	f(`/m/%2E{{ .request.m }}/x`, `{"m":"."}`, "", `makes the path segment "%2E."`)
+	f(`/m/{{ .request.m }}`, `{"m":"a/b"}`, "", `holds "/"`)
+	f(`/m/{{ .request.m }}`, `{"m":"%2e"}`, "", `holds "%2e"`)
+	f(`/m/x{{ .request.m }}`, `{"m":"."}`, `/m/x.`, "")
+	f(`/m/./{{ .request.m }}`, `{"m":"a"}`, `/m/./a`, "")
+	f(`/m?{{ .request.m }}`, `{"m":".."}`, `/m?..`, "")
+	f(`/m/{{ .tasks.t.body.s }}`, `{}`, "", `{{ .tasks.t.body.s }} makes`)
+	var re *RequestError
+	sc := &testScope{tasks: []string{"t"}}
+	tm, _ := CompileTemplate(`/m/{{ .tasks.t.body.s }}`, ModeURL, sc)
+	if _, err := tm.AppendURL(nil, newTestExchange(`{}`, nil, sc, `{"s":".."}`)); errors.As(err, &re) {
+		t.Fatalf("a value from a task's answer is not a request error: %v", err)
 	}
 }
 
@@ -122,6 +173,12 @@ func FuzzCompileTemplate(f *testing.F) {
 			}
 			x := newTestExchange(body, map[string]string{"X": body}, sc, body)
 			_ = tm.Append(nil, x)
+			switch mode {
+			case ModeText:
+				_, _ = tm.AppendText(nil, x)
+			case ModeURL:
+				_, _ = tm.AppendURL(nil, x)
+			}
 		}
 	})
 }

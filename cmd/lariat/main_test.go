@@ -49,6 +49,10 @@ func TestCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "cycle.yaml:4:3: task \"a\": dependency cycle a -> b -> c -> a") {
 		t.Fatalf("validate bad file: %d %s", code, out)
 	}
+	out, stderr, code := run("validate", "../../router/testdata/warn/default-lacks-from.yaml")
+	if code != 0 || !strings.Contains(out, `default-lacks-from.yaml:9:25: warning: task "fraud": on_error.default has no "score" (output.from)`) || !strings.Contains(stderr, "1 route(s) OK, 1 warning(s)") {
+		t.Fatalf("validate file with a warning: %d %s %s", code, out, stderr)
+	}
 	if out, _, code := run("graph", "../../demo/routes/allocate.yaml", "--format", "dot"); code != 0 || !strings.HasPrefix(out, "digraph") {
 		t.Fatalf("graph: %d %s", code, out)
 	}

@@ -51,9 +51,16 @@ func validateCmd(args []string) int {
 	for _, e := range errs.Sorted() {
 		fmt.Println(e.Error())
 	}
+	for _, w := range t.Warnings.Sorted() {
+		fmt.Printf("%s: warning: %s\n", w.Pos, w.Msg)
+	}
 	if len(errs) > 0 {
 		fmt.Fprintf(os.Stderr, "%d problem(s) in %d file(s)\n", len(errs), len(files))
 		return 1
+	}
+	if n := len(t.Warnings); n > 0 {
+		fmt.Fprintf(os.Stderr, "%d route(s) OK, %d warning(s)\n", len(t.Plans()), n)
+		return 0
 	}
 	fmt.Fprintf(os.Stderr, "%d route(s) OK\n", len(t.Plans()))
 	return 0
