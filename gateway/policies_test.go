@@ -358,6 +358,9 @@ type v2Fake struct {
 	calls, rows atomic.Int64
 	mu          sync.Mutex
 	lastErr     string
+	// onCall, when set, sees each valid call with the first column of its
+	// input rows.
+	onCall func(rc *fasthttp.RequestCtx, firstColumn []float64)
 }
 
 func startV2Fake(t *testing.T, path string) *v2Fake {
@@ -402,6 +405,16 @@ func startV2Fake(t *testing.T, path string) *v2Fake {
 		}
 		f.calls.Add(1)
 		f.rows.Add(int64(in.Shape[0]))
+		f.mu.Lock()
+		onCall := f.onCall
+		f.mu.Unlock()
+		if onCall != nil {
+			first := make([]float64, in.Shape[0])
+			for r := range first {
+				first[r] = in.Data[r*in.Shape[1]]
+			}
+			onCall(rc, first)
+		}
 		scores := make([]float64, in.Shape[0])
 		for r := range scores {
 			for k := 0; k < in.Shape[1]; k++ {

@@ -2,8 +2,6 @@ package router
 
 import (
 	"context"
-	"encoding/hex"
-	"strconv"
 
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
@@ -66,7 +64,7 @@ func (e *exec) startTaskSpan(i int, r *tasks.Result) trace.Span {
 			attribute.String("lariat.kind", n.kind),
 		))
 	sc := span.SpanContext()
-	r.TraceParent = appendTraceParent(r.TraceParent[:0], sc)
+	r.TraceParent = tasks.AppendTraceParent(r.TraceParent[:0], sc)
 	return span
 }
 
@@ -88,19 +86,4 @@ func endTaskSpan(span trace.Span, r *tasks.Result) {
 		span.SetStatus(codes.Error, r.Err.Error())
 	}
 	span.End()
-}
-
-// appendTraceParent formats sc as a W3C traceparent header value.
-func appendTraceParent(dst []byte, sc trace.SpanContext) []byte {
-	tid, sid := sc.TraceID(), sc.SpanID()
-	dst = append(dst, "00-"...)
-	dst = hex.AppendEncode(dst, tid[:])
-	dst = append(dst, '-')
-	dst = hex.AppendEncode(dst, sid[:])
-	dst = append(dst, '-')
-	flags := sc.TraceFlags()
-	if flags < 0x10 {
-		dst = append(dst, '0')
-	}
-	return strconv.AppendUint(dst, uint64(flags), 16)
 }

@@ -1,6 +1,9 @@
 package tasks
 
 import (
+	"bytes"
+	"context"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,6 +13,9 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/upstream"
@@ -40,10 +46,12 @@ type batchSpec struct {
 	// sig identifies what a batched call sends, besides its target.
 	sig string
 	t   *inferTask
+	// tracer, when set, traces batched calls.
+	tracer trace.Tracer
 }
 
 func (t *inferTask) compileBatch(s *Spec, in *BatchInputs) (*batchSpec, error) {
-	b := &batchSpec{maxSize: 32, maxWait: 2 * time.Millisecond, t: t}
+	b := &batchSpec{maxSize: 32, maxWait: 2 * time.Millisecond, t: t, tracer: s.Env.Tracer}
 	switch {
 	case t.proto != protoV2:
 		return nil, s.Errorf(s.Task.NamePos, "inputs.batch needs protocol v2")
@@ -118,6 +126,11 @@ type member struct {
 	buf  []byte // the tensors' elements, input after input
 	ends []int  // end of each input's elements in buf
 	rows int
+	// prop holds the request's propagated headers (see appendPropagated):
+	// only members with the same ones share a batched call.
+	prop []byte
+	// traceParent is the trace context of the request's task.
+	traceParent []byte
 
 	enqueued   time.Time
 	deadline   time.Time
@@ -141,6 +154,7 @@ var memberPool = sync.Pool{New: func() any {
 func acquireMember() *member {
 	m := memberPool.Get().(*member)
 	m.buf, m.ends, m.out = m.buf[:0], m.ends[:0], m.out[:0]
+	m.prop, m.traceParent = m.prop[:0], m.traceParent[:0]
 	m.rows, m.status, m.err = 0, 0, nil
 	select {
 	case <-m.done:
@@ -225,7 +239,7 @@ func (b *batcher) loop() {
 			timer.Reset(d)
 			select {
 			case m := <-b.queue:
-				if bc.rows+m.rows > b.spec.maxSize {
+				if bc.rows+m.rows > b.spec.maxSize || !bytes.Equal(m.prop, first.prop) {
 					carry = m
 					break collect
 				}
@@ -273,6 +287,9 @@ func (b *batcher) send(bc *batchCall) {
 	req.Header.SetContentType("application/json")
 	// Header values are static (checked at load): no exchange needed.
 	_ = t.headers.apply(req, nil, &bc.scratch)
+	// Every member has the same propagated headers.
+	setPropagatedFrom(req, t.propagate, bc.members[0].prop)
+	span := b.startSpan(bc, req)
 
 	body := append(bc.body[:0], `{"inputs":[`...)
 	for i, ti := range t.inputs {
@@ -323,6 +340,9 @@ func (b *batcher) send(bc *batchCall) {
 		if serr := b.split(bc, resp.Body()); serr != nil {
 			err = &upstream.Error{Reason: upstream.ReasonInvalid, Host: tg.HostHdr, Err: serr}
 		}
+	}
+	if span != nil {
+		endBatchSpan(span, status, err)
 	}
 	for _, m := range bc.members {
 		m.status = status
@@ -406,6 +426,12 @@ func (t *inferTask) runBatched(x *Exchange, r *Result, tg *target) (first int, d
 		m.release()
 		return 0, false, nil
 	}
+	m.prop = appendPropagated(m.prop, x, t.propagate)
+	if len(r.TraceParent) > 0 {
+		m.traceParent = append(m.traceParent, r.TraceParent...)
+	} else {
+		m.traceParent = append(m.traceParent, x.TraceParent...)
+	}
 	b := t.batcherFor(tg)
 	m.deadline, m.tryTimeout, m.enqueued = x.Deadline, t.call.TryTimeout, time.Now()
 	m.refs.Store(2)
@@ -445,4 +471,82 @@ func (t *inferTask) runBatched(x *Exchange, r *Result, tg *target) (first int, d
 		fasthttp.ReleaseRequest(req)
 	}
 	return 0, true, nil
+}
+
+// appendPropagated appends the propagated headers of x to dst, each as a
+// presence byte, then the value's length (4 bytes) and the value.
+func appendPropagated(dst []byte, x *Exchange, propagate []propagated) []byte {
+	for _, h := range propagate {
+		if !x.HeaderSet(h.slot) {
+			dst = append(dst, 0)
+			continue
+		}
+		v := x.Headers[h.slot]
+		dst = append(dst, 1)
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(v)))
+		dst = append(dst, v...)
+	}
+	return dst
+}
+
+// setPropagatedFrom sets the propagated headers encoded in prop (see
+// appendPropagated) on req.
+func setPropagatedFrom(req *fasthttp.Request, propagate []propagated, prop []byte) {
+	for _, h := range propagate {
+		if len(prop) == 0 {
+			return
+		}
+		present := prop[0] == 1
+		prop = prop[1:]
+		if !present {
+			continue
+		}
+		n := int(binary.BigEndian.Uint32(prop))
+		req.Header.SetBytesKV(h.name, prop[4:4+n])
+		prop = prop[4+n:]
+	}
+}
+
+// startSpan starts the span of a batched call, linked to the span of each
+// request it carries, and propagates its context upstream. With tracing
+// off, the trace context of the first request that has one is propagated.
+func (b *batcher) startSpan(bc *batchCall, req *fasthttp.Request) trace.Span {
+	tr := b.spec.tracer
+	if tr == nil {
+		for _, m := range bc.members {
+			if len(m.traceParent) > 0 {
+				req.Header.SetBytesV("traceparent", m.traceParent)
+				break
+			}
+		}
+		return nil
+	}
+	links := make([]trace.Link, 0, len(bc.members))
+	for _, m := range bc.members {
+		if sc, ok := ParseTraceParent(m.traceParent); ok {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	_, span := tr.Start(context.Background(), "batch "+b.tg.label(),
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithLinks(links...),
+		trace.WithAttributes(
+			attribute.String("server.address", b.tg.HostHdr),
+			attribute.Int("lariat.batch.requests", len(bc.members)),
+			attribute.Int("lariat.batch.rows", bc.rows),
+		))
+	bc.scratch = AppendTraceParent(bc.scratch[:0], span.SpanContext())
+	req.Header.SetBytesV("traceparent", bc.scratch)
+	return span
+}
+
+func endBatchSpan(span trace.Span, status int, err *upstream.Error) {
+	if status != 0 {
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }

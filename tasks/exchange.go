@@ -2,9 +2,12 @@ package tasks
 
 import (
 	"context"
+	"encoding/hex"
+	"strconv"
 	"time"
 
 	"github.com/lariat-gw/lariat/upstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Exchange is what the tasks of one request share: the request as received
@@ -153,3 +156,40 @@ var (
 	// or the upstream; the request may be retried later.
 	ErrOverloaded = upstream.ErrOverloaded
 )
+
+// AppendTraceParent formats sc as a W3C traceparent header value.
+func AppendTraceParent(dst []byte, sc trace.SpanContext) []byte {
+	tid, sid := sc.TraceID(), sc.SpanID()
+	dst = append(dst, "00-"...)
+	dst = hex.AppendEncode(dst, tid[:])
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, sid[:])
+	dst = append(dst, '-')
+	flags := sc.TraceFlags()
+	if flags < 0x10 {
+		dst = append(dst, '0')
+	}
+	return strconv.AppendUint(dst, uint64(flags), 16)
+}
+
+// ParseTraceParent parses a W3C traceparent header value (version 00).
+func ParseTraceParent(v []byte) (trace.SpanContext, bool) {
+	// 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>
+	if len(v) != 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' {
+		return trace.SpanContext{}, false
+	}
+	var tid trace.TraceID
+	var sid trace.SpanID
+	var flags [1]byte
+	if _, err := hex.Decode(tid[:], v[3:35]); err != nil {
+		return trace.SpanContext{}, false
+	}
+	if _, err := hex.Decode(sid[:], v[36:52]); err != nil {
+		return trace.SpanContext{}, false
+	}
+	if _, err := hex.Decode(flags[:], v[53:55]); err != nil {
+		return trace.SpanContext{}, false
+	}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.TraceFlags(flags[0]), Remote: true})
+	return sc, sc.IsValid()
+}
