@@ -151,8 +151,12 @@ func TestUpstreamRestartUnderLoad(t *testing.T) {
 	if failed.Load() > callers {
 		t.Fatalf("%d requests failed; at most %d were in flight at the restart", failed.Load(), callers)
 	}
-	if m := tg.adminGet(t, "/metrics").body; strings.Contains(m, `lariat_breaker_open{upstream="http://`+up.Addr+`"} 1`) {
+	m := tg.adminGet(t, "/metrics").body
+	if strings.Contains(m, `lariat_breaker_open{upstream="http://`+up.Addr+`"} 1`) {
 		t.Fatal("the breaker of a restarted upstream opened")
+	}
+	if !strings.Contains(m, `lariat_breaker_settings{upstream="http://`+up.Addr+`",failures="5",open_for_seconds="5",half_open_requests="1"} 1`) {
+		t.Fatalf("breaker settings not in metrics:\n%s", grepLines(m, "breaker"))
 	}
 }
 

@@ -74,6 +74,8 @@ func NewBreaker(name string, s BreakerSettings) *Breaker {
 	label := `upstream=` + strconv.Quote(name)
 	state := metrics.GetOrCreateGauge(`lariat_breaker_open{`+label+`}`, nil)
 	failures := max(s.Failures, 1)
+	metrics.GetOrCreateGauge(fmt.Sprintf(`lariat_breaker_settings{%s,failures="%d",open_for_seconds="%g",half_open_requests="%d"}`,
+		label, failures, s.OpenFor.Seconds(), max(s.HalfOpenRequests, 1)), nil).Set(1)
 	b := &Breaker{name: name}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        name,
