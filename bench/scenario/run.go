@@ -521,7 +521,7 @@ func (e *env) startGateway(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(routes, "route.yaml"), e.sp.route(e.models), 0o644); err != nil {
 		return fmt.Errorf("cannot write route file: %w", err)
 	}
-	extra := []string{}
+	extra := slices.Clone(e.sp.gatewayFlags)
 	if e.sp.resolve != nil {
 		for _, r := range e.sp.resolve(e.models) {
 			extra = append(extra, "--resolve", r)

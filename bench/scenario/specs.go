@@ -19,6 +19,7 @@ const (
 	FeaturesFanout2 = "features+fanout2"
 	Lasso           = "lasso"
 	Faults          = "faults"
+	Hang            = "hang"
 )
 
 // Default latency of the fake models: base and uniform jitter.
@@ -90,6 +91,8 @@ type spec struct {
 	route func(models map[string]string) []byte
 	// resolve returns --resolve flags for the gateway.
 	resolve func(models map[string]string) []string
+	// gatewayFlags are more flags of lariat serve.
+	gatewayFlags []string
 	// floor returns the floor's configuration.
 	floor func(models map[string]string, redis string) floor.Config
 }
@@ -195,6 +198,30 @@ var specs = []*spec{
 		},
 		floor: func(m map[string]string, _ string) floor.Config {
 			return floor.Config{Models: floorModels(m, []string{"m1", "m2"}, 100*time.Millisecond, []byte(faultDefault))}
+		},
+	},
+	{
+		name: Hang,
+		about: "m1 and m2 never answer in time (every answer after 30s), both with on_error defaults and no circuit " +
+			"breaker, under a 200ms route timeout: every answer is the defaults at the deadline; counts the answers " +
+			"within it (run it with --connections 200)",
+		endpoint:     "/v1/hang",
+		body:         `{"request_id":{{seq}},"user":{"id":"u{{rand 1 100000}}","country":"DE"},"items":[` + randList(3, 1, 1000) + `]}`,
+		routeTimeout: 200 * time.Millisecond,
+		models: []modelSpec{
+			{key: "m1", cfg: fakemodel.Config{Body: []byte(bodyM1), SlowRate: 1, Slow: 30 * time.Second}},
+			{key: "m2", cfg: fakemodel.Config{Body: []byte(bodyM2), SlowRate: 1, Slow: 30 * time.Second}},
+		},
+		deadline:     true,
+		gatewayFlags: []string{"--upstream-limit-off"},
+		route: func(m map[string]string) []byte {
+			// No breaker and no concurrency limit: the scenario measures
+			// answers at the deadline, not answers refused at once.
+			return fanoutRoute("hang", "/v1/hang", 200*time.Millisecond, m, "", "'{{ .request }}'",
+				"      breaker: {disabled: true}\n    on_error: {default: "+faultDefault+"}\n")
+		},
+		floor: func(m map[string]string, _ string) floor.Config {
+			return floor.Config{Models: floorModels(m, []string{"m1", "m2"}, 200*time.Millisecond, []byte(faultDefault))}
 		},
 	},
 }
