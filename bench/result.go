@@ -50,6 +50,12 @@ type Result struct {
 	// mode it runs from the scheduled send time, so generator or server
 	// queueing is included; in closed mode from the actual send time.
 	Latency Latency `json:"latency"`
+	// LatencyOK covers the answers with a status below 400, and
+	// LatencyShed the 429 and 503 answers (load the server refused), when
+	// the run had both: under overload they tell the admitted requests'
+	// latency from how fast the refused ones were refused.
+	LatencyOK   *Latency `json:"latency_ok,omitempty"`
+	LatencyShed *Latency `json:"latency_shed,omitempty"`
 	// ServiceTime (open mode only) is measured from the actual send time: it
 	// is what a naive generator would report.
 	ServiceTime *Latency `json:"service_time,omitempty"`
@@ -237,7 +243,7 @@ func (r *runner) result() *Result {
 		StatusCodes:   map[string]int64{},
 	}
 
-	lat := newHist(histDigits)
+	lat, latOK, latShed := newHist(histDigits), newHist(histDigits), newHist(histDigits)
 	var svc, lag *hdrhistogram.Histogram
 	if cfg.Mode == ModeOpen {
 		svc, lag = newHist(histDigits), newHist(secondDigits)
@@ -249,6 +255,8 @@ func (r *runner) result() *Result {
 		met += w.met
 		metOK += w.metOK
 		lat.Merge(w.lat)
+		latOK.Merge(w.latOK)
+		latShed.Merge(w.latShed)
 		if svc != nil {
 			svc.Merge(w.svc)
 			lag.Merge(w.lag)
@@ -290,6 +298,10 @@ func (r *runner) result() *Result {
 	}
 	res.Latency = summarize(lat, true)
 	res.Curve = curve(lat)
+	if latShed.TotalCount() > 0 && latOK.TotalCount() > 0 {
+		ok, shed := summarize(latOK, true), summarize(latShed, true)
+		res.LatencyOK, res.LatencyShed = &ok, &shed
+	}
 	if svc != nil {
 		s := summarize(svc, true)
 		res.ServiceTime = &s
@@ -374,6 +386,10 @@ func (res *Result) WriteText(w io.Writer) error {
 			fmtMs(l.MeanMs), fmtMs(l.P50Ms), fmtMs(l.P90Ms), fmtMs(l.P99Ms), fmtMs(l.P999Ms), fmtMs(l.MaxMs))
 	}
 	writeLatency("latency", &res.Latency)
+	if res.LatencyOK != nil {
+		writeLatency("admitted", res.LatencyOK)
+		writeLatency("refused", res.LatencyShed)
+	}
 	if res.ServiceTime != nil {
 		writeLatency("service", res.ServiceTime)
 	}

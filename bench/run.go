@@ -180,7 +180,11 @@ type worker struct {
 	sleeper *sleeper
 
 	lat *hdrhistogram.Histogram // from scheduled send time
-	svc *hdrhistogram.Histogram // from actual send time (open loop)
+	// latOK and latShed split lat: answers with a status below 400, and
+	// 429/503 answers (load refused).
+	latOK   *hdrhistogram.Histogram
+	latShed *hdrhistogram.Histogram
+	svc     *hdrhistogram.Histogram // from actual send time (open loop)
 	lag *hdrhistogram.Histogram // actual minus scheduled send time (open loop)
 
 	sent       int64
@@ -209,6 +213,8 @@ func newWorker(r *runner, id int, seed uint64) *worker {
 		resp:    &fasthttp.Response{},
 		rng:     rand.New(rand.NewPCG(seed, uint64(id))),
 		lat:     newHist(histDigits),
+		latOK:   newHist(histDigits),
+		latShed: newHist(histDigits),
 		secHist: newHist(secondDigits),
 	}
 	if t.cfg.Mode == ModeOpen {
@@ -349,6 +355,14 @@ func (w *worker) do(seq uint64, sched, sent time.Duration) {
 	timed := err == nil || kind == kindTimeout
 	if timed {
 		recordDur(w.lat, end-sched)
+	}
+	if err == nil {
+		switch code := w.resp.StatusCode(); {
+		case code < 400:
+			recordDur(w.latOK, end-sched)
+		case code == 429 || code == 503:
+			recordDur(w.latShed, end-sched)
+		}
 	}
 	if err == nil && t.cfg.Deadline > 0 && end-sched <= t.cfg.Deadline {
 		w.met++
