@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -64,6 +66,34 @@ func TestCLI(t *testing.T) {
 	}
 	if _, stderr, code := run("nope"); code != 2 || !strings.Contains(stderr, `unknown verb "nope"`) {
 		t.Fatalf("unknown verb: %d %s", code, stderr)
+	}
+
+	// Every flag can come from its LARIAT_<FLAG> variable; the command line wins.
+	runEnv := func(env []string, args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return stderr.String(), cmd.ProcessState.ExitCode()
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	if stderr, code := runEnv([]string{"LARIAT_ROUTES=" + missing}, "serve"); code != 1 || !strings.Contains(stderr, "cannot list routes folder") {
+		t.Fatalf("serve with LARIAT_ROUTES: %d %s", code, stderr)
+	}
+	if stderr, code := runEnv([]string{"LARIAT_MAX_BODY_SIZE=big"}, "serve", "--routes", missing); code != 2 || !strings.Contains(stderr, `invalid value "big" for LARIAT_MAX_BODY_SIZE (flag -max-body-size)`) {
+		t.Fatalf("serve with a bad LARIAT_MAX_BODY_SIZE: %d %s", code, stderr)
+	}
+	if stderr, code := runEnv([]string{"LARIAT_MAX_BODY_SIZE=big", "LARIAT_ROUTES=" + missing}, "serve", "--max-body-size", "1000"); code != 1 || !strings.Contains(stderr, "cannot list routes folder") {
+		t.Fatalf("serve with --max-body-size over LARIAT_MAX_BODY_SIZE: %d %s", code, stderr)
+	}
+	if stderr, code := runEnv([]string{"LARIAT_FEATURE_VIEWS=" + missing}, "validate", "../../demo/routes"); code != 1 || !strings.Contains(stderr, "missing") {
+		t.Fatalf("validate with LARIAT_FEATURE_VIEWS: %d %s", code, stderr)
 	}
 }
 

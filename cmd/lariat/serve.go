@@ -16,6 +16,7 @@ import (
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/gateway"
+	"github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/tasks"
 )
@@ -49,7 +50,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.accessLogSample, "access-log-sample", 0, "share of requests written to the access log, 0..1 (0: off)")
 	fs.BoolVar(&f.accessLogBodies, "access-log-bodies", false, "include request bodies in access log lines (they may hold personal data)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&f.adminToken, "admin-token", os.Getenv("LARIAT_ADMIN_TOKEN"), "bearer token the admin listener requires (except /healthz and /readyz); env LARIAT_ADMIN_TOKEN")
+	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token the admin listener requires (except /healthz and /readyz)")
 }
 
 type multiFlag []string
@@ -109,10 +110,10 @@ func serveCmd(args []string) int {
 	ff.register(fs)
 	var tf tracingFlags
 	tf.register(fs)
-	registryURL := fs.String("registry", os.Getenv("LARIAT_REGISTRY"), "model registry URL (lariat-registry); lets http tasks name models as name@alias or name/version (env LARIAT_REGISTRY)")
+	registryURL := fs.String("registry", "", "model registry URL (lariat-registry); lets http tasks name models as name@alias or name/version")
 	registryInterval := fs.Duration("registry-interval", 2*time.Second, "how often model references are refreshed from the registry")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return cli.ExitCode("lariat serve", err, os.Stderr)
 	}
 	if *routes == "" {
 		fmt.Fprintln(os.Stderr, "lariat serve: --routes DIR is required")
