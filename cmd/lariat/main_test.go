@@ -154,6 +154,16 @@ read:
 			t.Fatalf("%s: %d %s", c[1], resp.StatusCode, body)
 		}
 	}
+	// The same call with curl -d and no Content-Type header: 415 naming the
+	// header to send.
+	if curl, err := exec.LookPath("curl"); err == nil {
+		out, err := exec.Command(curl, "-s", "-w", "\n%{http_code}", "-d", calls[0][2], calls[0][1]).Output()
+		if err != nil || !strings.HasSuffix(string(out), "\n415") || !strings.Contains(string(out), "send the header Content-Type: application/json") {
+			t.Fatalf("curl -d: %v %s", err, out)
+		}
+	} else {
+		t.Log("no curl on PATH: the curl -d check did not run")
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
