@@ -48,6 +48,7 @@ import (
 
 	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/gateway"
+	"github.com/lariat-gw/lariat/internal/promexpo"
 	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/registry"
@@ -1857,6 +1858,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 
 	good := upstreamtest.Start(t, upstreamtest.JSON(`{"ranking":[3,1,2]}`))
 	bad := upstreamtest.Start(t, upstreamtest.Status(fasthttp.StatusServiceUnavailable))
+	v2 := upstreamtest.Start(t, zeroScores)
 	dir := t.TempDir()
 	routes := map[string]string{
 		"mixed.yaml": `name: mixed
@@ -1903,6 +1905,22 @@ tasks:
     inputs:
       model: eta@champion
       timeout: 1s
+    output: {path: response.body}
+`,
+		"batched.yaml": `name: batched
+endpoint: /v1/batched
+timeout: 2s
+tasks:
+  score:
+    type: infer
+    inputs:
+      address: ` + v2.URL("") + `
+      model_name: ranker
+      timeout: 1s
+      inputs:
+        - {name: ids, datatype: INT64, shape: [-1], from: '{{ .request.ids }}'}
+      outputs: [scores]
+      batch: {max_size: 8, max_wait: 1ms}
     output: {path: response.body}
 `,
 		"broken.yaml": "name: broken\nendpoint: /v1/broken\ntasks:\n  a:\n    type: nosuchkind\n",
@@ -1959,6 +1977,9 @@ tasks:
 	if s := call("/v1/model", `{}`); s != http.StatusOK {
 		t.Fatalf("model route answered %d, want 200", s)
 	}
+	if s := call("/v1/batched", `{"ids":[1,2,3]}`); s != http.StatusOK {
+		t.Fatalf("batched route answered %d, want 200", s)
+	}
 	if s := call("/v1/nowhere", `{}`); s != http.StatusNotFound {
 		t.Fatalf("unknown path answered %d, want 404", s)
 	}
@@ -1972,13 +1993,33 @@ tasks:
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
 	}
+	if err := promexpo.Check(string(body)); err != nil {
+		t.Errorf("GET /metrics: %v", err)
+	}
 	exported := map[string]bool{}
+	// leBuckets holds the _bucket series with Prometheus le buckets, the only
+	// ones histogram_quantile can read (VictoriaMetrics vmrange buckets
+	// are not).
+	leBuckets := map[string]bool{}
 	for line := range strings.Lines(string(body)) {
 		if line = strings.TrimSpace(line); line == "" || line[0] == '#' {
 			continue
 		}
 		name := line[:strings.IndexAny(line+" ", "{ ")]
 		exported[name] = true
+		if strings.HasSuffix(name, "_bucket") && strings.Contains(line, `le="`) && !strings.Contains(line, `vmrange="`) {
+			leBuckets[name] = true
+		}
+	}
+	for _, q := range d.queries(t) {
+		if !strings.Contains(q.expr, "histogram_quantile") {
+			continue
+		}
+		for _, n := range promMetricNames(q.expr) {
+			if exported[n] && !leBuckets[n] {
+				t.Errorf("%s: histogram_quantile over %s, which has no le buckets", q.where, n)
+			}
+		}
 	}
 	var missing []string
 	for name, where := range want {
@@ -2004,6 +2045,24 @@ tasks:
 	if len(want) < 10 {
 		t.Errorf("the dashboard queries only %d metrics", len(want))
 	}
+}
+
+// zeroScores answers an Open Inference Protocol V2 call with a scores
+// output of one zero per row of the first input.
+func zeroScores(_ int64, rc *fasthttp.RequestCtx) {
+	var req struct {
+		Inputs []struct {
+			Shape []int `json:"shape"`
+		} `json:"inputs"`
+	}
+	if err := json.Unmarshal(rc.PostBody(), &req); err != nil || len(req.Inputs) == 0 || len(req.Inputs[0].Shape) == 0 {
+		rc.SetStatusCode(fasthttp.StatusBadRequest)
+		return
+	}
+	n := req.Inputs[0].Shape[0]
+	rc.SetContentType("application/json")
+	fmt.Fprintf(rc, `{"model_name":"ranker","outputs":[{"name":"scores","datatype":"FP32","shape":[%d],"data":[%s]}]}`,
+		n, strings.TrimSuffix(strings.Repeat("0,", n), ","))
 }
 
 // startRegistry runs a real model registry (bbolt store) on 127.0.0.1 with

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"strings"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/pprofhandler"
 
+	"github.com/lariat-gw/lariat/internal/promexpo"
 	"github.com/lariat-gw/lariat/router"
 )
 
@@ -37,8 +37,8 @@ func (g *Gateway) handleAdmin(rc *fasthttp.RequestCtx) {
 	case "/readyz":
 		g.serveReady(rc)
 	case "/metrics":
-		rc.SetContentType("text/plain; version=0.0.4")
-		metrics.WritePrometheus(rc, true)
+		rc.SetContentType(promexpo.ContentType)
+		promexpo.WritePrometheus(rc)
 	case "/routes":
 		g.serveRoutes(rc)
 	case "/routes/stats":

@@ -204,7 +204,7 @@ func (g *Gateway) handle(rc *fasthttp.RequestCtx) {
 	}
 	if p.ReadsRequestJSON() && !jsonContentType(rc.Request.Header.ContentType()) {
 		badContentType.Inc()
-		router.WriteError(rc, fasthttp.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON; send application/json", rc.Request.Header.ContentType()), p.Name(), "")
+		router.WriteError(rc, fasthttp.StatusUnsupportedMediaType, contentTypeHint(rc.Request.Header.ContentType()), p.Name(), "")
 		return
 	}
 	if p.ReadsRequestJSON() && jsonutil.DepthExceeds(rc.PostBody(), g.opts.MaxJSONDepth) {
@@ -261,6 +261,16 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 // jsonContentType accepts a missing content type, application/json,
 // text/json and any +json type, with parameters.
+// contentTypeHint is the 415 message for a request body of content type ct,
+// naming the header to send; curl -d sends a form type unless told otherwise.
+func contentTypeHint(ct []byte) string {
+	msg := fmt.Sprintf("content type %q is not JSON; send the header Content-Type: application/json", ct)
+	if bytes.HasPrefix(ct, []byte("application/x-www-form-urlencoded")) {
+		msg += " (curl -d sends application/x-www-form-urlencoded: add -H 'Content-Type: application/json', or use curl --json)"
+	}
+	return msg
+}
+
 func jsonContentType(ct []byte) bool {
 	if len(ct) == 0 {
 		return true

@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/lariat-gw/lariat/internal/promexpo"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 )
 
@@ -468,6 +469,9 @@ func TestAdminEndpoints(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Fatalf("metrics lack %s", want)
 		}
+	}
+	if err := promexpo.Check(m); err != nil {
+		t.Fatal(err)
 	}
 }
 

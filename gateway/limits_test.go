@@ -221,7 +221,9 @@ tasks:
 		}
 	}
 	f("not JSON", 400, "not valid JSON", `user=bob`)
-	f("wrong content type", 415, `content type \"text/plain\" is not JSON`, `{"user":"bob"}`, "Content-Type", "text/plain")
+	f("wrong content type", 415, `content type \"text/plain\" is not JSON; send the header Content-Type: application/json"`, `{"user":"bob"}`, "Content-Type", "text/plain")
+	f("curl -d", 415, `content type \"application/x-www-form-urlencoded\" is not JSON; send the header Content-Type: application/json (curl -d sends application/x-www-form-urlencoded: add -H 'Content-Type: application/json', or use curl --json)"`,
+		`{"user":"bob"}`, "Content-Type", "application/x-www-form-urlencoded")
 	f("deep nesting", 400, "nests deeper than 16 levels", strings.Repeat("[", 40)+strings.Repeat("]", 40))
 	f("invalid UTF-8", 400, "not valid JSON", "{\"user\":\"\xc3\x28\"}")
 	f("header injection through a template", 400, "control character", `{"user":"bob\r\nX-Evil: 1"}`)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"time"
 
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/tasks"
@@ -29,4 +30,30 @@ func (m RegistryModels) Lookup(ref string) (tasks.ResolvedModel, bool) {
 }
 
 // Status reports the resolver's freshness for /readyz.
-func (m RegistryModels) Status() any { return m.R.Status() }
+func (m RegistryModels) Status() any { return newRegistryStatus(m.R.Status()) }
+
+// registryStatus is the registry detail of GET /readyz. Times are null
+// until the first refresh (or success).
+type registryStatus struct {
+	Refs        int        `json:"refs"`
+	LastRefresh *time.Time `json:"last_refresh"`
+	LastSuccess *time.Time `json:"last_success"`
+	LastError   string     `json:"last_error,omitempty"`
+	Stale       bool       `json:"stale"`
+}
+
+func newRegistryStatus(s registry.ResolverStatus) registryStatus {
+	orNull := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	return registryStatus{
+		Refs:        s.Refs,
+		LastRefresh: orNull(s.LastRefresh),
+		LastSuccess: orNull(s.LastSuccess),
+		LastError:   s.LastError,
+		Stale:       s.Stale,
+	}
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -172,5 +173,47 @@ tasks:
 	slices.Sort(got)
 	if a.status != 200 || strings.Join(got, ",") != "again=fraud/1,first=fraud/1,ranking=rank/1" {
 		t.Fatalf("answer %d %s, X-Lariat-Models %q", a.status, a.body, a.header.Get("X-Lariat-Models"))
+	}
+}
+
+func TestReadyzRegistryDetail(t *testing.T) {
+	f := func(s registry.ResolverStatus, want string) {
+		t.Helper()
+		got, err := json.Marshal(newRegistryStatus(s))
+		if err != nil || string(got) != want {
+			t.Errorf("%+v: got %s, %v; want %s", s, got, err, want)
+		}
+	}
+	f(registry.ResolverStatus{}, `{"refs":0,"last_refresh":null,"last_success":null,"stale":false}`)
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	f(registry.ResolverStatus{Refs: 2, LastRefresh: at, LastError: "registry down", Stale: true},
+		`{"refs":2,"last_refresh":"2025-03-01T12:00:00Z","last_success":null,"last_error":"registry down","stale":true}`)
+	f(registry.ResolverStatus{Refs: 1, LastRefresh: at, LastSuccess: at},
+		`{"refs":1,"last_refresh":"2025-03-01T12:00:00Z","last_success":"2025-03-01T12:00:00Z","stale":false}`)
+
+	// Through the gateway, with a registry that never answers: no zero
+	// timestamps, snake_case keys.
+	res := registry.NewResolver(registry.NewClient("http://127.0.0.1:1", &http.Client{Timeout: time.Second}), registry.ResolverOptions{Interval: time.Hour})
+	defer res.Stop()
+	models := RegistryModels{R: res}
+	tg := startGateway(t, nil, nil, func(o *Options) {
+		o.Env.Models = models
+		o.ReadyDetails = map[string]func() any{"registry": models.Status}
+	})
+	a := tg.adminGet(t, "/readyz")
+	var v struct {
+		Details map[string]map[string]any `json:"details"`
+	}
+	if err := json.Unmarshal([]byte(a.body), &v); err != nil {
+		t.Fatalf("readyz %s: %v", a.body, err)
+	}
+	reg := v.Details["registry"]
+	if strings.Contains(a.body, "0001-01-01") || reg == nil || reg["last_success"] != nil || len(reg) < 4 {
+		t.Fatalf("readyz: %s", a.body)
+	}
+	for k := range reg {
+		if k != strings.ToLower(k) {
+			t.Errorf("readyz key %q is not snake_case: %s", k, a.body)
+		}
 	}
 }

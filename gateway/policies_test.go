@@ -15,6 +15,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/lariat-gw/lariat/internal/promexpo"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 )
 
@@ -526,6 +527,13 @@ func TestBatchingThroughGateway(t *testing.T) {
 		t.Fatalf("model saw %d calls with %d rows for %d requests", calls, rows, clients*perClient)
 	}
 	t.Logf("%d requests in %d batched calls", clients*perClient, calls)
+	m := tg.adminGet(t, "/metrics").body
+	if want := `lariat_batch_rows_bucket{model="ranker",le="2"} `; !strings.Contains(m, want) {
+		t.Fatalf("metrics lack %s:\n%s", want, m)
+	}
+	if err := promexpo.Check(m); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A bare header reference in a condition is false when the header is

@@ -35,7 +35,7 @@ func (g *Gateway) serveUI(rc *fasthttp.RequestCtx) {
 	b.WriteString(`<!doctype html><html><head><meta charset="utf-8"><title>Lariat routes</title><style>
 body{font-family:sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-size:16px;margin:28px 0 4px}
 .meta{color:#555;font-size:13px}.err{color:#b00;font-family:monospace;white-space:pre-wrap}
-.graph{border:1px solid #ddd;border-radius:6px;background:#fafafa;max-width:100%;height:auto;margin-top:8px}
+.gw{overflow-x:auto;margin-top:8px}.graph{border:1px solid #ddd;border-radius:6px;background:#fafafa;display:block}
 .total{font-size:13px;color:#06c}
 </style></head><body><h1>Lariat routes</h1>`)
 	if len(t.Errors) > 0 {
@@ -54,20 +54,24 @@ body{font-family:sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-siz
 		if err != nil {
 			svg = `<p class="err">` + html.EscapeString(err.Error()) + `</p>`
 		}
-		fmt.Fprintf(&b, `<section data-route="%s"><h2>%s</h2><div class="meta">%s %s · timeout %s · version %s · %s</div><div class="total">–</div>%s</section>`,
+		fmt.Fprintf(&b, `<section data-route="%s"><h2>%s</h2><div class="meta">%s %s · timeout %s · version %s · %s</div><div class="total">–</div><div class="gw">%s</div></section>`,
 			html.EscapeString(p.Name()), html.EscapeString(p.Name()),
 			html.EscapeString(strings.Join(p.Methods(), ", ")), html.EscapeString(p.Endpoint()),
 			p.Timeout(), html.EscapeString(p.Route.Hash), html.EscapeString(p.Route.File), svg)
 	}
 	b.WriteString(`<script>
-function fmt(s){return s.count?('p50 '+s.p50_ms.toFixed(2)+' ms · p99 '+s.p99_ms.toFixed(2)+' ms · '+s.count+' calls'+(s.errors?' · '+s.errors+' failed':'')):'no calls yet'}
+function lat(s){return s.count?'p50 '+s.p50_ms.toFixed(2)+' ms · p99 '+s.p99_ms.toFixed(2)+' ms':'no calls yet'}
+function cnt(s){return s.count?s.count+' calls'+(s.errors?' · '+s.errors+' failed':''):''}
 async function refresh(){
  try{
   const r=await fetch('routes/stats',{cache:'no-store'});const all=await r.json();
   for(const rs of all){
    const sec=document.querySelector('section[data-route="'+CSS.escape(rs.route)+'"]');if(!sec)continue;
-   sec.querySelector('.total').textContent='route: '+fmt(rs.total);
-   for(const ts of rs.tasks){const el=sec.querySelector('.lat[data-task="'+CSS.escape(ts.task)+'"]');if(el)el.textContent=fmt(ts)}
+   sec.querySelector('.total').textContent='route: '+lat(rs.total)+(rs.total.count?' · '+cnt(rs.total):'');
+   for(const ts of rs.tasks){
+    const q=k=>sec.querySelector('.'+k+'[data-task="'+CSS.escape(ts.task)+'"]');
+    const l=q('lat'),c=q('cnt');if(l)l.textContent=lat(ts);if(c)c.textContent=cnt(ts);
+   }
   }
  }catch(e){}
 }

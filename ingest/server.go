@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/internal/promexpo"
 )
 
 // ServerOptions configure a Server. Zero values take the defaults.
@@ -57,7 +58,7 @@ type Server struct {
 }
 
 type routeMetrics struct {
-	duration *metrics.Histogram
+	duration *metrics.PrometheusHistogram
 	byCode   map[int]*metrics.Counter
 }
 
@@ -98,7 +99,7 @@ func NewServer(w *Writer, views *featurefetch.Views, opts ServerOptions) (*Serve
 	for _, path := range []string{"/push", "/write-to-online-store", "/healthz", "/metrics", "other"} {
 		label := `{path="` + path + `"`
 		rm := &routeMetrics{
-			duration: metrics.GetOrCreateHistogram(`lariat_ingest_request_duration_seconds` + label + `}`),
+			duration: metrics.GetOrCreatePrometheusHistogram(`lariat_ingest_request_duration_seconds` + label + `}`),
 			byCode:   map[int]*metrics.Counter{},
 		}
 		for _, code := range routeCodes {
@@ -183,8 +184,8 @@ func (s *Server) Handler(rc *fasthttp.RequestCtx) {
 		rc.SetContentType("text/plain; charset=utf-8")
 		rc.SetBodyString("ok\n")
 	case "/metrics":
-		rc.SetContentType("text/plain; version=0.0.4; charset=utf-8")
-		metrics.WritePrometheus(rc, true)
+		rc.SetContentType(promexpo.ContentType)
+		promexpo.WritePrometheus(rc)
 	default:
 		err = errorf(fasthttp.StatusNotFound, "no route %s; the routes are POST /push, POST /write-to-online-store, GET /healthz, GET /metrics", path)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/promexpo"
 )
 
 type testServer struct {
@@ -122,6 +124,12 @@ func TestServerPushRoundTrip(t *testing.T) {
 		if !strings.Contains(rep.body, line) {
 			t.Fatalf("metrics lack %q", line)
 		}
+	}
+	if !strings.Contains(rep.body, `lariat_ingest_request_duration_seconds_bucket{path="/push",le="0.005"} `) {
+		t.Fatalf("the request duration has no le buckets: %s", rep.body)
+	}
+	if err := promexpo.Check(rep.body); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/lariat-gw/lariat/internal/promexpo"
 )
 
 // API path prefixes; the UI variant is served too.
@@ -137,8 +139,8 @@ func (s *Server) Handler(rc *fasthttp.RequestCtx) {
 		rc.SetBodyString("ok\n")
 		return
 	case "/metrics":
-		rc.SetContentType("text/plain; version=0.0.4")
-		metrics.WritePrometheus(rc, true)
+		rc.SetContentType(promexpo.ContentType)
+		promexpo.WritePrometheus(rc)
 		return
 	}
 	s.metrics.requests.Inc()

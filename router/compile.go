@@ -35,6 +35,7 @@ type Plan struct {
 
 	pool   sync.Pool
 	tracer trace.Tracer
+	models tasks.ModelResolver // resolves model references for the graph picture; may be nil
 	limit  *limiter
 	auth   *authenticator
 
@@ -117,7 +118,7 @@ func (p *Plan) Tasks() []TaskInfo {
 // Compile builds the plan of route r. Problems are returned as
 // config.Errors with file positions.
 func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
-	p := &Plan{Route: r, name: r.Name.Value, timeout: r.Timeout.D, tracer: env.Tracer}
+	p := &Plan{Route: r, name: r.Name.Value, timeout: r.Timeout.D, tracer: env.Tracer, models: env.Models}
 	for _, m := range r.Methods {
 		p.methods = append(p.methods, m.Value)
 	}

@@ -27,8 +27,9 @@ const (
 // model or feature views it reads), an edge from each dependency to the
 // tasks that wait for it, a request node feeding the tasks that start at
 // once, and a response node that every task with an output feeds, the
-// edge labelled with the output path. Tasks that fall back to a default
-// value on error are drawn dashed.
+// edge labelled with the output path. The edges from a switch or split to
+// the tasks of its branches are labelled with the branch (case or arm).
+// Tasks that fall back to a default value on error are drawn dashed.
 func (p *Plan) Graph(format string) (string, error) {
 	switch format {
 	case "", GraphMermaid:
@@ -36,7 +37,14 @@ func (p *Plan) Graph(format string) (string, error) {
 	case GraphDOT:
 		return p.graph().dot(), nil
 	case GraphSVG:
-		return p.graph().svg(), nil
+		var resolve func(string) (string, bool)
+		if p.models != nil {
+			resolve = func(ref string) (string, bool) {
+				m, ok := p.models.Lookup(ref)
+				return m.Version, ok
+			}
+		}
+		return p.graph().svg(resolve), nil
 	}
 	return "", fmt.Errorf("unknown graph format %q: use %s, %s or %s", format, GraphMermaid, GraphDOT, GraphSVG)
 }
@@ -55,6 +63,9 @@ type graphNode struct {
 	after    []string // names of the tasks it waits for
 	output   string   // label of the edge to the response, "" for none
 	fallback bool     // on_error gives a default value
+	gate     string   // the switch or split whose branch runs the task, "" for none
+	branch   string   // the name of that branch (case or arm)
+	model    string   // the registry model reference the task calls, "" for none
 }
 
 func (p *Plan) graph() *taskGraph {
@@ -63,10 +74,18 @@ func (p *Plan) graph() *taskGraph {
 	for _, t := range p.Route.Tasks {
 		specs[t.Name] = t
 	}
-	for _, ti := range p.Tasks() {
+	for i, ti := range p.Tasks() {
 		n := graphNode{name: ti.Name, kind: ti.Type, after: ti.After}
+		if gate := p.nodes[i].gate; gate >= 0 {
+			n.gate, n.branch = p.nodes[gate].name, p.branchName(i)
+		}
 		if t := specs[ti.Name]; t != nil {
 			n.detail = taskDetail(t)
+			if t.Type.Value == "http" || t.Type.Value == "infer" {
+				if v := inputValue(&t.Inputs, "model", 0); v != nil && v.Kind == yaml.ScalarNode {
+					n.model = v.Value
+				}
+			}
 			n.fallback = t.OnError.HasDefault
 			if o := t.Output; o != nil {
 				n.output = o.Path.Value
@@ -257,6 +276,10 @@ func (g *taskGraph) mermaid() string {
 		}
 		for _, a := range n.after {
 			if from, ok := byName[a]; ok {
+				if a == n.gate {
+					b.WriteString("    " + from + " -->|\"" + mermaidText(n.branch) + "\"| " + ids[i] + "\n")
+					continue
+				}
 				b.WriteString("    " + from + " --> " + ids[i] + "\n")
 			}
 		}
@@ -329,6 +352,10 @@ func (g *taskGraph) dot() string {
 		}
 		for _, a := range n.after {
 			if from, ok := byName[a]; ok {
+				if a == n.gate {
+					b.WriteString("    " + from + " -> " + ids[i] + " [label=" + dotString(n.branch) + "];\n")
+					continue
+				}
 				b.WriteString("    " + from + " -> " + ids[i] + ";\n")
 			}
 		}

@@ -2,8 +2,10 @@ package router
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
 	"flag"
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -28,7 +30,25 @@ func graphEnv(t *testing.T) *tasks.Env {
 	}
 	env := tasks.NewEnv(nil)
 	env.Features = &tasks.FeatureEnv{Views: views, Store: store}
+	env.Models = fixedModels{"driver-rank@production": "12"}
 	return env
+}
+
+// fixedModels resolves model references to versions (ref: version).
+type fixedModels map[string]string
+
+func (m fixedModels) Register(_ context.Context, ref string) (tasks.ResolvedModel, error) {
+	r, ok := m.Lookup(ref)
+	if !ok {
+		return r, fmt.Errorf("model %s is not registered", ref)
+	}
+	return r, nil
+}
+
+func (m fixedModels) Lookup(ref string) (tasks.ResolvedModel, bool) {
+	v, ok := m[ref]
+	name, _, _ := strings.Cut(ref, "@")
+	return tasks.ResolvedModel{Name: name, Version: v, Endpoint: "http://" + name + ".models.lariat.local/predict"}, ok
 }
 
 func loadGraphPlan(t *testing.T, name string) *Plan {
@@ -81,6 +101,7 @@ func TestGraphGolden(t *testing.T) {
 	f("fanout")
 	f("chain")
 	f("lasso")
+	f("policies")
 }
 
 func taskNames(p *Plan) []string {

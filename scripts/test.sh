@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs the servers the tests need when they are
-# missing, checks formatting, vet and that go.mod is tidy, then runs every
+# The test command: installs the servers (and the headless browser) the
+# tests need when they are missing, checks formatting, vet and that go.mod is tidy, then runs every
 # test (the tests start and stop their own redis-server and PostgreSQL on
 # 127.0.0.1), the race tests of the core packages, and every fuzz target's
 # seed corpus (testdata/fuzz). It is deterministic: no random fuzzing (that
@@ -18,6 +18,9 @@ SHUFFLE=20261202
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# Headless Chromium renders the admin page in the gateway's browser test.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+export LARIAT_TEST_CHROMIUM=required
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -92,6 +92,9 @@ func (t *inferTask) compileBatch(s *Spec, in *BatchInputs) (*batchSpec, error) {
 // one.
 var batchers sync.Map
 
+// batchRowsBuckets are the upper bounds of lariat_batch_rows: 1, 2, 4, ... 1024 rows.
+var batchRowsBuckets = metrics.ExponentialBuckets(1, 2, 11)
+
 // batcher coalesces the calls of one model with one signature. One
 // goroutine collects calls into batches while there are any; each batch
 // is sent on its own goroutine.
@@ -103,7 +106,7 @@ type batcher struct {
 	// est is the recent duration of a batched call (ns), to tell when a
 	// member's deadline is near.
 	est  atomic.Int64
-	rows *metrics.Histogram
+	rows *metrics.PrometheusHistogram
 }
 
 // batcherFor returns the batcher of tg for this task.
@@ -113,7 +116,7 @@ func (t *inferTask) batcherFor(tg *target) *batcher {
 	}
 	key := fmt.Sprintf("%p|%s://%s%s|%s", tg.Host, tg.Scheme, tg.HostHdr, tg.Path, t.batch.sig)
 	nb := &batcher{spec: t.batch, tg: tg, queue: make(chan *member, 16*t.batch.maxSize)}
-	nb.rows = metrics.GetOrCreateHistogram(`lariat_batch_rows{model=` + strconv.Quote(tg.label()) + `}`)
+	nb.rows = metrics.GetOrCreatePrometheusHistogramExt(`lariat_batch_rows{model=`+strconv.Quote(tg.label())+`}`, batchRowsBuckets)
 	v, _ := batchers.LoadOrStore(key, nb)
 	b := v.(*batcher)
 	tg.batch.Store(b)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/lariat-gw/lariat/internal/promexpo"
 )
 
 // API paths.
@@ -76,8 +78,8 @@ func NewServer(m *Manager, opts ServerOptions) *Server {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		metrics.WritePrometheus(w, true)
+		w.Header().Set("Content-Type", promexpo.ContentType)
+		promexpo.WritePrometheus(w)
 	})
 	return s
 }

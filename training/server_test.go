@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/promexpo"
 )
 
 func startServer(t *testing.T, m *Manager) *Client {
@@ -107,8 +109,11 @@ hyperparameters: {who: world}
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), "lariat_train_jobs_submitted_total") {
+	if !strings.Contains(string(body), "\n# TYPE lariat_train_jobs_submitted_total counter\nlariat_train_jobs_submitted_total ") {
 		t.Fatalf("metrics: %.300s", body)
+	}
+	if err := promexpo.Check(string(body)); err != nil {
+		t.Fatal(err)
 	}
 	resp, err = http.Get(c.base + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {

@@ -11,10 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/cli"
 )
 
 const (
@@ -49,6 +52,7 @@ func startProc(name, dir, bin string, args ...string) (*proc, error) {
 	}
 	fmt.Fprintf(f, "$ %s %s\n", bin, strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
+	cmd.Env = withoutFlagEnv(os.Environ())
 	cmd.Stdout = f
 	cmd.Stderr = f
 	cmd.SysProcAttr = sysProcAttr()
@@ -62,6 +66,13 @@ func startProc(name, dir, bin string, args ...string) (*proc, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// withoutFlagEnv returns env without the LARIAT_* variables, which would set
+// flags of the gateway and the floor: a scenario's processes run with the
+// flags it gives them only.
+func withoutFlagEnv(env []string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, cli.EnvPrefix) })
 }
 
 // exited tells whether the process has ended.

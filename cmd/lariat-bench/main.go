@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/lariat-gw/lariat/bench"
+	"github.com/lariat-gw/lariat/internal/cli"
 )
 
 func main() {
@@ -105,11 +105,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&title, "title", "", "report title (default: the run's name and URL)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the generator to `file`")
 	fs.BoolVar(&quiet, "quiet", false, "no progress output on stderr")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return cli.ExitCode("lariat-bench", err, stderr)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "unexpected arguments: %q\n", fs.Args())
@@ -176,11 +173,8 @@ func reportCmd(args []string, _, stderr io.Writer) int {
 	baseline := fs.String("baseline", "", "`name` of the run ratios are relative to (default: the first run)")
 	jsonOut := fs.String("json", "", "write the combined JSON report to `file`")
 	htmlOut := fs.String("html", "", "write the combined HTML report to `file`")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return cli.ExitCode("lariat-bench", err, stderr)
 	}
 	if fs.NArg() == 0 || (*jsonOut == "" && *htmlOut == "") {
 		fmt.Fprintln(stderr, "usage: lariat-bench report [--title T] [--baseline NAME] [--json FILE] [--html FILE] REPORT.json...")

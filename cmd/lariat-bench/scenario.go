@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/lariat-gw/lariat/bench/fakemodel"
 	"github.com/lariat-gw/lariat/bench/floor"
 	"github.com/lariat-gw/lariat/bench/scenario"
+	"github.com/lariat-gw/lariat/internal/cli"
 )
 
 func scenarioList() string {
@@ -70,16 +70,13 @@ func scenarioCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return cli.ExitCode("lariat-bench", err, stderr)
 	}
 	if name == "" && fs.NArg() > 0 {
 		name = fs.Arg(0)
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return 2
+		if err := cli.ParseFlags(fs, fs.Args()[1:]); err != nil {
+			return cli.ExitCode("lariat-bench", err, stderr)
 		}
 	}
 	if fs.NArg() > 0 {
@@ -169,11 +166,8 @@ func upstreamCmd(args []string, stderr io.Writer) int {
 	fs.Float64Var(&cfg.SlowRate, "slow-rate", 0, "share of requests answered after --slow instead, in [0, 1]")
 	fs.DurationVar(&cfg.Slow, "slow", 0, "latency of slow answers")
 	fs.StringVar(&body, "body", fakemodel.DefaultBody, "the JSON answer")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return cli.ExitCode("lariat-bench", err, stderr)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "unexpected arguments: %q\n", fs.Args())
@@ -210,11 +204,8 @@ func floorCmd(args []string, stderr io.Writer) int {
 	admin := fs.String("admin-listen", "", "`address` serving /debug/pprof/ (none by default)")
 	redis := fs.String("redis", "", "feature store `host:port` (features+fanout2)")
 	fs.Var(models, "model", "fake model address, `KEY=HOST:PORT` (repeatable; keys m1, m2, or control for lasso)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return cli.ExitCode("lariat-bench", err, stderr)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "unexpected arguments: %q\n", fs.Args())

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -24,13 +23,10 @@ type clientFlags struct {
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
-	def := os.Getenv("LARIAT_REGISTRY_URL")
-	if def == "" {
-		def = "http://127.0.0.1:8070"
-	}
-	fs.StringVar(&c.server, "server", def, "registry server URL (default from $LARIAT_REGISTRY_URL)")
+	fs.StringVar(&c.server, "registry", "http://127.0.0.1:8070", "registry server URL")
+	cli.Alias(fs, "server", "registry")
 	fs.StringVar(&c.output, "output", "table", "output format: table or json")
-	fs.StringVar(&c.output, "o", "table", "shorthand for -output")
+	cli.Alias(fs, "o", "output")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "request timeout")
 }
 

@@ -41,7 +41,10 @@ commands:
   alias set NAME ALIAS VERSION   point an alias at a version
   alias get NAME ALIAS           show the version an alias points at
 
-Run "lariat-registry <command> -h" for the flags of a command.
+Client commands talk to --registry (default http://127.0.0.1:8070).
+Run "lariat-registry <command> -h" for the flags of a command; every flag
+can also be set by its environment variable, LARIAT_<FLAG> (--registry:
+LARIAT_REGISTRY).
 `
 
 // run executes the command line and returns the process exit code.

@@ -225,3 +225,32 @@ func TestServeRejectsBadFlags(t *testing.T) {
 	f(2, "takes no arguments", "serve", "extra")
 	f(2, "flag provided but not defined", "serve", "--bogus")
 }
+
+// TestClientServerFromEnvironment: the client verbs find the server in
+// LARIAT_REGISTRY, as the gateway does, or in the older LARIAT_REGISTRY_URL
+// with a warning; the command line wins.
+func TestClientServerFromEnvironment(t *testing.T) {
+	url := startRegistry(t)
+	f := func(registryEnv, oldEnv string, args []string, wantCode int, wantStderr string) {
+		t.Helper()
+		t.Setenv("LARIAT_REGISTRY", registryEnv)
+		t.Setenv("LARIAT_REGISTRY_URL", oldEnv)
+		code, _, errOut := runCLI(append([]string{"models", "list", "--timeout", "5s"}, args...)...)
+		if code != wantCode || !strings.Contains(errOut, wantStderr) || (wantStderr == "" && errOut != "") {
+			t.Fatalf("LARIAT_REGISTRY=%q LARIAT_REGISTRY_URL=%q %q: exit %d, stderr %q; want %d with %q",
+				registryEnv, oldEnv, args, code, errOut, wantCode, wantStderr)
+		}
+	}
+	f(url, "", nil, 0, "")
+	f("", url, nil, 0, "warning: LARIAT_REGISTRY_URL is deprecated; use LARIAT_REGISTRY")
+	f(url, "http://127.0.0.1:1", nil, 0, "")
+	f("http://127.0.0.1:1", "", []string{"--registry", url}, 0, "")
+	f("http://127.0.0.1:1", "", []string{"--server", url}, 0, "")
+	f("http://127.0.0.1:1", "", nil, 1, "127.0.0.1:1")
+	t.Setenv("LARIAT_TIMEOUT", "soon")
+	f(url, "", nil, 0, "") // --timeout on the command line
+	code, _, errOut := runCLI("models", "list")
+	if code != 2 || !strings.Contains(errOut, `invalid value "soon" for LARIAT_TIMEOUT (flag -timeout)`) {
+		t.Fatalf("bad LARIAT_TIMEOUT: exit %d, %q", code, errOut)
+	}
+}

@@ -21,13 +21,11 @@ type clientFlags struct {
 }
 
 func (cf *clientFlags) register(fs *flag.FlagSet) {
-	def := os.Getenv("LARIAT_TRAIN_SERVER")
-	if def == "" {
-		def = "http://127.0.0.1:8060"
-	}
-	fs.StringVar(&cf.server, "server", def, "lariat-train server URL (default $LARIAT_TRAIN_SERVER)")
+	fs.StringVar(&cf.server, "train-server", "http://127.0.0.1:8060", "lariat-train server URL")
+	cli.Alias(fs, "server", "train-server")
 	fs.DurationVar(&cf.timeout, "timeout", 30*time.Second, "limit on each request")
-	fs.StringVar(&cf.output, "o", "table", "output format: table or json")
+	fs.StringVar(&cf.output, "output", "table", "output format: table or json")
+	cli.Alias(fs, "o", "output")
 }
 
 // clientCommand runs submit, status, logs, cancel, list and study verbs.
@@ -56,7 +54,7 @@ func clientCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fs.BoolVar(&wait, "wait", false, "wait until the job has stopped")
 	case "logs":
 		fs.BoolVar(&follow, "follow", false, "keep streaming until the job ends")
-		fs.BoolVar(&follow, "f", false, "short for -follow")
+		cli.Alias(fs, "f", "follow")
 	case "list":
 		fs.StringVar(&study, "study", "", "only the trials of this study")
 		fs.StringVar(&phase, "phase", "", "only jobs in this phase (Pending, Running, Succeeded, Failed)")
@@ -69,7 +67,7 @@ func clientCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	if cf.output != "table" && cf.output != "json" {
-		return cli.Usagef("-o must be table or json, got %q", cf.output)
+		return cli.Usagef("-output must be table or json, got %q", cf.output)
 	}
 	wantArgs := map[string]int{"submit": 1, "status": 1, "logs": 1, "cancel": 1, "list": 0,
 		"study submit": 1, "study status": 1, "study list": 0, "study cancel": 1}[verb]

@@ -56,8 +56,10 @@ commands:
   study cancel ID          stop a study and its trials
   validate FILE...         check job specs (--study: study specs) without a server
 
-Client commands talk to --server (default $LARIAT_TRAIN_SERVER or http://127.0.0.1:8060).
-Run "lariat-train <command> -h" for the flags of a command.
+Client commands talk to --train-server (default http://127.0.0.1:8060).
+Run "lariat-train <command> -h" for the flags of a command; every flag can
+also be set by its environment variable, LARIAT_<FLAG> (--train-server:
+LARIAT_TRAIN_SERVER).
 `
 
 // run executes the command line and returns the process exit code.

@@ -10,6 +10,7 @@ import (
 	"github.com/lariat-gw/lariat/demo"
 	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/gateway"
+	"github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/tasks"
 )
 
@@ -17,8 +18,8 @@ func demoCmd(args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	var sf serverFlags
 	sf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return cli.ExitCode("lariat demo", err, os.Stderr)
 	}
 	log := sf.logger()
 	d, err := demo.Start()

@@ -28,8 +28,8 @@ type featureFlags struct {
 
 func (f *featureFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.views, "feature-views", "", "feature-view definitions (YAML) for feature tasks and /get-online-features")
-	fs.StringVar(&f.redis, "redis", os.Getenv("LARIAT_REDIS"), "online store: host:port[,host:port...] or a redis:// URL (env LARIAT_REDIS)")
-	fs.StringVar(&f.password, "redis-password", os.Getenv("LARIAT_REDIS_PASSWORD"), "Redis password (env LARIAT_REDIS_PASSWORD)")
+	fs.StringVar(&f.redis, "redis", "", "online store: host:port[,host:port...] or a redis:// URL")
+	fs.StringVar(&f.password, "redis-password", "", "Redis password")
 	fs.BoolVar(&f.cluster, "redis-cluster", false, "the --redis addresses are Redis Cluster seed nodes")
 	fs.StringVar(&f.sentinelMaster, "redis-sentinel-master", "", "master set name: the --redis addresses are Sentinels")
 	fs.BoolVar(&f.tlsOn, "redis-tls", false, "connect to Redis with TLS")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/router"
 )
 
@@ -21,19 +22,9 @@ func graphCmd(args []string) int {
 	format := fs.String("format", router.GraphMermaid, "output format: mermaid (a flowchart for Markdown) or dot (Graphviz)")
 	viewsFile := fs.String("feature-views", "", "feature-view definitions (YAML), needed to load routes with feature tasks")
 	// Flags may come before or after the file name.
-	var files []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if err == flag.ErrHelp {
-				return 0
-			}
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		args = fs.Args()[1:]
+	files, err := cli.ParseInterspersed(fs, args)
+	if err != nil {
+		return cli.ExitCode("lariat graph", err, os.Stderr)
 	}
 	if len(files) != 1 {
 		fs.Usage()

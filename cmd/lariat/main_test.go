@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -65,6 +67,34 @@ func TestCLI(t *testing.T) {
 	if _, stderr, code := run("nope"); code != 2 || !strings.Contains(stderr, `unknown verb "nope"`) {
 		t.Fatalf("unknown verb: %d %s", code, stderr)
 	}
+
+	// Every flag can come from its LARIAT_<FLAG> variable; the command line wins.
+	runEnv := func(env []string, args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return stderr.String(), cmd.ProcessState.ExitCode()
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	if stderr, code := runEnv([]string{"LARIAT_ROUTES=" + missing}, "serve"); code != 1 || !strings.Contains(stderr, "cannot list routes folder") {
+		t.Fatalf("serve with LARIAT_ROUTES: %d %s", code, stderr)
+	}
+	if stderr, code := runEnv([]string{"LARIAT_MAX_BODY_SIZE=big"}, "serve", "--routes", missing); code != 2 || !strings.Contains(stderr, `invalid value "big" for LARIAT_MAX_BODY_SIZE (flag -max-body-size)`) {
+		t.Fatalf("serve with a bad LARIAT_MAX_BODY_SIZE: %d %s", code, stderr)
+	}
+	if stderr, code := runEnv([]string{"LARIAT_MAX_BODY_SIZE=big", "LARIAT_ROUTES=" + missing}, "serve", "--max-body-size", "1000"); code != 1 || !strings.Contains(stderr, "cannot list routes folder") {
+		t.Fatalf("serve with --max-body-size over LARIAT_MAX_BODY_SIZE: %d %s", code, stderr)
+	}
+	if stderr, code := runEnv([]string{"LARIAT_FEATURE_VIEWS=" + missing}, "validate", "../../demo/routes"); code != 1 || !strings.Contains(stderr, "missing") {
+		t.Fatalf("validate with LARIAT_FEATURE_VIEWS: %d %s", code, stderr)
+	}
 }
 
 // TestDemoAnswersAndStopsOnSIGTERM runs `lariat demo` as a newcomer would,
@@ -123,6 +153,16 @@ read:
 		if resp.StatusCode != 200 || !strings.Contains(string(body), `"ranking":[{"driver_id":`) || !strings.Contains(string(body), `"fraud":{"model":"fraud-score"`) {
 			t.Fatalf("%s: %d %s", c[1], resp.StatusCode, body)
 		}
+	}
+	// The same call with curl -d and no Content-Type header: 415 naming the
+	// header to send.
+	if curl, err := exec.LookPath("curl"); err == nil {
+		out, err := exec.Command(curl, "-s", "-w", "\n%{http_code}", "-d", calls[0][2], calls[0][1]).Output()
+		if err != nil || !strings.HasSuffix(string(out), "\n415") || !strings.Contains(string(out), "send the header Content-Type: application/json") {
+			t.Fatalf("curl -d: %v %s", err, out)
+		}
+	} else {
+		t.Log("no curl on PATH: the curl -d check did not run")
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/internal/cli"
 )
 
 // schemaCmd prints the JSON Schema of route files, for editors: save it and
@@ -17,11 +18,8 @@ func schemaCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "usage: lariat schema > route.schema.json")
 		fmt.Fprintln(os.Stderr, "Prints the JSON Schema (draft 2020-12) of route files, for editors.")
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return cli.ExitCode("lariat schema", err, os.Stderr)
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/gateway"
+	"github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/tasks"
 	"github.com/lariat-gw/lariat/upstream"
@@ -70,7 +71,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.breaker.openFor, "upstream-breaker-open-for", d.Breaker.OpenFor, "how long an open breaker waits before a trial request, for tasks that set no breaker")
 	fs.IntVar(&f.upstream.Limit.Max, "upstream-limit-max", d.Limit.Max, "most calls in flight to one upstream; the adaptive limit moves below it with the upstream's latency")
 	fs.BoolVar(&f.limitOff, "upstream-limit-off", false, "turn the adaptive per-upstream concurrency limit off")
-	fs.StringVar(&f.adminToken, "admin-token", os.Getenv("LARIAT_ADMIN_TOKEN"), "bearer token the admin listener requires (except /healthz and /readyz); env LARIAT_ADMIN_TOKEN")
+	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token the admin listener requires (except /healthz and /readyz)")
 }
 
 type multiFlag []string
@@ -144,10 +145,10 @@ func serveCmd(args []string) int {
 	ff.register(fs)
 	var tf tracingFlags
 	tf.register(fs)
-	registryURL := fs.String("registry", os.Getenv("LARIAT_REGISTRY"), "model registry URL (lariat-registry); lets http tasks name models as name@alias or name/version (env LARIAT_REGISTRY)")
+	registryURL := fs.String("registry", "", "model registry URL (lariat-registry); lets http tasks name models as name@alias or name/version")
 	registryInterval := fs.Duration("registry-interval", 2*time.Second, "how often model references are refreshed from the registry")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return cli.ExitCode("lariat serve", err, os.Stderr)
 	}
 	if *routes == "" {
 		fmt.Fprintln(os.Stderr, "lariat serve: --routes DIR is required")

@@ -20,7 +20,8 @@ import (
 
 // tracingFlags configure OpenTelemetry tracing. Tracing is off unless an
 // exporter is chosen; the exporters read the standard OTEL_EXPORTER_OTLP_*
-// variables (endpoint, headers, TLS, timeout).
+// variables (endpoint, headers, TLS, timeout), and the resource
+// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
 type tracingFlags struct {
 	exporter string
 	ratio    float64
@@ -45,26 +46,30 @@ func (f *tracingFlags) register(fs *flag.FlagSet) {
 // tracer returns the tracer to give the gateway (nil when tracing is off)
 // and a function that flushes and stops the exporter.
 func (f *tracingFlags) tracer(service string) (trace.Tracer, func(), error) {
-	var exp sdktrace.SpanExporter
-	var err error
-	ctx := context.Background()
 	switch f.exporter {
 	case "", "none":
 		return nil, func() {}, nil
-	case "otlp-http":
-		exp, err = otlptracehttp.New(ctx)
-	case "otlp-grpc":
-		exp, err = otlptracegrpc.New(ctx)
+	case "otlp-http", "otlp-grpc":
 	default:
 		return nil, nil, fmt.Errorf("unknown --otel-exporter %q: want none, otlp-http or otlp-grpc", f.exporter)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot create trace exporter: %w", err)
 	}
 	if f.ratio < 0 || f.ratio > 1 {
 		return nil, nil, fmt.Errorf("--otel-sample-ratio %v is not within 0..1", f.ratio)
 	}
-	res, _ := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(service)))
+	ctx := context.Background()
+	res, err := newResource(ctx, service)
+	if err != nil {
+		return nil, nil, err
+	}
+	var exp sdktrace.SpanExporter
+	if f.exporter == "otlp-grpc" {
+		exp, err = otlptracegrpc.New(ctx)
+	} else {
+		exp, err = otlptracehttp.New(ctx)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot create trace exporter: %w", err)
+	}
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(exp),
 		sdktrace.WithResource(res),
@@ -77,4 +82,19 @@ func (f *tracingFlags) tracer(service string) (trace.Tracer, func(), error) {
 		defer cancel()
 		_ = tp.Shutdown(ctx)
 	}, nil
+}
+
+// newResource describes this process to the trace backend: service.name is
+// service unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES (read by the
+// SDK's own detector, which wins) set it, plus the SDK's name and version.
+func newResource(ctx context.Context, service string) (*resource.Resource, error) {
+	res, err := resource.New(ctx,
+		resource.WithAttributes(semconv.ServiceName(service)),
+		resource.WithTelemetrySDK(),
+		resource.WithFromEnv(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the OpenTelemetry resource from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES: %w", err)
+	}
+	return res, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/router"
 )
 
@@ -16,8 +17,8 @@ func validateCmd(args []string) int {
 		fs.PrintDefaults()
 	}
 	viewsFile := fs.String("feature-views", "", "feature-view definitions (YAML), to check routes with feature tasks")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return cli.ExitCode("lariat validate", err, os.Stderr)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

@@ -119,3 +119,116 @@ func TestListenError(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestEnvName(t *testing.T) {
+	f := func(flagName, want string) {
+		t.Helper()
+		if got := EnvName(flagName); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", flagName, got, want)
+		}
+	}
+	f("listen", "LARIAT_LISTEN")
+	f("redis-password", "LARIAT_REDIS_PASSWORD")
+	f("max-body-size", "LARIAT_MAX_BODY_SIZE")
+	f("train-server", "LARIAT_TRAIN_SERVER")
+}
+
+// envFlags is a flag set like a command's: strings, a duration, a boolean, a
+// repeatable flag and aliases.
+type envFlags struct {
+	fs       *flag.FlagSet
+	stderr   bytes.Buffer
+	listen   string
+	registry string
+	timeout  time.Duration
+	verbose  bool
+	tags     []string
+}
+
+func newEnvFlags() *envFlags {
+	e := &envFlags{fs: flag.NewFlagSet("t", flag.ContinueOnError)}
+	e.fs.SetOutput(&e.stderr)
+	e.fs.StringVar(&e.listen, "listen", "127.0.0.1:1", "listen address")
+	e.fs.StringVar(&e.registry, "registry", "", "registry URL")
+	Alias(e.fs, "server", "registry")
+	e.fs.DurationVar(&e.timeout, "request-timeout", time.Second, "timeout")
+	e.fs.BoolVar(&e.verbose, "verbose", false, "more output")
+	Alias(e.fs, "v", "verbose")
+	e.fs.Func("tag", "tag (repeatable)", func(s string) error { e.tags = append(e.tags, s); return nil })
+	return e
+}
+
+func TestParseFlagsFromEnv(t *testing.T) {
+	f := func(env map[string]string, args []string, want envFlags, wantWarning string) {
+		t.Helper()
+		for _, k := range []string{"LARIAT_LISTEN", "LARIAT_REGISTRY", "LARIAT_REGISTRY_URL", "LARIAT_SERVER", "LARIAT_REQUEST_TIMEOUT", "LARIAT_VERBOSE", "LARIAT_V", "LARIAT_TAG"} {
+			t.Setenv(k, env[k])
+		}
+		e := newEnvFlags()
+		pos, err := ParseInterspersed(e.fs, args)
+		if err != nil {
+			t.Fatalf("env %v args %q: %v", env, args, err)
+		}
+		if e.listen != want.listen || e.registry != want.registry || e.timeout != want.timeout || e.verbose != want.verbose ||
+			!reflect.DeepEqual(e.tags, want.tags) || len(pos) != 0 {
+			t.Errorf("env %v args %q: got listen %q registry %q timeout %v verbose %v tags %q, pos %q",
+				env, args, e.listen, e.registry, e.timeout, e.verbose, e.tags, pos)
+		}
+		if got := e.stderr.String(); got != wantWarning {
+			t.Errorf("env %v args %q: stderr %q, want %q", env, args, got, wantWarning)
+		}
+	}
+	def := envFlags{listen: "127.0.0.1:1", timeout: time.Second}
+	f(nil, nil, def, "")
+	f(map[string]string{"LARIAT_LISTEN": ":9", "LARIAT_REQUEST_TIMEOUT": "3s", "LARIAT_VERBOSE": "true", "LARIAT_TAG": "a=b"}, nil,
+		envFlags{listen: ":9", timeout: 3 * time.Second, verbose: true, tags: []string{"a=b"}}, "")
+	// The command line wins, also through an alias; an empty variable is unset.
+	f(map[string]string{"LARIAT_LISTEN": ":9", "LARIAT_REGISTRY": "http://env", "LARIAT_VERBOSE": ""}, []string{"-listen", ":8", "-server", "http://arg"},
+		envFlags{listen: ":8", registry: "http://arg", timeout: time.Second}, "")
+	// Aliases have no variable of their own.
+	f(map[string]string{"LARIAT_SERVER": "http://alias", "LARIAT_V": "true"}, nil, def, "")
+	// A deprecated name works, with a warning, unless the new one is set.
+	f(map[string]string{"LARIAT_REGISTRY_URL": "http://old"}, nil,
+		envFlags{listen: "127.0.0.1:1", registry: "http://old", timeout: time.Second}, "warning: LARIAT_REGISTRY_URL is deprecated; use LARIAT_REGISTRY\n")
+	f(map[string]string{"LARIAT_REGISTRY_URL": "http://old", "LARIAT_REGISTRY": "http://new"}, nil,
+		envFlags{listen: "127.0.0.1:1", registry: "http://new", timeout: time.Second}, "")
+}
+
+func TestParseFlagsEnvErrors(t *testing.T) {
+	t.Setenv("LARIAT_REQUEST_TIMEOUT", "soon")
+	e := newEnvFlags()
+	err := ParseFlags(e.fs, nil)
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), `invalid value "soon" for LARIAT_REQUEST_TIMEOUT (flag -request-timeout)`) {
+		t.Fatalf("got %v", err)
+	}
+	// The command line does not read the variable it overrides.
+	e = newEnvFlags()
+	if err := ParseFlags(e.fs, []string{"-request-timeout", "2s"}); err != nil || e.timeout != 2*time.Second {
+		t.Fatalf("got %v, %v", e.timeout, err)
+	}
+}
+
+func TestFlagHelpNamesVariables(t *testing.T) {
+	e := newEnvFlags()
+	if err := ParseFlags(e.fs, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	// Parsing twice (ParseInterspersed does) does not repeat the note.
+	_, _ = ParseInterspersed(e.fs, []string{"-h"})
+	help := e.stderr.String()
+	for _, want := range []string{
+		"listen address (env LARIAT_LISTEN) (default \"127.0.0.1:1\")\n",
+		"timeout (env LARIAT_REQUEST_TIMEOUT) (default 1s)\n",
+		"\tsame as -registry\n",
+		"\tsame as -verbose\n",
+	} {
+		if strings.Count(help, want) != 2 {
+			t.Errorf("help lacks %q twice:\n%s", want, help)
+		}
+	}
+	// An alias of a boolean flag takes no value.
+	e = newEnvFlags()
+	if pos, err := ParseInterspersed(e.fs, []string{"-v", "x"}); err != nil || !e.verbose || !reflect.DeepEqual(pos, []string{"x"}) {
+		t.Fatalf("-v x: %v %q %v", e.verbose, pos, err)
+	}
+}
