@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/lariat-gw/lariat/internal/otlp"
 )
 
 // tracingFlags configure OpenTelemetry tracing. Tracing is off unless an
@@ -61,12 +61,15 @@ func (f *tracingFlags) tracer(service string) (trace.Tracer, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var exp sdktrace.SpanExporter
+	proto := otlp.HTTPProtobuf
 	if f.exporter == "otlp-grpc" {
-		exp, err = otlptracegrpc.New(ctx)
-	} else {
-		exp, err = otlptracehttp.New(ctx)
+		proto = otlp.GRPC
 	}
+	cfg, err := otlp.FromEnv(proto)
+	if err != nil {
+		return nil, nil, err
+	}
+	exp, err := otlp.New(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot create trace exporter: %w", err)
 	}
