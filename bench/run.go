@@ -185,7 +185,7 @@ type worker struct {
 	latOK   *hdrhistogram.Histogram
 	latShed *hdrhistogram.Histogram
 	svc     *hdrhistogram.Histogram // from actual send time (open loop)
-	lag *hdrhistogram.Histogram // actual minus scheduled send time (open loop)
+	lag     *hdrhistogram.Histogram // actual minus scheduled send time (open loop)
 
 	sent       int64
 	late       int64
