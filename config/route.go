@@ -40,6 +40,8 @@ type Route struct {
 	// PropagateHeaders lists request headers copied to every upstream
 	// call; no other request header is forwarded.
 	PropagateHeaders []String `yaml:"propagate_headers"`
+	// Metrics chooses which series the route exposes.
+	Metrics *RouteMetrics `yaml:"metrics"`
 	// TasksNode keeps the ordered task mapping; Tasks holds it decoded.
 	TasksNode yaml.Node `yaml:"tasks"`
 
@@ -63,6 +65,15 @@ type Limits struct {
 	Queue int `yaml:"queue"`
 	// QueueTimeout is how long a request may wait (default 10ms).
 	QueueTimeout Duration `yaml:"queue_timeout"`
+}
+
+// RouteMetrics chooses which series a route exposes. Every series is made
+// on first use, so an idle route exposes none.
+type RouteMetrics struct {
+	// TaskHistograms turns the per-task latency histograms
+	// (lariat_task_duration_seconds, 12 buckets each) on or off; by
+	// default as lariat serve --task-histograms says (on).
+	TaskHistograms *bool `yaml:"task_histograms"`
 }
 
 // Auth says how callers of a route authenticate: with one of the API keys

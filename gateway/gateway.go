@@ -256,6 +256,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		err = aerr
 	}
 	g.opts.Env.Upstreams.CloseIdle()
+	g.reloadMu.Lock()
+	g.loader.Close()
+	g.reloadMu.Unlock()
 	return err
 }
 

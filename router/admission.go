@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/internal/lazymetric"
 )
 
 // limiter admits at most max requests at once; up to queue more wait a
@@ -17,10 +18,10 @@ type limiter struct {
 	queue   int64
 	wait    time.Duration
 	waiting atomic.Int64
-	shed    *metrics.Counter
+	shed    *lazymetric.Counter
 }
 
-func newLimiter(l config.Limits, route string) *limiter {
+func newLimiter(l config.Limits, route string, set *metrics.Set) *limiter {
 	if l.MaxConcurrency <= 0 {
 		return nil
 	}
@@ -28,7 +29,7 @@ func newLimiter(l config.Limits, route string) *limiter {
 		slots: make(chan struct{}, l.MaxConcurrency),
 		queue: int64(l.Queue),
 		wait:  l.QueueTimeout.D,
-		shed:  metrics.GetOrCreateCounter(`lariat_requests_shed_total{route="` + route + `"}`),
+		shed:  lazymetric.NewCounter(set, `lariat_requests_shed_total{route="`+route+`"}`),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/internal/lazymetric"
 )
 
 // authenticator checks the credentials of a route's callers.
@@ -22,14 +23,14 @@ type authenticator struct {
 	keys   [][sha256.Size]byte
 	parser *jwt.Parser
 	keyFn  jwt.Keyfunc
-	denied *metrics.Counter
+	denied *lazymetric.Counter
 }
 
-func newAuthenticator(a *config.Auth, route string) (*authenticator, error) {
+func newAuthenticator(a *config.Auth, route string, set *metrics.Set) (*authenticator, error) {
 	if a == nil {
 		return nil, nil
 	}
-	au := &authenticator{denied: metrics.GetOrCreateCounter(`lariat_requests_unauthorized_total{route="` + route + `"}`)}
+	au := &authenticator{denied: lazymetric.NewCounter(set, `lariat_requests_unauthorized_total{route="`+route+`"}`)}
 	for _, k := range a.APIKeys {
 		var sum [sha256.Size]byte
 		if _, err := hex.Decode(sum[:], []byte(strings.TrimPrefix(k.Value, "sha256:"))); err != nil {

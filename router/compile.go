@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/internal/lazymetric"
 	"github.com/lariat-gw/lariat/tasks"
 )
 
@@ -42,9 +43,21 @@ type Plan struct {
 	// warnings are problems that do not stop the route from serving.
 	warnings config.Errors
 
-	durations *metrics.PrometheusHistogram
+	// set holds the route's series, made on first use: exposed while the
+	// plan serves, dropped when it is retired.
+	set       *metrics.Set
+	durations *lazymetric.Histogram
 	stats     latencyStats
 	statuses  [600]atomic.Pointer[metrics.Counter]
+
+	// workers run the plan's tasks off the handler goroutine; nil runs
+	// each on a goroutine of its own (plans that never serve for long).
+	workers *workerPool
+	// inflight counts requests being served; retired is set when the plan
+	// left the table; release runs once both say the plan is done.
+	inflight atomic.Int64
+	retired  atomic.Bool
+	released sync.Once
 }
 
 type node struct {
@@ -62,9 +75,10 @@ type node struct {
 	gate, branch int
 	isGate       bool
 
-	duration *metrics.PrometheusHistogram
-	failures *metrics.Counter
-	defaults *metrics.Counter
+	// duration is nil when the route's task histograms are off.
+	duration *lazymetric.Histogram
+	failures *lazymetric.Counter
+	defaults *lazymetric.Counter
 	stats    latencyStats
 	// scope is the task's template scope while the route compiles.
 	scope *scope
@@ -118,7 +132,11 @@ func (p *Plan) Tasks() []TaskInfo {
 // Compile builds the plan of route r. Problems are returned as
 // config.Errors with file positions.
 func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
-	p := &Plan{Route: r, name: r.Name.Value, timeout: r.Timeout.D, tracer: env.Tracer, models: env.Models}
+	p := &Plan{Route: r, name: r.Name.Value, timeout: r.Timeout.D, tracer: env.Tracer, models: env.Models, set: metrics.NewSet()}
+	taskHistograms := !env.NoTaskHistograms
+	if m := r.Metrics; m != nil && m.TaskHistograms != nil {
+		taskHistograms = *m.TaskHistograms
+	}
 	for _, m := range r.Methods {
 		p.methods = append(p.methods, m.Value)
 	}
@@ -148,7 +166,7 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 		p.useCtx = p.useCtx || kind.UsesContext
 		sc := &scope{c: c, self: i, deps: map[int]bool{}}
 		labels := fmt.Sprintf("%s,task=%q", routeLabel, t.Name)
-		task, err := kind.New(&tasks.Spec{Route: r, Task: t, Env: env, Scope: sc, Index: i, Labels: labels})
+		task, err := kind.New(&tasks.Spec{Route: r, Task: t, Env: env, Scope: sc, Index: i, Labels: labels, Metrics: p.set})
 		if err != nil {
 			errs.Add(t.NamePos, err)
 		}
@@ -168,9 +186,11 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 			gated = append(gated, gateRef{i, g})
 		}
 		n.scope = sc
-		n.duration = metrics.GetOrCreatePrometheusHistogram(`lariat_task_duration_seconds{` + labels + `}`)
-		n.failures = metrics.GetOrCreateCounter(`lariat_task_failures_total{` + labels + `}`)
-		n.defaults = metrics.GetOrCreateCounter(`lariat_task_defaults_total{` + labels + `}`)
+		if taskHistograms {
+			n.duration = lazymetric.NewHistogram(p.set, `lariat_task_duration_seconds{`+labels+`}`, nil)
+		}
+		n.failures = lazymetric.NewCounter(p.set, `lariat_task_failures_total{`+labels+`}`)
+		n.defaults = lazymetric.NewCounter(p.set, `lariat_task_defaults_total{`+labels+`}`)
 	}
 	for _, gr := range gated {
 		for b, br := range gr.g.Branches() {
@@ -204,13 +224,16 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 		n.scope = nil
 	}
 	if len(errs) > 0 {
+		p.release()
 		return nil, errs
 	}
 	if err := p.link(); err != nil {
+		p.release()
 		return nil, config.Errors{err.(*config.Error)}
 	}
 	var err error
 	if p.layout, err = newLayout(r); err != nil {
+		p.release()
 		return nil, err
 	}
 	for i, t := range r.Tasks {
@@ -219,13 +242,46 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 		}
 		p.checkDefault(t)
 	}
-	p.limit = newLimiter(r.Limits, p.name)
-	if p.auth, err = newAuthenticator(r.Auth, p.name); err != nil {
+	p.limit = newLimiter(r.Limits, p.name, p.set)
+	if p.auth, err = newAuthenticator(r.Auth, p.name, p.set); err != nil {
+		p.release()
 		return nil, config.Errors{err.(*config.Error)}
 	}
-	p.durations = metrics.GetOrCreatePrometheusHistogram(`lariat_request_duration_seconds{` + routeLabel + `}`)
+	p.durations = lazymetric.NewHistogram(p.set, `lariat_request_duration_seconds{`+routeLabel+`}`, nil)
 	p.pool.New = func() any { return newExec(p) }
 	return p, nil
+}
+
+// Activate exposes the plan's series in /metrics; call it when the plan
+// starts serving.
+func (p *Plan) Activate() { metrics.RegisterSet(p.set) }
+
+// Deactivate hides the plan's series; the plan may serve again later.
+func (p *Plan) Deactivate() { metrics.UnregisterSet(p.set, false) }
+
+// Retire takes the plan out of service: its series leave /metrics at
+// once (its replacement, if any, exposes the route's series from then
+// on), and once the requests in flight on it have finished, what its
+// tasks hold is released (see tasks.Cleaner). Requests that still reach a
+// retired plan are served.
+func (p *Plan) Retire() {
+	metrics.UnregisterSet(p.set, false)
+	p.retired.Store(true)
+	if p.inflight.Load() == 0 {
+		p.release()
+	}
+}
+
+// release lets go of what the plan's tasks hold and of its series, once.
+func (p *Plan) release() {
+	p.released.Do(func() {
+		for i := range p.nodes {
+			if c, ok := p.nodes[i].task.(tasks.Cleaner); ok {
+				c.Cleanup()
+			}
+		}
+		p.set.UnregisterAllMetrics()
+	})
 }
 
 // Warnings returns the route's problems that do not stop it from serving,

@@ -135,6 +135,14 @@ var (
 // matched by the caller. It returns once the response is written to rc;
 // nothing keeps rc afterwards.
 func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
+	p.inflight.Add(1)
+	p.serve(rc)
+	if p.inflight.Add(-1) == 0 && p.retired.Load() {
+		p.release()
+	}
+}
+
+func (p *Plan) serve(rc *fasthttp.RequestCtx) {
 	if p.auth != nil {
 		if err := p.auth.check(rc); err != nil {
 			p.auth.denied.Inc()
@@ -242,7 +250,7 @@ func (e *exec) run() (int, error) {
 			}
 			e.running++
 			e.refs.Add(1)
-			workers.run(e, i)
+			e.p.workers.run(e, i)
 		}
 		if finished == len(p.nodes) {
 			break
@@ -583,7 +591,7 @@ func (p *Plan) countStatus(status int) {
 	c := p.statuses[status].Load()
 	if c == nil {
 		// GetOrCreateCounter returns the same counter to racing callers.
-		c = metrics.GetOrCreateCounter(`lariat_requests_total{route=` + strconv.Quote(p.name) + `,status="` + strconv.Itoa(status) + `"}`)
+		c = p.set.GetOrCreateCounter(`lariat_requests_total{route=` + strconv.Quote(p.name) + `,status="` + strconv.Itoa(status) + `"}`)
 		p.statuses[status].Store(c)
 	}
 	c.Inc()

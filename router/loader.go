@@ -15,6 +15,10 @@ import (
 type Loader struct {
 	env   *tasks.Env
 	files map[string]*loadedFile
+	// workers run the tasks of every plan the loader builds.
+	workers *workerPool
+	// refs are the plans the files hold; serving those of the last table.
+	refs, serving map[*Plan]bool
 }
 
 type loadedFile struct {
@@ -28,7 +32,7 @@ type loadedFile struct {
 
 // NewLoader returns a Loader whose routes use env.
 func NewLoader(env *tasks.Env) *Loader {
-	return &Loader{env: env, files: map[string]*loadedFile{}}
+	return &Loader{env: env, files: map[string]*loadedFile{}, workers: newWorkerPool()}
 }
 
 // LoadResult says what a Load did.
@@ -107,9 +111,54 @@ func (l *Loader) Load(files []string) (*Table, LoadResult) {
 			out = append(out, lf.good)
 		}
 	}
+	l.track(out)
 	t := NewTable(out, res.Errors)
 	t.Warnings = res.Warnings
 	return t, res
+}
+
+// track starts and ends the lifecycles of plans: a plan entering the
+// table is activated (its series exposed); a plan no file holds any more
+// is retired (its series dropped and, once drained, its tasks released).
+func (l *Loader) track(table []*Plan) {
+	refs := make(map[*Plan]bool, len(l.files))
+	for _, lf := range l.files {
+		if lf.plan != nil {
+			refs[lf.plan] = true
+		}
+		if lf.good != nil {
+			refs[lf.good] = true
+		}
+	}
+	for p := range l.refs {
+		if !refs[p] {
+			p.Retire()
+		}
+	}
+	serving := make(map[*Plan]bool, len(table))
+	for _, p := range table {
+		serving[p] = true
+		if !l.serving[p] {
+			p.Activate()
+		}
+	}
+	for p := range l.serving {
+		if !serving[p] && refs[p] {
+			p.Deactivate()
+		}
+	}
+	l.refs, l.serving = refs, serving
+}
+
+// Close retires every plan and stops the loader's task workers. Call it
+// once the gateway serves no more requests.
+func (l *Loader) Close() {
+	for p := range l.refs {
+		p.Retire()
+	}
+	l.refs, l.serving = nil, nil
+	clear(l.files)
+	l.workers.close()
 }
 
 // load returns the state of file f, reading and compiling it when its
@@ -134,6 +183,7 @@ func (l *Loader) load(f string, res *LoadResult) *loadedFile {
 	} else if p, cerr := Compile(r, l.env); cerr != nil {
 		lf.errs.Add(config.Pos{File: f}, cerr)
 	} else {
+		p.workers = l.workers
 		lf.plan = p
 	}
 	return lf

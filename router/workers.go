@@ -11,8 +11,11 @@ import (
 // growing (and copying) it on every request. Idle workers are kept in LIFO
 // order, so the busy ones stay warm, and leave after maxWorkerIdle.
 type workerPool struct {
-	mu   sync.Mutex
-	idle []*worker
+	mu       sync.Mutex
+	idle     []*worker
+	cleaning bool
+	closed   bool
+	stop     chan struct{}
 }
 
 type worker struct {
@@ -30,17 +33,25 @@ const (
 	maxWorkerIdle  = 10 * time.Second
 )
 
-var workers = newWorkerPool()
-
+// newWorkerPool returns a pool whose janitor starts with its first
+// worker and stops at close.
 func newWorkerPool() *workerPool {
-	wp := &workerPool{}
-	go wp.clean()
-	return wp
+	return &workerPool{stop: make(chan struct{})}
 }
 
-// run starts task i of e on an idle worker, or on a new one.
+// run starts task i of e on an idle worker, or on a new one. A nil pool
+// runs it on a goroutine of its own.
 func (wp *workerPool) run(e *exec, i int) {
+	if wp == nil {
+		go e.runAsync(i)
+		return
+	}
 	wp.mu.Lock()
+	if wp.closed {
+		wp.mu.Unlock()
+		go e.runAsync(i)
+		return
+	}
 	if n := len(wp.idle); n > 0 {
 		w := wp.idle[n-1]
 		wp.idle[n-1] = nil
@@ -49,10 +60,31 @@ func (wp *workerPool) run(e *exec, i int) {
 		w.jobs <- job{e, i}
 		return
 	}
+	if !wp.cleaning {
+		wp.cleaning = true
+		go wp.clean()
+	}
 	wp.mu.Unlock()
 	w := &worker{jobs: make(chan job, 1)}
 	w.jobs <- job{e, i}
 	go wp.loop(w)
+}
+
+// close stops the janitor and the idle workers; busy workers stop when
+// their task ends. The pool must not be used afterwards.
+func (wp *workerPool) close() {
+	wp.mu.Lock()
+	defer wp.mu.Unlock()
+	if wp.closed {
+		return
+	}
+	wp.closed = true
+	close(wp.stop)
+	for _, w := range wp.idle {
+		close(w.jobs)
+	}
+	clear(wp.idle)
+	wp.idle = wp.idle[:0]
 }
 
 func (wp *workerPool) loop(w *worker) {
@@ -60,7 +92,7 @@ func (wp *workerPool) loop(w *worker) {
 		j.e.runAsync(j.i)
 		w.lastUsed = time.Now()
 		wp.mu.Lock()
-		if len(wp.idle) >= maxIdleWorkers {
+		if wp.closed || len(wp.idle) >= maxIdleWorkers {
 			wp.mu.Unlock()
 			return
 		}
@@ -74,7 +106,12 @@ func (wp *workerPool) loop(w *worker) {
 func (wp *workerPool) clean() {
 	t := time.NewTicker(maxWorkerIdle / 2)
 	defer t.Stop()
-	for range t.C {
+	for {
+		select {
+		case <-wp.stop:
+			return
+		case <-t.C:
+		}
 		cutoff := time.Now().Add(-maxWorkerIdle)
 		wp.mu.Lock()
 		n := 0

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,40 +88,128 @@ func (t *inferTask) compileBatch(s *Spec, in *BatchInputs) (*batchSpec, error) {
 	return b, nil
 }
 
-// batchers holds every batcher by target and signature, so that tasks of
-// several routes (and of reloaded routes) calling the same model share
-// one.
-var batchers sync.Map
-
 // batchRowsBuckets are the upper bounds of lariat_batch_rows: 1, 2, 4, ... 1024 rows.
 var batchRowsBuckets = metrics.ExponentialBuckets(1, 2, 11)
 
+// batchers holds the micro-batchers of an Env by target and signature, so
+// that the tasks of several routes (and of reloaded routes) calling the
+// same model with the same signature share one. A batcher lives while
+// some task holds it; the last task to let go (when its plan is retired)
+// removes it and its series.
+type batchers struct {
+	mu sync.Mutex
+	m  map[string]*batchEntry
+	// rows counts the batchers exporting each lariat_batch_rows series.
+	rows map[string]int
+}
+
+type batchEntry struct {
+	b *batcher
+	// holders are the specs of the tasks holding b; b uses one of them.
+	holders []*batchSpec
+}
+
+// acquire returns the batcher of key for the task of spec, making it on
+// first use.
+func (bs *batchers) acquire(key string, spec *batchSpec, tg *target) *batcher {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if bs.m == nil {
+		bs.m, bs.rows = map[string]*batchEntry{}, map[string]int{}
+	}
+	if e := bs.m[key]; e != nil {
+		e.holders = append(e.holders, spec)
+		return e.b
+	}
+	b := &batcher{tg: tg, queue: make(chan *member, 16*spec.maxSize)}
+	b.specp.Store(spec)
+	b.rowsName = `lariat_batch_rows{model=` + strconv.Quote(tg.label()) + `}`
+	b.rows = metrics.GetOrCreatePrometheusHistogramExt(b.rowsName, batchRowsBuckets)
+	bs.rows[b.rowsName]++
+	bs.m[key] = &batchEntry{b: b, holders: []*batchSpec{spec}}
+	return b
+}
+
+// release lets go of the batcher of key held for the task of spec.
+func (bs *batchers) release(key string, spec *batchSpec) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	e := bs.m[key]
+	if e == nil {
+		return
+	}
+	if i := slices.Index(e.holders, spec); i >= 0 {
+		e.holders = slices.Delete(e.holders, i, i+1)
+	}
+	if len(e.holders) > 0 {
+		// Keep nothing of a retired task alive: use a live holder's spec
+		// (the same signature).
+		e.b.specp.Store(e.holders[0])
+		return
+	}
+	delete(bs.m, key)
+	if bs.rows[e.b.rowsName]--; bs.rows[e.b.rowsName] == 0 {
+		delete(bs.rows, e.b.rowsName)
+		metrics.UnregisterMetric(e.b.rowsName)
+	}
+}
+
+// len returns the number of batchers, for tests.
+func (bs *batchers) len() int {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	return len(bs.m)
+}
+
 // batcher coalesces the calls of one model with one signature. One
-// goroutine collects calls into batches while there are any; each batch
-// is sent on its own goroutine.
+// goroutine collects calls into batches while there are any (it exits
+// after batchIdle without any); each batch is sent on its own goroutine.
 type batcher struct {
-	spec    *batchSpec
+	specp   atomic.Pointer[batchSpec]
 	tg      *target
 	queue   chan *member
 	running atomic.Bool
 	// est is the recent duration of a batched call (ns), to tell when a
 	// member's deadline is near.
-	est  atomic.Int64
-	rows *metrics.PrometheusHistogram
+	est      atomic.Int64
+	rows     *metrics.PrometheusHistogram
+	rowsName string
 }
 
-// batcherFor returns the batcher of tg for this task.
+// spec returns the batch settings and task the batcher uses.
+func (b *batcher) spec() *batchSpec { return b.specp.Load() }
+
+// batcherFor returns the batcher of tg for this task, acquiring it once.
 func (t *inferTask) batcherFor(tg *target) *batcher {
 	if b := tg.batch.Load(); b != nil {
 		return b
 	}
+	t.heldMu.Lock()
+	defer t.heldMu.Unlock()
+	if b := tg.batch.Load(); b != nil {
+		return b
+	}
 	key := fmt.Sprintf("%p|%s://%s%s|%s", tg.Host, tg.Scheme, tg.HostHdr, tg.Path, t.batch.sig)
-	nb := &batcher{spec: t.batch, tg: tg, queue: make(chan *member, 16*t.batch.maxSize)}
-	nb.rows = metrics.GetOrCreatePrometheusHistogramExt(`lariat_batch_rows{model=`+strconv.Quote(tg.label())+`}`, batchRowsBuckets)
-	v, _ := batchers.LoadOrStore(key, nb)
-	b := v.(*batcher)
+	b := t.held[key]
+	if b == nil {
+		b = t.env.batchers.acquire(key, t.batch, tg)
+		if t.held == nil {
+			t.held = map[string]*batcher{}
+		}
+		t.held[key] = b
+	}
 	tg.batch.Store(b)
 	return b
+}
+
+// Cleanup lets go of the batchers the task holds.
+func (t *inferTask) Cleanup() {
+	t.heldMu.Lock()
+	defer t.heldMu.Unlock()
+	for key := range t.held {
+		t.env.batchers.release(key, t.batch)
+	}
+	clear(t.held)
 }
 
 // member is one request's share of a batched call. The request and the
@@ -200,10 +289,10 @@ func (b *batcher) enqueue(m *member) bool {
 func (b *batcher) sendBy(m *member, at time.Time) time.Time {
 	est := time.Duration(b.est.Load())
 	if est <= 0 {
-		est = b.spec.maxWait
+		est = b.spec().maxWait
 	}
 	now := time.Now()
-	if m.deadline.Sub(now) < b.spec.maxWait+2*est {
+	if m.deadline.Sub(now) < b.spec().maxWait+2*est {
 		return now
 	}
 	return at
@@ -232,9 +321,9 @@ func (b *batcher) loop() {
 		}
 		bc := batchCallPool.Get().(*batchCall)
 		bc.add(first)
-		flushAt := b.sendBy(first, first.enqueued.Add(b.spec.maxWait))
+		flushAt := b.sendBy(first, first.enqueued.Add(b.spec().maxWait))
 	collect:
-		for bc.rows < b.spec.maxSize {
+		for bc.rows < b.spec().maxSize {
 			d := time.Until(flushAt)
 			if d <= 0 {
 				break
@@ -242,7 +331,7 @@ func (b *batcher) loop() {
 			timer.Reset(d)
 			select {
 			case m := <-b.queue:
-				if bc.rows+m.rows > b.spec.maxSize || !bytes.Equal(m.prop, first.prop) {
+				if bc.rows+m.rows > b.spec().maxSize || !bytes.Equal(m.prop, first.prop) {
 					carry = m
 					break collect
 				}
@@ -274,7 +363,7 @@ func (bc *batchCall) add(m *member) {
 
 // send makes the batched call and hands each member its share.
 func (b *batcher) send(bc *batchCall) {
-	t := b.spec.t
+	t := b.spec().t
 	req := fasthttp.AcquireRequest()
 	resp := upstream.AcquireResponse()
 	defer func() {
@@ -356,7 +445,7 @@ func (b *batcher) send(bc *batchCall) {
 
 // split maps each member's rows of the batched answer into its result.
 func (b *batcher) split(bc *batchCall, body []byte) error {
-	codec := b.spec.t.codec
+	codec := b.spec().t.codec
 	ds := decodePool.Get().(*decodeScratch)
 	defer releaseDecode(ds)
 	if err := codec.gather(ds, body); err != nil {
@@ -514,7 +603,7 @@ func setPropagatedFrom(req *fasthttp.Request, propagate []propagated, prop []byt
 // request it carries, and propagates its context upstream. With tracing
 // off, the trace context of the first request that has one is propagated.
 func (b *batcher) startSpan(bc *batchCall, req *fasthttp.Request) trace.Span {
-	tr := b.spec.tracer
+	tr := b.spec().tracer
 	if tr == nil {
 		for _, m := range bc.members {
 			if len(m.traceParent) > 0 {
@@ -553,3 +642,5 @@ func endBatchSpan(span trace.Span, status int, err *upstream.Error) {
 	}
 	span.End()
 }
+
+var _ Cleaner = (*inferTask)(nil)

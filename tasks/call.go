@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/internal/lazymetric"
 	"github.com/lariat-gw/lariat/upstream"
 )
 
@@ -96,7 +97,7 @@ type target struct {
 	*upstream.Target
 	model   string // "name/version", for model endpoints
 	version string
-	calls   *metrics.Counter
+	calls   *lazymetric.Counter
 	// batch is the micro-batcher of infer calls to this target.
 	batch atomic.Pointer[batcher]
 }
@@ -145,6 +146,7 @@ type endpoint struct {
 	up      *upstream.Pool
 	bs      upstream.BreakerSettings
 	labels  string
+	metrics *metrics.Set
 	// modelPath maps a model version's serving endpoint path and query
 	// to the path called; nil calls the serving endpoint as it is.
 	modelPath func(rest string, m ResolvedModel) string
@@ -179,7 +181,7 @@ func (e *endpoint) target() (*target, error) {
 	tg := e.newTarget(scheme, host, hostPort, rest)
 	tg.model = m.Name + "/" + m.Version
 	tg.version = m.Version
-	tg.calls = metrics.GetOrCreateCounter(`lariat_model_calls_total{` + e.labels + `,model=` + strconv.Quote(m.Name) + `,version=` + strconv.Quote(m.Version) + `}`)
+	tg.calls = lazymetric.NewCounter(e.metrics, `lariat_model_calls_total{`+e.labels+`,model=`+strconv.Quote(m.Name)+`,version=`+strconv.Quote(m.Version)+`}`)
 	// Keep the first target stored for an endpoint and version, so that
 	// racing callers share one (and its batcher).
 	if prev, loaded := e.targets.LoadOrStore(m.Endpoint, tg); loaded {
@@ -202,12 +204,12 @@ func registryEndpoint(s *Spec, field string, ref config.String, bs upstream.Brea
 	if err != nil {
 		return nil, s.Errorf(ref.Pos, "inputs.%s: cannot resolve %q: %v", field, ref.Value, err)
 	}
-	return &endpoint{ref: ref.Value, models: s.Env.Models, up: s.Env.Upstreams, bs: bs, labels: s.Labels}, nil
+	return &endpoint{ref: ref.Value, models: s.Env.Models, up: s.Env.Upstreams, bs: bs, labels: s.Labels, metrics: s.Metrics}, nil
 }
 
 // fixedEndpoint returns an endpoint calling scheme://host with path.
 func fixedEndpoint(s *Spec, bs upstream.BreakerSettings, scheme, host, hostPort, path string) *endpoint {
-	e := &endpoint{up: s.Env.Upstreams, bs: bs, labels: s.Labels}
+	e := &endpoint{up: s.Env.Upstreams, bs: bs, labels: s.Labels, metrics: s.Metrics}
 	e.fixed = e.newTarget(scheme, host, hostPort, path)
 	return e
 }
@@ -300,7 +302,7 @@ func compileCall(s *Spec, in *CallInputs, ep endpointFunc) (*caller, error) {
 		}
 		p.PrimaryWithin = in.PrimaryWithin.D
 	}
-	c.Caller = upstream.NewCaller(p, s.Labels)
+	c.Caller = upstream.NewCaller(p, s.Labels, s.Metrics)
 	if in.Shadow != nil {
 		var err error
 		if c.shadow, err = compileShadow(s, in.Shadow, ep, bs); err != nil {

@@ -8,10 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/internal/lazymetric"
 	"github.com/lariat-gw/lariat/upstream"
 )
 
@@ -95,8 +94,8 @@ type featureTask struct {
 	keys     []*Template
 	timeout  time.Duration
 	breaker  *upstream.Breaker
-	errStore *metrics.Counter
-	errReq   *metrics.Counter
+	errStore *lazymetric.Counter
+	errReq   *lazymetric.Counter
 	// failMissing fails the task when an entity has no row.
 	failMissing bool
 }
@@ -178,8 +177,8 @@ func newFeatureTask(s *Spec) (Task, error) {
 		t.timeout = in.Timeout.D
 	}
 	t.breaker = fe.storeBreaker()
-	t.errStore = metrics.GetOrCreateCounter(`lariat_upstream_errors_total{` + s.Labels + `,reason="feature_store"}`)
-	t.errReq = metrics.GetOrCreateCounter(`lariat_upstream_errors_total{` + s.Labels + `,reason="bad_entities"}`)
+	t.errStore = lazymetric.NewCounter(s.Metrics, `lariat_upstream_errors_total{`+s.Labels+`,reason="feature_store"}`)
+	t.errReq = lazymetric.NewCounter(s.Metrics, `lariat_upstream_errors_total{`+s.Labels+`,reason="bad_entities"}`)
 	return t, nil
 }
 

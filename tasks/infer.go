@@ -9,12 +9,12 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/internal/jsonutil"
+	"github.com/lariat-gw/lariat/internal/lazymetric"
 	"github.com/lariat-gw/lariat/upstream"
 )
 
@@ -143,7 +143,11 @@ type inferTask struct {
 	codec       *v2Codec
 	v1          *v1Codec
 	batch       *batchSpec
-	overflow    *metrics.Counter
+	env         *Env
+	// held are the batchers the task acquired, by key (see batcherFor).
+	heldMu   sync.Mutex
+	held     map[string]*batcher
+	overflow *lazymetric.Counter
 }
 
 func newInferTask(s *Spec) (Task, error) {
@@ -151,7 +155,7 @@ func newInferTask(s *Spec) (Task, error) {
 	if err := s.Decode(&in); err != nil {
 		return nil, err
 	}
-	t := &inferTask{}
+	t := &inferTask{env: s.Env}
 	switch in.Protocol.Value {
 	case "", "v2":
 	case "v1":
@@ -229,7 +233,7 @@ func newInferTask(s *Spec) (Task, error) {
 		if t.batch, err = t.compileBatch(s, in.Batch); err != nil {
 			return nil, err
 		}
-		t.overflow = metrics.GetOrCreateCounter(`lariat_batch_overflow_total{` + s.Labels + `}`)
+		t.overflow = lazymetric.NewCounter(s.Metrics, `lariat_batch_overflow_total{`+s.Labels+`}`)
 	}
 	return t, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/lariat-gw/lariat/config"
 )
 
@@ -95,6 +96,18 @@ type Spec struct {
 	// Labels are the metric labels that identify the task, as
 	// `route="...",task="..."`.
 	Labels string
+	// Metrics is the set of the route's series: a kind creates its
+	// series there (on first use, see internal/lazymetric), so they go
+	// when the route's plan is retired. nil means the default set.
+	Metrics *metrics.Set
+}
+
+// Cleaner is a task that holds resources beyond a request (goroutines,
+// shared batchers, caches). Cleanup releases them; it is called once,
+// when the route's plan is retired and no request runs the task any
+// more, or when the route failed to compile after the task was made.
+type Cleaner interface {
+	Cleanup()
 }
 
 // Decode decodes the task's inputs strictly into v.

@@ -7,12 +7,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/internal/jsonutil"
+	"github.com/lariat-gw/lariat/internal/lazymetric"
 	"github.com/lariat-gw/lariat/upstream"
 )
 
@@ -58,7 +58,7 @@ type shadower struct {
 	// decode is the task's answer decoder (set after compiling).
 	decode func(dst, body []byte) ([]byte, error)
 
-	agree, disagree, failed, dropped *metrics.Counter
+	agree, disagree, failed, dropped *lazymetric.Counter
 }
 
 func compileShadow(s *Spec, in *ShadowInputs, ep endpointFunc, bs upstream.BreakerSettings) (*shadower, error) {
@@ -91,10 +91,10 @@ func compileShadow(s *Spec, in *ShadowInputs, ep endpointFunc, bs upstream.Break
 		return nil, err
 	}
 	l := s.Labels
-	sh.agree = metrics.GetOrCreateCounter(`lariat_shadow_total{` + l + `,result="agree"}`)
-	sh.disagree = metrics.GetOrCreateCounter(`lariat_shadow_total{` + l + `,result="disagree"}`)
-	sh.failed = metrics.GetOrCreateCounter(`lariat_shadow_total{` + l + `,result="error"}`)
-	sh.dropped = metrics.GetOrCreateCounter(`lariat_shadow_total{` + l + `,result="dropped"}`)
+	sh.agree = lazymetric.NewCounter(s.Metrics, `lariat_shadow_total{`+l+`,result="agree"}`)
+	sh.disagree = lazymetric.NewCounter(s.Metrics, `lariat_shadow_total{`+l+`,result="disagree"}`)
+	sh.failed = lazymetric.NewCounter(s.Metrics, `lariat_shadow_total{`+l+`,result="error"}`)
+	sh.dropped = lazymetric.NewCounter(s.Metrics, `lariat_shadow_total{`+l+`,result="dropped"}`)
 	return sh, nil
 }
 

@@ -4,9 +4,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/internal/lazymetric"
 )
 
 func init() {
@@ -44,7 +43,7 @@ type splitTask struct {
 	sticky   *Template
 	branches []Branch
 	bodies   [][]byte
-	counters []*metrics.Counter
+	counters []*lazymetric.Counter
 }
 
 var _ Gate = (*splitTask)(nil)
@@ -75,7 +74,7 @@ func newSplitTask(s *Spec) (Task, error) {
 		t.cum = append(t.cum, t.total)
 		t.branches = append(t.branches, Branch{Name: a.Name.Value, Tasks: a.Run})
 		t.bodies = append(t.bodies, branchBody(a.Name.Value))
-		t.counters = append(t.counters, metrics.GetOrCreateCounter(`lariat_split_arm_total{`+s.Labels+`,arm=`+strconv.Quote(a.Name.Value)+`}`))
+		t.counters = append(t.counters, lazymetric.NewCounter(s.Metrics, `lariat_split_arm_total{`+s.Labels+`,arm=`+strconv.Quote(a.Name.Value)+`}`))
 	}
 	if t.total == 0 {
 		return nil, s.Errorf(s.Task.NamePos, "inputs.arms: the weights add up to 0; give at least one arm a positive weight")

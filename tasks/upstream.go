@@ -22,6 +22,12 @@ type Env struct {
 	Models ModelResolver
 	// Tracer, when set, traces every request and task.
 	Tracer trace.Tracer
+	// NoTaskHistograms turns the per-task latency histograms off for
+	// routes that do not say otherwise (route key metrics.task_histograms).
+	NoTaskHistograms bool
+
+	// batchers are the micro-batchers of infer tasks, shared by routes.
+	batchers batchers
 }
 
 // NewEnv returns an Env with an upstream pool using the given host

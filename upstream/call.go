@@ -8,6 +8,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/lariat-gw/lariat/internal/lazymetric"
 )
 
 // Cancel tells the calls of one request that it is over: tries still
@@ -154,56 +156,54 @@ type Caller struct {
 	// be safe for concurrent use.
 	Decode func(dst, body []byte) ([]byte, error)
 
-	labels     string
-	errs       [ReasonOther + 1]atomic.Pointer[metrics.Counter]
-	retries    atomic.Pointer[metrics.Counter]
-	hedgeWon   atomic.Pointer[metrics.Counter]
-	hedgeLost  atomic.Pointer[metrics.Counter]
-	fbPrimary  atomic.Pointer[metrics.Counter]
-	fbFallback atomic.Pointer[metrics.Counter]
+	errs       [ReasonOther + 1]*lazymetric.Counter
+	retries    *lazymetric.Counter
+	hedgeWon   *lazymetric.Counter
+	hedgeLost  *lazymetric.Counter
+	fbPrimary  *lazymetric.Counter
+	fbFallback *lazymetric.Counter
 }
 
 // NewCaller returns a caller; labels identify the task in metrics, as
-// `route="...",task="..."`.
-func NewCaller(p Policy, labels string) *Caller {
-	return &Caller{Policy: p, labels: labels}
-}
-
-// lazyCounter returns the counter in slot, creating it on first use so
-// that an idle task costs no series.
-func lazyCounter(slot *atomic.Pointer[metrics.Counter], name string) *metrics.Counter {
-	if c := slot.Load(); c != nil {
-		return c
+// `route="...",task="..."`, which are created in set (nil: the default
+// set) on first use, so that an idle task costs no series.
+func NewCaller(p Policy, labels string, set *metrics.Set) *Caller {
+	c := &Caller{Policy: p}
+	for _, r := range reasons {
+		c.errs[r] = lazymetric.NewCounter(set, `lariat_upstream_errors_total{`+labels+`,reason="`+r.Metric()+`"}`)
 	}
-	c := metrics.GetOrCreateCounter(name)
-	slot.Store(c)
+	c.retries = lazymetric.NewCounter(set, `lariat_task_retries_total{`+labels+`}`)
+	c.hedgeWon = lazymetric.NewCounter(set, `lariat_hedges_total{`+labels+`,result="won"}`)
+	c.hedgeLost = lazymetric.NewCounter(set, `lariat_hedges_total{`+labels+`,result="lost"}`)
+	c.fbPrimary = lazymetric.NewCounter(set, `lariat_fallback_answers_total{`+labels+`,answer="primary"}`)
+	c.fbFallback = lazymetric.NewCounter(set, `lariat_fallback_answers_total{`+labels+`,answer="fallback"}`)
 	return c
 }
 
 // CountFailure counts a failed try of the task by reason, in
 // lariat_upstream_errors_total.
 func (c *Caller) CountFailure(r Reason) {
-	lazyCounter(&c.errs[r], `lariat_upstream_errors_total{`+c.labels+`,reason="`+r.Metric()+`"}`).Inc()
+	if r > ReasonNone && int(r) < len(c.errs) && c.errs[r] != nil {
+		c.errs[r].Inc()
+	}
 }
 
 // CountRetry counts a retry of the task, in lariat_task_retries_total.
-func (c *Caller) CountRetry() {
-	lazyCounter(&c.retries, `lariat_task_retries_total{`+c.labels+`}`).Inc()
-}
+func (c *Caller) CountRetry() { c.retries.Inc() }
 
 func (c *Caller) countHedge(won bool) {
 	if won {
-		lazyCounter(&c.hedgeWon, `lariat_hedges_total{`+c.labels+`,result="won"}`).Inc()
+		c.hedgeWon.Inc()
 	} else {
-		lazyCounter(&c.hedgeLost, `lariat_hedges_total{`+c.labels+`,result="lost"}`).Inc()
+		c.hedgeLost.Inc()
 	}
 }
 
 func (c *Caller) countFallback(fallback bool) {
 	if fallback {
-		lazyCounter(&c.fbFallback, `lariat_fallback_answers_total{`+c.labels+`,answer="fallback"}`).Inc()
+		c.fbFallback.Inc()
 	} else {
-		lazyCounter(&c.fbPrimary, `lariat_fallback_answers_total{`+c.labels+`,answer="primary"}`).Inc()
+		c.fbPrimary.Inc()
 	}
 }
 

@@ -65,7 +65,7 @@ func target(p *Pool, host string, bs BreakerSettings) *Target {
 func copyBody(dst, body []byte) ([]byte, error) { return append(dst, body...), nil }
 
 func newCaller(p Policy) *Caller {
-	c := NewCaller(p, `route="t",task="m"`)
+	c := NewCaller(p, `route="t",task="m"`, nil)
 	c.Decode = copyBody
 	return c
 }

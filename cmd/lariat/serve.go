@@ -40,6 +40,7 @@ type serverFlags struct {
 	upstream            upstream.Options
 	breaker             breakerFlags
 	limitOff            bool
+	taskHistograms      bool
 }
 
 // breakerFlags set the default circuit breaker of upstreams.
@@ -71,6 +72,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.breaker.openFor, "upstream-breaker-open-for", d.Breaker.OpenFor, "how long an open breaker waits before a trial request, for tasks that set no breaker")
 	fs.IntVar(&f.upstream.Limit.Max, "upstream-limit-max", d.Limit.Max, "most calls in flight to one upstream; the adaptive limit moves below it with the upstream's latency")
 	fs.BoolVar(&f.limitOff, "upstream-limit-off", false, "turn the adaptive per-upstream concurrency limit off")
+	fs.BoolVar(&f.taskHistograms, "task-histograms", true, "expose a latency histogram per task (lariat_task_duration_seconds); routes may say otherwise with metrics.task_histograms")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token the admin listener requires (except /healthz and /readyz)")
 }
 
@@ -118,7 +120,7 @@ func (f *serverFlags) env(resolve map[string]string) *tasks.Env {
 	l.Initial = min(l.Initial, l.Max)
 	l.Disabled = f.limitOff
 	o.Limit = l
-	return &tasks.Env{Upstreams: upstream.NewPool(resolve, o)}
+	return &tasks.Env{Upstreams: upstream.NewPool(resolve, o), NoTaskHistograms: !f.taskHistograms}
 }
 
 func (f *serverFlags) resolveMap(extra map[string]string) (map[string]string, error) {

@@ -4,8 +4,10 @@
 package promexpo
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -16,9 +18,68 @@ const ContentType = "text/plain; version=0.0.4; charset=utf-8"
 
 // WritePrometheus writes every registered metric and the process and Go
 // runtime metrics to w, each family preceded by its # HELP and # TYPE lines.
+//
+// Routes keep their series in sets of their own (registered while they
+// serve), so one family may be spread over several sets; each set writes
+// its own # HELP and # TYPE lines. The families are merged here, so that
+// each is described once with all its samples together.
 func WritePrometheus(w io.Writer) {
 	metrics.ExposeMetadata(true)
-	metrics.WritePrometheus(w, true)
+	var b bytes.Buffer
+	metrics.WritePrometheus(&b, false)
+	_, _ = w.Write(mergeFamilies(b.Bytes()))
+	metrics.WriteProcessMetrics(w)
+}
+
+// mergeFamilies regroups text written by several sets: the blocks of a
+// family (a # HELP line, a # TYPE line and samples) are joined under one
+// # HELP and # TYPE, families in name order.
+func mergeFamilies(text []byte) []byte {
+	type family struct {
+		meta    []byte // the # HELP and # TYPE lines
+		samples []byte
+	}
+	fams := map[string]*family{}
+	var order []string
+	var cur *family
+	for len(text) > 0 {
+		line, rest, _ := bytes.Cut(text, []byte{'\n'})
+		text = rest
+		if len(line) == 0 {
+			continue
+		}
+		if name, ok := bytes.CutPrefix(line, []byte("# HELP ")); ok {
+			name, _, _ = bytes.Cut(name, []byte{' '})
+			cur = fams[string(name)]
+			if cur == nil {
+				cur = &family{}
+				fams[string(name)] = cur
+				order = append(order, string(name))
+				cur.meta = append(append(cur.meta, line...), '\n')
+			}
+			continue
+		}
+		if bytes.HasPrefix(line, []byte("# TYPE ")) {
+			if cur != nil && bytes.Count(cur.meta, []byte{'\n'}) == 1 {
+				cur.meta = append(append(cur.meta, line...), '\n')
+			}
+			continue
+		}
+		if cur == nil {
+			// A sample without metadata (metadata off): keep it as is.
+			cur = &family{}
+			fams[""] = cur
+			order = append(order, "")
+		}
+		cur.samples = append(append(cur.samples, line...), '\n')
+	}
+	sort.Strings(order)
+	var out []byte
+	for _, name := range order {
+		f := fams[name]
+		out = append(append(out, f.meta...), f.samples...)
+	}
+	return out
 }
 
 // Check reports the first problem of text, a page in the Prometheus text

@@ -57,3 +57,31 @@ func TestWritePrometheus(t *testing.T) {
 		}
 	}
 }
+
+// TestFamiliesMergedAcrossSets: a family whose series live in several sets
+// (one per route) is described once, its samples together.
+func TestFamiliesMergedAcrossSets(t *testing.T) {
+	a, b := metrics.NewSet(), metrics.NewSet()
+	a.GetOrCreateCounter(`lariat_merge_test_total{route="a"}`).Inc()
+	b.GetOrCreateCounter(`lariat_merge_test_total{route="b"}`).Add(2)
+	a.GetOrCreatePrometheusHistogram(`lariat_merge_test_seconds{route="a"}`).Update(0.1)
+	b.GetOrCreatePrometheusHistogram(`lariat_merge_test_seconds{route="b"}`).Update(0.2)
+	metrics.RegisterSet(a)
+	metrics.RegisterSet(b)
+	defer metrics.UnregisterSet(a, true)
+	defer metrics.UnregisterSet(b, true)
+	var out bytes.Buffer
+	WritePrometheus(&out)
+	text := out.String()
+	if err := Check(text); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`lariat_merge_test_total{route="a"} 1`, `lariat_merge_test_total{route="b"} 2`, `lariat_merge_test_seconds_count{route="b"} 1`} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("missing %s", want)
+		}
+	}
+	if n := strings.Count(text, "# TYPE lariat_merge_test_total "); n != 1 {
+		t.Fatalf("family described %d times", n)
+	}
+}
