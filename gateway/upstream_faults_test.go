@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // The faults production brings, met with default settings: upstreams
@@ -281,8 +282,11 @@ func TestTrickledAnswerTimesOut(t *testing.T) {
 // gets 502 naming the cause.
 func TestHugeAnswerIsRefused(t *testing.T) {
 	up := upstreamtest.Start(t, upstreamtest.Huge(100<<20))
-	tg := startGateway(t, map[string]string{"h.yaml": plainRoute("huge", up.URL("/"))}, nil)
-	if a := tg.post(t, "/huge", `{}`); a.status != 502 || !strings.Contains(a.body, "too large") {
+	// A small limit, so that reaching it is quick also under the race
+	// detector on a busy machine.
+	tg := startGateway(t, map[string]string{"h.yaml": strings.Replace(plainRoute("huge", up.URL("/")), "timeout: 2s", "timeout: 20s", 1)}, nil,
+		func(o *Options) { o.Env.Upstreams = upstream.NewPool(nil, upstream.Options{MaxBodySize: 1 << 20}) })
+	if a := tg.post(t, "/huge", `{}`); a.status != 502 || !strings.Contains(a.body, "too large: larger than 1048576 bytes") {
 		t.Fatalf("answer %d %s, want 502 naming the size", a.status, a.body)
 	}
 }
