@@ -34,8 +34,9 @@ const (
 // PlanOptions tunes a Plan.
 type PlanOptions struct {
 	// Defaults maps "view:feature" to the JSON used when the value is missing
-	// (NOT_FOUND), null (NULL_VALUE), undecodable (INVALID), or stale and
-	// dropped (DropStale). Statuses are unchanged by defaults.
+	// (NOT_FOUND), stored as null (PRESENT, as in Feast), undecodable
+	// (INVALID), or stale and dropped (DropStale). Statuses are unchanged by
+	// defaults.
 	Defaults map[string]json.RawMessage
 	// MaxAge overrides a view's max age (its ttl) per view name. 0 keeps the
 	// view's; a view max age of 0 means no limit.
@@ -584,6 +585,8 @@ func unixNano(sec int64, nsec int32) int64 {
 }
 
 // appendCell appends the value of feature f in row r and returns its status.
+// As in Feast, a stored null (an empty Value or null_val) is PRESENT with the
+// value null, and the age check comes first: a stale null is OUTSIDE_MAX_AGE.
 func (p *Plan) appendCell(dst []byte, st *fetchState, r int, f *planFeature, now int64) ([]byte, Status) {
 	fv := st.vals[r*p.rowFields+f.field]
 	if !fv.Found {
@@ -594,23 +597,21 @@ func (p *Plan) appendCell(dst []byte, st *fetchState, r int, f *planFeature, now
 	if err != nil {
 		return p.appendMissing(dst, f), StatusInvalid
 	}
-	if isNull {
-		if f.def != nil {
-			dst = append(dst[:start], f.def...)
-		}
-		return dst, StatusNullValue
-	}
+	status := StatusPresent
 	if v := &p.views[f.view]; v.maxAge > 0 {
 		ts := st.ts[r*len(p.views)+f.view]
 		// A missing timestamp counts as the epoch, as in Feast's Go server.
 		if now-ts > v.maxAge {
+			status = StatusOutsideMaxAge
 			if p.dropStale {
-				dst = p.appendMissing(dst[:start], f)
+				return p.appendMissing(dst[:start], f), status
 			}
-			return dst, StatusOutsideMaxAge
 		}
 	}
-	return dst, StatusPresent
+	if isNull && f.def != nil {
+		dst = append(dst[:start], f.def...)
+	}
+	return dst, status
 }
 
 // appendNotFound appends the value of feature f, which row r lacks: null
