@@ -6,9 +6,11 @@
 // conversion of input values to Feast's protobufs (reusing featurefetch's
 // layout encoders), and the newest-wins write: a Lua script (Writer) that, per
 // entity hash and atomically, compares the stored "_ts:<view>" timestamp with
-// the row's event time and writes the row only when it is not older. Equal
-// event times overwrite, so re-running a file is idempotent and a run killed
-// half-way and started again ends with the same content as one clean run.
+// the row's event time and writes the row only when it is newer. As in Feast,
+// a stored time equal to or newer than the row's skips it, so of rows with
+// the same entity and event time the first written stays; re-running a file
+// is idempotent, and a run killed half-way and started again ends with the
+// same content as one clean run.
 //
 // Columns: a view needs its join keys, its event-time column (the view's
 // timestamp_field, "event_timestamp" by default) and every feature; other
