@@ -246,6 +246,23 @@ func TestFetchKeysAndGroups(t *testing.T) {
 			t.Fatalf("rows:\n got %s\nwant %s", got, want)
 		}
 
+		// JoinKeyOrder orders the entity columns; Fetch's keys stay sorted.
+		p = mustPlan(t, v, []string{"driver_customer:trips_together"}, PlanOptions{JoinKeyOrder: []string{"driver_id", "customer_id"}})
+		if jk := strings.Join(p.JoinKeys(), ","); jk != "customer_id,driver_id" {
+			t.Fatalf("JoinKeys with an order = %s", jk)
+		}
+		got = fetchJSON(t, p, fx.store, `"c\"1"`, `[1001]`)
+		if want = `[{"driver_id":1001,"customer_id":"c\"1","trips_together":10010}]`; got != want {
+			t.Fatalf("rows in join key order:\n got %s\nwant %s", got, want)
+		}
+		p = mustPlan(t, v, []string{"driver_customer:trips_together", "zone_stats:demand"},
+			PlanOptions{Shape: ShapeColumns, JoinKeyOrder: []string{"device_id", "driver_id"}})
+		got = fetchJSON(t, p, fx.store, `"c\"1"`, `1002`, `-3`)
+		if want = `{"metadata":{"feature_names":["driver_id","customer_id","zone_id","trips_together","demand"]},"results":[{"values":[1002],` +
+			`"statuses":["PRESENT"],"event_timestamps":["1970-01-01T00:00:00Z"]},{"values":["c\"1"],`; !strings.HasPrefix(got, want) {
+			t.Fatalf("columns in join key order:\n got %s\nwant %s...", got, want)
+		}
+
 		p = mustPlan(t, v, []string{"zone_stats:demand", "device_stats:battery"}, PlanOptions{FullNames: true})
 		got = fetchJSON(t, p, fx.store, `"AP4="`, `"-3"`)
 		want = `[{"device_id":"AP4=","zone_id":-3,"zone_stats__demand":1.5,"device_stats__battery":80}]`
@@ -333,6 +350,8 @@ func TestNewPlanErrors(t *testing.T) {
 	f(`default of feature "driver_stats:conv_rate" is not valid JSON: invalid character '}' looking for beginning of value`, []string{"driver_stats:conv_rate"},
 		PlanOptions{Defaults: map[string]json.RawMessage{"driver_stats:conv_rate": json.RawMessage("}")}})
 	f(`unknown shape 7`, []string{"driver_stats:conv_rate"}, PlanOptions{Shape: 7})
+	f(`join key order names "driver_id" twice`, []string{"driver_customer:trips_together"},
+		PlanOptions{JoinKeyOrder: []string{"driver_id", "driver_id"}})
 }
 
 func TestNewPlanNameCollisions(t *testing.T) {

@@ -55,6 +55,11 @@ type PlanOptions struct {
 	// NullMissingRows writes null for the features of a view an entity has
 	// no row in (see FetchReport), instead of their Defaults.
 	NullMissingRows bool
+	// JoinKeyOrder is the order of the entity columns in results, e.g. the
+	// order in which a request names them; join keys it does not list
+	// follow, sorted, and names that are not join keys of the plan are
+	// ignored. It does not change the order of Fetch's keys.
+	JoinKeyOrder []string
 }
 
 // Plan is a compiled read of a fixed feature list. Build it once (at route load)
@@ -64,6 +69,8 @@ type Plan struct {
 	joinKeys  []string
 	keyTypes  []ValueType
 	keyJSON   [][]byte // `"driver_id":`
+	keyOrder  []int    // output position -> index into joinKeys
+	namesJSON []byte   // ShapeColumns: `,"conv_rate",...]},"results":[` after the join keys
 	groups    []planGroup
 	views     []planView
 	features  []planFeature
@@ -237,6 +244,22 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 	}
 	p.rowFields = off
 
+	for _, jk := range opt.JoinKeyOrder {
+		i := slices.Index(p.joinKeys, jk)
+		if i < 0 {
+			continue
+		}
+		if slices.Contains(p.keyOrder, i) {
+			return nil, fmt.Errorf("join key order names %q twice", jk)
+		}
+		p.keyOrder = append(p.keyOrder, i)
+	}
+	for i := range p.joinKeys {
+		if !slices.Contains(p.keyOrder, i) {
+			p.keyOrder = append(p.keyOrder, i)
+		}
+	}
+
 	for i, f := range feats {
 		pf := planFeature{
 			view:    f.view,
@@ -255,25 +278,34 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 	}
 
 	if p.shape == ShapeColumns {
-		h := []byte(`{"metadata":{"feature_names":[`)
-		for i, jk := range p.joinKeys {
-			if i > 0 {
-				h = append(h, ',')
-			}
-			h = jsonutil.AppendString(h, jk)
-		}
+		var names []byte
 		for i, name := range p.names {
 			if i > 0 || len(p.joinKeys) > 0 {
-				h = append(h, ',')
+				names = append(names, ',')
 			}
-			h = jsonutil.AppendString(h, name)
+			names = jsonutil.AppendString(names, name)
 		}
-		p.header = append(h, `]},"results":[`...)
+		p.namesJSON = append(names, `]},"results":[`...)
+		p.header = p.appendHeader(nil, p.keyOrder)
 	}
 	return p, nil
 }
 
-// JoinKeys returns the join keys Fetch needs, sorted.
+// appendHeader appends the start of a ShapeColumns result with the entity
+// columns in order.
+func (p *Plan) appendHeader(dst []byte, order []int) []byte {
+	dst = append(dst, `{"metadata":{"feature_names":[`...)
+	for i, ki := range order {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = jsonutil.AppendString(dst, p.joinKeys[ki])
+	}
+	return append(dst, p.namesJSON...)
+}
+
+// JoinKeys returns the join keys Fetch needs, sorted: the order of its keys.
+// Results name them in PlanOptions.JoinKeyOrder.
 func (p *Plan) JoinKeys() []string {
 	return p.joinKeys
 }
@@ -341,6 +373,12 @@ func (p *Plan) Fetch(ctx context.Context, s Store, keys [][]byte, dst []byte) ([
 // [{"driver_id":1003}, ...], and returns it; otherwise it returns missing
 // unchanged.
 func (p *Plan) FetchReport(ctx context.Context, s Store, keys [][]byte, dst, missing []byte) (result, missingOut []byte, err error) {
+	return p.fetch(ctx, s, keys, p.keyOrder, dst, missing)
+}
+
+// fetch is FetchReport with the entity columns of the result in order
+// (output position -> index into joinKeys).
+func (p *Plan) fetch(ctx context.Context, s Store, keys [][]byte, order []int, dst, missing []byte) (result, missingOut []byte, err error) {
 	if len(keys) != len(p.joinKeys) {
 		return dst, missing, badRequestf("got %d join key values, want %d (%s)", len(keys), len(p.joinKeys), strings.Join(p.joinKeys, ", "))
 	}
@@ -391,9 +429,9 @@ func (p *Plan) FetchReport(ctx context.Context, s Store, keys [][]byte, dst, mis
 	p.decodeTimestamps(st, n)
 	missing = p.findAbsent(st, n, missing)
 	if p.shape == ShapeColumns {
-		return p.appendColumns(st, n, now, dst), missing, nil
+		return p.appendColumns(st, n, now, order, dst), missing, nil
 	}
-	return p.appendRows(st, n, now, dst), missing, nil
+	return p.appendRows(st, n, now, order, dst), missing, nil
 }
 
 // findAbsent marks the (row, view) pairs with no row in the store and
@@ -434,8 +472,8 @@ func (p *Plan) findAbsent(st *fetchState, n int, missing []byte) []byte {
 // appendEntity appends the join keys of row r as a JSON object.
 func (p *Plan) appendEntity(dst []byte, st *fetchState, n, r int) []byte {
 	dst = append(dst, '{')
-	for ki := range p.joinKeys {
-		if ki > 0 {
+	for i, ki := range p.keyOrder {
+		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, p.keyJSON[ki]...)
@@ -631,15 +669,15 @@ func (p *Plan) appendMissing(dst []byte, f *planFeature) []byte {
 	return append(dst, "null"...)
 }
 
-func (p *Plan) appendRows(st *fetchState, n int, now int64, dst []byte) []byte {
+func (p *Plan) appendRows(st *fetchState, n int, now int64, order []int, dst []byte) []byte {
 	dst = append(dst, '[')
 	for r := 0; r < n; r++ {
 		if r > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, '{')
-		for ki := range p.joinKeys {
-			if ki > 0 {
+		for i, ki := range order {
+			if i > 0 {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, p.keyJSON[ki]...)
@@ -661,10 +699,14 @@ func (p *Plan) appendRows(st *fetchState, n int, now int64, dst []byte) []byte {
 
 const epochJSON = `"1970-01-01T00:00:00Z"`
 
-func (p *Plan) appendColumns(st *fetchState, n int, now int64, dst []byte) []byte {
-	dst = append(dst, p.header...)
-	for ki := range p.joinKeys {
-		if ki > 0 {
+func (p *Plan) appendColumns(st *fetchState, n int, now int64, order []int, dst []byte) []byte {
+	if slices.Equal(order, p.keyOrder) {
+		dst = append(dst, p.header...)
+	} else {
+		dst = p.appendHeader(dst, order)
+	}
+	for i, ki := range order {
+		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"values":[`...)
