@@ -25,6 +25,14 @@ const (
 // tags.<key>; version searches also accept version (or version_number), run_id,
 // source_path (or source), current_stage, status, training_job and serving_endpoint.
 // Operators: =, !=, LIKE, ILIKE, IN (...), NOT IN (...), and <, <=, >, >= on versions.
+//
+// Tags compare as in MLflow's server: a clause on a tag the model (or
+// version) does not have never matches, whatever the operator. The prompt
+// marker tag mlflow.prompt.is_prompt is the exception: unless the filter
+// asks for prompts (is_prompt = 'true' or != 'false'), its clauses are
+// dropped and models tagged is_prompt = 'true' are left out, so the
+// client's added "tag.`mlflow.prompt.is_prompt` != 'true'" matches every
+// model without the tag.
 type SearchRequest struct {
 	Filter     string   `json:"filter,omitempty"`
 	MaxResults int64    `json:"max_results,omitempty"`
@@ -46,7 +54,14 @@ type filterClause struct {
 	values []string
 	re     *regexp.Regexp // LIKE / ILIKE
 	nums   []int64        // numeric values for version comparisons
+	// missingMatches makes a missing tag satisfy the clause (the prompt
+	// exclusion); otherwise a clause on a missing tag is false.
+	missingMatches bool
 }
+
+// isPromptTag is the tag MLflow marks prompts with; models and versions
+// without it are not prompts.
+const isPromptTag = "mlflow.prompt.is_prompt"
 
 type searchFilter []filterClause
 
@@ -184,7 +199,7 @@ func parseFilter(s string, kind searchKind) (searchFilter, error) {
 		return nil, err
 	}
 	if tok.kind == tokEOF {
-		return nil, nil
+		return f.excludePrompts(), nil
 	}
 	for {
 		c, next, err := parseClause(l, tok, kind)
@@ -193,7 +208,7 @@ func parseFilter(s string, kind searchKind) (searchFilter, error) {
 		}
 		f = append(f, c)
 		if next.kind == tokEOF {
-			return f, nil
+			return f.excludePrompts(), nil
 		}
 		if next.kind != tokIdent || next.quoted || !strings.EqualFold(next.text, "AND") {
 			return nil, errInvalid("Invalid filter %q: expected AND or end of filter, got %q", s, next.text)
@@ -202,6 +217,24 @@ func parseFilter(s string, kind searchKind) (searchFilter, error) {
 			return nil, err
 		}
 	}
+}
+
+// excludePrompts applies MLflow's handling of the prompt marker tag: unless
+// the first clause on it asks for prompts, its clauses are replaced by one
+// that leaves out what is tagged is_prompt = 'true' (and keeps what has no
+// such tag).
+func (f searchFilter) excludePrompts() searchFilter {
+	for _, c := range f {
+		if c.tag && c.key == isPromptTag {
+			v := strings.ToLower(c.values[0])
+			if c.op == "=" && v == "true" || c.op == "!=" && v == "false" {
+				return f
+			}
+			break
+		}
+	}
+	f = slices.DeleteFunc(f, func(c filterClause) bool { return c.tag && c.key == isPromptTag })
+	return append(f, filterClause{key: isPromptTag, tag: true, op: "!=", values: []string{"true"}, missingMatches: true})
 }
 
 // parseClause parses "key op value" starting at tok and returns the token after it.
@@ -390,10 +423,14 @@ func (c *filterClause) matchNumber(n int64) bool {
 	return false
 }
 
-// matchTag matches a tag clause; a missing tag matches nothing, as in MLflow's SQL.
+// matchTag matches a tag clause; a missing tag matches nothing, as in MLflow's
+// SQL store, except for the prompt exclusion.
 func (c *filterClause) matchTag(tags []Tag) bool {
 	v, ok := tagValue(tags, c.key)
-	return ok && c.matchString(v)
+	if !ok {
+		return c.missingMatches
+	}
+	return c.matchString(v)
 }
 
 func (f searchFilter) matchModel(m *ModelRecord) bool {
