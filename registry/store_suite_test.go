@@ -49,6 +49,7 @@ func runStoreSuite(t *testing.T, factory storeFactory) {
 		{"Stages", testStages},
 		{"SearchModels", testSearchModels},
 		{"SearchVersions", testSearchVersions},
+		{"Runs", testRuns},
 		{"RenameAndDelete", testRenameAndDelete},
 		{"Reopen", testReopen},
 		{"ConcurrentWriters", testConcurrentWriters},
