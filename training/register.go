@@ -95,7 +95,7 @@ func (m *Manager) register(ctx context.Context, j *Job, reg *Register, mets map[
 			Description:     reg.Description,
 			ServingEndpoint: endpoint,
 			TrainingJob:     j.ID,
-			Params:          j.Spec.Hyperparameters,
+			Params:          hyperparameterTexts(j.Spec.Hyperparameters),
 			Metrics:         mets,
 			FeatureViews:    featureViews(&j.Spec.Inputs),
 		})

@@ -14,7 +14,7 @@ func TestRegisterOnSuccess(t *testing.T) {
 	reg := startRegistry(t)
 	m := newManager(t, t.TempDir(), newLocal(2), reg)
 	spec := shellJob("driver-rank", `printf '{"accuracy": 0.8, "auc": 0.91}' > "$LARIAT_METRICS_FILE"`)
-	spec.Hyperparameters = map[string]string{"lr": "0.1", "epochs": "20"}
+	spec.Hyperparameters = map[string]Hyperparameter{"lr": "0.1", "epochs": "20"}
 	spec.Inputs = Inputs{FeatureViews: []string{"driver_stats"}, Features: []string{"driver_trips:recent_trip_km"}, Labels: "/tmp/l.csv"}
 	spec.Register = &Register{
 		Model:           "driver-rank",

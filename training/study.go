@@ -270,12 +270,17 @@ func (m *Manager) trialSpec(spec *StudySpec, n int) JobSpec {
 	js.Name = spec.Name + "-t" + strconv.Itoa(n)
 	js.Register = nil
 	params := newSampler(spec.Space, spec.Search, spec.Seed).trial(n)
-	hp := make(map[string]string, len(spec.Job.Hyperparameters)+len(params))
+	hp := make(map[string]Hyperparameter, len(spec.Job.Hyperparameters)+len(params))
 	for k, v := range spec.Job.Hyperparameters {
 		hp[k] = v
 	}
 	for k, v := range params {
-		hp[k] = v
+		// Sampled numbers stay numbers; choices are strings.
+		if p := spec.Space[k]; p.Type == ParamChoice {
+			hp[k] = StringHyperparameter(v)
+		} else {
+			hp[k] = Hyperparameter(v)
+		}
 	}
 	js.Hyperparameters = hp
 	return js

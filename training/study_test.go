@@ -173,7 +173,7 @@ func TestStudyGridRegistersBest(t *testing.T) {
 	reg := startRegistry(t)
 	m := newManager(t, t.TempDir(), newLocal(2), reg)
 	spec := lossStudy("grid")
-	spec.Job.Hyperparameters = map[string]string{"x": "overridden", "epochs": "3"}
+	spec.Job.Hyperparameters = map[string]Hyperparameter{"x": StringHyperparameter("overridden"), "epochs": "3"}
 	spec.Job.Register = &Register{Model: "grid-model", Aliases: []string{"candidate"}}
 	s, err := m.SubmitStudy(spec)
 	if err != nil {
@@ -200,6 +200,10 @@ func TestStudyGridRegistersBest(t *testing.T) {
 	jobs := m.Jobs(JobFilter{Study: s.ID})
 	if len(jobs) != 8 || jobs[0].Spec.Register != nil || jobs[0].Spec.Hyperparameters["epochs"] != "3" {
 		t.Fatalf("trial jobs: %d", len(jobs))
+	}
+	// A sampled integer reaches the trial as a number, a choice as a string.
+	if hp := jobs[0].Spec.Hyperparameters; hp["y"] != "1" || hp["x"] != `"3"` {
+		t.Fatalf("trial hyperparameters %v", hp)
 	}
 	v, err := reg.VersionByAlias(context.Background(), "grid-model", "candidate")
 	if err != nil {
