@@ -275,12 +275,8 @@ func (m *Manager) trialSpec(spec *StudySpec, n int) JobSpec {
 		hp[k] = v
 	}
 	for k, v := range params {
-		// Sampled numbers stay numbers; choices are strings.
-		if p := spec.Space[k]; p.Type == ParamChoice {
-			hp[k] = StringHyperparameter(v)
-		} else {
-			hp[k] = Hyperparameter(v)
-		}
+		p := spec.Space[k]
+		hp[k] = p.typed(v)
 	}
 	js.Hyperparameters = hp
 	return js
