@@ -263,6 +263,10 @@ timeout: 2m
 	}
 	startModelServer(t, modelServer, strings.TrimPrefix(v1.Source, "file://"), fmt.Sprintf("127.0.0.1:%d", port1), v1.Version)
 
+	// The run is readable by MLflow's client: mlflow.register_model("runs:/<id>",
+	// "driver-rank-mlflow") sends these requests.
+	mlflowRegister(t, regURL, j1, "driver-rank-mlflow")
+
 	// The gateway: feature task, then the model named by the registry alias.
 	store, err := featurefetch.NewRedisStore(featurefetch.RedisOptions{Addrs: []string{redis.Addr()}, DisableCache: true})
 	if err != nil {
@@ -382,5 +386,67 @@ func checkRanking(t *testing.T, a allocation, ids []int64, drivers []exampledata
 		if i > 0 && r.Score > a.Ranking[i-1].Score {
 			t.Fatalf("ranking not sorted: %+v", a.Ranking)
 		}
+	}
+}
+
+// mlflowRegister sends the requests of MLflow's Python client registering the
+// model of run j ("runs:/<id>"): create the model, read the run for its
+// artifact location, create the version from it with the run id, poll it.
+func mlflowRegister(t *testing.T, regURL string, j training.Job, model string) {
+	t.Helper()
+	call := func(method, path, body string) map[string]any {
+		t.Helper()
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, err := http.NewRequest(method, regURL+"/api/2.0/mlflow/"+path, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s %s: %d %v %v", method, path, resp.StatusCode, out, err)
+		}
+		return out
+	}
+	call("POST", "registered-models/create", `{"name": "`+model+`"}`)
+	run := call("GET", "runs/get?run_uuid="+j.ID+"&run_id="+j.ID, "")["run"].(map[string]any)
+	info := run["info"].(map[string]any)
+	if info["status"] != "FINISHED" || info["experiment_id"] != registry.ExperimentID("driver-rank") {
+		t.Fatalf("run info %v", info)
+	}
+	source := info["artifact_uri"].(string)
+	if source != "file://"+j.Outputs.ArtifactDir {
+		t.Fatalf("run artifact_uri %q, want file://%s", source, j.Outputs.ArtifactDir)
+	}
+	if _, err := os.Stat(filepath.Join(strings.TrimPrefix(source, "file://"), "model.json")); err != nil {
+		t.Fatalf("the run's artifact location holds no model: %v", err)
+	}
+	params := map[string]string{}
+	for _, p := range run["data"].(map[string]any)["params"].([]any) {
+		kv := p.(map[string]any)
+		params[kv["key"].(string)] = kv["value"].(string)
+	}
+	if params["lr"] != "0.5" || params["epochs"] != "300" {
+		t.Fatalf("run params %v", params)
+	}
+	exp := call("GET", "experiments/get-by-name?experiment_name=driver-rank", "")["experiment"].(map[string]any)
+	if exp["experiment_id"] != info["experiment_id"] {
+		t.Fatalf("experiment %v", exp)
+	}
+	body, _ := json.Marshal(map[string]any{"name": model, "source": source, "run_id": j.ID, "tags": []any{}, "run_link": "", "description": ""})
+	mv := call("POST", "model-versions/create", string(body))["model_version"].(map[string]any)
+	mv = call("GET", "model-versions/get?name="+model+"&version="+mv["version"].(string), "")["model_version"].(map[string]any)
+	if mv["status"] != "READY" || mv["run_id"] != j.ID || mv["source"] != source {
+		t.Fatalf("registered version %v", mv)
 	}
 }

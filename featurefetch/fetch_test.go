@@ -103,18 +103,28 @@ func TestFetchStatuses(t *testing.T) {
 		fx.putRow(t, testProject, driverKey(5), "driver_stats", fresh, map[string][]byte{
 			"conv_rate": {0xa2, 0x01, 0x00}, "avg_daily_trips": pbValue(t, TypeInt64, int64(1)),
 		})
+		// Driver 6: a stale null (Feast's empty Value); driver 7: a fresh null_val.
+		fx.putRow(t, testProject, driverKey(6), "driver_stats", stale, map[string][]byte{
+			"conv_rate": pbValue(t, TypeFloat, nil), "avg_daily_trips": pbValue(t, TypeInt64, int64(3)),
+		})
+		fx.putRow(t, testProject, driverKey(7), "driver_stats", fresh, map[string][]byte{
+			"conv_rate": pbValue(t, TypeNull, TypeNull), "avg_daily_trips": pbValue(t, TypeInt64, int64(4)),
+		})
 		feats := []string{"driver_stats:conv_rate", "driver_stats:avg_daily_trips"}
 		ts := func(tm time.Time) string { return `"` + string(appendRFC3339(nil, tm.UnixNano())) + `"` }
 		epoch := `"1970-01-01T00:00:00Z"`
 
 		p := mustPlan(t, v, feats, PlanOptions{Shape: ShapeColumns})
-		got := fetchJSON(t, p, fx.store, `[1,2,3,4,5]`)
+		got := fetchJSON(t, p, fx.store, `[1,2,3,4,5,6,7]`)
+		// As in Feast, a stored null is PRESENT (value null), and a stale one
+		// is OUTSIDE_MAX_AGE: the age check comes first.
+		rowTimes := ts(fresh) + `,` + ts(stale) + `,` + epoch + `,` + ts(fresh) + `,` + ts(fresh) + `,` + ts(stale) + `,` + ts(fresh)
 		want := `{"metadata":{"feature_names":["driver_id","conv_rate","avg_daily_trips"]},"results":[` +
-			`{"values":[1,2,3,4,5],"statuses":["PRESENT","PRESENT","PRESENT","PRESENT","PRESENT"],"event_timestamps":[` + strings.Repeat(epoch+",", 4) + epoch + `]},` +
-			`{"values":[0.5,0.25,null,null,null],"statuses":["PRESENT","OUTSIDE_MAX_AGE","NOT_FOUND","NULL_VALUE","INVALID"],` +
-			`"event_timestamps":[` + ts(fresh) + `,` + ts(stale) + `,` + epoch + `,` + ts(fresh) + `,` + ts(fresh) + `]},` +
-			`{"values":[12,7,null,null,1],"statuses":["PRESENT","OUTSIDE_MAX_AGE","NOT_FOUND","NOT_FOUND","PRESENT"],` +
-			`"event_timestamps":[` + ts(fresh) + `,` + ts(stale) + `,` + epoch + `,` + ts(fresh) + `,` + ts(fresh) + `]}]}`
+			`{"values":[1,2,3,4,5,6,7],"statuses":["PRESENT","PRESENT","PRESENT","PRESENT","PRESENT","PRESENT","PRESENT"],"event_timestamps":[` + strings.Repeat(epoch+",", 6) + epoch + `]},` +
+			`{"values":[0.5,0.25,null,null,null,null,null],"statuses":["PRESENT","OUTSIDE_MAX_AGE","NOT_FOUND","PRESENT","INVALID","OUTSIDE_MAX_AGE","PRESENT"],` +
+			`"event_timestamps":[` + rowTimes + `]},` +
+			`{"values":[12,7,null,null,1,3,4],"statuses":["PRESENT","OUTSIDE_MAX_AGE","NOT_FOUND","NOT_FOUND","PRESENT","OUTSIDE_MAX_AGE","PRESENT"],` +
+			`"event_timestamps":[` + rowTimes + `]}]}`
 		if got != want {
 			t.Fatalf("columns:\n got %s\nwant %s", got, want)
 		}
@@ -125,9 +135,9 @@ func TestFetchStatuses(t *testing.T) {
 			DropStale: true,
 			Defaults:  map[string]json.RawMessage{"driver_stats:conv_rate": json.RawMessage(` -1 `)},
 		})
-		got = fetchJSON(t, p, fx.store, `[1,2,3,4,5]`)
-		if !strings.Contains(got, `{"values":[0.5,-1,-1,-1,-1],"statuses":["PRESENT","OUTSIDE_MAX_AGE","NOT_FOUND","NULL_VALUE","INVALID"]`) ||
-			!strings.Contains(got, `{"values":[12,null,null,null,1],"statuses":["PRESENT","OUTSIDE_MAX_AGE","NOT_FOUND","NOT_FOUND","PRESENT"]`) {
+		got = fetchJSON(t, p, fx.store, `[1,2,3,4,5,6,7]`)
+		if !strings.Contains(got, `{"values":[0.5,-1,-1,-1,-1,-1,-1],"statuses":["PRESENT","OUTSIDE_MAX_AGE","NOT_FOUND","PRESENT","INVALID","OUTSIDE_MAX_AGE","PRESENT"]`) ||
+			!strings.Contains(got, `{"values":[12,null,null,null,1,null,4],"statuses":["PRESENT","OUTSIDE_MAX_AGE","NOT_FOUND","NOT_FOUND","PRESENT","OUTSIDE_MAX_AGE","PRESENT"]`) {
 			t.Fatalf("defaults/drop stale: %s", got)
 		}
 
@@ -236,6 +246,23 @@ func TestFetchKeysAndGroups(t *testing.T) {
 			t.Fatalf("rows:\n got %s\nwant %s", got, want)
 		}
 
+		// JoinKeyOrder orders the entity columns; Fetch's keys stay sorted.
+		p = mustPlan(t, v, []string{"driver_customer:trips_together"}, PlanOptions{JoinKeyOrder: []string{"driver_id", "customer_id"}})
+		if jk := strings.Join(p.JoinKeys(), ","); jk != "customer_id,driver_id" {
+			t.Fatalf("JoinKeys with an order = %s", jk)
+		}
+		got = fetchJSON(t, p, fx.store, `"c\"1"`, `[1001]`)
+		if want = `[{"driver_id":1001,"customer_id":"c\"1","trips_together":10010}]`; got != want {
+			t.Fatalf("rows in join key order:\n got %s\nwant %s", got, want)
+		}
+		p = mustPlan(t, v, []string{"driver_customer:trips_together", "zone_stats:demand"},
+			PlanOptions{Shape: ShapeColumns, JoinKeyOrder: []string{"device_id", "driver_id"}})
+		got = fetchJSON(t, p, fx.store, `"c\"1"`, `1002`, `-3`)
+		if want = `{"metadata":{"feature_names":["driver_id","customer_id","zone_id","trips_together","demand"]},"results":[{"values":[1002],` +
+			`"statuses":["PRESENT"],"event_timestamps":["1970-01-01T00:00:00Z"]},{"values":["c\"1"],`; !strings.HasPrefix(got, want) {
+			t.Fatalf("columns in join key order:\n got %s\nwant %s...", got, want)
+		}
+
 		p = mustPlan(t, v, []string{"zone_stats:demand", "device_stats:battery"}, PlanOptions{FullNames: true})
 		got = fetchJSON(t, p, fx.store, `"AP4="`, `"-3"`)
 		want = `[{"device_id":"AP4=","zone_id":-3,"zone_stats__demand":1.5,"device_stats__battery":80}]`
@@ -323,6 +350,8 @@ func TestNewPlanErrors(t *testing.T) {
 	f(`default of feature "driver_stats:conv_rate" is not valid JSON: invalid character '}' looking for beginning of value`, []string{"driver_stats:conv_rate"},
 		PlanOptions{Defaults: map[string]json.RawMessage{"driver_stats:conv_rate": json.RawMessage("}")}})
 	f(`unknown shape 7`, []string{"driver_stats:conv_rate"}, PlanOptions{Shape: 7})
+	f(`join key order names "driver_id" twice`, []string{"driver_customer:trips_together"},
+		PlanOptions{JoinKeyOrder: []string{"driver_id", "driver_id"}})
 }
 
 func TestNewPlanNameCollisions(t *testing.T) {

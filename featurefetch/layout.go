@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -27,7 +28,7 @@ type EntityValue struct {
 }
 
 // ParseEntityValue converts a JSON entity value to typ. Integers accept JSON
-// numbers and numeric strings ("1001" or 1001); STRING accepts strings and
+// numbers and numeric strings ("1001", 1001 or 1001.0); STRING accepts strings and
 // integers; BYTES accepts a base64 string.
 func ParseEntityValue(typ ValueType, jsonValue []byte) (EntityValue, error) {
 	if !gjson.ValidBytes(jsonValue) {
@@ -38,7 +39,7 @@ func ParseEntityValue(typ ValueType, jsonValue []byte) (EntityValue, error) {
 	var err error
 	switch typ {
 	case TypeInt32, TypeInt64:
-		ev.Int, err = parseJSONInt(r, typ)
+		ev.Int, err = parseJSONIntegral(r, typ)
 	case TypeString:
 		ev.Str, err = parseJSONKeyString(r)
 	case TypeBytes:
@@ -151,7 +152,7 @@ func AppendTimestamp(dst []byte, t time.Time) []byte {
 // feast.types.Value. JSON null appends nothing: an empty Value, Feast's null.
 //
 // Accepted JSON per type: BYTES a base64 string; STRING a string; INT32, INT64
-// an integer or numeric string; FLOAT, DOUBLE a number or numeric string; BOOL
+// an integer or numeric string, also with a fraction of zeros (7.0); FLOAT, DOUBLE a number or numeric string; BOOL
 // true/false; UNIX_TIMESTAMP epoch seconds or an RFC 3339 string; *_LIST an
 // array of the element type (null elements are errors).
 func AppendValue(dst []byte, typ ValueType, jsonValue []byte) ([]byte, error) {
@@ -314,7 +315,19 @@ func checkJSONString(r gjson.Result) error {
 	return nil
 }
 
+// parseJSONInt reads an integer of typ from a JSON number or string. Entity
+// keys of requests take it: a key is an identifier, written as one.
 func parseJSONInt(r gjson.Result, typ ValueType) (int64, error) {
+	return parseJSONIntAs(r, typ, false)
+}
+
+// parseJSONIntegral is parseJSONInt that also takes integral floats (7.0),
+// for values that data tools write: feature values and ingested rows.
+func parseJSONIntegral(r gjson.Result, typ ValueType) (int64, error) {
+	return parseJSONIntAs(r, typ, true)
+}
+
+func parseJSONIntAs(r gjson.Result, typ ValueType, integral bool) (int64, error) {
 	var s string
 	switch r.Type {
 	case gjson.Number:
@@ -324,15 +337,36 @@ func parseJSONInt(r gjson.Result, typ ValueType) (int64, error) {
 	default:
 		return 0, fmt.Errorf("want an integer, got %s", r.Type)
 	}
-	bits := 64
-	if typ == TypeInt32 {
-		bits = 32
+	var v int64
+	var err error
+	if integral {
+		v, err = ParseInt(s, typ)
+	} else {
+		bits := 64
+		if typ == TypeInt32 {
+			bits = 32
+		}
+		v, err = strconv.ParseInt(s, 10, bits)
 	}
-	v, err := strconv.ParseInt(s, 10, bits)
 	if err != nil {
 		return 0, fmt.Errorf("invalid %s %q", typ, s)
 	}
 	return v, nil
+}
+
+// ParseInt parses a decimal integer of typ (INT32 or INT64). An integral
+// number written with a fraction of zeros ("7.0", "7."), as pandas writes an
+// integer column that holds nulls, is accepted; "7.5" is not.
+func ParseInt(s string, typ ValueType) (int64, error) {
+	bits := 64
+	if typ == TypeInt32 {
+		bits = 32
+	}
+	if dot := strings.IndexByte(s, '.'); dot > 0 && s[dot-1] >= '0' && s[dot-1] <= '9' &&
+		strings.Trim(s[dot+1:], "0") == "" {
+		s = s[:dot]
+	}
+	return strconv.ParseInt(s, 10, bits)
 }
 
 func parseJSONKeyString(r gjson.Result) (string, error) {
@@ -392,13 +426,13 @@ func parseJSONVarint(r gjson.Result, typ ValueType) (uint64, error) {
 				return uint64(t.Unix()), nil
 			}
 		}
-		v, err := parseJSONInt(r, TypeInt64)
+		v, err := parseJSONIntegral(r, TypeInt64)
 		if err != nil {
 			return 0, fmt.Errorf("want epoch seconds or an RFC 3339 time, got %s", r.Raw)
 		}
 		return uint64(v), nil
 	}
-	v, err := parseJSONInt(r, typ)
+	v, err := parseJSONIntegral(r, typ)
 	// int32 is sign-extended to 64 bits on the wire, like int64.
 	return uint64(v), err
 }

@@ -85,6 +85,7 @@ func TestParseEntityValue(t *testing.T) {
 	f(TypeInt64, `"1001"`, EntityValue{Type: TypeInt64, Int: 1001})
 	f(TypeInt64, `-9223372036854775808`, EntityValue{Type: TypeInt64, Int: math.MinInt64})
 	f(TypeInt32, `"-5"`, EntityValue{Type: TypeInt32, Int: -5})
+	f(TypeInt64, `1001.0`, EntityValue{Type: TypeInt64, Int: 1001})
 	f(TypeString, `"c1"`, EntityValue{Type: TypeString, Str: "c1"})
 	f(TypeString, `42`, EntityValue{Type: TypeString, Str: "42"})
 	f(TypeBytes, `"AP8="`, EntityValue{Type: TypeBytes, Str: "\x00\xff"})
@@ -103,6 +104,42 @@ func TestParseEntityValue(t *testing.T) {
 	bad(TypeBytes, `"!!"`)
 	bad(TypeFloat, `1`)
 	bad(TypeInt64, ``)
+}
+
+// TestParseInt covers integral floats, as pandas writes integer columns that
+// hold nulls, next to plain integers.
+func TestParseInt(t *testing.T) {
+	f := func(typ ValueType, in string, want int64) {
+		t.Helper()
+		got, err := ParseInt(in, typ)
+		if err != nil || got != want {
+			t.Fatalf("ParseInt(%q, %s) = %d, %v; want %d", in, typ, got, err, want)
+		}
+	}
+	f(TypeInt64, "7", 7)
+	f(TypeInt64, "7.0", 7)
+	f(TypeInt64, "7.", 7)
+	f(TypeInt64, "-12.000", -12)
+	f(TypeInt64, "+3.0", 3)
+	f(TypeInt64, "9223372036854775807.0", math.MaxInt64)
+	f(TypeInt32, "-2147483648.0", math.MinInt32)
+
+	bad := func(typ ValueType, in string) {
+		t.Helper()
+		if got, err := ParseInt(in, typ); err == nil {
+			t.Fatalf("ParseInt(%q, %s) = %d, want an error", in, typ, got)
+		}
+	}
+	bad(TypeInt64, "7.5")
+	bad(TypeInt64, "7.01")
+	bad(TypeInt64, ".0")
+	bad(TypeInt64, "-.0")
+	bad(TypeInt64, "7.0.0")
+	bad(TypeInt64, "7e2")
+	bad(TypeInt64, "7.0e2")
+	bad(TypeInt64, "9223372036854775808.0")
+	bad(TypeInt32, "2147483648.0")
+	bad(TypeInt64, "")
 }
 
 func TestFieldHashVectors(t *testing.T) {
@@ -161,6 +198,7 @@ var valueCases = []struct {
 	{TypeInt32, `-123`, int32(-123), `-123`},
 	{TypeInt32, `2147483647`, int32(math.MaxInt32), `2147483647`},
 	{TypeInt64, `"9007199254740993"`, int64(9007199254740993), `9007199254740993`},
+	{TypeInt64, `7.0`, int64(7), `7`}, // an integer column with nulls, from pandas
 	{TypeInt64, `-1`, int64(-1), `-1`},
 	{TypeInt64, `0`, int64(0), `0`},
 	{TypeDouble, `0.1`, 0.1, `0.1`},
@@ -268,6 +306,7 @@ func TestAppendValueErrors(t *testing.T) {
 		}
 	}
 	bad(TypeInt32, `1.5`)
+	bad(TypeInt64List, `[1,2.5]`)
 	bad(TypeInt32, `4294967296`)
 	bad(TypeString, `1`)
 	bad(TypeBool, `1`)

@@ -34,8 +34,9 @@ const (
 // PlanOptions tunes a Plan.
 type PlanOptions struct {
 	// Defaults maps "view:feature" to the JSON used when the value is missing
-	// (NOT_FOUND), null (NULL_VALUE), undecodable (INVALID), or stale and
-	// dropped (DropStale). Statuses are unchanged by defaults.
+	// (NOT_FOUND), stored as null (PRESENT, as in Feast), undecodable
+	// (INVALID), or stale and dropped (DropStale). Statuses are unchanged by
+	// defaults.
 	Defaults map[string]json.RawMessage
 	// MaxAge overrides a view's max age (its ttl) per view name. 0 keeps the
 	// view's; a view max age of 0 means no limit.
@@ -54,6 +55,11 @@ type PlanOptions struct {
 	// NullMissingRows writes null for the features of a view an entity has
 	// no row in (see FetchReport), instead of their Defaults.
 	NullMissingRows bool
+	// JoinKeyOrder is the order of the entity columns in results, e.g. the
+	// order in which a request names them; join keys it does not list
+	// follow, sorted, and names that are not join keys of the plan are
+	// ignored. It does not change the order of Fetch's keys.
+	JoinKeyOrder []string
 }
 
 // Plan is a compiled read of a fixed feature list. Build it once (at route load)
@@ -63,6 +69,8 @@ type Plan struct {
 	joinKeys  []string
 	keyTypes  []ValueType
 	keyJSON   [][]byte // `"driver_id":`
+	keyOrder  []int    // output position -> index into joinKeys
+	namesJSON []byte   // ShapeColumns: `,"conv_rate",...]},"results":[` after the join keys
 	groups    []planGroup
 	views     []planView
 	features  []planFeature
@@ -236,6 +244,22 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 	}
 	p.rowFields = off
 
+	for _, jk := range opt.JoinKeyOrder {
+		i := slices.Index(p.joinKeys, jk)
+		if i < 0 {
+			continue
+		}
+		if slices.Contains(p.keyOrder, i) {
+			return nil, fmt.Errorf("join key order names %q twice", jk)
+		}
+		p.keyOrder = append(p.keyOrder, i)
+	}
+	for i := range p.joinKeys {
+		if !slices.Contains(p.keyOrder, i) {
+			p.keyOrder = append(p.keyOrder, i)
+		}
+	}
+
 	for i, f := range feats {
 		pf := planFeature{
 			view:    f.view,
@@ -254,25 +278,34 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 	}
 
 	if p.shape == ShapeColumns {
-		h := []byte(`{"metadata":{"feature_names":[`)
-		for i, jk := range p.joinKeys {
-			if i > 0 {
-				h = append(h, ',')
-			}
-			h = jsonutil.AppendString(h, jk)
-		}
+		var names []byte
 		for i, name := range p.names {
 			if i > 0 || len(p.joinKeys) > 0 {
-				h = append(h, ',')
+				names = append(names, ',')
 			}
-			h = jsonutil.AppendString(h, name)
+			names = jsonutil.AppendString(names, name)
 		}
-		p.header = append(h, `]},"results":[`...)
+		p.namesJSON = append(names, `]},"results":[`...)
+		p.header = p.appendHeader(nil, p.keyOrder)
 	}
 	return p, nil
 }
 
-// JoinKeys returns the join keys Fetch needs, sorted.
+// appendHeader appends the start of a ShapeColumns result with the entity
+// columns in order.
+func (p *Plan) appendHeader(dst []byte, order []int) []byte {
+	dst = append(dst, `{"metadata":{"feature_names":[`...)
+	for i, ki := range order {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = jsonutil.AppendString(dst, p.joinKeys[ki])
+	}
+	return append(dst, p.namesJSON...)
+}
+
+// JoinKeys returns the join keys Fetch needs, sorted: the order of its keys.
+// Results name them in PlanOptions.JoinKeyOrder.
 func (p *Plan) JoinKeys() []string {
 	return p.joinKeys
 }
@@ -340,6 +373,12 @@ func (p *Plan) Fetch(ctx context.Context, s Store, keys [][]byte, dst []byte) ([
 // [{"driver_id":1003}, ...], and returns it; otherwise it returns missing
 // unchanged.
 func (p *Plan) FetchReport(ctx context.Context, s Store, keys [][]byte, dst, missing []byte) (result, missingOut []byte, err error) {
+	return p.fetch(ctx, s, keys, p.keyOrder, dst, missing)
+}
+
+// fetch is FetchReport with the entity columns of the result in order
+// (output position -> index into joinKeys).
+func (p *Plan) fetch(ctx context.Context, s Store, keys [][]byte, order []int, dst, missing []byte) (result, missingOut []byte, err error) {
 	if len(keys) != len(p.joinKeys) {
 		return dst, missing, badRequestf("got %d join key values, want %d (%s)", len(keys), len(p.joinKeys), strings.Join(p.joinKeys, ", "))
 	}
@@ -390,9 +429,9 @@ func (p *Plan) FetchReport(ctx context.Context, s Store, keys [][]byte, dst, mis
 	p.decodeTimestamps(st, n)
 	missing = p.findAbsent(st, n, missing)
 	if p.shape == ShapeColumns {
-		return p.appendColumns(st, n, now, dst), missing, nil
+		return p.appendColumns(st, n, now, order, dst), missing, nil
 	}
-	return p.appendRows(st, n, now, dst), missing, nil
+	return p.appendRows(st, n, now, order, dst), missing, nil
 }
 
 // findAbsent marks the (row, view) pairs with no row in the store and
@@ -433,8 +472,8 @@ func (p *Plan) findAbsent(st *fetchState, n int, missing []byte) []byte {
 // appendEntity appends the join keys of row r as a JSON object.
 func (p *Plan) appendEntity(dst []byte, st *fetchState, n, r int) []byte {
 	dst = append(dst, '{')
-	for ki := range p.joinKeys {
-		if ki > 0 {
+	for i, ki := range p.keyOrder {
+		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, p.keyJSON[ki]...)
@@ -584,6 +623,8 @@ func unixNano(sec int64, nsec int32) int64 {
 }
 
 // appendCell appends the value of feature f in row r and returns its status.
+// As in Feast, a stored null (an empty Value or null_val) is PRESENT with the
+// value null, and the age check comes first: a stale null is OUTSIDE_MAX_AGE.
 func (p *Plan) appendCell(dst []byte, st *fetchState, r int, f *planFeature, now int64) ([]byte, Status) {
 	fv := st.vals[r*p.rowFields+f.field]
 	if !fv.Found {
@@ -594,23 +635,21 @@ func (p *Plan) appendCell(dst []byte, st *fetchState, r int, f *planFeature, now
 	if err != nil {
 		return p.appendMissing(dst, f), StatusInvalid
 	}
-	if isNull {
-		if f.def != nil {
-			dst = append(dst[:start], f.def...)
-		}
-		return dst, StatusNullValue
-	}
+	status := StatusPresent
 	if v := &p.views[f.view]; v.maxAge > 0 {
 		ts := st.ts[r*len(p.views)+f.view]
 		// A missing timestamp counts as the epoch, as in Feast's Go server.
 		if now-ts > v.maxAge {
+			status = StatusOutsideMaxAge
 			if p.dropStale {
-				dst = p.appendMissing(dst[:start], f)
+				return p.appendMissing(dst[:start], f), status
 			}
-			return dst, StatusOutsideMaxAge
 		}
 	}
-	return dst, StatusPresent
+	if isNull && f.def != nil {
+		dst = append(dst[:start], f.def...)
+	}
+	return dst, status
 }
 
 // appendNotFound appends the value of feature f, which row r lacks: null
@@ -630,15 +669,15 @@ func (p *Plan) appendMissing(dst []byte, f *planFeature) []byte {
 	return append(dst, "null"...)
 }
 
-func (p *Plan) appendRows(st *fetchState, n int, now int64, dst []byte) []byte {
+func (p *Plan) appendRows(st *fetchState, n int, now int64, order []int, dst []byte) []byte {
 	dst = append(dst, '[')
 	for r := 0; r < n; r++ {
 		if r > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, '{')
-		for ki := range p.joinKeys {
-			if ki > 0 {
+		for i, ki := range order {
+			if i > 0 {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, p.keyJSON[ki]...)
@@ -660,10 +699,14 @@ func (p *Plan) appendRows(st *fetchState, n int, now int64, dst []byte) []byte {
 
 const epochJSON = `"1970-01-01T00:00:00Z"`
 
-func (p *Plan) appendColumns(st *fetchState, n int, now int64, dst []byte) []byte {
-	dst = append(dst, p.header...)
-	for ki := range p.joinKeys {
-		if ki > 0 {
+func (p *Plan) appendColumns(st *fetchState, n int, now int64, order []int, dst []byte) []byte {
+	if slices.Equal(order, p.keyOrder) {
+		dst = append(dst, p.header...)
+	} else {
+		dst = p.appendHeader(dst, order)
+	}
+	for i, ki := range order {
+		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"values":[`...)

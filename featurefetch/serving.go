@@ -3,6 +3,7 @@ package featurefetch
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/tidwall/gjson"
 
@@ -32,7 +33,8 @@ const maxCachedPlans = 256
 // [values...]}, "full_feature_names": bool}) and appends Feast's
 // column-oriented response JSON to dst. Plans for repeated feature lists are
 // cached (at most 256 per Views). Request errors are *BadRequestError values.
-// Extra entity columns that no requested feature needs are ignored.
+// Extra entity columns that no requested feature needs are ignored; the
+// others are answered in the order the request names them.
 func (v *Views) AppendOnlineFeatures(ctx context.Context, s Store, reqBody []byte, dst []byte) ([]byte, error) {
 	if !gjson.ValidBytes(reqBody) {
 		return dst, badRequestf("request body is not valid JSON")
@@ -101,7 +103,16 @@ func (v *Views) AppendOnlineFeatures(ctx context.Context, s Store, reqBody []byt
 		}
 		keys = append(keys, jsonutil.S2B(raw))
 	}
-	return p.Fetch(ctx, s, keys, dst)
+	var orderArr [4]int
+	order := orderArr[:0]
+	entities.ForEach(func(k, _ gjson.Result) bool {
+		if i := slices.Index(p.joinKeys, k.Str); i >= 0 && !slices.Contains(order, i) {
+			order = append(order, i)
+		}
+		return true
+	})
+	out, _, err := p.fetch(ctx, s, keys, order, dst, nil)
+	return out, err
 }
 
 // cachedPlan returns the plan for a features array, building it on first use.

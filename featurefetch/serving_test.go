@@ -77,6 +77,36 @@ func TestAppendOnlineFeatures(t *testing.T) {
 	})
 }
 
+// TestAppendOnlineFeaturesEntityOrder checks that entity columns come in the
+// order the request names them, also when a cached plan served another order.
+func TestAppendOnlineFeaturesEntityOrder(t *testing.T) {
+	v := loadTestViews(t)
+	forEachStore(t, func(t *testing.T, fx *fixture) {
+		ts := time.Now().Add(-time.Minute).Truncate(time.Second)
+		fx.putRow(t, testProject, []testKey{{"driver_id", TypeInt64, int64(7)}, {"customer_id", TypeString, "c9"}}, "driver_customer", ts,
+			map[string][]byte{"trips_together": pbValue(t, TypeInt64, int64(70))})
+		tsJSON := ts.UTC().Format("2006-01-02T15:04:05Z")
+		f := func(entities, wantNames, wantFirst, wantSecond string) {
+			t.Helper()
+			req := `{"features":["driver_customer:trips_together"],"entities":` + entities + `}`
+			out, err := v.AppendOnlineFeatures(context.Background(), fx.store, []byte(req), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := `{"metadata":{"feature_names":[` + wantNames + `,"trips_together"]},"results":[` +
+				`{"values":[` + wantFirst + `],"statuses":["PRESENT"],"event_timestamps":["1970-01-01T00:00:00Z"]},` +
+				`{"values":[` + wantSecond + `],"statuses":["PRESENT"],"event_timestamps":["1970-01-01T00:00:00Z"]},` +
+				`{"values":[70],"statuses":["PRESENT"],"event_timestamps":["` + tsJSON + `"]}]}`
+			if string(out) != want {
+				t.Fatalf("entities %s:\n got %s\nwant %s", entities, out, want)
+			}
+		}
+		f(`{"driver_id":[7],"customer_id":["c9"]}`, `"driver_id","customer_id"`, `7`, `"c9"`)
+		f(`{"customer_id":["c9"],"driver_id":[7]}`, `"customer_id","driver_id"`, `"c9"`, `7`)
+		f(`{"zone_id":[1],"driver_id":[7],"x":[1],"customer_id":["c9"]}`, `"driver_id","customer_id"`, `7`, `"c9"`)
+	})
+}
+
 func TestAppendOnlineFeaturesBadRequests(t *testing.T) {
 	v := loadTestViews(t)
 	s := NewMemoryStore()

@@ -94,7 +94,8 @@ func validEntityType(t ValueType) bool {
 // Status is Feast's FieldStatus of one returned value.
 type Status uint8
 
-// Feature statuses, numbered as in Feast's serving API.
+// Feature statuses, numbered as in Feast's serving API. Like Feast's servers,
+// Lariat never answers NULL_VALUE: a stored null is PRESENT with value null.
 const (
 	StatusInvalid       Status = 0
 	StatusPresent       Status = 1

@@ -88,6 +88,29 @@ func TestFeatureTaskFeedsModel(t *testing.T) {
 	}
 }
 
+// TestFeatureTaskEntityOrder checks that rows name the join keys in the
+// order the route writes them, not sorted.
+func TestFeatureTaskEntityOrder(t *testing.T) {
+	route := `
+name: order
+endpoint: /order
+tasks:
+  features:
+    type: feature
+    inputs:
+      entities:
+        driver_id: '{{ .request.driver }}'
+        customer_id: '{{ .request.customer }}'
+      features: [customer_profile:tier, driver_stats:avg_daily_trips]
+    output: {path: response.body}
+`
+	tg, _ := startFeatureGateway(t, map[string]string{"o.yaml": route})
+	a := tg.post(t, "/order", `{"driver":1001,"customer":"c1002"}`)
+	if want := `[{"driver_id":1001,"customer_id":"c1002","tier":"gold",`; a.status != 200 || !strings.HasPrefix(a.body, want) {
+		t.Fatalf("answer %d %s, want prefix %s", a.status, a.body, want)
+	}
+}
+
 func TestFeatureStoreDownAndBack(t *testing.T) {
 	route := fmt.Sprintf(featureRoute, "") + `
   plain:

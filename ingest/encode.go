@@ -191,11 +191,7 @@ func base64Len(s string) (int, bool) {
 }
 
 func parseInt(s string, typ featurefetch.ValueType) (int64, error) {
-	bits := 64
-	if typ == featurefetch.TypeInt32 {
-		bits = 32
-	}
-	v, err := strconv.ParseInt(s, 10, bits)
+	v, err := featurefetch.ParseInt(s, typ)
 	if err != nil {
 		return 0, errNotValue
 	}

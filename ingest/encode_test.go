@@ -39,6 +39,7 @@ func TestTextValueMatchesAppendValue(t *testing.T) {
 	f(featurefetch.TypeInt32, "-7", "-7")
 	f(featurefetch.TypeInt32, "2147483647", "2147483647")
 	f(featurefetch.TypeInt64, "-9223372036854775808", `"-9223372036854775808"`)
+	f(featurefetch.TypeInt64, "7.0", "7") // pandas' integer column with nulls
 	f(featurefetch.TypeDouble, "0.1", "0.1")
 	f(featurefetch.TypeDouble, "-1e300", "-1e300")
 	f(featurefetch.TypeFloat, "1.1", "1.1")
@@ -56,7 +57,7 @@ func TestTextValueMatchesAppendValue(t *testing.T) {
 		typ  featurefetch.ValueType
 		cell string
 	}{
-		{featurefetch.TypeInt32, "2147483648"}, {featurefetch.TypeInt64, "1.0"}, {featurefetch.TypeInt64, " 1"},
+		{featurefetch.TypeInt32, "2147483648"}, {featurefetch.TypeInt64, "1.5"}, {featurefetch.TypeInt64, " 1"},
 		{featurefetch.TypeFloat, "1e39"}, {featurefetch.TypeDouble, "x"}, {featurefetch.TypeBool, "yes"},
 		{featurefetch.TypeBytes, "AAE"}, {featurefetch.TypeBytes, "A==="}, {featurefetch.TypeBytes, "!!!!"},
 		{featurefetch.TypeString, "\xff"}, {featurefetch.TypeUnixTimestamp, "soon"}, {featurefetch.TypeInt32List, "[1,"},

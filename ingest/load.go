@@ -73,7 +73,7 @@ type Stats struct {
 	// Written counts the rows written.
 	Written int64
 	// Skipped counts the rows not written because the stored row of the same
-	// entity and view has a newer event time.
+	// entity and view has the same or a newer event time.
 	Skipped int64
 	// Rejected counts the rows not written because of an error; ByReason
 	// splits them.
@@ -331,9 +331,9 @@ func (l *loader) finish(start time.Time) *Stats {
 // rows kept, e.g.:
 //
 //	data.csv: 1000 rows read in 1.2s (833 rows/s)
-//	  written:          990
-//	  skipped as older: 5
-//	  rejected:         5 (missing_value 2, wrong_type 3)
+//	  written:            990
+//	  skipped, not newer: 5
+//	  rejected:           5 (missing_value 2, wrong_type 3)
 //	  data.csv:17: column "conv_rate": "abc" is not a FLOAT
 //	  ...
 func (s *Stats) WriteSummary(w io.Writer) error {
@@ -343,9 +343,9 @@ func (s *Stats) WriteSummary(w io.Writer) error {
 		rate = float64(s.Read) / secs
 	}
 	fmt.Fprintf(&sb, "%s: %d rows read in %s (%.0f rows/s)\n", s.File, s.Read, s.Elapsed.Round(time.Millisecond), rate)
-	fmt.Fprintf(&sb, "  written:          %d\n", s.Written)
-	fmt.Fprintf(&sb, "  skipped as older: %d\n", s.Skipped)
-	fmt.Fprintf(&sb, "  rejected:         %d", s.Rejected)
+	fmt.Fprintf(&sb, "  written:            %d\n", s.Written)
+	fmt.Fprintf(&sb, "  skipped, not newer: %d\n", s.Skipped)
+	fmt.Fprintf(&sb, "  rejected:           %d", s.Rejected)
 	if len(s.ByReason) > 0 {
 		reasons := make([]string, 0, len(s.ByReason))
 		for r := range s.ByReason {

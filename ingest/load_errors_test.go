@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,8 +29,9 @@ func TestLoadRejectedRows(t *testing.T) {
 		if strings.Join(got, "\n") != strings.Join(wantErrs, "\n") {
 			t.Fatalf("%s: errors\n%s\nwant\n%s", name, strings.Join(got, "\n"), strings.Join(wantErrs, "\n"))
 		}
-		if st.Rejected != int64(len(wantErrs)) || st.Written != st.Read-st.Rejected {
-			t.Fatalf("%s: read %d written %d rejected %d", name, st.Read, st.Written, st.Rejected)
+		// Rows of one key and event time load again are skipped, not written.
+		if st.Rejected != int64(len(wantErrs)) || st.Written+st.Skipped != st.Read-st.Rejected {
+			t.Fatalf("%s: read %d written %d skipped %d rejected %d", name, st.Read, st.Written, st.Skipped, st.Rejected)
 		}
 	}
 	good := "1,2026-05-01T10:00:00Z,0.5,0.5,3,4.5,sedan,true\n"
@@ -102,7 +104,7 @@ func TestLoadLongJSONLine(t *testing.T) {
 	line := `{"driver_id":1,"event_timestamp":"2026-05-01T10:00:00Z","conv_rate":0.5,"acc_rate":0.5,"avg_daily_trips":3,"rating":4.5,"vehicle_type":"sedan","is_active":true}`
 	long := `{"driver_id":2,"event_timestamp":"2026-05-01T10:00:00Z","conv_rate":0.5,"acc_rate":0.5,"avg_daily_trips":3,"rating":4.5,"vehicle_type":"` +
 		strings.Repeat("x", 600<<10) + `","is_active":true}`
-	p := writeFile(t, "long.jsonl", line+"\n"+long+"\n"+line)
+	p := writeFile(t, "long.jsonl", line+"\n"+long+"\n"+strings.Replace(line, `"driver_id":1`, `"driver_id":3`, 1))
 	st, err := load(t, r, s, p, LoadOptions{MaxLineBytes: 512 << 10})
 	if err != nil {
 		t.Fatal(err)
@@ -111,12 +113,13 @@ func TestLoadLongJSONLine(t *testing.T) {
 	if want := p + ":2: malformed JSON: line longer than 524288 bytes"; st.Errors[0].Error() != want {
 		t.Fatalf("error %q, want %q", st.Errors[0], want)
 	}
-	// Within the limit, a line longer than the read buffer is read whole.
+	// Within the limit, a line longer than the read buffer is read whole;
+	// the rows already stored with the same event time are skipped.
 	st, err = load(t, r, s, p, LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkCounts(t, st, 3, 3, 0, 0)
+	checkCounts(t, st, 3, 1, 2, 0)
 	if got := fetchRows(t, v, r.c, "driver_stats", "2"); len(got) < 600<<10 {
 		t.Fatalf("long row not read back: %d bytes", len(got))
 	}
@@ -174,7 +177,7 @@ func TestLoadAbortAfter(t *testing.T) {
 		if i%2 == 0 {
 			conv = "bad"
 		}
-		sb.WriteString(strings.Replace("1,2026-05-01T10:00:00Z,CONV,0.5,3,4.5,sedan,true\n", "CONV", conv, 1))
+		fmt.Fprintf(&sb, "%d,2026-05-01T10:00:00Z,%s,0.5,3,4.5,sedan,true\n", i, conv)
 	}
 	p := writeFile(t, "many.csv", sb.String())
 	st, err := load(t, r, s, p, LoadOptions{AbortAfter: 3, ShowErrors: 2})

@@ -241,3 +241,64 @@ func TestLoadRedisDown(t *testing.T) {
 	}
 	checkCounts(t, st, 1, 0, 0, 0)
 }
+
+// TestLoadArrowGoParquet reads a file written by Arrow's Go Parquet writer
+// with its default properties (testdata/arrowgen): a repeated root group,
+// an integer column with a null stored as DOUBLE, and lists.
+func TestLoadArrowGoParquet(t *testing.T) {
+	r := startRedis(t)
+	v := testViews(t)
+	const p = "testdata/arrow-go-v14.parquet"
+	st := mustLoad(t, r, testSchema(t, v, "driver_stats"), p)
+	checkCounts(t, st, 4, 3, 0, 1)
+	if want := p + `: row group 0, row 3: column "avg_daily_trips": 7.5 is not an INT64`; len(st.Errors) != 1 || st.Errors[0].Error() != want {
+		t.Fatalf("errors %v, want %s", st.Errors, want)
+	}
+	want := `[{"driver_id":1,"conv_rate":0.5,"acc_rate":0.75,"avg_daily_trips":12,"rating":4.5,"vehicle_type":"sedan","is_active":true},` +
+		`{"driver_id":2,"conv_rate":null,"acc_rate":null,"avg_daily_trips":null,"rating":null,"vehicle_type":null,"is_active":null},` +
+		`{"driver_id":3,"conv_rate":0.25,"acc_rate":0.5,"avg_daily_trips":7,"rating":3.25,"vehicle_type":"bike","is_active":false},` +
+		`{"driver_id":4,"conv_rate":null,"acc_rate":null,"avg_daily_trips":null,"rating":null,"vehicle_type":null,"is_active":null}]`
+	if got := fetchRows(t, v, r.c, "driver_stats", "[1,2,3,4]"); got != want {
+		t.Fatalf("driver_stats read back\n got %s\nwant %s", got, want)
+	}
+
+	st = mustLoad(t, r, testSchema(t, v, "driver_trips"), p)
+	checkCounts(t, st, 4, 4, 0, 0)
+	want = `[{"driver_id":1,"recent_trip_km":[1.5,0],"recent_ratings":[5,0],"recent_zones":["a","b"]},` +
+		`{"driver_id":2,"recent_trip_km":null,"recent_ratings":null,"recent_zones":null},` +
+		`{"driver_id":3,"recent_trip_km":[],"recent_ratings":[],"recent_zones":[]},` +
+		`{"driver_id":4,"recent_trip_km":[1.5,3],"recent_ratings":[5,-3],"recent_zones":["a","b"]}]`
+	if got := fetchRows(t, v, r.c, "driver_trips", "[1,2,3,4]"); got != want {
+		t.Fatalf("driver_trips read back\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestLoadIntegralFloats accepts integers written as floats, as pandas
+// writes an integer column that holds nulls ("7.0" in CSV, 7.0 in JSON), and
+// rejects floats with a fraction.
+func TestLoadIntegralFloats(t *testing.T) {
+	r := startRedis(t)
+	v := testViews(t)
+	s := testSchema(t, v, "driver_stats")
+	csvPath := writeFile(t, "pandas.csv", statsHeader+
+		"1.0,2026-05-01T10:00:00Z,0.5,0.5,7.0,4.5,sedan,true\n"+
+		"2,2026-05-01T10:00:00Z,0.5,0.5,,4.5,sedan,true\n"+
+		"3,2026-05-01T10:00:00Z,0.5,0.5,-12.000,4.5,sedan,true\n"+
+		"4,2026-05-01T10:00:00Z,0.5,0.5,7.5,4.5,sedan,true\n")
+	st := mustLoad(t, r, s, csvPath)
+	checkCounts(t, st, 4, 3, 0, 1)
+	if want := csvPath + `:5: column "avg_daily_trips": "7.5" is not an INT64`; st.Errors[0].Error() != want {
+		t.Fatalf("error %q, want %q", st.Errors[0], want)
+	}
+	jsonPath := writeFile(t, "pandas.jsonl",
+		`{"driver_id":5.0,"event_timestamp":"2026-05-01T10:00:00Z","conv_rate":0.5,"acc_rate":0.5,"avg_daily_trips":8.0,"rating":4.5,"vehicle_type":"sedan","is_active":true}`+"\n"+
+			`{"driver_id":6,"event_timestamp":"2026-05-01T10:00:00Z","conv_rate":0.5,"acc_rate":0.5,"avg_daily_trips":8.25,"rating":4.5,"vehicle_type":"sedan","is_active":true}`+"\n")
+	st = mustLoad(t, r, s, jsonPath)
+	checkCounts(t, st, 2, 1, 0, 1)
+	got := fetchRows(t, v, r.c, "driver_stats", "[1,2,3,5]")
+	for i, want := range []string{`"avg_daily_trips":7,`, `"avg_daily_trips":null,`, `"avg_daily_trips":-12,`, `"avg_daily_trips":8,`} {
+		if !strings.Contains(got, `{"driver_id":`+[]string{"1", "2", "3", "5"}[i]+`,"conv_rate":0.5,"acc_rate":0.5,`+want) {
+			t.Fatalf("read back %s, want driver %d with %s", got, i, want)
+		}
+	}
+}

@@ -10,7 +10,7 @@ import (
 // metrics set:
 //
 //	lariat_ingest_rows_written_total{view="..."}
-//	lariat_ingest_rows_skipped_total{view="..."}              (older than the stored row)
+//	lariat_ingest_rows_skipped_total{view="..."}              (not newer than the stored row)
 //	lariat_ingest_rows_rejected_total{view="...",reason="..."}
 type viewMetrics struct {
 	written  *metrics.Counter

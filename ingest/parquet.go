@@ -61,6 +61,12 @@ func newParquetSource(name string, r io.ReaderAt, size int64, s *Schema, done *a
 	if err != nil {
 		return nil, fmt.Errorf("%s: cannot read parquet file: %w", name, err)
 	}
+	// Arrow's Go writer (before v18) marks the root group "repeated" by
+	// default; its pages, like every reader's, take no level from the root.
+	rootLevels := 0
+	if md := f.Metadata(); len(md.Schema) > 0 && md.Schema[0].RepetitionType.Valid && md.Schema[0].RepetitionType.V == format.Repeated {
+		rootLevels = 1
+	}
 	paths := f.Schema().Columns()
 	src := &parquetSource{
 		name:   name,
@@ -85,7 +91,7 @@ func newParquetSource(name string, r io.ReaderAt, size int64, s *Schema, done *a
 		if path == nil {
 			return nil, fmt.Errorf("%s: missing column %q", name, col.Name)
 		}
-		pc, err := pqColumnOf(f.Schema(), path)
+		pc, err := pqColumnOf(f.Schema(), path, rootLevels)
 		if err != nil {
 			return nil, fmt.Errorf("%s: column %q: %w", name, col.Name, err)
 		}
@@ -97,19 +103,23 @@ func newParquetSource(name string, r io.ReaderAt, size int64, s *Schema, done *a
 	return src, nil
 }
 
-func pqColumnOf(schema *parquet.Schema, path []string) (pqColumn, error) {
+// pqColumnOf describes the leaf at path. rootLevels (0 or 1) is the
+// repetition and definition level a repeated root group adds to every leaf
+// in the schema but not in the data.
+func pqColumnOf(schema *parquet.Schema, path []string, rootLevels int) (pqColumn, error) {
 	leaf, ok := schema.Lookup(path...)
 	if !ok {
 		return pqColumn{}, errors.New("not a leaf column")
 	}
-	if leaf.MaxRepetitionLevel > 1 {
+	maxRep := leaf.MaxRepetitionLevel - rootLevels
+	if maxRep > 1 {
 		return pqColumn{}, errors.New("nested lists are not supported")
 	}
 	pc := pqColumn{
 		leaf:   leaf.ColumnIndex,
 		kind:   leaf.Node.Type().Kind(),
-		list:   leaf.MaxRepetitionLevel == 1,
-		maxDef: leaf.MaxDefinitionLevel,
+		list:   maxRep == 1,
+		maxDef: leaf.MaxDefinitionLevel - rootLevels,
 	}
 	// The definition level reached at the repeated node tells an empty list
 	// (one below it) from a null list and from null elements.
@@ -188,7 +198,8 @@ func (pc *pqColumn) check(col Column) error {
 	ok := false
 	switch elem {
 	case featurefetch.TypeInt32, featurefetch.TypeInt64:
-		ok = k == parquet.Int32 || k == parquet.Int64
+		// Floats holding integers, as pandas stores integer columns with nulls.
+		ok = k == parquet.Int32 || k == parquet.Int64 || k == parquet.Float || k == parquet.Double
 	case featurefetch.TypeFloat, featurefetch.TypeDouble:
 		ok = k == parquet.Float || k == parquet.Double || k == parquet.Int32 || k == parquet.Int64
 	case featurefetch.TypeBool:
@@ -369,13 +380,21 @@ func pqShow(v parquet.Value) string {
 	return v.String()
 }
 
-// pqInt returns an integer value; ok is false for other kinds.
+// pqInt returns an integer value, also one held by a float (7.0, not 7.5);
+// ok is false for other kinds and values.
 func pqInt(v parquet.Value) (int64, bool) {
 	switch v.Kind() {
 	case parquet.Int32:
 		return int64(v.Int32()), true
 	case parquet.Int64:
 		return v.Int64(), true
+	case parquet.Float, parquet.Double:
+		f := pqFloat(v)
+		// -2^63 is exact as a float64; 2^63 is not an int64.
+		if f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
+			return 0, false
+		}
+		return int64(f), true
 	}
 	return 0, false
 }
@@ -467,8 +486,8 @@ func pqAppendValue(dst []byte, pc *pqColumn, typ featurefetch.ValueType, v parqu
 	}
 	switch typ {
 	case featurefetch.TypeInt32, featurefetch.TypeInt64:
-		n, _ := pqInt(v)
-		if typ == featurefetch.TypeInt32 && (n < math.MinInt32 || n > math.MaxInt32) {
+		n, ok := pqInt(v)
+		if !ok || typ == featurefetch.TypeInt32 && (n < math.MinInt32 || n > math.MaxInt32) {
 			return dst, errNotValue
 		}
 		return appendVarintValue(dst, typ, uint64(n)), nil
@@ -545,7 +564,10 @@ func (p *parquetSource) appendList(dst []byte, pc *pqColumn, typ featurefetch.Va
 			}
 			dst = lw.appendVarint(dst, uint64(t.Unix()))
 		default: // INT32, INT64
-			n, _ := pqInt(v)
+			n, ok := pqInt(v)
+			if !ok {
+				return dst[:start], pqShow(v), fmt.Errorf("element %d: not an integer", i)
+			}
 			if elem == featurefetch.TypeInt32 && (n < math.MinInt32 || n > math.MaxInt32) {
 				return dst[:start], pqShow(v), fmt.Errorf("element %d: out of range", i)
 			}

@@ -7,9 +7,10 @@
 -- ARGV[4..3+nf]    the features' hash fields
 -- then per row r:  serialized google.protobuf.Timestamp, nf serialized feast.types.Value
 --
--- A row is written (HSET of its values and the timestamp field) unless the
--- hash holds a strictly newer timestamp for the view. Returns, per row, 1
--- (written), 0 (skipped: stored row is newer) or an error (e.g. WRONGTYPE).
+-- A row is written (HSET of its values and the timestamp field) only when it
+-- is newer than the view's stored timestamp: as in Feast, a stored timestamp
+-- equal to or newer than the row's skips it. Returns, per row, 1 (written),
+-- 0 (skipped: stored row not older) or an error (e.g. WRONGTYPE).
 
 -- ts decodes a google.protobuf.Timestamp: seconds (field 1), nanos (field 2).
 -- Unreadable input counts as the epoch, as readers treat it.
@@ -50,10 +51,10 @@ for r = 1, #KEYS do
   if type(old) == 'table' then
     out[r] = old
     skip = true
-  elseif old and old ~= new then
+  elseif old then
     local os, on = ts(old)
     local ns, nn = ts(new)
-    if os > ns or (os == ns and on > nn) then
+    if os > ns or (os == ns and on >= nn) then
       out[r] = 0
       skip = true
     end

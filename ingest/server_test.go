@@ -88,6 +88,18 @@ func TestServerPushRoundTrip(t *testing.T) {
 		t.Fatalf("read back\n got %s\nwant %s", got, want)
 	}
 
+	// The same event time again is skipped, as in Feast: the stored row stays.
+	rep = ts.do(t, "POST", "/push", `{"push_source_name": "driver_stats_push", "df": {
+		"driver_id": [1001], "event_timestamp": ["2026-05-01T10:00:00Z"],
+		"conv_rate": [0.3], "acc_rate": [0.3], "avg_daily_trips": [3], "rating": [3],
+		"vehicle_type": ["equal"], "is_active": [false]}}`)
+	if rep.status != 200 || rep.header.Get("X-Lariat-Rows-Written") != "0" || rep.header.Get("X-Lariat-Rows-Skipped") != "1" {
+		t.Fatalf("push of an equal event time: %d %q %v", rep.status, rep.body, rep.header)
+	}
+	if got := fetchRows(t, v, r.c, "driver_stats", "[1001,1002]"); got != want {
+		t.Fatalf("read back after an equal event time\n got %s\nwant %s", got, want)
+	}
+
 	// An older row is skipped; a newer one through /write-to-online-store wins.
 	rep = ts.do(t, "POST", "/write-to-online-store", `{"feature_view_name": "driver_stats", "df": {
 		"driver_id": [1001, 1002], "event_timestamp": ["2026-04-01T00:00:00Z", 1777640400],

@@ -90,7 +90,7 @@ const maxScriptAttempts = 3
 
 // write writes every row of b, filling b.outcome (and b.failures for rows
 // Redis refused). Rows are written in order on the pipeline, so of two rows
-// with the same key and event time the later wins. An error means the state
+// with the same key and event time the earlier wins. An error means the state
 // of the batch's rows is unknown; writing the batch again is safe.
 func (w *Writer) write(ctx context.Context, b *batch) error {
 	w.prepare(b)

@@ -135,15 +135,17 @@ func TestWriterNewestWins(t *testing.T) {
 	f([][]string{statsRow(7, "2026-05-01T10:00:00Z", "0.1")}, "1", "0.1")
 	// Older: skipped, even by a nanosecond.
 	f([][]string{statsRow(7, "2026-05-01T09:59:59.999999999Z", "0.2")}, "0", "0.1")
-	// Equal: overwrites, so a file loaded again rewrites the same values.
-	f([][]string{statsRow(7, "2026-05-01T10:00:00Z", "0.3")}, "1", "0.3")
-	// Within one batch rows apply in order: older skipped, equal later wins.
+	// Equal: skipped, as in Feast (stored >= new), so the first row written
+	// with an event time stays.
+	f([][]string{statsRow(7, "2026-05-01T10:00:00Z", "0.3")}, "0", "0.1")
+	// Within one batch rows apply in order: older and equal ones skipped.
 	f([][]string{
 		statsRow(7, "2026-05-01T10:00:01Z", "0.4"),
 		statsRow(7, "2026-05-01T10:00:00.5Z", "0.5"),
 		statsRow(7, "2026-05-01T10:00:01Z", "0.6"),
 		statsRow(8, "2026-05-01T10:00:00Z", "0.7"),
-	}, "1011", "0.6")
+		statsRow(7, "2026-05-01T10:00:01.000000001Z", "0.6"),
+	}, "10011", "0.6")
 	// Another view in the same hash keeps its own timestamp.
 	trips := testSchema(t, v, "driver_trips")
 	b := textBatch(t, trips, []string{"7", "2020-01-01T00:00:00Z", "[1.5]", "[5]", `["a"]`})
@@ -182,20 +184,25 @@ func TestWriterStoredTimestamps(t *testing.T) {
 	}
 	secondsOnly := func(sec int64) []byte { return featurefetch.AppendTimestamp(nil, time.Unix(sec, 0)) }
 
-	f(secondsOnly(1777629600), "2026-05-01T10:00:00Z", true) // equal
+	f(secondsOnly(1777629600), "2026-05-01T10:00:00Z", false) // equal: skipped
 	f(secondsOnly(1777629600), "2026-05-01T09:59:59.999Z", false)
 	f(secondsOnly(1777629600), "2026-05-01T10:00:00.001Z", true)
 	f(ts(1777629600, 500), "2026-05-01T10:00:00.000000499Z", false)
-	f(ts(1777629600, 500), "2026-05-01T10:00:00.000000500Z", true)
-	f(ts(-86400, 0), "1969-12-31T00:00:00Z", true)
+	f(ts(1777629600, 500), "2026-05-01T10:00:00.000000500Z", false)
+	f(ts(1777629600, 500), "2026-05-01T10:00:00.000000501Z", true)
+	f(ts(-86400, 0), "1969-12-31T00:00:00Z", false)
+	f(ts(-86400, 0), "1969-12-31T00:00:00.000000001Z", true)
 	f(ts(-86400, 0), "1969-12-30T23:59:59Z", false)
 	f(ts(-1, 999_999_999), "1969-12-31T23:59:59.999999998Z", false)
 	f(ts(-1, 999_999_999), "1970-01-01T00:00:00Z", true)
-	f(ts(-62135596800, 0), "0001-01-01T00:00:00Z", true) // year 1: a 10-byte varint
+	f(ts(-62135596800, 0), "0001-01-01T00:00:00Z", false) // year 1: a 10-byte varint
+	f(ts(-62135596800, 0), "0001-01-01T00:00:01Z", true)
 	f(ts(253402300799, 0), "9999-12-31T23:59:58Z", false)
-	f(nil, "1970-01-01T00:00:00Z", true) // empty: the epoch
+	f(nil, "1970-01-01T00:00:00Z", false) // empty: the epoch
+	f(nil, "1970-01-01T00:00:00.001Z", true)
 	f(nil, "1969-12-31T23:59:59Z", false)
-	f([]byte{0xff, 0xff}, "1970-01-01T00:00:00Z", true) // unreadable: the epoch
+	f([]byte{0xff, 0xff}, "1970-01-01T00:00:00Z", false) // unreadable: the epoch
+	f([]byte{0xff, 0xff}, "1970-01-01T00:00:01Z", true)
 	f([]byte{0x08, 0x80}, "1969-12-31T23:59:59Z", false)
 }
 

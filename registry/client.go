@@ -232,3 +232,22 @@ func (c *Client) TransitionStage(ctx context.Context, name, version, stage strin
 	}
 	return out.ModelVersion, nil
 }
+
+// RecordRun stores a training run (Lariat's runs/record), replacing one of
+// the same id.
+func (c *Client) RecordRun(ctx context.Context, r RunRecord) (*Run, error) {
+	var out runResponse
+	if err := c.do(ctx, http.MethodPost, "runs/record", nil, r, &out); err != nil {
+		return nil, err
+	}
+	return out.Run, nil
+}
+
+// GetRun returns a run with MLflow's shape.
+func (c *Client) GetRun(ctx context.Context, runID string) (*Run, error) {
+	var out runResponse
+	if err := c.do(ctx, http.MethodGet, "runs/get", url.Values{"run_id": {runID}}, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Run, nil
+}

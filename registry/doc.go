@@ -8,4 +8,11 @@
 // (ignored by MLflow clients): serving_endpoint, training_job, params (a JSON object of
 // string values), metrics (a JSON object of number values) and feature_views (a list of
 // feature view names).
+//
+// Training runs that lariat-train records (POST runs/record, Lariat's own call) are
+// served through MLflow's tracking reads: runs/get, runs/search, metrics/get-history,
+// experiments/get-by-name and experiments/get (an experiment is the name runs were
+// recorded under; its id is derived from the name, "0" for "Default"), and
+// logged-models/search (always empty), so that MLflow's client can register a model
+// from a run with mlflow.register_model("runs:/<run id>/...", name).
 package registry

@@ -25,6 +25,14 @@ const (
 // tags.<key>; version searches also accept version (or version_number), run_id,
 // source_path (or source), current_stage, status, training_job and serving_endpoint.
 // Operators: =, !=, LIKE, ILIKE, IN (...), NOT IN (...), and <, <=, >, >= on versions.
+//
+// Tags compare as in MLflow's server: a clause on a tag the model (or
+// version) does not have never matches, whatever the operator. The prompt
+// marker tag mlflow.prompt.is_prompt is the exception: unless the filter
+// asks for prompts (is_prompt = 'true' or != 'false'), its clauses are
+// dropped and models tagged is_prompt = 'true' are left out, so the
+// client's added "tag.`mlflow.prompt.is_prompt` != 'true'" matches every
+// model without the tag.
 type SearchRequest struct {
 	Filter     string   `json:"filter,omitempty"`
 	MaxResults int64    `json:"max_results,omitempty"`
@@ -37,20 +45,43 @@ type searchKind int
 const (
 	searchModels searchKind = iota
 	searchVersions
+	searchRuns
 )
 
 type filterClause struct {
 	key    string // attribute name, or tag key when tag is set
 	tag    bool
-	op     string // "=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN"
+	param  bool      // runs: params.<key>
+	metric bool      // runs: metrics.<key>, compared as numbers
+	floats []float64 // metric and time values
+	op     string    // "=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN"
 	values []string
 	re     *regexp.Regexp // LIKE / ILIKE
 	nums   []int64        // numeric values for version comparisons
+	// missingMatches makes a missing tag satisfy the clause (the prompt
+	// exclusion); otherwise a clause on a missing tag is false.
+	missingMatches bool
 }
+
+// isPromptTag is the tag MLflow marks prompts with; models and versions
+// without it are not prompts.
+const isPromptTag = "mlflow.prompt.is_prompt"
 
 type searchFilter []filterClause
 
 var modelAttrs = map[string]string{"name": "name"}
+
+// runAttrs are the attributes of runs/search, as MLflow names them.
+var runAttrs = map[string]string{
+	"run_id":          "run_id",
+	"run_name":        "run_name",
+	"status":          "status",
+	"user_id":         "user_id",
+	"artifact_uri":    "artifact_uri",
+	"start_time":      "start_time",
+	"end_time":        "end_time",
+	"lifecycle_stage": "lifecycle_stage",
+}
 
 var versionAttrs = map[string]string{
 	"name":             "name",
@@ -184,7 +215,7 @@ func parseFilter(s string, kind searchKind) (searchFilter, error) {
 		return nil, err
 	}
 	if tok.kind == tokEOF {
-		return nil, nil
+		return f.excludePrompts(kind), nil
 	}
 	for {
 		c, next, err := parseClause(l, tok, kind)
@@ -193,7 +224,7 @@ func parseFilter(s string, kind searchKind) (searchFilter, error) {
 		}
 		f = append(f, c)
 		if next.kind == tokEOF {
-			return f, nil
+			return f.excludePrompts(kind), nil
 		}
 		if next.kind != tokIdent || next.quoted || !strings.EqualFold(next.text, "AND") {
 			return nil, errInvalid("Invalid filter %q: expected AND or end of filter, got %q", s, next.text)
@@ -202,6 +233,27 @@ func parseFilter(s string, kind searchKind) (searchFilter, error) {
 			return nil, err
 		}
 	}
+}
+
+// excludePrompts applies MLflow's handling of the prompt marker tag: unless
+// the first clause on it asks for prompts, its clauses are replaced by one
+// that leaves out what is tagged is_prompt = 'true' (and keeps what has no
+// such tag).
+func (f searchFilter) excludePrompts(kind searchKind) searchFilter {
+	if kind == searchRuns {
+		return f
+	}
+	for _, c := range f {
+		if c.tag && c.key == isPromptTag {
+			v := strings.ToLower(c.values[0])
+			if c.op == "=" && v == "true" || c.op == "!=" && v == "false" {
+				return f
+			}
+			break
+		}
+	}
+	f = slices.DeleteFunc(f, func(c filterClause) bool { return c.tag && c.key == isPromptTag })
+	return append(f, filterClause{key: isPromptTag, tag: true, op: "!=", values: []string{"true"}, missingMatches: true})
 }
 
 // parseClause parses "key op value" starting at tok and returns the token after it.
@@ -216,7 +268,17 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 	}
 	if next.kind == tokDot {
 		prefix := strings.ToLower(tok.text)
-		if prefix != "tags" && prefix != "tag" {
+		switch {
+		case prefix == "tags" || prefix == "tag":
+			c.tag = true
+		case kind == searchRuns && (prefix == "params" || prefix == "param" || prefix == "parameters" || prefix == "parameter"):
+			c.param = true
+		case kind == searchRuns && (prefix == "metrics" || prefix == "metric"):
+			c.metric = true
+		case kind == searchRuns && (prefix == "attributes" || prefix == "attribute" || prefix == "attr" || prefix == "run"):
+		case kind == searchRuns:
+			return c, tok, errInvalid("Invalid filter %q: unknown entity %q (want metrics, params, tags or attributes)", l.s, tok.text)
+		default:
 			return c, tok, errInvalid("Invalid filter %q: unknown entity %q (only tags.<key> is supported)", l.s, tok.text)
 		}
 		keyTok, err := l.next()
@@ -224,16 +286,35 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 			return c, tok, err
 		}
 		if keyTok.kind != tokIdent && keyTok.kind != tokString {
-			return c, tok, errInvalid("Invalid filter %q: expected a tag key after %q", l.s, tok.text+".")
+			return c, tok, errInvalid("Invalid filter %q: expected a key after %q", l.s, tok.text+".")
 		}
-		c.tag, c.key = true, keyTok.text
+		c.key = keyTok.text
+		tok = keyTok // an attribute's name
 		if next, err = l.next(); err != nil {
 			return c, tok, err
 		}
-	} else {
+		// An unquoted key may hold dots, as in tags.mlflow.runName.
+		for keyTok.kind == tokIdent && !keyTok.quoted && next.kind == tokDot {
+			part, err := l.next()
+			if err != nil {
+				return c, tok, err
+			}
+			if part.kind != tokIdent || part.quoted {
+				return c, tok, errInvalid("Invalid filter %q: expected a key part after %q", l.s, c.key+".")
+			}
+			c.key += "." + part.text
+			if next, err = l.next(); err != nil {
+				return c, tok, err
+			}
+		}
+	}
+	if !c.tag && !c.param && !c.metric {
 		attrs := modelAttrs
-		if kind == searchVersions {
+		switch kind {
+		case searchVersions:
 			attrs = versionAttrs
+		case searchRuns:
+			attrs = runAttrs
 		}
 		attr, ok := attrs[strings.ToLower(tok.text)]
 		if !ok {
@@ -313,6 +394,19 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 }
 
 func (c *filterClause) compile(filter string) error {
+	if c.metric || !c.tag && !c.param && (c.key == "start_time" || c.key == "end_time") {
+		if c.op == "LIKE" || c.op == "ILIKE" || c.op == "IN" || c.op == "NOT IN" {
+			return errInvalid("Invalid filter %q: %s is not supported on %s, a number", filter, c.op, c.key)
+		}
+		for _, v := range c.values {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return errInvalid("Invalid filter %q: %s must be compared with a number, got %q", filter, c.key, v)
+			}
+			c.floats = append(c.floats, f)
+		}
+		return nil
+	}
 	if c.key == "version" && !c.tag {
 		if c.op == "LIKE" || c.op == "ILIKE" {
 			return errInvalid("Invalid filter %q: %s is not supported on version", filter, c.op)
@@ -370,6 +464,24 @@ func (c *filterClause) matchString(s string) bool {
 	return false
 }
 
+func (c *filterClause) matchFloat(f float64) bool {
+	switch c.op {
+	case "=":
+		return f == c.floats[0]
+	case "!=":
+		return f != c.floats[0]
+	case "<":
+		return f < c.floats[0]
+	case "<=":
+		return f <= c.floats[0]
+	case ">":
+		return f > c.floats[0]
+	case ">=":
+		return f >= c.floats[0]
+	}
+	return false
+}
+
 func (c *filterClause) matchNumber(n int64) bool {
 	switch c.op {
 	case "=":
@@ -390,10 +502,14 @@ func (c *filterClause) matchNumber(n int64) bool {
 	return false
 }
 
-// matchTag matches a tag clause; a missing tag matches nothing, as in MLflow's SQL.
+// matchTag matches a tag clause; a missing tag matches nothing, as in MLflow's
+// SQL store, except for the prompt exclusion.
 func (c *filterClause) matchTag(tags []Tag) bool {
 	v, ok := tagValue(tags, c.key)
-	return ok && c.matchString(v)
+	if !ok {
+		return c.missingMatches
+	}
+	return c.matchString(v)
 }
 
 func (f searchFilter) matchModel(m *ModelRecord) bool {

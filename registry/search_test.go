@@ -52,6 +52,53 @@ func TestFilterMatchesVersions(t *testing.T) {
 	f("name = 'eta' AND tags.team = 'ops'", false)
 }
 
+// TestFilterMissingTags checks MLflow's server semantics: a clause on a tag
+// the model lacks is false whatever the operator, except for the prompt
+// marker, whose clauses are replaced by "not tagged is_prompt = 'true'"
+// unless the filter asks for prompts.
+func TestFilterMissingTags(t *testing.T) {
+	plain := &ModelRecord{Name: "eta", Tags: []Tag{{"team", "ml"}}}
+	prompt := &ModelRecord{Name: "greeting", Tags: []Tag{{"mlflow.prompt.is_prompt", "true"}}}
+	notPrompt := &ModelRecord{Name: "fraud", Tags: []Tag{{"mlflow.prompt.is_prompt", "false"}}}
+	f := func(filter string, want ...string) {
+		t.Helper()
+		sf, err := parseFilter(filter, searchModels)
+		if err != nil {
+			t.Fatalf("parseFilter(%q): %v", filter, err)
+		}
+		var got []string
+		for _, m := range []*ModelRecord{plain, prompt, notPrompt} {
+			if sf.matchModel(m) {
+				got = append(got, m.Name)
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("%q matched %v, want %v", filter, got, want)
+		}
+	}
+	// Missing ordinary tags never match.
+	f("tags.owner = 'x'")
+	f("tags.owner != 'x'")
+	f("tags.owner LIKE '%'")
+	f("tags.owner ILIKE '%'")
+	f("tags.owner IN ('x')")
+	f("tags.owner NOT IN ('x')")
+	f("tags.team != 'risk'", "eta")
+	// What the Python client adds to every search, alone and after a filter.
+	f("tag.`mlflow.prompt.is_prompt` != 'true'", "eta", "fraud")
+	f("name = 'eta' AND tag.`mlflow.prompt.is_prompt` != 'true'", "eta")
+	f("tags.team = 'ml' AND tag.`mlflow.prompt.is_prompt` != 'true'", "eta")
+	// Prompts are left out by default, and by any other clause on the marker.
+	f("", "eta", "fraud")
+	f("tags.`mlflow.prompt.is_prompt` = 'false'", "eta", "fraud")
+	f("tags.`mlflow.prompt.is_prompt` LIKE 'x%'", "eta", "fraud")
+	// Asking for prompts compares the tag as any other.
+	f("tags.`mlflow.prompt.is_prompt` = 'true'", "greeting")
+	f("tags.`mlflow.prompt.is_prompt` = 'TRUE'")
+	f("tags.`mlflow.prompt.is_prompt` != 'false'", "greeting")
+	f("tags.`mlflow.prompt.is_prompt` != 'false' AND name = 'eta'")
+}
+
 func TestFilterRejectsBadSyntax(t *testing.T) {
 	f := func(filter string, kind searchKind, wantInMessage string) {
 		t.Helper()

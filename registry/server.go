@@ -101,6 +101,14 @@ func apiRoutes() map[string]map[string]handlerFunc {
 		"model-versions/get-download-uri":       {"GET": handleDownloadURI},
 		"model-versions/set-tag":                {"POST": handleSetVersionTag},
 		"model-versions/delete-tag":             {"DELETE": handleDeleteVersionTag},
+		// Tracking reads, for runs lariat-train recorded, and its write.
+		"runs/get":                {"GET": handleGetRun},
+		"runs/search":             {"POST": handleSearchRuns},
+		"runs/record":             {"POST": handleRecordRun},
+		"metrics/get-history":     {"GET": handleMetricHistory},
+		"experiments/get-by-name": {"GET": handleExperimentByName},
+		"experiments/get":         {"GET": handleExperimentByID},
+		"logged-models/search":    {"POST": handleSearchLoggedModels},
 	}
 }
 
@@ -584,4 +592,126 @@ func handleDeleteVersionTag(s *Server, ctx context.Context, rc *fasthttp.Request
 		return nil, err
 	}
 	return empty{}, s.svc.DeleteVersionTag(ctx, string(req.Name), string(req.Version), string(req.Key))
+}
+
+type runResponse struct {
+	Run *Run `json:"run"`
+}
+
+type runsPage struct {
+	Runs          []Run  `json:"runs"`
+	NextPageToken string `json:"next_page_token,omitempty"`
+}
+
+type experimentResponse struct {
+	Experiment *Experiment `json:"experiment"`
+}
+
+// runArgs are the run id parameters; older clients send run_uuid.
+type runArgs struct {
+	RunID     flexString `json:"run_id"`
+	RunUUID   flexString `json:"run_uuid"`
+	MetricKey flexString `json:"metric_key"`
+}
+
+func (a *runArgs) id() string {
+	if a.RunID != "" {
+		return string(a.RunID)
+	}
+	return string(a.RunUUID)
+}
+
+func handleGetRun(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
+	var req runArgs
+	if err := decode(rc, &req); err != nil {
+		return nil, err
+	}
+	r, err := s.svc.GetRun(ctx, req.id())
+	if err != nil {
+		return nil, err
+	}
+	return runResponse{r}, nil
+}
+
+func handleSearchRuns(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
+	var req RunSearchRequest
+	if err := decode(rc, &req); err != nil {
+		return nil, err
+	}
+	runs, next, err := s.svc.SearchRuns(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return runsPage{Runs: runs, NextPageToken: next}, nil
+}
+
+// handleRecordRun is Lariat's write of a whole run (MLflow has none such):
+// lariat-train records each job as a run.
+func handleRecordRun(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
+	var req RunRecord
+	if err := decode(rc, &req); err != nil {
+		return nil, err
+	}
+	r, err := s.svc.RecordRun(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return runResponse{r.toRun()}, nil
+}
+
+func handleMetricHistory(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
+	var req runArgs
+	if err := decode(rc, &req); err != nil {
+		return nil, err
+	}
+	ms, err := s.svc.MetricHistory(ctx, req.id(), string(req.MetricKey))
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		Metrics []Metric `json:"metrics"`
+	}{ms}, nil
+}
+
+func handleExperimentByName(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
+	var req struct {
+		Name flexString `json:"experiment_name"`
+	}
+	if err := decode(rc, &req); err != nil {
+		return nil, err
+	}
+	e, err := s.svc.ExperimentByName(ctx, string(req.Name))
+	if err != nil {
+		return nil, err
+	}
+	return experimentResponse{e}, nil
+}
+
+func handleExperimentByID(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
+	var req struct {
+		ID flexString `json:"experiment_id"`
+	}
+	if err := decode(rc, &req); err != nil {
+		return nil, err
+	}
+	e, err := s.svc.ExperimentByID(ctx, string(req.ID))
+	if err != nil {
+		return nil, err
+	}
+	return experimentResponse{e}, nil
+}
+
+// handleSearchLoggedModels answers that there are no logged models: Lariat
+// records runs, not MLflow 3 logged models, so register_model looks for the
+// model among the run's artifacts.
+func handleSearchLoggedModels(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
+	var req struct {
+		ExperimentIDs []string `json:"experiment_ids"`
+	}
+	if err := decode(rc, &req); err != nil {
+		return nil, err
+	}
+	return struct {
+		Models []struct{} `json:"models"`
+	}{Models: []struct{}{}}, nil
 }

@@ -56,6 +56,13 @@ type Tx interface {
 	// when name is empty, in increasing version order per model. fn may not call
 	// other Tx methods.
 	ScanVersions(name string, fn func(v *ModelVersion) error) error
+	// Run returns a training run or ErrNotFound.
+	Run(id string) (*RunRecord, error)
+	// PutRun inserts or overwrites a training run.
+	PutRun(r *RunRecord) error
+	// ScanRuns calls fn for every run, in run id order. fn may not call other
+	// Tx methods.
+	ScanRuns(fn func(r *RunRecord) error) error
 }
 
 // OpenStore opens the store a spec names: "bolt:/path/registry.db" for the embedded

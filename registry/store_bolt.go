@@ -16,9 +16,11 @@ import (
 //
 //	models/<name>             -> JSON ModelRecord
 //	versions/<name>/<uint64>  -> JSON ModelVersion (big-endian version number as key)
+//	runs/<run id>             -> JSON RunRecord
 var (
 	bucketModels   = []byte("models")
 	bucketVersions = []byte("versions")
+	bucketRuns     = []byte("runs")
 )
 
 // BoltStore is the embedded on-disk Store on bbolt. Every Update is one bbolt write
@@ -43,7 +45,7 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 		return nil, fmt.Errorf("cannot open registry store %q: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketModels, bucketVersions} {
+		for _, b := range [][]byte{bucketModels, bucketVersions, bucketRuns} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -261,4 +263,34 @@ func (t boltTx) ScanVersions(name string, fn func(*ModelVersion) error) error {
 		return scan([]byte(name))
 	}
 	return versions.ForEachBucket(scan)
+}
+
+func (t boltTx) Run(id string) (*RunRecord, error) {
+	data := t.tx.Bucket(bucketRuns).Get([]byte(id))
+	if data == nil {
+		return nil, ErrNotFound
+	}
+	var r RunRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("cannot decode stored run %q: %w", id, err)
+	}
+	return &r, nil
+}
+
+func (t boltTx) PutRun(r *RunRecord) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("cannot encode run %q: %w", r.RunID, err)
+	}
+	return t.tx.Bucket(bucketRuns).Put([]byte(r.RunID), data)
+}
+
+func (t boltTx) ScanRuns(fn func(*RunRecord) error) error {
+	return t.tx.Bucket(bucketRuns).ForEach(func(k, data []byte) error {
+		var r RunRecord
+		if err := json.Unmarshal(data, &r); err != nil {
+			return fmt.Errorf("cannot decode stored run %q: %w", k, err)
+		}
+		return fn(&r)
+	})
 }

@@ -58,6 +58,10 @@ var migrations = []string{
 		feature_views jsonb NOT NULL DEFAULT '[]',
 		PRIMARY KEY (name, version)
 	);`,
+	`CREATE TABLE IF NOT EXISTS runs (
+		run_id text PRIMARY KEY,
+		data jsonb NOT NULL
+	);`,
 }
 
 // migrationLockID is the advisory lock key that serializes concurrent migrations.
@@ -372,4 +376,46 @@ func nonNilSlice[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+func (t *pgTx) Run(id string) (*RunRecord, error) {
+	var r RunRecord
+	err := t.tx.QueryRow(t.ctx, `SELECT data FROM runs WHERE run_id = $1`, id).Scan(&r)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read run %q: %w", id, err)
+	}
+	return &r, nil
+}
+
+func (t *pgTx) PutRun(r *RunRecord) error {
+	_, err := t.tx.Exec(t.ctx, `INSERT INTO runs (run_id, data) VALUES ($1, $2)
+		ON CONFLICT (run_id) DO UPDATE SET data = EXCLUDED.data`, r.RunID, r)
+	if err != nil {
+		return fmt.Errorf("cannot store run %q: %w", r.RunID, err)
+	}
+	return nil
+}
+
+func (t *pgTx) ScanRuns(fn func(*RunRecord) error) error {
+	rows, err := t.tx.Query(t.ctx, `SELECT data FROM runs ORDER BY run_id COLLATE "C"`)
+	if err != nil {
+		return fmt.Errorf("cannot list runs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r RunRecord
+		if err := rows.Scan(&r); err != nil {
+			return fmt.Errorf("cannot read run row: %w", err)
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("cannot list runs: %w", err)
+	}
+	return nil
 }

@@ -49,6 +49,7 @@ func runStoreSuite(t *testing.T, factory storeFactory) {
 		{"Stages", testStages},
 		{"SearchModels", testSearchModels},
 		{"SearchVersions", testSearchVersions},
+		{"Runs", testRuns},
 		{"RenameAndDelete", testRenameAndDelete},
 		{"Reopen", testReopen},
 		{"ConcurrentWriters", testConcurrentWriters},
@@ -438,6 +439,28 @@ func testSearchModels(t *testing.T, open func() Store) {
 	f(SearchRequest{Filter: "tags.missing = 'x'"})
 	f(SearchRequest{Filter: "name != 'eta' and name IN ('eta', 'churn', 'x')"}, "churn")
 	f(SearchRequest{OrderBy: []string{"name DESC"}}, "fraud", "eta-v2", "eta", "churn", "Eta-old")
+
+	// The MLflow client's own request: it adds the prompt exclusion to
+	// every filter, which models without the tag match; prompts are left out.
+	must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: "greeting",
+		Tags: []Tag{{"mlflow.prompt.is_prompt", "true"}}}))
+	clientSearch := func(filter string, want ...string) {
+		t.Helper()
+		q := url.Values{"max_results": {"100"}, "filter": {filter}}
+		raw := expectOK(t, ts.call(t, "GET", "registered-models/search?"+q.Encode(), ""))
+		var got []string
+		list, _ := raw["registered_models"].([]any)
+		for _, m := range list {
+			got = append(got, m.(map[string]any)["name"].(string))
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("client search %q = %v, want %v", filter, got, want)
+		}
+	}
+	clientSearch("tag.`mlflow.prompt.is_prompt` != 'true'", "Eta-old", "churn", "eta", "eta-v2", "fraud")
+	clientSearch("tags.team = 'risk' AND tag.`mlflow.prompt.is_prompt` != 'true'", "churn", "fraud")
+	clientSearch("tags.`mlflow.prompt.is_prompt` = 'true'", "greeting")
+	f(SearchRequest{}, "Eta-old", "churn", "eta", "eta-v2", "fraud")
 
 	// The model's latest versions come along in search results.
 	ms, _, err := ts.Client.SearchModels(ctx, SearchRequest{Filter: "name='eta'"})

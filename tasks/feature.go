@@ -1,10 +1,13 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,7 +62,8 @@ type FeatureInputs struct {
 	// feature-view definitions.
 	Project config.String `yaml:"project"`
 	// Entities maps each join key to a template giving one value or a list
-	// of values (one per entity), e.g. '{{ .request.drivers.#.id }}'.
+	// of values (one per entity), e.g. '{{ .request.drivers.#.id }}'. Rows
+	// and columns name the join keys in the order they are written here.
 	Entities map[string]config.String `yaml:"entities"`
 	// Features lists "view:feature" references.
 	Features []config.String `yaml:"features"`
@@ -132,6 +136,13 @@ func newFeatureTask(s *Spec) (Task, error) {
 	default:
 		return nil, s.Errorf(in.OnMissing.Pos, "inputs.on_missing must be fail, default or pass, got %q", in.OnMissing.Value)
 	}
+	for k := range in.Entities {
+		opt.JoinKeyOrder = append(opt.JoinKeyOrder, k)
+	}
+	slices.SortFunc(opt.JoinKeyOrder, func(a, b string) int {
+		pa, pb := in.Entities[a].Pos, in.Entities[b].Pos
+		return cmp.Or(cmp.Compare(pa.Line, pb.Line), cmp.Compare(pa.Col, pb.Col), strings.Compare(a, b))
+	})
 	switch in.Shape.Value {
 	case "", "rows":
 		opt.Shape = featurefetch.ShapeRows

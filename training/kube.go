@@ -2,11 +2,14 @@ package training
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -46,6 +49,65 @@ type KubernetesOptions struct {
 	PollInterval time.Duration
 	// Logf logs transient API errors. Default: discard.
 	Logf func(format string, args ...any)
+	// Submit bounds the retries of a submission the API server refused.
+	Submit SubmitRetry
+}
+
+// SubmitRetry is how a backend retries creating a job's object when the API
+// server cannot be reached (connection refused, a dial that failed): up to
+// Attempts tries, waiting Backoff, then twice as long each time, at most
+// 10s. The job fails (SubmitFailed) only when every try failed.
+type SubmitRetry struct {
+	// Attempts is the number of tries. Default 5.
+	Attempts int
+	// Backoff is the first wait. Default 1s.
+	Backoff time.Duration
+}
+
+func (r *SubmitRetry) setDefaults() {
+	if r.Attempts <= 0 {
+		r.Attempts = 5
+	}
+	if r.Backoff <= 0 {
+		r.Backoff = time.Second
+	}
+}
+
+// maxSubmitBackoff caps the wait between submission tries.
+const maxSubmitBackoff = 10 * time.Second
+
+// submitWithRetry calls create until it succeeds, fails with an error other
+// than an unreachable API server, ctx ends, or r's tries are used.
+func submitWithRetry(ctx context.Context, r SubmitRetry, logf func(string, ...any), what string, create func(context.Context) error) error {
+	wait := r.Backoff
+	for attempt := 1; ; attempt++ {
+		err := create(ctx)
+		if err == nil || !unreachable(err) || attempt >= r.Attempts {
+			if err != nil && unreachable(err) {
+				return fmt.Errorf("cannot reach the Kubernetes API after %d tries: %w", attempt, err)
+			}
+			return err
+		}
+		logf("training: creating %s failed (try %d of %d, retrying in %s): %v", what, attempt, r.Attempts, wait, err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, maxSubmitBackoff)
+	}
+}
+
+// unreachable reports errors that mean the request never reached the API
+// server, so that sending it again cannot create the object twice.
+func unreachable(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // Kubernetes runs each job as a batch/v1 Job with one pod (restartPolicy Never,
@@ -74,6 +136,7 @@ func (o *KubernetesOptions) setDefaults() {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
+	o.Submit.setDefaults()
 }
 
 // Name implements Backend.
@@ -292,7 +355,10 @@ func (k *Kubernetes) Run(ctx context.Context, j Job, report func(Update)) (Outco
 	jobs := k.opts.Client.BatchV1().Jobs(j.Handle.Namespace)
 	if j.Handle.Name == "" {
 		obj := k.Manifest(&j)
-		_, err := jobs.Create(ctx, obj, metav1.CreateOptions{})
+		err := submitWithRetry(ctx, k.opts.Submit, k.opts.Logf, "batch/v1 Job "+obj.Namespace+"/"+obj.Name, func(ctx context.Context) error {
+			_, err := jobs.Create(ctx, obj, metav1.CreateOptions{})
+			return err
+		})
 		if apierrors.IsAlreadyExists(err) {
 			var cur *batchv1.Job
 			if cur, err = jobs.Get(ctx, obj.Name, metav1.GetOptions{}); err == nil && cur.Labels[LabelJobID] != j.ID {

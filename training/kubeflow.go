@@ -35,6 +35,8 @@ type KubeflowOptions struct {
 	PollInterval time.Duration
 	// Logf logs transient API errors. Default: discard.
 	Logf func(format string, args ...any)
+	// Submit bounds the retries of a submission the API server refused.
+	Submit SubmitRetry
 }
 
 // Kubeflow runs each job as a Kubeflow PyTorchJob (one Master, optional Workers;
@@ -51,9 +53,9 @@ var _ Backend = (*Kubeflow)(nil)
 
 // NewKubeflow returns a kubeflow backend.
 func NewKubeflow(opts KubeflowOptions) *Kubeflow {
-	ko := KubernetesOptions{Namespace: opts.Namespace, PollInterval: opts.PollInterval, Logf: opts.Logf}
+	ko := KubernetesOptions{Namespace: opts.Namespace, PollInterval: opts.PollInterval, Logf: opts.Logf, Submit: opts.Submit}
 	ko.setDefaults()
-	opts.Namespace, opts.PollInterval, opts.Logf = ko.Namespace, ko.PollInterval, ko.Logf
+	opts.Namespace, opts.PollInterval, opts.Logf, opts.Submit = ko.Namespace, ko.PollInterval, ko.Logf, ko.Submit
 	return &Kubeflow{opts: opts}
 }
 
@@ -240,7 +242,10 @@ func (k *Kubeflow) Run(ctx context.Context, j Job, report func(Update)) (Outcome
 	if j.Handle.Name == "" {
 		obj, err := k.Manifest(&j)
 		if err == nil {
-			_, err = res.Create(ctx, obj, metav1.CreateOptions{})
+			err = submitWithRetry(ctx, k.opts.Submit, k.opts.Logf, what, func(ctx context.Context) error {
+				_, err := res.Create(ctx, obj, metav1.CreateOptions{})
+				return err
+			})
 		}
 		if apierrors.IsAlreadyExists(err) {
 			var cur *unstructured.Unstructured

@@ -20,7 +20,7 @@ func TestLocalJobSucceeds(t *testing.T) {
 		`printf '{"accuracy": 0.75, "logloss": 0.5, "note": "ignored"}' > "$LARIAT_METRICS_FILE"; `+
 		`echo weights > "$LARIAT_ARTIFACT_DIR/model.json"`)
 	spec.Command = append(spec.Command, "sh", "$(LARIAT_HP_LR)")
-	spec.Hyperparameters = map[string]string{"lr": "0.25"}
+	spec.Hyperparameters = map[string]Hyperparameter{"lr": "0.25"}
 	j, err := m.Submit(spec)
 	if err != nil {
 		t.Fatal(err)

@@ -300,12 +300,22 @@ func (m *Manager) complete(ctx context.Context, e *jobEntry, out Outcome) {
 	}
 	j := e.job.clone()
 	m.mu.Unlock()
+	end := out.Time
+	if end.IsZero() {
+		end = time.Now()
+	}
 	if !out.Succeeded {
+		status := registry.RunFailed
+		if out.Reason == ReasonCancelled {
+			status = registry.RunKilled
+		}
+		m.recordRun(ctx, &j, status, nil, end)
 		m.finishJob(e, out)
 		return
 	}
 	mets, err := readMetrics(out.Metrics, j.Outputs.MetricsFile)
 	if err != nil {
+		m.recordRun(ctx, &j, registry.RunFailed, nil, end)
 		m.finishJob(e, Outcome{Reason: ReasonMetricsInvalid, Message: err.Error(), Time: out.Time})
 		return
 	}
@@ -313,6 +323,8 @@ func (m *Manager) complete(ctx context.Context, e *jobEntry, out Outcome) {
 	e.job.Status.Metrics = mets
 	j = e.job.clone()
 	m.mu.Unlock()
+	// The run first, so that the version registered next names a run that exists.
+	m.recordRun(ctx, &j, registry.RunFinished, mets, end)
 	if j.Spec.Register != nil {
 		m.apply(e, Update{Kind: UpdateRunning, Reason: ReasonRegistering,
 			Message: "registering model " + j.Spec.Register.Model})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,7 +96,7 @@ func (m *Manager) register(ctx context.Context, j *Job, reg *Register, mets map[
 			Description:     reg.Description,
 			ServingEndpoint: endpoint,
 			TrainingJob:     j.ID,
-			Params:          j.Spec.Hyperparameters,
+			Params:          hyperparameterTexts(j.Spec.Hyperparameters),
 			Metrics:         mets,
 			FeatureViews:    featureViews(&j.Spec.Inputs),
 		})
@@ -143,4 +144,64 @@ func featureViews(in *Inputs) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// recordRun records j as a run in the registry (experiment: the job's name,
+// or its study's for a trial), so that MLflow clients read its params,
+// metrics, artifact location and lineage and can register a model from it.
+// Failures are logged: a job does not fail because its run was not recorded.
+func (m *Manager) recordRun(ctx context.Context, j *Job, status string, mets map[string]float64, end time.Time) {
+	if m.reg == nil {
+		return
+	}
+	// A cancelled job's context has ended; its run is recorded all the same.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	r := registry.RunRecord{
+		RunID:       j.ID,
+		Experiment:  j.Spec.Name,
+		RunName:     j.ID,
+		Status:      status,
+		StartTime:   j.CreatedAt.UnixMilli(),
+		EndTime:     end.UnixMilli(),
+		ArtifactURI: j.Outputs.ArtifactURI,
+		Params:      hyperparameterTexts(j.Spec.Hyperparameters),
+		Tags:        map[string]string{"lariat.training_job": j.ID, "lariat.backend": j.Backend},
+	}
+	if j.Status.StartTime != nil {
+		r.StartTime = j.Status.StartTime.UnixMilli()
+	}
+	if j.Study != "" {
+		r.Experiment = strings.TrimSuffix(j.Spec.Name, "-t"+strconv.Itoa(j.Trial))
+		r.Tags["lariat.study"] = j.Study
+		r.Tags["lariat.trial"] = strconv.Itoa(j.Trial)
+	}
+	if fv := featureViews(&j.Spec.Inputs); len(fv) > 0 {
+		r.Tags["lariat.feature_views"] = strings.Join(fv, ",")
+	}
+	if j.Spec.Inputs.Dataset != "" {
+		r.Tags["lariat.dataset"] = j.Spec.Inputs.Dataset
+	}
+	for _, k := range sortedKeys(mets) {
+		r.Metrics = append(r.Metrics, registry.Metric{Key: k, Value: mets[k], Timestamp: r.EndTime})
+	}
+	backoff := m.opts.RegisterBackoff
+	for attempt := 1; ; attempt++ {
+		_, err := m.reg.RecordRun(ctx, r)
+		if err == nil {
+			return
+		}
+		if attempt >= m.opts.RegisterAttempts || !retryableRegistryError(err) {
+			m.opts.Logf("training: job %s: cannot record its run in the registry: %v", j.ID, err)
+			return
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff *= 2
+	}
 }

@@ -2,8 +2,10 @@ package training
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,7 +16,7 @@ func TestRegisterOnSuccess(t *testing.T) {
 	reg := startRegistry(t)
 	m := newManager(t, t.TempDir(), newLocal(2), reg)
 	spec := shellJob("driver-rank", `printf '{"accuracy": 0.8, "auc": 0.91}' > "$LARIAT_METRICS_FILE"`)
-	spec.Hyperparameters = map[string]string{"lr": "0.1", "epochs": "20"}
+	spec.Hyperparameters = map[string]Hyperparameter{"lr": "0.1", "epochs": "20"}
 	spec.Inputs = Inputs{FeatureViews: []string{"driver_stats"}, Features: []string{"driver_trips:recent_trip_km"}, Labels: "/tmp/l.csv"}
 	spec.Register = &Register{
 		Model:           "driver-rank",
@@ -47,6 +49,35 @@ func TestRegisterOnSuccess(t *testing.T) {
 	}
 	if j.Status.Model.ServingEndpoint != v.ServingEndpoint {
 		t.Fatalf("job's model: %+v", j.Status.Model)
+	}
+
+	// The job is a run too, with its params, metrics, artifact and lineage:
+	// what the version's run_id names.
+	run, err := reg.GetRun(ctx, v.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(run)
+	want := `{"info":{"run_id":"` + j.ID + `","run_uuid":"` + j.ID + `","run_name":"` + j.ID + `","experiment_id":"` + registry.ExperimentID("driver-rank") +
+		`","user_id":"","status":"FINISHED","start_time":` + strconv.FormatInt(j.Status.StartTime.UnixMilli(), 10) +
+		`,"end_time":` + strconv.FormatInt(run.Info.EndTime, 10) + `,"artifact_uri":"` + j.Outputs.ArtifactURI + `","lifecycle_stage":"active"},` +
+		`"data":{"metrics":[{"key":"accuracy","value":0.8,"timestamp":` + strconv.FormatInt(run.Info.EndTime, 10) + `,"step":0},` +
+		`{"key":"auc","value":0.91,"timestamp":` + strconv.FormatInt(run.Info.EndTime, 10) + `,"step":0}],` +
+		`"params":[{"key":"epochs","value":"20"},{"key":"lr","value":"0.1"}],` +
+		`"tags":[{"key":"lariat.backend","value":"local"},{"key":"lariat.feature_views","value":"driver_stats,driver_trips"},` +
+		`{"key":"lariat.training_job","value":"` + j.ID + `"},{"key":"mlflow.runName","value":"` + j.ID + `"}]},"inputs":{}}`
+	if string(got) != want || run.Info.EndTime < run.Info.StartTime {
+		t.Fatalf("run\n got %s\nwant %s", got, want)
+	}
+
+	// A failed job is a FAILED run.
+	bad, err := m.Submit(shellJob("driver-rank", "exit 3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad = waitJob(t, m, bad.ID)
+	if run, err := reg.GetRun(ctx, bad.ID); err != nil || run.Info.Status != registry.RunFailed || bad.Status.Phase != PhaseFailed {
+		t.Fatalf("failed job's run %+v, %v", run, err)
 	}
 
 	// Registering the same job again (a restart mid-registration) reuses the version.

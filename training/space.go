@@ -17,8 +17,9 @@ type ParamSpace struct {
 	Max *float64 `yaml:"max" json:"max,omitempty"`
 	// Log samples (and spaces grid points) on a log scale; Min must be positive.
 	Log bool `yaml:"log" json:"log,omitempty"`
-	// Values are the choices of a choice parameter.
-	Values []string `yaml:"values" json:"values,omitempty"`
+	// Values are the choices of a choice parameter; each reaches the job
+	// with its type (values: [16, 32] are numbers, [adam, sgd] strings).
+	Values []Hyperparameter `yaml:"values" json:"values,omitempty"`
 	// Points is the number of grid values over [Min, Max]. Required for float
 	// parameters in a grid search; int parameters default to every integer.
 	Points int `yaml:"points" json:"points,omitempty"`
@@ -77,6 +78,13 @@ func (p *ParamSpace) validate(name string, grid bool, probs *problems) {
 		if len(p.Values) == 0 {
 			probs.add(field+".values", "a choice parameter needs values")
 		}
+		seen := map[string]bool{}
+		for _, v := range p.Values {
+			if seen[v.Text()] {
+				probs.add(field+".values", "%q is listed twice", v.Text())
+			}
+			seen[v.Text()] = true
+		}
 		if p.Min != nil || p.Max != nil || p.Log || p.Points != 0 {
 			probs.add(field, "choice parameters take only values")
 		}
@@ -90,7 +98,11 @@ func (p *ParamSpace) validate(name string, grid bool, probs *problems) {
 // gridValues returns the parameter's values in a grid search.
 func (p *ParamSpace) gridValues() []string {
 	if p.Type == ParamChoice {
-		return p.Values
+		out := make([]string, len(p.Values))
+		for i, v := range p.Values {
+			out[i] = v.Text()
+		}
+		return out
 	}
 	lo, hi := *p.Min, *p.Max
 	n := p.Points
@@ -126,7 +138,7 @@ func (p *ParamSpace) gridValues() []string {
 // sample draws a random value.
 func (p *ParamSpace) sample(r *rand.Rand) string {
 	if p.Type == ParamChoice {
-		return p.Values[r.IntN(len(p.Values))]
+		return p.Values[r.IntN(len(p.Values))].Text()
 	}
 	lo, hi := *p.Min, *p.Max
 	if p.Type == ParamInt {
@@ -140,6 +152,20 @@ func (p *ParamSpace) sample(r *rand.Rand) string {
 		return p.format(math.Exp(math.Log(lo) + r.Float64()*(math.Log(hi)-math.Log(lo))))
 	}
 	return p.format(lo + r.Float64()*(hi-lo))
+}
+
+// typed returns the hyperparameter of a sampled value: a number for int
+// and float parameters, the listed value for a choice.
+func (p *ParamSpace) typed(text string) Hyperparameter {
+	if p.Type != ParamChoice {
+		return Hyperparameter(text)
+	}
+	for _, v := range p.Values {
+		if v.Text() == text {
+			return v
+		}
+	}
+	return StringHyperparameter(text)
 }
 
 func (p *ParamSpace) format(v float64) string {

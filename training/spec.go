@@ -42,9 +42,10 @@ type JobSpec struct {
 	// Resources are the container's CPU, memory and GPUs (Kubernetes backends;
 	// the local backend ignores them).
 	Resources Resources `yaml:"resources" json:"resources"`
-	// Hyperparameters are passed as LARIAT_HP_<NAME> and LARIAT_HYPERPARAMETERS,
-	// and registered as the model version's params.
-	Hyperparameters map[string]string `yaml:"hyperparameters" json:"hyperparameters,omitempty"`
+	// Hyperparameters are passed as LARIAT_HP_<NAME> (text) and
+	// LARIAT_HYPERPARAMETERS (a JSON object, values with their types), and
+	// registered as the model version's params.
+	Hyperparameters map[string]Hyperparameter `yaml:"hyperparameters" json:"hyperparameters,omitempty"`
 	// Inputs name the training data.
 	Inputs Inputs `yaml:"inputs" json:"inputs"`
 	// Outputs say where the job writes its artifact and metrics.
@@ -472,7 +473,7 @@ func expandEndpoint(tmpl, model, version, job string, trial int) (string, error)
 
 // hyperparameterEnv returns the LARIAT_HP_<NAME> variables of params, failing on
 // names that are invalid or map to the same variable.
-func hyperparameterEnv(params map[string]string) ([][2]string, error) {
+func hyperparameterEnv(params map[string]Hyperparameter) ([][2]string, error) {
 	out := make([][2]string, 0, len(params))
 	seen := make(map[string]string, len(params))
 	for _, k := range sortedKeys(params) {
@@ -484,7 +485,7 @@ func hyperparameterEnv(params map[string]string) ([][2]string, error) {
 			return nil, fmt.Errorf("%q and %q both map to %s", other, k, env)
 		}
 		seen[env] = k
-		out = append(out, [2]string{env, params[k]})
+		out = append(out, [2]string{env, params[k].Text()})
 	}
 	return out, nil
 }

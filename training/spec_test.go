@@ -1,6 +1,7 @@
 package training
 
 import (
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -100,7 +101,7 @@ func TestExpandVars(t *testing.T) {
 func TestJobEnv(t *testing.T) {
 	j := &Job{ID: "train-abc123", Study: "s-1", Trial: 3, Spec: JobSpec{
 		Name:            "train",
-		Hyperparameters: map[string]string{"lr": "0.1", "batch.size": "32"},
+		Hyperparameters: map[string]Hyperparameter{"lr": "0.1", "batch.size": "32"},
 		Inputs:          Inputs{FeatureViews: []string{"a", "b"}, Labels: "/l.csv"},
 	}, Outputs: Outputs{ArtifactDir: "/out", MetricsFile: "/out/m.json"}}
 	var got []string
@@ -112,7 +113,7 @@ func TestJobEnv(t *testing.T) {
 		"LARIAT_FEATURE_VIEWS=a,b",
 		"LARIAT_HP_BATCH_SIZE=32",
 		"LARIAT_HP_LR=0.1",
-		`LARIAT_HYPERPARAMETERS={"batch.size":"32","lr":"0.1"}`,
+		`LARIAT_HYPERPARAMETERS={"batch.size":32,"lr":0.1}`,
 		"LARIAT_JOB_ID=train-abc123",
 		"LARIAT_JOB_NAME=train",
 		"LARIAT_LABELS=/l.csv",
@@ -145,5 +146,61 @@ func TestReadMetrics(t *testing.T) {
 	m, err = readMetrics(nil, filepath.Join(t.TempDir(), "missing.json"))
 	if err != nil || m != nil {
 		t.Fatalf("missing file: %v, %v", m, err)
+	}
+}
+
+// TestHyperparameterTypes checks that hyperparameters reach the job with
+// their YAML or JSON types: numbers and bools as such in
+// LARIAT_HYPERPARAMETERS, strings quoted, and all as text in LARIAT_HP_*.
+func TestHyperparameterTypes(t *testing.T) {
+	f := func(spec, wantJSON string, wantHP ...string) {
+		t.Helper()
+		s, err := ParseJobSpec("job.yaml", []byte(spec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hp []string
+		var js string
+		for _, kv := range JobEnv(&Job{ID: "j-000000", Spec: *s}) {
+			switch {
+			case kv[0] == EnvHyperparameters:
+				js = kv[1]
+			case strings.HasPrefix(kv[0], "LARIAT_HP_"):
+				hp = append(hp, kv[0]+"="+kv[1])
+			}
+		}
+		if js != wantJSON || strings.Join(hp, " ") != strings.Join(wantHP, " ") {
+			t.Fatalf("%s:\n got %s %v\nwant %s %v", spec, js, hp, wantJSON, wantHP)
+		}
+	}
+	f("name: j\ncommand: [x]\nhyperparameters: {epochs: 200, lr: 0.1}\n",
+		`{"epochs":200,"lr":0.1}`, "LARIAT_HP_EPOCHS=200", "LARIAT_HP_LR=0.1")
+	f("name: j\ncommand: [x]\nhyperparameters: {solver: adam, tag: '7', deep: true, eps: 1e-8, big: 0x10, neg: -3}\n",
+		`{"big":16,"deep":true,"eps":1e-8,"neg":-3,"solver":"adam","tag":"7"}`,
+		"LARIAT_HP_BIG=16", "LARIAT_HP_DEEP=true", "LARIAT_HP_EPS=1e-8", "LARIAT_HP_NEG=-3", "LARIAT_HP_SOLVER=adam", "LARIAT_HP_TAG=7")
+	f(`{"name": "j", "command": ["x"], "hyperparameters": {"epochs": 200, "lr": 0.1, "opt": "sgd"}}`,
+		`{"epochs":200,"lr":0.1,"opt":"sgd"}`, "LARIAT_HP_EPOCHS=200", "LARIAT_HP_LR=0.1", "LARIAT_HP_OPT=sgd")
+
+	bad := func(spec, want string) {
+		t.Helper()
+		_, err := ParseJobSpec("job.yaml", []byte(spec))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: error %v, want %q", spec, err, want)
+		}
+	}
+	bad("name: j\ncommand: [x]\nhyperparameters: {lr: [1, 2]}\n", "job.yaml:3:23: a hyperparameter must be a number, a string or a bool")
+	bad("name: j\ncommand: [x]\nhyperparameters: {lr: .nan}\n", "job.yaml:3:23: .nan is not a finite number")
+	bad("name: j\ncommand: [x]\nhyperparameters: {lr: null}\n", "job.yaml:3:23: a hyperparameter must be a number")
+
+	// Jobs saved before hyperparameters had types (strings) still load.
+	var j JobSpec
+	if err := json.Unmarshal([]byte(`{"hyperparameters": {"lr": "0.1", "n": 3}}`), &j); err != nil {
+		t.Fatal(err)
+	}
+	if j.Hyperparameters["lr"] != `"0.1"` || j.Hyperparameters["n"] != "3" {
+		t.Fatalf("decoded %v", j.Hyperparameters)
+	}
+	if err := json.Unmarshal([]byte(`{"hyperparameters": {"lr": {"a": 1}}}`), &j); err == nil {
+		t.Fatal("an object hyperparameter was accepted")
 	}
 }

@@ -270,12 +270,13 @@ func (m *Manager) trialSpec(spec *StudySpec, n int) JobSpec {
 	js.Name = spec.Name + "-t" + strconv.Itoa(n)
 	js.Register = nil
 	params := newSampler(spec.Space, spec.Search, spec.Seed).trial(n)
-	hp := make(map[string]string, len(spec.Job.Hyperparameters)+len(params))
+	hp := make(map[string]Hyperparameter, len(spec.Job.Hyperparameters)+len(params))
 	for k, v := range spec.Job.Hyperparameters {
 		hp[k] = v
 	}
 	for k, v := range params {
-		hp[k] = v
+		p := spec.Space[k]
+		hp[k] = p.typed(v)
 	}
 	js.Hyperparameters = hp
 	return js

@@ -28,10 +28,10 @@ func TestSamplerGrid(t *testing.T) {
 	f(ParamSpace{Type: ParamFloat, Min: fptr(0), Max: fptr(1), Points: 5}, "0", "0.25", "0.5", "0.75", "1")
 	f(ParamSpace{Type: ParamFloat, Min: fptr(0.001), Max: fptr(10), Points: 5, Log: true}, "0.001", "0.01", "0.1", "1", "10")
 	f(ParamSpace{Type: ParamFloat, Min: fptr(3), Max: fptr(4), Points: 1}, "3")
-	f(ParamSpace{Type: ParamChoice, Values: []string{"adam", "sgd"}}, "adam", "sgd")
+	f(ParamSpace{Type: ParamChoice, Values: choices("adam", "sgd")}, "adam", "sgd")
 
 	s := newSampler(map[string]ParamSpace{
-		"opt": {Type: ParamChoice, Values: []string{"adam", "sgd"}},
+		"opt": {Type: ParamChoice, Values: choices("adam", "sgd")},
 		"lr":  {Type: ParamFloat, Min: fptr(0.1), Max: fptr(0.3), Points: 3},
 	}, SearchGrid, 0)
 	if s.size() != 6 {
@@ -53,7 +53,7 @@ func TestSamplerRandom(t *testing.T) {
 		"depth":  {Type: ParamInt, Min: fptr(2), Max: fptr(9)},
 		"trees":  {Type: ParamInt, Min: fptr(10), Max: fptr(1000), Log: true},
 		"l2":     {Type: ParamFloat, Min: fptr(-1), Max: fptr(1)},
-		"solver": {Type: ParamChoice, Values: []string{"a", "b", "c"}},
+		"solver": {Type: ParamChoice, Values: choices("a", "b", "c")},
 	}
 	s := newSampler(space, SearchRandom, 42)
 	seen := map[string]map[string]bool{}
@@ -141,6 +141,15 @@ objective: {metric: loss, goal: maximize}
 	}
 }
 
+// choices returns string choice values.
+func choices(vals ...string) []Hyperparameter {
+	out := make([]Hyperparameter, len(vals))
+	for i, v := range vals {
+		out[i] = StringHyperparameter(v)
+	}
+	return out
+}
+
 // lossStudy is a grid study over x (3, 1, 2, 5) and y (1, 2) whose trials report
 // loss = x*y.
 func lossStudy(name string) StudySpec {
@@ -149,7 +158,7 @@ func lossStudy(name string) StudySpec {
 		Name:      name,
 		Job:       job,
 		Search:    SearchGrid,
-		Space:     map[string]ParamSpace{"x": {Type: ParamChoice, Values: []string{"3", "1", "2", "5"}}, "y": {Type: ParamInt, Min: fptr(1), Max: fptr(2)}},
+		Space:     map[string]ParamSpace{"x": {Type: ParamChoice, Values: []Hyperparameter{"3", "1", "2", "5"}}, "y": {Type: ParamInt, Min: fptr(1), Max: fptr(2)}},
 		Parallel:  2,
 		Objective: Objective{Metric: "loss", Goal: GoalMinimize},
 	}
@@ -173,7 +182,7 @@ func TestStudyGridRegistersBest(t *testing.T) {
 	reg := startRegistry(t)
 	m := newManager(t, t.TempDir(), newLocal(2), reg)
 	spec := lossStudy("grid")
-	spec.Job.Hyperparameters = map[string]string{"x": "overridden", "epochs": "3"}
+	spec.Job.Hyperparameters = map[string]Hyperparameter{"x": StringHyperparameter("overridden"), "epochs": "3"}
 	spec.Job.Register = &Register{Model: "grid-model", Aliases: []string{"candidate"}}
 	s, err := m.SubmitStudy(spec)
 	if err != nil {
@@ -200,6 +209,10 @@ func TestStudyGridRegistersBest(t *testing.T) {
 	jobs := m.Jobs(JobFilter{Study: s.ID})
 	if len(jobs) != 8 || jobs[0].Spec.Register != nil || jobs[0].Spec.Hyperparameters["epochs"] != "3" {
 		t.Fatalf("trial jobs: %d", len(jobs))
+	}
+	// Sampled integers and numeric choices reach the trial as numbers.
+	if hp := jobs[0].Spec.Hyperparameters; hp["y"] != "1" || hp["x"] != "3" {
+		t.Fatalf("trial hyperparameters %v", hp)
 	}
 	v, err := reg.VersionByAlias(context.Background(), "grid-model", "candidate")
 	if err != nil {
@@ -353,5 +366,41 @@ func TestStudyResume(t *testing.T) {
 	}
 	if n := len(m2.Jobs(JobFilter{Study: s.ID})); n != 3 {
 		t.Fatalf("%d trial jobs", n)
+	}
+}
+
+// TestTrialHyperparameterTypes checks that a trial's sampled values reach
+// its job with their types: int and float as numbers, choices as listed.
+func TestTrialHyperparameterTypes(t *testing.T) {
+	spec, err := ParseStudySpec("study.yaml", []byte(`name: s
+job: {command: [x], hyperparameters: {epochs: 200}}
+space:
+  batch: {type: choice, values: [16, 32]}
+  opt: {type: choice, values: [adam, "7"]}
+  lr: {type: float, min: 0.1, max: 0.2, points: 2}
+  depth: {type: int, min: 3, max: 3}
+search: grid
+objective: {metric: loss, goal: minimize}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m Manager
+	js := m.trialSpec(spec, 4)
+	j := &Job{ID: "s-t4-000000", Spec: js}
+	var got string
+	for _, kv := range JobEnv(j) {
+		if kv[0] == EnvHyperparameters {
+			got = kv[1]
+		}
+	}
+	if want := `{"batch":16,"depth":3,"epochs":200,"lr":0.2,"opt":"7"}`; got != want {
+		t.Fatalf("%s = %s, want %s", EnvHyperparameters, got, want)
+	}
+
+	_, err = ParseStudySpec("study.yaml", []byte("name: s\njob: {command: [x]}\nspace: {a: {type: choice, values: [1, \"1\"]}}\n"+
+		"objective: {metric: loss, goal: minimize}\n"))
+	if err == nil || !strings.Contains(err.Error(), `"1" is listed twice`) {
+		t.Fatalf("duplicate choices: %v", err)
 	}
 }

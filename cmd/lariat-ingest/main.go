@@ -6,8 +6,8 @@
 //	    --push-source driver_stats_push=driver_stats
 //
 // load streams CSV, JSON lines or Parquet files (by extension, or --format)
-// and prints a summary per file: rows read, written, skipped as older and
-// rejected, with reasons and the first rejected rows in full. It exits with
+// and prints a summary per file: rows read, written, skipped (not newer
+// than the stored row) and rejected, with reasons and the first rejected rows in full. It exits with
 // status 1 when a row was rejected or a file failed, 2 on usage errors.
 // Progress goes to standard error: a bar on a terminal, a line every
 // --progress-interval otherwise.

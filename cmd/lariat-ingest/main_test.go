@@ -85,7 +85,7 @@ func TestLoadCommand(t *testing.T) {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
 	if !regexp.MustCompile(`^` + regexp.QuoteMeta(good) + `: 2 rows read in \S+ \(\d+ rows/s\)\n` +
-		`  written:          2\n  skipped as older: 0\n  rejected:         0\n$`).MatchString(out) {
+		`  written:            2\n  skipped, not newer: 0\n  rejected:           0\n$`).MatchString(out) {
 		t.Fatalf("summary:\n%s", out)
 	}
 	// Standard error is not a terminal: progress lines, the last one final.
@@ -93,7 +93,7 @@ func TestLoadCommand(t *testing.T) {
 		t.Fatalf("progress:\n%s", errOut)
 	}
 
-	// Again: the same rows rewrite; an older row is skipped; a bad one fails the run.
+	// Again: the same rows and an older one are skipped; a bad one fails the run.
 	more := writeFile(t, "more.jsonl", `{"driver_id":1,"event_timestamp":"2026-04-01T00:00:00Z","conv_rate":0.9,"avg_daily_trips":9,"vehicle_type":"old"}`+"\n"+
 		`{"driver_id":3,"event_timestamp":"2026-05-01T00:00:00Z","conv_rate":"x","avg_daily_trips":9,"vehicle_type":"van"}`+"\n")
 	code, out, errOut = runCLI("load", "--views", views, "--view", "driver_stats", "--redis", srv.Addr(), "--progress", "none", good, more)
@@ -101,9 +101,9 @@ func TestLoadCommand(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 	for _, want := range []string{
-		"  written:          2\n  skipped as older: 0\n  rejected:         0\n",
+		"  written:            0\n  skipped, not newer: 2\n  rejected:           0\n",
 		more + ": 2 rows read in ",
-		"  written:          0\n  skipped as older: 1\n  rejected:         1 (wrong_type 1)\n",
+		"  written:            0\n  skipped, not newer: 1\n  rejected:           1 (wrong_type 1)\n",
 		"  " + more + `:2: column "conv_rate": "x" is not a FLOAT` + "\n",
 	} {
 		if !strings.Contains(out, want) {
@@ -126,7 +126,7 @@ func TestLoadCommand(t *testing.T) {
 	if want := "lariat-ingest: " + bad + ": too many rejected rows: stopped after 3 (--max-errors=2)\n"; errOut != want {
 		t.Fatalf("stderr %q, want %q", errOut, want)
 	}
-	if !strings.Contains(out, "  rejected:         3 (wrong_type 3)\n  "+bad+`:2: column "conv_rate": "bad" is not a FLOAT`+"\n  ... and 2 more rejected rows\n") {
+	if !strings.Contains(out, "  rejected:           3 (wrong_type 3)\n  "+bad+`:2: column "conv_rate": "bad" is not a FLOAT`+"\n  ... and 2 more rejected rows\n") {
 		t.Fatalf("summary:\n%s", out)
 	}
 
@@ -253,8 +253,9 @@ func TestServeCommand(t *testing.T) {
 }
 
 // writeKillData writes rows for a few thousand drivers with event times in
-// a narrow range, so that rows of a driver often tie: the later row of the
-// file must win, as must the newest.
+// a narrow range, so that rows of a driver often tie: the earlier row of the
+// file must win (a later one with the same event time is skipped), as must
+// the newest.
 func writeKillData(t *testing.T, rows int) string {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(1, 2))
