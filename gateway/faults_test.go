@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,7 +34,9 @@ func TestFaultyUpstreams(t *testing.T) {
 			return s.Delay(400*time.Millisecond, upstreamtest.JSON(`{}`))
 		},
 	}
-	wantStatus := map[string]int{"hang": 504, "error": 502, "reset": 502, "garbage": 502, "slow": 504}
+	// A reset the fake sends after the try timeout on a busy machine is a
+	// timeout: 502 or 504 are both right for it.
+	wantStatus := map[string][]int{"hang": {504}, "error": {502}, "reset": {502, 504}, "garbage": {502}, "slow": {504}}
 	routes := map[string]string{}
 	ups := map[string]*upstreamtest.Server{}
 	for name, b := range kinds {
@@ -77,7 +80,7 @@ tasks:
 						worst[name] = took
 					}
 					mu.Unlock()
-					if a.status != wantStatus[name] || !strings.Contains(a.body, `"task":"m"`) {
+					if !slices.Contains(wantStatus[name], a.status) || !strings.Contains(a.body, `"task":"m"`) {
 						wrong.Add(1)
 						t.Errorf("%s: %d %s", name, a.status, a.body)
 					}
