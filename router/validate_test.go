@@ -43,6 +43,10 @@ func TestValidationErrors(t *testing.T) {
 		`testdata/bad/bad-url.yaml:11:16: task "n": inputs.address: invalid URL "http://{{ .request.host }}/predict": want http(s)://host[:port]/path, with templates only in the path and query`)
 	f(bad("timeout-too-long.yaml"),
 		`testdata/bad/timeout-too-long.yaml:9:16: task "m": inputs.timeout 250ms is longer than the route timeout 100ms`)
+	f(bad("timeouts.yaml"),
+		`testdata/bad/timeouts.yaml:5:3: task "retry_no_timeout": inputs.retries: a retry starts only when a whole try fits before the route deadline, so retries need inputs.timeout shorter than the route timeout 200ms`,
+		`testdata/bad/timeouts.yaml:10:60: task "zero": inputs.timeout must be positive, got 0s`,
+		`testdata/bad/timeouts.yaml:13:115: task "zero_fallback": inputs.fallback.timeout must be positive, got 0s`)
 	f(bad("bad-values.yaml"),
 		`testdata/bad/bad-values.yaml:2:11: endpoint "no-slash" must start with /`,
 		`testdata/bad/bad-values.yaml:3:10: invalid duration "soon": use milliseconds (140) or a unit (150ms, 2s)`,
