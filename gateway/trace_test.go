@@ -103,8 +103,10 @@ func TestBatchedCallsCarryTraceAndHeaders(t *testing.T) {
 		mu.Unlock()
 	}
 	model.mu.Unlock()
-	route := strings.Replace(inferGatewayRoute("traced-batch", features.URL("/f"), model.URL(""), "      batch: {max_size: 64, max_wait: 800ms}"),
-		"timeout: 2s\n", "timeout: 2s\npropagate_headers: [X-Tenant]\n", 1)
+	// A wide batching window, so that a busy machine still batches: a
+	// call waits for others unless its deadline is within three windows.
+	route := strings.Replace(inferGatewayRoute("traced-batch", features.URL("/f"), model.URL(""), "      batch: {max_size: 64, max_wait: 500ms}"),
+		"timeout: 2s\n", "timeout: 5s\npropagate_headers: [X-Tenant]\n", 1)
 	tg := startGateway(t, map[string]string{"b.yaml": route}, nil, func(o *Options) { o.Env.Tracer = tp.Tracer("lariat") })
 	var wg sync.WaitGroup
 	for i := 0; i < 16; i++ {
