@@ -109,7 +109,7 @@ func loadEnv(t *testing.T) *tasks.Env {
 		t.Fatal(err)
 	}
 	env := tasks.NewEnv(nil)
-	env.Features = &tasks.FeatureEnv{Views: views, Store: store}
+	tasks.FeatureStore.Provide(env, &tasks.FeatureEnv{Views: views, Store: store})
 	return env
 }
 

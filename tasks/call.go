@@ -195,16 +195,17 @@ func (e *endpoint) target() (*target, error) {
 
 // registryEndpoint compiles a registry model reference written at ref.
 func registryEndpoint(s *Spec, field string, ref config.String, bs upstream.BreakerSettings) (*endpoint, error) {
-	if s.Env.Models == nil {
-		return nil, s.Errorf(ref.Pos, "inputs.%s: naming a model needs a model registry: start lariat with --registry URL", field)
+	models, err := ModelRegistry.Need(s, ref.Pos, "inputs."+field+": naming a model needs")
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_, err := s.Env.Models.Register(ctx, ref.Value)
+	_, err = models.Register(ctx, ref.Value)
 	cancel()
 	if err != nil {
 		return nil, s.Errorf(ref.Pos, "inputs.%s: cannot resolve %q: %v", field, ref.Value, err)
 	}
-	return &endpoint{ref: ref.Value, models: s.Env.Models, up: s.Env.Upstreams, bs: bs, labels: s.Labels, metrics: s.Metrics}, nil
+	return &endpoint{ref: ref.Value, models: models, up: s.Env.Upstreams, bs: bs, labels: s.Labels, metrics: s.Metrics}, nil
 }
 
 // fixedEndpoint returns an endpoint calling scheme://host with path.

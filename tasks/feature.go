@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +19,7 @@ import (
 )
 
 func init() {
-	Register(Kind{Name: "feature", New: newFeatureTask, UsesContext: true})
+	Register(Kind{Name: "feature", Inputs: reflect.TypeFor[FeatureInputs](), New: newFeatureTask, UsesContext: true})
 }
 
 // FeatureEnv gives feature tasks their store and feature-view definitions.
@@ -102,16 +103,26 @@ type featureTask struct {
 	errReq   *lazymetric.Counter
 	// failMissing fails the task when an entity has no row.
 	failMissing bool
+	// views names the feature views read, in order.
+	views string
 }
+
+var _ Describer = (*featureTask)(nil)
+
+// Describe implements Describer: the feature views the task reads.
+func (t *featureTask) Describe() Detail { return Detail{Target: t.views} }
 
 func newFeatureTask(s *Spec) (Task, error) {
 	var in FeatureInputs
 	if err := s.Decode(&in); err != nil {
 		return nil, err
 	}
-	fe := s.Env.Features
+	fe, err := FeatureStore.Need(s, s.Task.Type.Pos, "feature tasks need")
+	if err != nil {
+		return nil, err
+	}
 	if fe == nil || fe.Views == nil || fe.Store == nil {
-		return nil, s.Errorf(s.Task.Type.Pos, "feature tasks need a feature store: start lariat with --feature-views FILE and --redis ADDR")
+		return nil, s.Errorf(s.Task.Type.Pos, "feature tasks need %s: %s", FeatureStore.Name, FeatureStore.Provider)
 	}
 	if len(in.Features) == 0 {
 		return nil, s.Errorf(s.Task.NamePos, "inputs.features: list at least one \"view:feature\"")
@@ -164,7 +175,13 @@ func newFeatureTask(s *Spec) (Task, error) {
 	if err != nil {
 		return nil, s.Errorf(in.Features[0].Pos, "inputs.features: %v", err)
 	}
-	t := &featureTask{plan: plan, store: fe.Store, timeout: s.Route.Timeout.D, failMissing: failMissing}
+	var views []string
+	for _, f := range feats {
+		if view, _, ok := strings.Cut(f, ":"); ok && !slices.Contains(views, view) {
+			views = append(views, view)
+		}
+	}
+	t := &featureTask{plan: plan, store: fe.Store, timeout: s.Route.Timeout.D, failMissing: failMissing, views: strings.Join(views, ", ")}
 	for _, k := range plan.JoinKeys() {
 		src, ok := in.Entities[k]
 		if !ok {

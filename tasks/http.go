@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"reflect"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -10,7 +11,7 @@ import (
 )
 
 func init() {
-	Register(Kind{Name: "http", New: newHTTPTask})
+	Register(Kind{Name: "http", Inputs: reflect.TypeFor[HTTPInputs](), New: newHTTPTask})
 }
 
 // HTTPInputs are the settings of an http task: one call to a model server
@@ -53,7 +54,13 @@ type httpTask struct {
 	propagate  []propagated
 	body       *Template
 	modelCalls bool
+	detail     Detail
 }
+
+var _ Describer = (*httpTask)(nil)
+
+// Describe implements Describer: the upstream host, or the registry model.
+func (t *httpTask) Describe() Detail { return t.detail }
 
 func newHTTPTask(s *Spec) (Task, error) {
 	var in HTTPInputs
@@ -75,6 +82,7 @@ func newHTTPTask(s *Spec) (Task, error) {
 			return nil, err
 		}
 		t.modelCalls = true
+		t.detail = Detail{Target: "model " + in.Model.Value, Model: in.Model.Value}
 	case in.Address.Value == "":
 		return nil, s.Errorf(s.Task.NamePos, "inputs.address (or inputs.model) is required")
 	default:
@@ -87,6 +95,7 @@ func newHTTPTask(s *Spec) (Task, error) {
 			return nil, err
 		}
 		t.ep = fixedEndpoint(s, t.call.breakerSet, scheme, host, hostPort, "")
+		t.detail.Target = host
 	}
 	if m := in.Method.Value; m != "" {
 		m = strings.ToUpper(m)

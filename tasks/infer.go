@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +20,7 @@ import (
 )
 
 func init() {
-	Register(Kind{Name: "infer", New: newInferTask})
+	Register(Kind{Name: "infer", Inputs: reflect.TypeFor[InferInputs](), New: newInferTask})
 }
 
 // InferInputs are the settings of an infer task: one call to a model
@@ -132,6 +133,7 @@ type tensorIn struct {
 }
 
 type inferTask struct {
+	detail    Detail
 	proto     protocol
 	ep        *endpoint
 	call      *caller
@@ -149,6 +151,12 @@ type inferTask struct {
 	held     map[string]*batcher
 	overflow *lazymetric.Counter
 }
+
+var _ Describer = (*inferTask)(nil)
+
+// Describe implements Describer: the model server's host and the model's
+// name, or the registry model.
+func (t *inferTask) Describe() Detail { return t.detail }
 
 func newInferTask(s *Spec) (Task, error) {
 	var in InferInputs
@@ -177,6 +185,11 @@ func newInferTask(s *Spec) (Task, error) {
 	}
 	if t.ep, err = t.endpoint(s, "", in.Address, in.Model, in.ModelName.Value, in.ModelVersion, t.call.breakerSet); err != nil {
 		return nil, err
+	}
+	if in.Model.Value != "" {
+		t.detail = Detail{Target: "model " + in.Model.Value, Model: in.Model.Value}
+	} else {
+		t.detail.Target = strings.TrimSpace(t.ep.fixed.HostHdr + " " + in.ModelName.Value)
 	}
 	if len(in.Inputs) == 0 {
 		return nil, s.Errorf(s.Task.NamePos, "inputs.inputs: declare at least one input tensor")

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 
 	"github.com/lariat-gw/lariat/config"
@@ -9,7 +10,7 @@ import (
 )
 
 func init() {
-	Register(Kind{Name: "split", New: newSplitTask})
+	Register(Kind{Name: "split", Inputs: reflect.TypeFor[SplitInputs](), New: newSplitTask})
 }
 
 // SplitInputs are the settings of a split task, a gate that sends each
@@ -46,7 +47,26 @@ type splitTask struct {
 	counters []*lazymetric.Counter
 }
 
-var _ Gate = (*splitTask)(nil)
+var (
+	_ Gate      = (*splitTask)(nil)
+	_ Describer = (*splitTask)(nil)
+)
+
+// Describe implements Describer: the arms with their weights.
+func (t *splitTask) Describe() Detail {
+	var b []byte
+	prev := uint64(0)
+	for i, br := range t.branches {
+		if i > 0 {
+			b = append(b, " / "...)
+		}
+		b = append(b, br.Name...)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, t.cum[i]-prev, 10)
+		prev = t.cum[i]
+	}
+	return Detail{Target: string(b)}
+}
 
 func newSplitTask(s *Spec) (Task, error) {
 	var in SplitInputs

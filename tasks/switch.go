@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"fmt"
+	"reflect"
 	"regexp"
 
 	"github.com/lariat-gw/lariat/config"
@@ -9,7 +10,7 @@ import (
 )
 
 func init() {
-	Register(Kind{Name: "switch", New: newSwitchTask})
+	Register(Kind{Name: "switch", Inputs: reflect.TypeFor[SwitchInputs](), New: newSwitchTask})
 }
 
 // SwitchInputs are the settings of a switch task, a gate: the first case
@@ -44,7 +45,15 @@ type switchTask struct {
 	bodies [][]byte
 }
 
-var _ Gate = (*switchTask)(nil)
+var (
+	_ Gate      = (*switchTask)(nil)
+	_ Describer = (*switchTask)(nil)
+)
+
+// Describe implements Describer: how many cases the switch has.
+func (t *switchTask) Describe() Detail {
+	return Detail{Target: fmt.Sprintf("%d cases + default", len(t.conds))}
+}
 
 func newSwitchTask(s *Spec) (Task, error) {
 	var in SwitchInputs
