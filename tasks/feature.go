@@ -57,40 +57,47 @@ func (fe *FeatureEnv) storeBreaker() *upstream.Breaker {
 }
 
 // FeatureInputs are the settings of a feature task: one read of online
-// features for the entities a request names, in one round trip.
+// features for the entities a request names, in one round trip to the
+// feature store. The gateway needs feature-view definitions and a store to
+// load such a route.
 type FeatureInputs struct {
-	// Project is the feature-store project; by default the one of the
-	// feature-view definitions.
+	// Project is the feature-store project; the project of the
+	// feature-view definitions when left out.
 	Project config.String `yaml:"project"`
 	// Entities maps each join key to a template giving one value or a list
-	// of values (one per entity), e.g. '{{ .request.drivers.#.id }}'. Rows
-	// and columns name the join keys in the order they are written here.
+	// of values (one per entity), e.g. driver_id: '{{ .request.drivers.#.id }}'.
+	// Every join key of the requested features needs one. Rows and columns
+	// name the join keys in the order they are written here.
 	Entities map[string]config.String `yaml:"entities"`
-	// Features lists "view:feature" references.
-	Features []config.String `yaml:"features"`
-	// Defaults maps "view:feature" to the value used when it is missing.
-	Defaults map[string]json.RawMessage `yaml:"defaults"`
-	// MaxAge overrides a view's maximum age per view name; older values
-	// are reported OUTSIDE_MAX_AGE.
+	// Features are the features to read, as "view:feature" references; at
+	// least one, each once.
+	Features []config.String `yaml:"features" jsonschema:"required,minItems=1,uniqueItems,items.pattern=^[^:]+:.+$"`
+	// Defaults maps "view:feature" to the JSON value used when that
+	// feature is missing.
+	Defaults map[string]json.RawMessage `yaml:"defaults" jsonschema:"keys.pattern=^[^:]+:.+$"`
+	// MaxAge maps a feature-view name to the maximum age of its values,
+	// overriding the view's TTL; older values are reported
+	// OUTSIDE_MAX_AGE.
 	MaxAge map[string]config.Duration `yaml:"max_age"`
 	// DropStale treats values older than their maximum age as missing.
 	DropStale bool `yaml:"drop_stale"`
-	// CacheTTL > 0 serves reads from the client-side cache, kept coherent
-	// by the server, for at most this long.
+	// CacheTTL, when positive, serves reads from the client-side cache
+	// (kept coherent by the server, RESP3 tracking) for at most this long.
 	CacheTTL config.Duration `yaml:"cache_ttl"`
-	// Shape is "rows" (one object per entity, the default) or "columns"
-	// (Feast's /get-online-features response).
-	Shape config.String `yaml:"shape"`
-	// FullNames names features view__feature.
+	// Shape is the result shape: rows (one object per entity, the
+	// default) or columns (Feast's /get-online-features response).
+	Shape config.String `yaml:"shape" jsonschema:"enum=rows,enum=columns,default=rows"`
+	// FullNames names features view__feature in the result.
 	FullNames bool `yaml:"full_names"`
-	// Timeout bounds the read; by default the route timeout.
+	// Timeout bounds the read; the route timeout when left out, never
+	// longer than it.
 	Timeout config.Duration `yaml:"timeout"`
 	// OnMissing says what an entity the store has no row for does:
-	// "default" (the default) gives its features their defaults (null
-	// where none is set), "pass" gives them null even where a default is
-	// set, "fail" fails the task (400). Either way the task's
-	// .tasks.<task>.missing lists the missing entities.
-	OnMissing config.String `yaml:"on_missing"`
+	// default gives its features their defaults (null where none is set),
+	// pass gives them null even where a default is set, fail fails the
+	// task (400). Either way .tasks.<task>.missing lists the missing
+	// entities.
+	OnMissing config.String `yaml:"on_missing" jsonschema:"enum=fail,enum=default,enum=pass,default=default"`
 }
 
 type featureTask struct {
