@@ -52,6 +52,9 @@ func newDocs() (*docs, error) {
 // of returns the doc comments of named type t, which must be declared in
 // the module (in a test file too, for kinds that tests define).
 func (d *docs) of(t reflect.Type) (*typeDoc, error) {
+	if t.Name() == "" {
+		return nil, fmt.Errorf("type %s has no name: only named types have doc comments", t)
+	}
 	pkg := t.PkgPath()
 	types, ok := d.pkgs[pkg]
 	if !ok {
