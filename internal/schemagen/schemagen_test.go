@@ -41,6 +41,8 @@ type sample struct {
 	Count uint8 `yaml:"count"`
 	// On turns it on.
 	On bool `yaml:"on"`
+	// Maybe is unset when left out.
+	Maybe *bool `yaml:"maybe"`
 	// Tags are name to value.
 	Tags map[string]config.String `yaml:"tags" jsonschema:"keys.pattern=^[a-z]+$"`
 	// List holds numbers.
@@ -117,6 +119,10 @@ func TestGenerateSample(t *testing.T) {
         "description": "on turns it on.",
         "type": "boolean",
         "default": false
+      }`,
+		`"maybe": {
+        "description": "Unset when left out.",
+        "type": "boolean"
       }`,
 		`"tags": {
         "description": "Name to value.",
