@@ -23,27 +23,55 @@ const DefaultTimeout = time.Second
 // MaxRouteFileSize bounds the size of one route file.
 const MaxRouteFileSize = 1 << 20
 
-// Route is one decoded route file: an endpoint and the task graph that
-// answers it. Kind-specific task settings stay raw (Task.Inputs).
+// Route is a Lariat route file: an endpoint and the task graph (feature
+// lookups, model calls) that answers it. `lariat validate FILE` checks what
+// a schema cannot (templates, references, cycles, feature views).
+//
+// Kind-specific task settings stay raw (Task.Inputs) until the task's kind
+// decodes them. The field comments double as the descriptions of the
+// route-file JSON Schema, and the `jsonschema` tags give its constraints
+// (see internal/schemagen): run `go generate ./config` after changing them.
 type Route struct {
-	APIVersion  String   `yaml:"apiVersion"`
-	Name        String   `yaml:"name"`
-	Description string   `yaml:"description"`
-	Endpoint    String   `yaml:"endpoint"`
-	Methods     []String `yaml:"methods"`
-	// Timeout is the route deadline: it bounds every task of a request.
-	Timeout Duration `yaml:"timeout"`
-	// Limits bound the route's concurrency (load shedding).
+	// APIVersion is the version of the route file format. Only v1 exists;
+	// when left out, v1 is assumed.
+	APIVersion String `yaml:"apiVersion" jsonschema:"enum=v1"`
+	// Name is the unique name of the route, used in metrics and logs:
+	// letters, digits, '_', '-' and '.', starting with a letter or digit.
+	Name String `yaml:"name" jsonschema:"required,pattern=^[A-Za-z0-9][A-Za-z0-9_.-]*$"`
+	// Description is free text for people; the gateway ignores it.
+	Description string `yaml:"description"`
+	// Endpoint is the path the route serves, e.g. /v1/allocate. A plain URL
+	// path: starts with /, no spaces, query or fragment; paths under /-/
+	// belong to the gateway.
+	Endpoint String `yaml:"endpoint" jsonschema:"required,pattern=^/(-|-[^/ ?#\\t\\r\\n][^ ?#\\t\\r\\n]*|[^- ?#\\t\\r\\n][^ ?#\\t\\r\\n]*)?$"`
+	// Methods are the HTTP methods the route accepts, in capitals (POST
+	// when left out). Other methods get 405.
+	Methods []String `yaml:"methods" jsonschema:"items.enum=GET,items.enum=POST,items.enum=PUT,items.enum=PATCH,items.enum=DELETE,default=[\"POST\"]"`
+	// Timeout is the route deadline: every task of a request must finish
+	// within it. Milliseconds as a number (140) or a duration string
+	// ("150ms", "2s"); 1s when left out. Must be positive.
+	Timeout Duration `yaml:"timeout" jsonschema:"exclusiveMinimum=0,default=1s"`
+	// Limits is the concurrency limit of the route (load shedding): beyond
+	// max_concurrency requests in flight, up to queue requests wait at most
+	// queue_timeout for a slot; the rest are answered 503 with Retry-After
+	// at once.
 	Limits Limits `yaml:"limits"`
-	// Auth, when set, requires callers to present an API key or a JWT.
+	// Auth, when set, requires callers to authenticate: with an API key
+	// (X-API-Key or Authorization: Bearer) or a JWT; either passes when
+	// both are set. Failures answer 401.
 	Auth *Auth `yaml:"auth"`
-	// PropagateHeaders lists request headers copied to every upstream
-	// call; no other request header is forwarded.
-	PropagateHeaders []String `yaml:"propagate_headers"`
+	// PropagateHeaders lists request headers copied to every upstream call
+	// of the route; no other request header is forwarded.
+	PropagateHeaders []String `yaml:"propagate_headers" jsonschema:"items.pattern=^[!#$%&'*+.^_\x60|~0-9A-Za-z-]+$"`
 	// Metrics chooses which series the route exposes.
 	Metrics *RouteMetrics `yaml:"metrics"`
-	// TasksNode keeps the ordered task mapping; Tasks holds it decoded.
-	TasksNode yaml.Node `yaml:"tasks"`
+	// TasksNode is the task graph: task name to task. Tasks run in
+	// parallel unless one depends on another (through `after` or a
+	// template such as {{ .tasks.<name>.body }}). Task names use letters,
+	// digits and '_', starting with a letter or '_'.
+	//
+	// It keeps the ordered task mapping; Tasks holds it decoded.
+	TasksNode yaml.Node `yaml:"tasks" jsonschema:"required,minProperties=1,keys.pattern=^[A-Za-z_][A-Za-z0-9_]*$,valuesFrom=Tasks"`
 
 	Tasks []*Task `yaml:"-"`
 	// File is the path the route was read from.
@@ -59,11 +87,14 @@ type Route struct {
 // QueueTimeout for a slot; the rest are answered 503 at once, so the
 // requests admitted keep their latency.
 type Limits struct {
-	// MaxConcurrency is the most requests in flight; 0 means no limit.
-	MaxConcurrency int `yaml:"max_concurrency"`
-	// Queue is how many requests may wait for a slot.
-	Queue int `yaml:"queue"`
-	// QueueTimeout is how long a request may wait (default 10ms).
+	// MaxConcurrency is the most requests in flight on this route; 0 means
+	// no limit.
+	MaxConcurrency int `yaml:"max_concurrency" jsonschema:"minimum=0"`
+	// Queue is how many requests may wait for a slot when MaxConcurrency
+	// are in flight.
+	Queue int `yaml:"queue" jsonschema:"minimum=0"`
+	// QueueTimeout is how long a request may wait for a slot (default
+	// 10ms); not longer than the route timeout.
 	QueueTimeout Duration `yaml:"queue_timeout"`
 }
 
@@ -79,16 +110,18 @@ type RouteMetrics struct {
 // Auth says how callers of a route authenticate: with one of the API keys
 // (sent as X-API-Key or Authorization: Bearer), or with a JWT, or either.
 type Auth struct {
-	// APIKeys are the accepted keys, stored hashed: "sha256:<hex>".
-	APIKeys []String `yaml:"api_keys"`
-	// JWT verifies bearer tokens.
+	// APIKeys are the accepted API keys, stored hashed as sha256:<64 hex
+	// digits>.
+	APIKeys []String `yaml:"api_keys" jsonschema:"items.pattern=^sha256:[0-9a-f]{64}$"`
+	// JWT verifies bearer tokens (HS256 or RS256); tokens must carry exp.
 	JWT *JWTAuth `yaml:"jwt"`
 }
 
 // JWTAuth verifies JSON Web Tokens signed with HS256 or RS256. Tokens must
 // carry an exp claim; aud and iss are checked when set here.
 type JWTAuth struct {
-	// HS256SecretEnv names the environment variable holding the HS256 secret.
+	// HS256SecretEnv names the environment variable holding the HS256
+	// secret.
 	HS256SecretEnv String `yaml:"hs256_secret_env"`
 	// RS256PublicKeyFile is a PEM file with the RS256 public key.
 	RS256PublicKeyFile String `yaml:"rs256_public_key_file"`
@@ -98,35 +131,46 @@ type JWTAuth struct {
 	Issuer String `yaml:"issuer"`
 }
 
-// Task is one node of a route's task graph.
+// Task is one node of the task graph.
 type Task struct {
 	Name    string `yaml:"-"`
 	NamePos Pos    `yaml:"-"`
 
-	// Type selects the task kind (http, feature, ...).
-	Type String `yaml:"type"`
-	// Description is free text for people.
+	// Type is the task kind: it says what the task does and which inputs
+	// it takes.
+	Type String `yaml:"type" jsonschema:"required,kindName"`
+	// Description is free text for people; the gateway ignores it.
 	Description string `yaml:"description"`
-	// Inputs are the kind's settings, decoded by the kind.
-	Inputs yaml.Node `yaml:"inputs"`
-	// Output says where the task's result goes in the response document.
+	// Inputs are the settings of the task's kind (see Type).
+	//
+	// They are decoded by the kind.
+	Inputs yaml.Node `yaml:"inputs" jsonschema:"kindInputs"`
+	// Output says where the task's result goes in the response. A task
+	// without output only feeds other tasks.
 	Output *Output `yaml:"output"`
-	// After lists tasks that must finish before this one starts, beyond
-	// those its templates reference.
-	After []String `yaml:"after"`
-	// OnError says what a failure of this task does to the request.
-	OnError OnError `yaml:"on_error"`
+	// After lists tasks of this route that must finish before this one
+	// starts, beyond those its templates reference.
+	After []String `yaml:"after" jsonschema:"items.pattern=^[A-Za-z_][A-Za-z0-9_]*$"`
+	// OnError says what a failure of this task does: `fail` fails the
+	// request (the default); `{default: <value>}` uses the value as the
+	// task's result instead.
+	OnError OnError `yaml:"on_error" jsonschema:"default=fail"`
 }
 
 // Output places a task's result in the response document.
 type Output struct {
-	// Path is response.body, response.body.<field>[.<field>...],
-	// response.headers.<Name> or response.status.
-	Path String `yaml:"path"`
-	// From is an optional gjson path into the task's result body.
+	// Path is where the result goes: response.body,
+	// response.body.<field>[.<field>...], response.headers.<Name> or
+	// response.status.
+	Path String `yaml:"path" jsonschema:"required,pattern=^response\\.(body(\\.[^.]+)*|status|headers\\.[-!#$%&'*+.^_\x60|~0-9A-Za-z]+)$"`
+	// From is an optional gjson path into the task's result body; only
+	// that part is written.
 	From String `yaml:"from"`
-	// Write is the write mode (overwrite by default).
-	Write WriteMode `yaml:"write"`
+	// Write is the write mode: overwrite (the default) replaces what is
+	// there; ignoreIfExists writes only when nothing is there yet (the
+	// first task to finish wins); append adds the value to an array; merge
+	// merges an object's keys into the object there.
+	Write WriteMode `yaml:"write" jsonschema:"default=overwrite"`
 }
 
 var (

@@ -15,6 +15,9 @@ type String struct {
 	Pos   Pos
 }
 
+// JSONSchema returns the JSON Schema of a string setting.
+func (String) JSONSchema() map[string]any { return map[string]any{"type": "string"} }
+
 // UnmarshalNode implements Unmarshaler.
 func (s *String) UnmarshalNode(file string, n *yaml.Node) error {
 	s.Pos = PosOf(file, n)
@@ -34,6 +37,30 @@ type Duration struct {
 	Pos Pos
 	// Set reports whether the value was present in the file.
 	Set bool
+}
+
+// maxDurationMillis is the longest duration written as a number of
+// milliseconds: a day.
+const maxDurationMillis = 24 * 60 * 60 * 1000
+
+// JSONSchema returns the JSON Schema of a duration: milliseconds as a
+// number (0 or more; a field's exclusiveMinimum tag makes it positive) or a
+// duration string.
+func (Duration) JSONSchema() map[string]any {
+	return map[string]any{"anyOf": []any{
+		map[string]any{"type": "number", "minimum": 0, "maximum": maxDurationMillis},
+		map[string]any{"$ref": "#/$defs/durationString"},
+	}}
+}
+
+// JSONSchemaDefs returns the definitions JSONSchema refers to: the
+// duration strings ParseDuration accepts.
+func (Duration) JSONSchemaDefs() map[string]any {
+	return map[string]any{"durationString": map[string]any{
+		"description": "A duration: a number of milliseconds written as a string (\"140\") or a Go duration (\"150ms\", \"2s\", \"1m30s\"; units ns, us, ms, s, m, h).",
+		"type":        "string",
+		"pattern":     `^\s*\+?(([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)\s*$`,
+	}}
 }
 
 // UnmarshalNode implements Unmarshaler.
@@ -58,7 +85,7 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, errorString("empty duration")
 	}
 	if ms, err := strconv.ParseFloat(s, 64); err == nil {
-		if ms < 0 || ms > float64(24*time.Hour/time.Millisecond) {
+		if ms < 0 || ms > maxDurationMillis {
 			return 0, errorString("duration " + s + "ms is out of range")
 		}
 		return time.Duration(ms * float64(time.Millisecond)), nil
@@ -104,6 +131,11 @@ func (m WriteMode) String() string {
 	return "unknown"
 }
 
+// JSONSchema returns the JSON Schema of a write mode: its name.
+func (WriteMode) JSONSchema() map[string]any {
+	return map[string]any{"type": "string", "enum": writeModeNames}
+}
+
 // UnmarshalNode implements Unmarshaler.
 func (m *WriteMode) UnmarshalNode(file string, n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
@@ -127,6 +159,22 @@ type OnError struct {
 	Pos        Pos
 	// DefaultPos is where the default value is written.
 	DefaultPos Pos
+}
+
+// JSONSchema returns the JSON Schema of on_error: `fail` or
+// `{default: <value>}`.
+func (OnError) JSONSchema() map[string]any {
+	return map[string]any{"oneOf": []any{
+		map[string]any{"const": "fail"},
+		map[string]any{
+			"type":                 "object",
+			"additionalProperties": false,
+			"required":             []any{"default"},
+			"properties": map[string]any{"default": map[string]any{
+				"description": "Any JSON value, used as the task's result body when the task fails.",
+			}},
+		},
+	}}
 }
 
 // UnmarshalNode implements Unmarshaler: `fail` or `{default: <value>}`.

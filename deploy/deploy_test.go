@@ -1199,7 +1199,7 @@ func TestRoutesConfigMapValidates(t *testing.T) {
 					if err != nil {
 						t.Fatalf("feature views: %v", err)
 					}
-					env.Features = &tasks.FeatureEnv{Views: views, Store: featurefetch.NewMemoryStore()}
+					tasks.FeatureStore.Provide(env, &tasks.FeatureEnv{Views: views, Store: featurefetch.NewMemoryStore()})
 				}
 			}
 			tmp := t.TempDir()
@@ -1931,7 +1931,7 @@ tasks:
 		}
 	}
 	env := tasks.NewEnv(nil)
-	env.Models = startRegistry(t, good.URL("/v2/models/eta/infer"))
+	tasks.ModelRegistry.Provide(env, startRegistry(t, good.URL("/v2/models/eta/infer")))
 	g := gateway.New(gateway.Options{RoutesDir: dir, Env: env, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	// broken.yaml is rejected alone; the reload is then reported failed.
 	if errs := g.Load(); len(errs) != 1 || !strings.Contains(errs[0], "broken.yaml") {

@@ -276,8 +276,8 @@ timeout: 2m
 	resolver := registry.NewResolver(reg, registry.ResolverOptions{Interval: 50 * time.Millisecond})
 	t.Cleanup(resolver.Stop)
 	env := tasks.NewEnv(nil)
-	env.Features = &tasks.FeatureEnv{Views: views, Store: store}
-	env.Models = gateway.RegistryModels{R: resolver}
+	tasks.FeatureStore.Provide(env, &tasks.FeatureEnv{Views: views, Store: store})
+	tasks.ModelRegistry.Provide(env, gateway.RegistryModels{R: resolver})
 	routes := t.TempDir()
 	if err := os.WriteFile(filepath.Join(routes, "allocate.yaml"), []byte(routeYAML), 0o644); err != nil {
 		t.Fatal(err)

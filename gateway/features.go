@@ -33,7 +33,7 @@ func (g *Gateway) serveOnlineFeatures(rc *fasthttp.RequestCtx) {
 		return
 	}
 	start := time.Now()
-	fe := g.opts.Env.Features
+	fe := g.features
 	ctx, cancel := context.WithTimeout(context.Background(), g.opts.FeatureTimeout)
 	defer cancel()
 	bp, _ := featureBufPool.Get().(*[]byte)

@@ -41,7 +41,7 @@ func startFeatureGatewayWith(t *testing.T, routes map[string]string, bs upstream
 		t.Fatal(err)
 	}
 	fe := &tasks.FeatureEnv{Views: views, Store: store, Name: "redis://" + srv.Addr(), Breaker: bs}
-	return startGateway(t, routes, nil, func(o *Options) { o.Env.Features = fe }), srv
+	return startGateway(t, routes, nil, func(o *Options) { tasks.FeatureStore.Provide(o.Env, fe) }), srv
 }
 
 const featureRoute = `

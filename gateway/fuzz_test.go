@@ -47,7 +47,7 @@ tasks:
 		f.Fatal(err)
 	}
 	env := tasks.NewEnv(nil)
-	env.Features = &tasks.FeatureEnv{Views: views, Store: store}
+	tasks.FeatureStore.Provide(env, &tasks.FeatureEnv{Views: views, Store: store})
 	g := New(Options{RoutesDir: dir, Env: env, Logger: discardLogger(), MaxJSONDepth: 32})
 	if errs := g.Load(); len(errs) > 0 {
 		f.Fatal(errs)

@@ -72,6 +72,9 @@ type Gateway struct {
 	inflight atomic.Int64
 	server   *fasthttp.Server
 	admin    *fasthttp.Server
+	// features is the Env's feature store, served on OnlineFeaturesPath;
+	// nil when there is none.
+	features *tasks.FeatureEnv
 }
 
 var (
@@ -121,6 +124,9 @@ func New(opts Options) *Gateway {
 		opts.Env = tasks.NewEnv(nil)
 	}
 	g := &Gateway{opts: opts, log: opts.Logger, loader: router.NewLoader(opts.Env)}
+	if fe, ok := tasks.FeatureStore.Lookup(opts.Env); ok && fe != nil {
+		g.features = fe
+	}
 	g.table.Store(router.NewTable(nil, nil))
 	g.server = &fasthttp.Server{
 		Handler:                       g.handle,
@@ -187,7 +193,7 @@ func (g *Gateway) handle(rc *fasthttp.RequestCtx) {
 		defer g.accessLog(rc, start)
 	}
 	p := g.table.Load().Lookup(rc.Path())
-	if p == nil && g.opts.Env.Features != nil && string(rc.Path()) == OnlineFeaturesPath {
+	if p == nil && g.features != nil && string(rc.Path()) == OnlineFeaturesPath {
 		g.serveOnlineFeatures(rc)
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/tasks"
 )
 
 // startRegistry serves a registry on 127.0.0.1 with an on-disk store.
@@ -51,7 +52,7 @@ tasks:
 `
 	models := RegistryModels{R: res}
 	tg := startGateway(t, map[string]string{"f.yaml": route}, nil, func(o *Options) {
-		o.Env.Models = models
+		tasks.ModelRegistry.Provide(o.Env, models)
 		o.ReadyDetails = map[string]func() any{"registry": models.Status}
 	})
 	if a := tg.post(t, "/fraud", `{}`); a.status != 200 || a.header.Get("X-Lariat-Models") != "fraud=fraud/1" || !strings.Contains(a.body, "v1") {
@@ -117,7 +118,7 @@ func TestModelRouteErrors(t *testing.T) {
 	route := func(model string) string {
 		return fmt.Sprintf("name: m\nendpoint: /m\ntasks:\n  m:\n    type: http\n    inputs: {model: %s}\n", model)
 	}
-	tg := startGateway(t, map[string]string{"m.yaml": route("nope@production")}, nil, func(o *Options) { o.Env.Models = RegistryModels{R: res} })
+	tg := startGateway(t, map[string]string{"m.yaml": route("nope@production")}, nil, func(o *Options) { tasks.ModelRegistry.Provide(o.Env, RegistryModels{R: res}) })
 	_, errs := tg.g.RoutesInfo()
 	if len(errs) != 1 || !strings.Contains(errs[0], `m.yaml:6:21: task "m": inputs.model: cannot resolve "nope@production"`) {
 		t.Fatalf("errors %v", errs)
@@ -167,7 +168,7 @@ tasks:
     inputs: {model: fraud@production}
     output: {path: response.body.again}
 `
-	tg := startGateway(t, map[string]string{"t.yaml": route}, nil, func(o *Options) { o.Env.Models = RegistryModels{R: res} })
+	tg := startGateway(t, map[string]string{"t.yaml": route}, nil, func(o *Options) { tasks.ModelRegistry.Provide(o.Env, RegistryModels{R: res}) })
 	a := tg.post(t, "/three", `{}`)
 	got := strings.Split(a.header.Get("X-Lariat-Models"), ",")
 	slices.Sort(got)
@@ -197,7 +198,7 @@ func TestReadyzRegistryDetail(t *testing.T) {
 	defer res.Stop()
 	models := RegistryModels{R: res}
 	tg := startGateway(t, nil, nil, func(o *Options) {
-		o.Env.Models = models
+		tasks.ModelRegistry.Provide(o.Env, models)
 		o.ReadyDetails = map[string]func() any{"registry": models.Status}
 	})
 	a := tg.adminGet(t, "/readyz")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/lariat-gw/lariat/graph"
 	"github.com/lariat-gw/lariat/router"
 )
 
@@ -50,7 +51,7 @@ body{font-family:sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-siz
 		b.WriteString(`<p>No routes loaded.</p>`)
 	}
 	for _, p := range t.Plans() {
-		svg, err := p.Graph(router.GraphSVG)
+		svg, err := graph.Render(p, graph.SVG)
 		if err != nil {
 			svg = `<p class="err">` + html.EscapeString(err.Error()) + `</p>`
 		}

@@ -16,9 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lariat-gw/lariat/graph"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/registry"
-	"github.com/lariat-gw/lariat/router"
+	"github.com/lariat-gw/lariat/tasks"
 )
 
 // chromiumEnv, when set to "required", makes the browser tests fail rather
@@ -149,7 +150,7 @@ tasks:
     on_error: {default: {score: null}}
 `
 	models := RegistryModels{R: res}
-	tg := startGateway(t, map[string]string{"allocate.yaml": route}, nil, func(o *Options) { o.Env.Models = models })
+	tg := startGateway(t, map[string]string{"allocate.yaml": route}, nil, func(o *Options) { tasks.ModelRegistry.Provide(o.Env, models) })
 	for i := range 13 {
 		if a := tg.post(t, "/v1/allocate", fmt.Sprintf(`{"user":%d}`, i)); a.status != 200 {
 			t.Fatalf("request %d: %d %s", i, a.status, a.body)
@@ -168,7 +169,7 @@ tasks:
 	if strings.Contains(page.body, "…") {
 		t.Error("the admin page cuts a text")
 	}
-	sample, _ := json.Marshal(router.SVGStatsSample)
+	sample, _ := json.Marshal(graph.SVGStatsSample)
 	instrumented := strings.Replace(page.body, "</body>", "<script>const SAMPLE="+string(sample)+"</script>"+measureScript+"</body>", 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {

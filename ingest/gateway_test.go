@@ -82,7 +82,7 @@ func TestGatewayReadsIngestedRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := tasks.NewEnv(nil)
-	env.Features = &tasks.FeatureEnv{Views: views, Store: store, Breaker: upstream.BreakerSettings{Disabled: true}}
+	tasks.FeatureStore.Provide(env, &tasks.FeatureEnv{Views: views, Store: store, Breaker: upstream.BreakerSettings{Disabled: true}})
 	g := gateway.New(gateway.Options{RoutesDir: routes, Env: env, Logger: slog.New(slog.DiscardHandler)})
 	if errs := g.Load(); len(errs) > 0 {
 		t.Fatalf("route errors: %v", errs)

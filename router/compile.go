@@ -36,7 +36,7 @@ type Plan struct {
 
 	pool   sync.Pool
 	tracer trace.Tracer
-	models tasks.ModelResolver // resolves model references for the graph picture; may be nil
+	env    *tasks.Env
 	limit  *limiter
 	auth   *authenticator
 
@@ -129,10 +129,44 @@ func (p *Plan) Tasks() []TaskInfo {
 	return out
 }
 
+// Env returns the environment the plan was compiled in.
+func (p *Plan) Env() *tasks.Env { return p.env }
+
+// Node is a task of a compiled route as views of the route (the graph, the
+// admin page) show it.
+type Node struct {
+	TaskInfo
+	// Gate is the switch or split whose branch runs the task, "" for
+	// none; Branch names that branch (case or arm).
+	Gate, Branch string
+	// Detail is what the task says of itself (tasks.Describer); zero for
+	// a task that says nothing.
+	Detail tasks.Detail
+	// Config is the task as written in the route file.
+	Config *config.Task
+}
+
+// Nodes describes the route's tasks for views, in file order.
+func (p *Plan) Nodes() []Node {
+	infos := p.Tasks()
+	out := make([]Node, len(p.nodes))
+	for i := range p.nodes {
+		n := &p.nodes[i]
+		out[i] = Node{TaskInfo: infos[i], Config: p.Route.Tasks[i]}
+		if n.gate >= 0 {
+			out[i].Gate, out[i].Branch = p.nodes[n.gate].name, p.branchName(i)
+		}
+		if d, ok := n.task.(tasks.Describer); ok {
+			out[i].Detail = d.Describe()
+		}
+	}
+	return out
+}
+
 // Compile builds the plan of route r. Problems are returned as
 // config.Errors with file positions.
 func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
-	p := &Plan{Route: r, name: r.Name.Value, timeout: r.Timeout.D, tracer: env.Tracer, models: env.Models, set: metrics.NewSet()}
+	p := &Plan{Route: r, name: r.Name.Value, timeout: r.Timeout.D, tracer: env.Tracer, env: env, set: metrics.NewSet()}
 	taskHistograms := !env.NoTaskHistograms
 	if m := r.Metrics; m != nil && m.TaskHistograms != nil {
 		taskHistograms = *m.TaskHistograms
@@ -166,7 +200,7 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 		p.useCtx = p.useCtx || kind.UsesContext
 		sc := &scope{c: c, self: i, deps: map[int]bool{}}
 		labels := fmt.Sprintf("%s,task=%q", routeLabel, t.Name)
-		task, err := kind.New(&tasks.Spec{Route: r, Task: t, Env: env, Scope: sc, Index: i, Labels: labels, Metrics: p.set})
+		task, err := kind.Compile(&tasks.Spec{Route: r, Task: t, Env: env, Scope: sc, Index: i, Labels: labels, Metrics: p.set})
 		if err != nil {
 			errs.Add(t.NamePos, err)
 		}

@@ -53,7 +53,7 @@ func BenchmarkFeatureRoute(b *testing.B) {
 		b.Fatal(err)
 	}
 	env := tasks.NewEnv(nil)
-	env.Features = &tasks.FeatureEnv{Views: views, Store: store}
+	tasks.FeatureStore.Provide(env, &tasks.FeatureEnv{Views: views, Store: store})
 
 	for _, bc := range []struct {
 		name     string

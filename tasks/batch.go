@@ -25,16 +25,20 @@ import (
 // BatchInputs turn on micro-batching for an infer task: concurrent calls
 // to the same model with the same input signature are coalesced into one
 // V2 call, their tensors concatenated along the batch dimension, and the
-// outputs split back. A call waits at most MaxWait for others to join;
-// one whose deadline is near (closer than MaxWait plus twice the recent
-// batched-call time) is sent at once with the calls already waiting. The
-// batched call's deadline is its earliest member's.
+// outputs split back.
+//
+// A call waits at most MaxWait for others to join; one whose deadline is
+// near (closer than MaxWait plus twice the recent batched-call time) is
+// sent at once with the calls already waiting. The batched call's deadline
+// is its earliest member's.
 type BatchInputs struct {
-	// MaxSize is the most batch rows in one call (32 by default). A
-	// request with more rows is sent alone.
-	MaxSize int `yaml:"max_size"`
-	// MaxWait is the longest a call waits for others (2ms by default).
-	MaxWait config.Duration `yaml:"max_wait"`
+	// MaxSize is the most batch rows in one call (32 when 0 or left out);
+	// a request with more rows is sent alone.
+	MaxSize int `yaml:"max_size" jsonschema:"minimum=0,maximum=65536"`
+	// MaxWait is the longest a call waits for others to join (2ms when
+	// left out); shorter than the route timeout. A call whose deadline is
+	// near is sent at once.
+	MaxWait config.Duration `yaml:"max_wait" jsonschema:"exclusiveMinimum=0"`
 }
 
 // batchIdle is how long a batcher goroutine waits for work before it

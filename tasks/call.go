@@ -23,72 +23,107 @@ import (
 // shares: timeouts, retries, breaker, hedging, fallback and shadow. Kinds
 // embed them inline, so they are keys of the task's inputs.
 type CallInputs struct {
-	// Timeout bounds each try (milliseconds or a duration); by default the
-	// route timeout. Never longer than the route timeout.
-	Timeout config.Duration `yaml:"timeout"`
-	// Retries is how many extra tries a retryable failure may get. A retry
-	// starts only when a whole try (timeout) still fits in the route
-	// deadline, so retries need a timeout shorter than the route's.
-	Retries int `yaml:"retries"`
-	// Backoff is the wait before a retry: exponential from Base, capped at
-	// Max, with jitter.
+	// Timeout bounds each try: milliseconds (100) or a duration ("100ms").
+	// The route timeout when left out; never longer than it. Must be
+	// positive.
+	Timeout config.Duration `yaml:"timeout" jsonschema:"exclusiveMinimum=0"`
+	// Retries is how many extra tries a retryable failure may get (0 to
+	// 10; 0 when left out). A retry starts only when the route deadline
+	// leaves room for a full try, so retries need a timeout shorter than
+	// the route's.
+	Retries int `yaml:"retries" jsonschema:"minimum=0,maximum=10,default=0"`
+	// Backoff is the wait before a retry: exponential from base, capped at
+	// max, with jitter.
 	Backoff BackoffInputs `yaml:"backoff"`
-	// RetryOn lists what is retried: "connect", "timeout" and status codes
-	// (429, 5xx codes, or "5xx"). Default: connect, timeout, 429, 502, 503,
-	// 504.
-	RetryOn []config.String `yaml:"retry_on"`
-	// Breaker configures the upstream's circuit breaker.
+	// RetryOn lists the failures that are retried: connect, timeout, 5xx
+	// (any 5xx status) and status codes (408, 425, 429 or 5xx codes; at
+	// most 8). Default: connect, timeout, 429, 502, 503, 504.
+	RetryOn RetryOn `yaml:"retry_on"`
+	// Breaker is the upstream's circuit breaker, shared by every task that
+	// calls the same scheme://host:port.
 	Breaker *BreakerInputs `yaml:"breaker"`
-	// HedgeAfter, when set, sends one more identical try when the first
-	// has not answered after this long; the first answer wins.
-	HedgeAfter config.Duration `yaml:"hedge_after"`
-	// Fallback is a second upstream called together with the primary; its
-	// answer is used when the primary's does not come within
-	// PrimaryWithin.
+	// HedgeAfter turns on hedging: when the first try has not answered
+	// after this long, one more identical try is sent; the first answer
+	// wins and the other is abandoned. Shorter than the try timeout. No
+	// hedge is sent when the time left before the route deadline is
+	// shorter than hedge_after. Counted in
+	// lariat_hedges_total{result="won|lost"}.
+	HedgeAfter config.Duration `yaml:"hedge_after" jsonschema:"exclusiveMinimum=0"`
+	// Fallback is a race fallback: a second upstream called together with
+	// the primary; its answer is used when the primary's does not come
+	// within PrimaryWithin (or the primary fails). The answering model
+	// shows in X-Lariat-Models and lariat_fallback_answers_total.
 	Fallback *FallbackInputs `yaml:"fallback"`
 	// PrimaryWithin is how long the primary's answer is preferred over the
-	// fallback's (0: the first answer wins). Only with Fallback.
+	// fallback's (0 when left out: the first answer wins). Needs fallback;
+	// shorter than the route timeout.
 	PrimaryWithin config.Duration `yaml:"primary_within"`
-	// Shadow mirrors a sample of the calls to another upstream, off the
-	// request path, and counts how often it agrees with the primary.
+	// Shadow mirrors a sample of the calls to another upstream (a
+	// candidate model) off the request path, and counts in
+	// lariat_shadow_total whether its answer agrees with the primary's.
+	// It never delays or fails the answer.
 	Shadow *ShadowInputs `yaml:"shadow"`
 }
 
-// BackoffInputs set the wait before a retry.
-type BackoffInputs struct {
-	// Base is the first wait (10ms by default).
-	Base config.Duration `yaml:"base"`
-	// Max caps the wait (100ms by default).
-	Max config.Duration `yaml:"max"`
+// RetryOn lists the failures a task retries: "connect", "timeout", "5xx"
+// and status codes (408, 425, 429 or 5xx codes), written as numbers or
+// strings.
+type RetryOn []config.String
+
+// JSONSchema returns the JSON Schema of a retry_on list.
+func (RetryOn) JSONSchema() map[string]any {
+	return map[string]any{"type": "array", "items": map[string]any{"anyOf": []any{
+		map[string]any{"enum": []any{"connect", "timeout", "5xx"}},
+		map[string]any{"type": "integer", "enum": []any{408, 425, 429}},
+		map[string]any{"type": "integer", "minimum": 500, "maximum": 599},
+		map[string]any{"type": "string", "pattern": "^(408|425|429|5[0-9][0-9])$"},
+	}}}
 }
 
-// BreakerInputs configure an upstream's circuit breaker. Fields left out
-// keep the gateway's defaults (5 failures, open 5s, 1 trial request).
+// BackoffInputs set the wait before a retry: exponential from base,
+// capped at max, with jitter.
+type BackoffInputs struct {
+	// Base is the first wait (10ms when left out).
+	Base config.Duration `yaml:"base" jsonschema:"default=10ms"`
+	// Max is the longest wait (100ms when left out); not shorter than
+	// base.
+	Max config.Duration `yaml:"max" jsonschema:"default=100ms"`
+}
+
+// BreakerInputs configure an upstream's circuit breaker: consecutive
+// counted failures (connect errors, timeouts, 5xx) open it; an open breaker
+// fails calls at once. Fields left out keep the gateway's defaults (5
+// failures, open 5s, 1 trial request).
 type BreakerInputs struct {
-	// Failures is how many consecutive upstream faults open the breaker.
+	// Failures is how many consecutive counted failures open the breaker
+	// (the gateway default when 0 or left out).
 	Failures uint32 `yaml:"failures"`
-	// OpenFor is how long it stays open before trial requests.
+	// OpenFor is how long the breaker stays open before letting trial
+	// requests through.
 	OpenFor config.Duration `yaml:"open_for"`
-	// HalfOpenRequests is how many trial requests may run while half open.
+	// HalfOpenRequests is how many trial requests may run while half open
+	// (the gateway default when 0 or left out).
 	HalfOpenRequests uint32 `yaml:"half_open_requests"`
-	// Disabled turns the breaker off.
+	// Disabled turns the breaker off for this upstream.
 	Disabled bool `yaml:"disabled"`
 }
 
 // FallbackInputs name the upstream a task races against its primary.
 type FallbackInputs struct {
-	// Address is the fallback's URL (for infer tasks, the model server's
-	// base URL). No templates.
-	Address config.String `yaml:"address"`
-	// Model names a registry model instead of an address.
-	Model config.String `yaml:"model"`
-	// ModelName is the served model's name (infer tasks; by default the
-	// task's model_name).
-	ModelName config.String `yaml:"model_name"`
-	// ModelVersion is the served model's version (infer tasks).
+	// Address is the URL of the fallback, without templates; for infer
+	// tasks the model server's base URL. Give either address or model.
+	Address config.String `yaml:"address" jsonschema:"oneOf=target,pattern=^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@{}\\s]+([/?][^#]*)?$"`
+	// Model is a registry model to call instead of an address
+	// (name@alias, name/<version>, ...); needs a registry.
+	Model config.String `yaml:"model" jsonschema:"oneOf=target,pattern=^(models:/)?[^@/]+(@[^@/]+|/[^@/]+)$"`
+	// ModelName is, for infer tasks, the served model's name (the task's
+	// model_name when left out).
+	ModelName config.String `yaml:"model_name" jsonschema:"minLength=1"`
+	// ModelVersion is, for infer tasks, the served model's version.
 	ModelVersion config.String `yaml:"model_version"`
-	// Timeout bounds each call to the fallback; by default the task's.
-	Timeout config.Duration `yaml:"timeout"`
+	// Timeout bounds each call to the fallback; the task's try timeout
+	// when left out, never longer than the route timeout.
+	Timeout config.Duration `yaml:"timeout" jsonschema:"exclusiveMinimum=0"`
 }
 
 // target is one upstream endpoint a task calls, with what the task
@@ -195,16 +230,17 @@ func (e *endpoint) target() (*target, error) {
 
 // registryEndpoint compiles a registry model reference written at ref.
 func registryEndpoint(s *Spec, field string, ref config.String, bs upstream.BreakerSettings) (*endpoint, error) {
-	if s.Env.Models == nil {
-		return nil, s.Errorf(ref.Pos, "inputs.%s: naming a model needs a model registry: start lariat with --registry URL", field)
+	models, err := ModelRegistry.Need(s, ref.Pos, "inputs."+field+": naming a model needs")
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_, err := s.Env.Models.Register(ctx, ref.Value)
+	_, err = models.Register(ctx, ref.Value)
 	cancel()
 	if err != nil {
 		return nil, s.Errorf(ref.Pos, "inputs.%s: cannot resolve %q: %v", field, ref.Value, err)
 	}
-	return &endpoint{ref: ref.Value, models: s.Env.Models, up: s.Env.Upstreams, bs: bs, labels: s.Labels, metrics: s.Metrics}, nil
+	return &endpoint{ref: ref.Value, models: models, up: s.Env.Upstreams, bs: bs, labels: s.Labels, metrics: s.Metrics}, nil
 }
 
 // fixedEndpoint returns an endpoint calling scheme://host with path.

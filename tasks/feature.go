@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +19,7 @@ import (
 )
 
 func init() {
-	Register(Kind{Name: "feature", New: newFeatureTask, UsesContext: true})
+	Register(Kind{Name: "feature", Inputs: reflect.TypeFor[FeatureInputs](), New: newFeatureTask, UsesContext: true})
 }
 
 // FeatureEnv gives feature tasks their store and feature-view definitions.
@@ -56,40 +57,47 @@ func (fe *FeatureEnv) storeBreaker() *upstream.Breaker {
 }
 
 // FeatureInputs are the settings of a feature task: one read of online
-// features for the entities a request names, in one round trip.
+// features for the entities a request names, in one round trip to the
+// feature store. The gateway needs feature-view definitions and a store to
+// load such a route.
 type FeatureInputs struct {
-	// Project is the feature-store project; by default the one of the
-	// feature-view definitions.
+	// Project is the feature-store project; the project of the
+	// feature-view definitions when left out.
 	Project config.String `yaml:"project"`
 	// Entities maps each join key to a template giving one value or a list
-	// of values (one per entity), e.g. '{{ .request.drivers.#.id }}'. Rows
-	// and columns name the join keys in the order they are written here.
+	// of values (one per entity), e.g. driver_id: '{{ .request.drivers.#.id }}'.
+	// Every join key of the requested features needs one. Rows and columns
+	// name the join keys in the order they are written here.
 	Entities map[string]config.String `yaml:"entities"`
-	// Features lists "view:feature" references.
-	Features []config.String `yaml:"features"`
-	// Defaults maps "view:feature" to the value used when it is missing.
-	Defaults map[string]json.RawMessage `yaml:"defaults"`
-	// MaxAge overrides a view's maximum age per view name; older values
-	// are reported OUTSIDE_MAX_AGE.
+	// Features are the features to read, as "view:feature" references; at
+	// least one, each once.
+	Features []config.String `yaml:"features" jsonschema:"required,minItems=1,uniqueItems,items.pattern=^[^:]+:.+$"`
+	// Defaults maps "view:feature" to the JSON value used when that
+	// feature is missing.
+	Defaults map[string]json.RawMessage `yaml:"defaults" jsonschema:"keys.pattern=^[^:]+:.+$"`
+	// MaxAge maps a feature-view name to the maximum age of its values,
+	// overriding the view's TTL; older values are reported
+	// OUTSIDE_MAX_AGE.
 	MaxAge map[string]config.Duration `yaml:"max_age"`
 	// DropStale treats values older than their maximum age as missing.
 	DropStale bool `yaml:"drop_stale"`
-	// CacheTTL > 0 serves reads from the client-side cache, kept coherent
-	// by the server, for at most this long.
+	// CacheTTL, when positive, serves reads from the client-side cache
+	// (kept coherent by the server, RESP3 tracking) for at most this long.
 	CacheTTL config.Duration `yaml:"cache_ttl"`
-	// Shape is "rows" (one object per entity, the default) or "columns"
-	// (Feast's /get-online-features response).
-	Shape config.String `yaml:"shape"`
-	// FullNames names features view__feature.
+	// Shape is the result shape: rows (one object per entity, the
+	// default) or columns (Feast's /get-online-features response).
+	Shape config.String `yaml:"shape" jsonschema:"enum=rows,enum=columns,default=rows"`
+	// FullNames names features view__feature in the result.
 	FullNames bool `yaml:"full_names"`
-	// Timeout bounds the read; by default the route timeout.
+	// Timeout bounds the read; the route timeout when left out, never
+	// longer than it.
 	Timeout config.Duration `yaml:"timeout"`
 	// OnMissing says what an entity the store has no row for does:
-	// "default" (the default) gives its features their defaults (null
-	// where none is set), "pass" gives them null even where a default is
-	// set, "fail" fails the task (400). Either way the task's
-	// .tasks.<task>.missing lists the missing entities.
-	OnMissing config.String `yaml:"on_missing"`
+	// default gives its features their defaults (null where none is set),
+	// pass gives them null even where a default is set, fail fails the
+	// task (400). Either way .tasks.<task>.missing lists the missing
+	// entities.
+	OnMissing config.String `yaml:"on_missing" jsonschema:"enum=fail,enum=default,enum=pass,default=default"`
 }
 
 type featureTask struct {
@@ -102,16 +110,26 @@ type featureTask struct {
 	errReq   *lazymetric.Counter
 	// failMissing fails the task when an entity has no row.
 	failMissing bool
+	// views names the feature views read, in order.
+	views string
 }
+
+var _ Describer = (*featureTask)(nil)
+
+// Describe implements Describer: the feature views the task reads.
+func (t *featureTask) Describe() Detail { return Detail{Target: t.views} }
 
 func newFeatureTask(s *Spec) (Task, error) {
 	var in FeatureInputs
 	if err := s.Decode(&in); err != nil {
 		return nil, err
 	}
-	fe := s.Env.Features
+	fe, err := FeatureStore.Need(s, s.Task.Type.Pos, "feature tasks need")
+	if err != nil {
+		return nil, err
+	}
 	if fe == nil || fe.Views == nil || fe.Store == nil {
-		return nil, s.Errorf(s.Task.Type.Pos, "feature tasks need a feature store: start lariat with --feature-views FILE and --redis ADDR")
+		return nil, s.Errorf(s.Task.Type.Pos, "feature tasks need %s: %s", FeatureStore.Name, FeatureStore.Provider)
 	}
 	if len(in.Features) == 0 {
 		return nil, s.Errorf(s.Task.NamePos, "inputs.features: list at least one \"view:feature\"")
@@ -164,7 +182,13 @@ func newFeatureTask(s *Spec) (Task, error) {
 	if err != nil {
 		return nil, s.Errorf(in.Features[0].Pos, "inputs.features: %v", err)
 	}
-	t := &featureTask{plan: plan, store: fe.Store, timeout: s.Route.Timeout.D, failMissing: failMissing}
+	var views []string
+	for _, f := range feats {
+		if view, _, ok := strings.Cut(f, ":"); ok && !slices.Contains(views, view) {
+			views = append(views, view)
+		}
+	}
+	t := &featureTask{plan: plan, store: fe.Store, timeout: s.Route.Timeout.D, failMissing: failMissing, views: strings.Join(views, ", ")}
 	for _, k := range plan.JoinKeys() {
 		src, ok := in.Entities[k]
 		if !ok {

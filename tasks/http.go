@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"reflect"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -10,29 +11,37 @@ import (
 )
 
 func init() {
-	Register(Kind{Name: "http", New: newHTTPTask})
+	Register(Kind{Name: "http", Inputs: reflect.TypeFor[HTTPInputs](), New: newHTTPTask})
 }
 
 // HTTPInputs are the settings of an http task: one call to a model server
-// or any JSON HTTP upstream, with retries and a circuit breaker.
+// or any JSON HTTP upstream, with retries and a circuit breaker. Templates:
+// {{ .request }}, {{ .request.<path> }}, {{ .headers.<Name> }},
+// {{ .tasks.<task>.body[.<path>] }}, {{ .tasks.<task>.status }}.
 type HTTPInputs struct {
-	// Address is the URL to call. Its scheme and host are fixed when the
-	// route loads; its path and query may hold templates (values are
-	// percent-encoded; a value in the path that would leave its segment,
-	// such as "a/b" or "..", fails the task).
-	Address config.String `yaml:"address"`
-	// Model names a registry model instead of an address: "name@alias" or
-	// "name/version". The gateway calls the serving endpoint of the version
-	// it resolves to, follows alias moves, and reports the version in
-	// X-Lariat-Models.
-	Model config.String `yaml:"model"`
-	// Method is the HTTP method (POST by default).
-	Method config.String `yaml:"method"`
-	// Headers are request headers; values may hold templates (plain text).
-	// A header whose template refers to a missing or null value is left out.
-	Headers map[string]config.String `yaml:"headers"`
-	// Body is the request body template (JSON: values are inserted as
-	// JSON). Empty means no body.
+	// Address is the URL to call, http(s)://host[:port]/path. The scheme
+	// and host are fixed; the path and query may hold templates (values
+	// are percent-encoded; a value in the path that would leave its
+	// segment, such as a/b or .., fails the task with 400). No credentials
+	// or fragment. Give either address or model.
+	Address config.String `yaml:"address" jsonschema:"oneOf=target,pattern=^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@{}\\s]+([/?][^#]*)?$"`
+	// Model is a model of the model registry to call instead of an
+	// address: name@alias, name/<version>, name/latest or name/<stage>
+	// (optionally prefixed models:/). The gateway calls the serving
+	// endpoint of the version it resolves to, follows alias moves and
+	// reports the version in X-Lariat-Models; it needs a registry. Give
+	// either address or model.
+	Model config.String `yaml:"model" jsonschema:"oneOf=target,pattern=^(models:/)?[^@/]+(@[^@/]+|/[^@/]+)$"`
+	// Method is the HTTP method of the call (POST when left out), in any
+	// case.
+	Method config.String `yaml:"method" jsonschema:"enum=GET,enum=POST,enum=PUT,enum=PATCH,enum=DELETE,pattern=^([Gg][Ee][Tt]|[Pp][Oo][Ss][Tt]|[Pp][Uu][Tt]|[Pp][Aa][Tt][Cc][Hh]|[Dd][Ee][Ll][Ee][Tt][Ee])$,default=POST"`
+	// Headers are request headers, name to value; values may hold
+	// templates (inserted as plain text). A header whose template refers
+	// to a missing or null value is left out.
+	Headers map[string]config.String `yaml:"headers" jsonschema:"keys.pattern=^[-!#$%&'*+.^_\x60|~0-9A-Za-z]+$"`
+	// Body is the request body template, JSON: template values are
+	// inserted as JSON, e.g. '{"order": {{ .request.order }}}'. Empty means
+	// no body.
 	Body config.String `yaml:"body"`
 	// CallInputs are the timeout, retry, breaker, hedging, fallback and
 	// shadow settings shared with the infer kind.
@@ -53,7 +62,13 @@ type httpTask struct {
 	propagate  []propagated
 	body       *Template
 	modelCalls bool
+	detail     Detail
 }
+
+var _ Describer = (*httpTask)(nil)
+
+// Describe implements Describer: the upstream host, or the registry model.
+func (t *httpTask) Describe() Detail { return t.detail }
 
 func newHTTPTask(s *Spec) (Task, error) {
 	var in HTTPInputs
@@ -75,6 +90,7 @@ func newHTTPTask(s *Spec) (Task, error) {
 			return nil, err
 		}
 		t.modelCalls = true
+		t.detail = Detail{Target: "model " + in.Model.Value, Model: in.Model.Value}
 	case in.Address.Value == "":
 		return nil, s.Errorf(s.Task.NamePos, "inputs.address (or inputs.model) is required")
 	default:
@@ -87,6 +103,7 @@ func newHTTPTask(s *Spec) (Task, error) {
 			return nil, err
 		}
 		t.ep = fixedEndpoint(s, t.call.breakerSet, scheme, host, hostPort, "")
+		t.detail.Target = host
 	}
 	if m := in.Method.Value; m != "" {
 		m = strings.ToUpper(m)

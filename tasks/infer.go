@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,68 +20,82 @@ import (
 )
 
 func init() {
-	Register(Kind{Name: "infer", New: newInferTask})
+	Register(Kind{Name: "infer", Inputs: reflect.TypeFor[InferInputs](), New: newInferTask})
 }
 
 // InferInputs are the settings of an infer task: one call to a model
-// server over the Open Inference Protocol (KServe V2 REST, or V1), with
-// input tensors built from the request and other tasks' results, and the
-// output tensors mapped back to JSON.
+// server over the Open Inference Protocol (KServe V2 REST POST
+// /v2/models/<name>[/versions/<v>]/infer, or V1 :predict), with input
+// tensors built from the request and other tasks' results, and output
+// tensors mapped back to JSON: {"<output>": [...]} per output, or one
+// object per batch row with rows: true.
 type InferInputs struct {
-	// Address is the model server's base URL, e.g. http://triton:8000.
-	// No templates, query or fragment.
-	Address config.String `yaml:"address"`
-	// Model names a registry model instead of an address; its serving
+	// Address is the model server's base URL, e.g. http://triton:8000 (no
+	// templates, query or fragment). Needs model_name. Give either address
+	// or model.
+	Address config.String `yaml:"address" jsonschema:"oneOf=target,needs=model_name,pattern=^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@{}\\s]+(/[^?#]*)?$"`
+	// Model is a registry model instead of an address; its serving
 	// endpoint is the server's base URL (or the full infer/predict URL).
-	Model config.String `yaml:"model"`
-	// ModelName is the served model's name; required with Address, by
-	// default the registry name with Model.
-	ModelName config.String `yaml:"model_name"`
+	// Needs a registry.
+	Model config.String `yaml:"model" jsonschema:"oneOf=target,pattern=^(models:/)?[^@/]+(@[^@/]+|/[^@/]+)$"`
+	// ModelName is the served model's name, in the URL path; required
+	// with address, the registry name by default with model.
+	ModelName config.String `yaml:"model_name" jsonschema:"minLength=1"`
 	// ModelVersion is the served model's version, when the server
-	// versions models.
+	// versions models: /versions/<v> in the URL path.
 	ModelVersion config.String `yaml:"model_version"`
-	// Protocol is v2 (the default) or v1.
-	Protocol config.String `yaml:"protocol"`
-	// Inputs are the input tensors.
-	Inputs []TensorInput `yaml:"inputs"`
-	// Outputs names the output tensors requested (V2) and mapped, in
-	// order; all the model returns when empty. With V1 the first names the
+	// Protocol is v2 (the default), the Open Inference Protocol V2 REST,
+	// or v1, TF Serving style :predict with instances (one input) or
+	// columnar inputs (several).
+	Protocol config.String `yaml:"protocol" jsonschema:"enum=v2,enum=v1,default=v2"`
+	// Inputs are the input tensors, at least one.
+	Inputs []TensorInput `yaml:"inputs" jsonschema:"required,minItems=1"`
+	// Outputs names the output tensors requested and mapped, in order;
+	// all the model returns when left out. With v1 the first names the
 	// predictions ("predictions" by default).
-	Outputs []config.String `yaml:"outputs"`
+	Outputs []config.String `yaml:"outputs" jsonschema:"uniqueItems,items.minLength=1"`
 	// Rows maps the outputs to one object per batch row,
-	// [{"scores":0.9}, ...], instead of one array per output,
-	// {"scores":[0.9, ...]}.
+	// [{"scores": 0.9}, ...], instead of one list per output,
+	// {"scores": [0.9, ...]}.
 	Rows bool `yaml:"rows"`
-	// Headers are request headers; values may hold templates (plain text).
-	// A header whose template refers to a missing or null value is left out.
-	Headers map[string]config.String `yaml:"headers"`
+	// Headers are request headers, name to value; values may hold
+	// templates (inserted as plain text). A header whose template refers
+	// to a missing or null value is left out.
+	Headers map[string]config.String `yaml:"headers" jsonschema:"keys.pattern=^[-!#$%&'*+.^_\x60|~0-9A-Za-z]+$"`
 	// CallInputs are the timeout, retry, breaker, hedging, fallback and
 	// shadow settings, as for http tasks.
 	CallInputs `yaml:",inline"`
-	// Batch coalesces concurrent calls to the same model into one V2
-	// call.
+	// Batch turns on micro-batching: concurrent calls to the same model
+	// with the same input signature are coalesced into one V2 call
+	// (tensors concatenated along the batch dimension, outputs split
+	// back). Needs protocol v2, a fixed row shape for every input
+	// (columns, or a shape starting with -1) and static headers; not with
+	// hedge_after or fallback.
 	Batch *BatchInputs `yaml:"batch"`
 }
 
 // TensorInput declares one input tensor.
 type TensorInput struct {
 	// Name is the tensor's name.
-	Name config.String `yaml:"name"`
-	// Datatype is the V2 datatype: BOOL, UINT8..UINT64, INT8..INT64, FP16,
-	// FP32, FP64 or BYTES. Required with V2.
-	Datatype config.String `yaml:"datatype"`
-	// Shape is the tensor's shape; -1 as the first dimension is the
-	// batch size. Inferred from the data when empty.
-	Shape []int `yaml:"shape"`
+	Name config.String `yaml:"name" jsonschema:"required,minLength=1"`
+	// Datatype is the V2 datatype (case-sensitive); required with protocol
+	// v2. Elements are checked against it.
+	Datatype config.String `yaml:"datatype" jsonschema:"enum=BOOL,enum=UINT8,enum=UINT16,enum=UINT32,enum=UINT64,enum=INT8,enum=INT16,enum=INT32,enum=INT64,enum=FP16,enum=FP32,enum=FP64,enum=BYTES"`
+	// Shape is the tensor's shape; -1 as the first dimension is the batch
+	// size (the number of rows). Inferred from the data when left out:
+	// [rows] for a list of values, [rows, n] for a list of lists or with
+	// columns.
+	Shape []int `yaml:"shape" jsonschema:"maxItems=8,items.minimum=-1"`
 	// From is a template giving the tensor's data: a value, a list (one
-	// element per batch row) or, with Columns, a list of row objects.
-	From config.String `yaml:"from"`
-	// Columns reads rows of objects into a 2-D tensor, one column per
-	// name, in order.
-	Columns []config.String `yaml:"columns"`
+	// element or list per batch row), or with columns a list of row
+	// objects, e.g. '{{ .tasks.features.body }}'.
+	From config.String `yaml:"from" jsonschema:"required,minLength=1"`
+	// Columns reads rows of objects into a 2-D tensor [rows, columns], one
+	// column per key, in this order (e.g. feature rows).
+	Columns []config.String `yaml:"columns" jsonschema:"uniqueItems,items.minLength=1"`
 	// Fill is the value used for a missing or null element; without it
 	// such an element fails the task.
-	Fill json.RawMessage `yaml:"fill"`
+	Fill json.RawMessage `yaml:"fill" jsonschema:"type=number|string|boolean"`
 }
 
 type protocol uint8
@@ -132,6 +147,7 @@ type tensorIn struct {
 }
 
 type inferTask struct {
+	detail    Detail
 	proto     protocol
 	ep        *endpoint
 	call      *caller
@@ -149,6 +165,12 @@ type inferTask struct {
 	held     map[string]*batcher
 	overflow *lazymetric.Counter
 }
+
+var _ Describer = (*inferTask)(nil)
+
+// Describe implements Describer: the model server's host and the model's
+// name, or the registry model.
+func (t *inferTask) Describe() Detail { return t.detail }
 
 func newInferTask(s *Spec) (Task, error) {
 	var in InferInputs
@@ -177,6 +199,11 @@ func newInferTask(s *Spec) (Task, error) {
 	}
 	if t.ep, err = t.endpoint(s, "", in.Address, in.Model, in.ModelName.Value, in.ModelVersion, t.call.breakerSet); err != nil {
 		return nil, err
+	}
+	if in.Model.Value != "" {
+		t.detail = Detail{Target: "model " + in.Model.Value, Model: in.Model.Value}
+	} else {
+		t.detail.Target = strings.TrimSpace(t.ep.fixed.HostHdr + " " + in.ModelName.Value)
 	}
 	if len(in.Inputs) == 0 {
 		return nil, s.Errorf(s.Task.NamePos, "inputs.inputs: declare at least one input tensor")

@@ -58,7 +58,7 @@ func tryCompileRoute(y string, env *Env) (*compiled, error) {
 		if !ok {
 			return nil, fmt.Errorf("unknown kind %q", t.Type.Value)
 		}
-		task, err := k.New(&Spec{Route: r, Task: t, Env: env, Scope: c.scope, Index: i,
+		task, err := k.Compile(&Spec{Route: r, Task: t, Env: env, Scope: c.scope, Index: i,
 			Labels: fmt.Sprintf("route=%q,task=%q", r.Name.Value, t.Name)})
 		if err != nil {
 			return nil, err
@@ -746,10 +746,10 @@ func TestInferRegistryModel(t *testing.T) {
 	m := startV2(t, "eta", "")
 	full := startV2(t, "eta", "7")
 	env := NewEnv(nil)
-	env.Models = fakeResolver{
+	ModelRegistry.Provide(env, fakeResolver{
 		"eta@prod": {Name: "eta", Version: "7", Endpoint: m.URL("")},
 		"eta/7":    {Name: "eta", Version: "7", Endpoint: full.URL("/v2/models/eta/versions/7/infer")},
-	}
+	})
 	route := `
 name: reg
 endpoint: /reg

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
 
@@ -35,16 +36,46 @@ type Branch struct {
 	Tasks []config.String
 }
 
-// Kind is a task kind: a name as written in a route's `type`, and the
-// constructor that compiles a task of that kind.
+// Kind is a task kind: a name as written in a route's `type`, the type its
+// inputs decode into, and the constructor that compiles a task of that
+// kind.
 type Kind struct {
 	// Name is the `type` value that selects the kind.
 	Name string
+	// Inputs is the struct type the task's `inputs` decode into (with
+	// Spec.Decode). It is the one description of the kind's settings: the
+	// route-file JSON Schema is generated from it, its doc comments and its
+	// `jsonschema` field tags (see internal/schemagen).
+	Inputs reflect.Type
 	// New compiles a task from its spec. It reports problems with
 	// Spec.Errorf so they carry the file position.
 	New func(s *Spec) (Task, error)
 	// UsesContext is set for kinds whose tasks read Exchange.Ctx.
 	UsesContext bool
+}
+
+// Compile compiles a task of kind k from s: it is how the router calls
+// k.New.
+func (k Kind) Compile(s *Spec) (Task, error) {
+	s.inputs = k.Inputs
+	return k.New(s)
+}
+
+// Describer is implemented by tasks that say what they call or read, for
+// the graph view of a route (lariat graph, the admin page).
+type Describer interface {
+	Describe() Detail
+}
+
+// Detail is what a task shows of itself in the graph view.
+type Detail struct {
+	// Target names what the task calls or reads: an upstream host, a
+	// registry model ("model fraud@production"), the feature views read, a
+	// gate's cases or arms. Empty for nothing to show.
+	Target string
+	// Model is the registry model reference the task calls, "" for none;
+	// the admin page shows the version it resolves to now.
+	Model string
 }
 
 var (
@@ -53,12 +84,16 @@ var (
 )
 
 // Register adds a kind. It is meant for init functions; registering a name
-// twice is a bug and panics.
+// twice, or a kind without a New function or a struct Inputs type, is a
+// bug and panics.
 func Register(k Kind) {
 	kindsMu.Lock()
 	defer kindsMu.Unlock()
 	if _, ok := kinds[k.Name]; ok {
 		panic("BUG: task kind " + k.Name + " registered twice")
+	}
+	if k.New == nil || k.Inputs == nil || k.Inputs.Kind() != reflect.Struct {
+		panic("BUG: task kind " + k.Name + " needs New and a struct Inputs type")
 	}
 	kinds[k.Name] = k
 }
@@ -100,6 +135,9 @@ type Spec struct {
 	// series there (on first use, see internal/lazymetric), so they go
 	// when the route's plan is retired. nil means the default set.
 	Metrics *metrics.Set
+
+	// inputs is the Inputs type of the kind compiling the task.
+	inputs reflect.Type
 }
 
 // Cleaner is a task that holds resources beyond a request (goroutines,
@@ -110,8 +148,12 @@ type Cleaner interface {
 	Cleanup()
 }
 
-// Decode decodes the task's inputs strictly into v.
+// Decode decodes the task's inputs strictly into v, a pointer to the
+// kind's Inputs type.
 func (s *Spec) Decode(v any) error {
+	if t := reflect.TypeOf(v); s.inputs != nil && (t.Kind() != reflect.Pointer || t.Elem() != s.inputs) {
+		panic(fmt.Sprintf("BUG: task kind %s declares inputs %s but decodes into %s", s.Task.Type.Value, s.inputs, t))
+	}
 	n := &s.Task.Inputs
 	if n.Kind == 0 {
 		n = &yaml.Node{Kind: yaml.MappingNode, Line: s.Task.NamePos.Line, Column: s.Task.NamePos.Col}

@@ -22,28 +22,31 @@ import (
 // compared with the primary's and counted in
 // lariat_shadow_total{route,task,result="agree|disagree|error|dropped"}.
 type ShadowInputs struct {
-	// Address is the shadow's URL (for infer tasks, the model server's
-	// base URL). No templates.
-	Address config.String `yaml:"address"`
-	// Model names a registry model instead of an address.
-	Model config.String `yaml:"model"`
-	// ModelName is the served model's name (infer tasks; by default the
-	// task's model_name).
-	ModelName config.String `yaml:"model_name"`
-	// ModelVersion is the served model's version (infer tasks).
+	// Address is the URL of the shadow, without templates; for infer tasks
+	// the model server's base URL. Give either address or model.
+	Address config.String `yaml:"address" jsonschema:"oneOf=target,pattern=^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@{}\\s]+([/?][^#]*)?$"`
+	// Model is a registry model to call instead of an address
+	// (name@alias, name/<version>, ...); needs a registry.
+	Model config.String `yaml:"model" jsonschema:"oneOf=target,pattern=^(models:/)?[^@/]+(@[^@/]+|/[^@/]+)$"`
+	// ModelName is, for infer tasks, the served model's name (the task's
+	// model_name when left out).
+	ModelName config.String `yaml:"model_name" jsonschema:"minLength=1"`
+	// ModelVersion is, for infer tasks, the served model's version.
 	ModelVersion config.String `yaml:"model_version"`
-	// Sample is the share of requests mirrored, above 0 and at most 1.
-	Sample float64 `yaml:"sample"`
+	// Sample is the share of requests mirrored: above 0, at most 1.
+	Sample float64 `yaml:"sample" jsonschema:"required,exclusiveMinimum=0,maximum=1"`
 	// Compare is a gjson path into the task's result whose value is
-	// compared; the whole result when empty.
+	// compared (the whole result when left out): numbers within tolerance,
+	// arrays and objects element by element, other values exactly.
 	Compare config.String `yaml:"compare"`
-	// Tolerance is how far apart two numbers may be and still agree.
-	Tolerance float64 `yaml:"tolerance"`
-	// Timeout bounds a shadow call (200ms by default).
-	Timeout config.Duration `yaml:"timeout"`
-	// MaxInFlight bounds the shadow calls running at once; beyond it,
-	// requests are not mirrored (counted as dropped). 64 by default.
-	MaxInFlight int `yaml:"max_in_flight"`
+	// Tolerance is how far apart two numbers may be and still agree (0
+	// when left out).
+	Tolerance float64 `yaml:"tolerance" jsonschema:"minimum=0"`
+	// Timeout bounds a shadow call (200ms when left out).
+	Timeout config.Duration `yaml:"timeout" jsonschema:"exclusiveMinimum=0"`
+	// MaxInFlight is the most shadow calls running at once (64 when 0 or
+	// left out); requests beyond it are not mirrored and count as dropped.
+	MaxInFlight int `yaml:"max_in_flight" jsonschema:"minimum=0"`
 }
 
 // shadower mirrors calls of one task.

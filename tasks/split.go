@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 
 	"github.com/lariat-gw/lariat/config"
@@ -9,31 +10,33 @@ import (
 )
 
 func init() {
-	Register(Kind{Name: "split", New: newSplitTask})
+	Register(Kind{Name: "split", Inputs: reflect.TypeFor[SplitInputs](), New: newSplitTask})
 }
 
-// SplitInputs are the settings of a split task, a gate that sends each
-// request to one of several weighted arms (canary, A/B test): the chosen
-// arm's tasks run, the others' are skipped. The result is
-// {"branch":"<arm>"}; the answer's X-Lariat-Branch header and the
-// lariat_split_arm_total{route,task,arm} counter name the arm.
+// SplitInputs are the settings of a split task, a gate for weighted
+// traffic split (canary, A/B test): the tasks of one arm run, chosen by
+// weight, the others' are skipped. The result is {"branch": "<arm>"}; the
+// arm shows in X-Lariat-Branch and lariat_split_arm_total{route,task,arm}.
 type SplitInputs struct {
-	// Arms are the alternatives.
-	Arms []SplitArm `yaml:"arms"`
-	// Sticky is a template (plain text) whose value picks the arm, so the
-	// same key always gets the same arm, e.g. '{{ .request.user.id }}'.
-	// Without it, or when it renders empty, the arm is random.
+	// Arms are the arms, at least two; their weights must add up to more
+	// than 0.
+	Arms []SplitArm `yaml:"arms" jsonschema:"required,minItems=2"`
+	// Sticky is a template (plain text) whose value picks the arm by hash,
+	// so the same key always gets the same arm, e.g.
+	// '{{ .request.user.id }}'. Random when left out or when it renders
+	// empty.
 	Sticky config.String `yaml:"sticky"`
 }
 
-// SplitArm is one alternative of a split.
+// SplitArm is one arm of a split.
 type SplitArm struct {
-	// Name names the arm.
-	Name config.String `yaml:"name"`
-	// Weight is the arm's share: weight / sum of weights.
-	Weight int `yaml:"weight"`
+	// Name is the arm's name: letters, digits, '_', '-' and '.'.
+	Name config.String `yaml:"name" jsonschema:"required,pattern=^[A-Za-z0-9_.-]+$"`
+	// Weight is the arm's share: weight / sum of weights (0 when left
+	// out).
+	Weight int `yaml:"weight" jsonschema:"minimum=0,maximum=1000000"`
 	// Run lists the tasks this arm runs.
-	Run []config.String `yaml:"run"`
+	Run []config.String `yaml:"run" jsonschema:"items.pattern=^[A-Za-z_][A-Za-z0-9_]*$"`
 }
 
 type splitTask struct {
@@ -46,7 +49,26 @@ type splitTask struct {
 	counters []*lazymetric.Counter
 }
 
-var _ Gate = (*splitTask)(nil)
+var (
+	_ Gate      = (*splitTask)(nil)
+	_ Describer = (*splitTask)(nil)
+)
+
+// Describe implements Describer: the arms with their weights.
+func (t *splitTask) Describe() Detail {
+	var b []byte
+	prev := uint64(0)
+	for i, br := range t.branches {
+		if i > 0 {
+			b = append(b, " / "...)
+		}
+		b = append(b, br.Name...)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, t.cum[i]-prev, 10)
+		prev = t.cum[i]
+	}
+	return Detail{Target: string(b)}
+}
 
 func newSplitTask(s *Spec) (Task, error) {
 	var in SplitInputs

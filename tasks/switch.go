@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"fmt"
+	"reflect"
 	"regexp"
 
 	"github.com/lariat-gw/lariat/config"
@@ -9,28 +10,35 @@ import (
 )
 
 func init() {
-	Register(Kind{Name: "switch", New: newSwitchTask})
+	Register(Kind{Name: "switch", Inputs: reflect.TypeFor[SwitchInputs](), New: newSwitchTask})
 }
 
-// SwitchInputs are the settings of a switch task, a gate: the first case
-// whose condition holds runs its tasks; the tasks of the other cases (and
-// of the default) are skipped. The result is {"branch":"<name>"}, and the
-// answer's X-Lariat-Branch header names the branch taken.
+// SwitchInputs are the settings of a switch task, a gate: the tasks of the
+// first case whose condition holds run; the tasks of the other cases and
+// of the default are skipped. The result is {"branch": "<name>"}; the
+// answer's X-Lariat-Branch header names the branch.
 type SwitchInputs struct {
-	// Cases are tried in order.
-	Cases []SwitchCase `yaml:"cases"`
-	// Default lists the tasks run when no case matches (branch "default").
-	Default []config.String `yaml:"default"`
+	// Cases are the cases, tried in order.
+	Cases []SwitchCase `yaml:"cases" jsonschema:"required,minItems=1"`
+	// Default lists the tasks run when no case matches (branch
+	// "default").
+	Default []config.String `yaml:"default" jsonschema:"items.pattern=^[A-Za-z_][A-Za-z0-9_]*$"`
 }
 
-// SwitchCase is one branch of a switch.
+// SwitchCase is one case of a switch.
 type SwitchCase struct {
-	// Name names the branch (case<i> by default, i counting from 0).
-	Name config.String `yaml:"name"`
-	// When is the condition (see Condition).
-	When config.String `yaml:"when"`
+	// Name is the branch's name (case<i> when left out, i counting from
+	// 0): letters, digits, '_', '-' and '.', not "default".
+	Name config.String `yaml:"name" jsonschema:"pattern=^[A-Za-z0-9_.-]+$,not=default"`
+	// When is the condition: comparisons <ref> <op> <JSON literal> (ops
+	// ==, !=, <, <=, >, >=) or bare references (true when present and not
+	// false, null, 0 or ""), joined with && and || (&& binds tighter),
+	// with optional parentheses. References: .request.<path>,
+	// .headers.<Name>, .tasks.<task>.body[.<path>], .tasks.<task>.status.
+	// E.g. .request.country == "ID" && .tasks.fraud.body.score < 0.5
+	When config.String `yaml:"when" jsonschema:"required,minLength=1"`
 	// Run lists the tasks this branch runs.
-	Run []config.String `yaml:"run"`
+	Run []config.String `yaml:"run" jsonschema:"items.pattern=^[A-Za-z_][A-Za-z0-9_]*$"`
 }
 
 // branchNameRe restricts branch names to what X-Lariat-Branch carries
@@ -44,7 +52,15 @@ type switchTask struct {
 	bodies [][]byte
 }
 
-var _ Gate = (*switchTask)(nil)
+var (
+	_ Gate      = (*switchTask)(nil)
+	_ Describer = (*switchTask)(nil)
+)
+
+// Describe implements Describer: how many cases the switch has.
+func (t *switchTask) Describe() Detail {
+	return Detail{Target: fmt.Sprintf("%d cases + default", len(t.conds))}
+}
 
 func newSwitchTask(s *Spec) (Task, error) {
 	var in SwitchInputs

@@ -11,15 +11,11 @@ import (
 )
 
 // Env holds the runtime services tasks share across routes and reloads:
-// the upstream pool (connections, limits and breakers), and the services
-// later kinds plug in (feature store, model registry).
+// the upstream pool (connections, limits and breakers), the tracer, and
+// named services that kinds look up (FeatureStore, ModelRegistry; see
+// Service).
 type Env struct {
 	Upstreams *upstream.Pool
-	// Features is the online feature store, for the feature kind.
-	Features *FeatureEnv
-	// Models resolves registry model references, for http tasks that name
-	// a model instead of an address.
-	Models ModelResolver
 	// Tracer, when set, traces every request and task.
 	Tracer trace.Tracer
 	// NoTaskHistograms turns the per-task latency histograms off for
@@ -28,6 +24,9 @@ type Env struct {
 
 	// batchers are the micro-batchers of infer tasks, shared by routes.
 	batchers batchers
+
+	// services holds the named services, by name.
+	services map[string]any
 }
 
 // NewEnv returns an Env with an upstream pool using the given host

@@ -49,7 +49,7 @@ func TestRoutesCompile(t *testing.T) {
 			t.Fatal(err)
 		}
 		env := tasks.NewEnv(nil)
-		env.Features = &tasks.FeatureEnv{Views: views, Store: store}
+		tasks.FeatureStore.Provide(env, &tasks.FeatureEnv{Views: views, Store: store})
 		table, errs := router.LoadFiles([]string{file}, env)
 		if len(errs) > 0 {
 			t.Fatalf("%s: route does not load: %v\n%s", sp.name, errs, sp.route(models))

@@ -49,7 +49,7 @@ func demoCmd(args []string) int {
 		log.Error("cannot load example features", "error", err)
 		return 1
 	}
-	env.Features = &tasks.FeatureEnv{Views: views, Store: store}
+	tasks.FeatureStore.Provide(env, &tasks.FeatureEnv{Views: views, Store: store})
 	g := gateway.New(sf.options(dir, env, log))
 	if errs := g.Load(); len(errs) > 0 {
 		log.Error("example routes did not load", "error", strings.Join(errs, "; "))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/lariat-gw/lariat/graph"
 	"github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/router"
 )
@@ -19,7 +20,7 @@ func graphCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "Prints the route's task graph; render dot output with `dot -Tsvg`.")
 		fs.PrintDefaults()
 	}
-	format := fs.String("format", router.GraphMermaid, "output format: mermaid (a flowchart for Markdown) or dot (Graphviz)")
+	format := fs.String("format", graph.Mermaid, "output format: mermaid (a flowchart for Markdown) or dot (Graphviz)")
 	viewsFile := fs.String("feature-views", "", "feature-view definitions (YAML), needed to load routes with feature tasks")
 	// Flags may come before or after the file name.
 	files, err := cli.ParseInterspersed(fs, args)
@@ -30,7 +31,7 @@ func graphCmd(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	if *format != router.GraphMermaid && *format != router.GraphDOT {
+	if *format != graph.Mermaid && *format != graph.DOT {
 		fmt.Fprintf(os.Stderr, "lariat graph: unknown --format %q: use mermaid or dot\n", *format)
 		return 2
 	}
@@ -51,7 +52,7 @@ func graphCmd(args []string) int {
 		fmt.Fprintf(os.Stderr, "lariat graph: %s holds no route\n", files[0])
 		return 1
 	}
-	out, err := plans[0].Graph(*format)
+	out, err := graph.Render(plans[0], *format)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lariat graph:", err)
 		return 2

@@ -14,13 +14,13 @@ import (
 // (nothing is read), and model references are checked for syntax only.
 func offlineEnv(viewsFile string) (*tasks.Env, error) {
 	env := tasks.NewEnv(nil)
-	env.Models = offlineModels{}
+	tasks.ModelRegistry.Provide(env, offlineModels{})
 	if viewsFile != "" {
 		views, err := featurefetch.LoadViews(viewsFile)
 		if err != nil {
 			return nil, fmt.Errorf("cannot load --feature-views=%q: %w", viewsFile, err)
 		}
-		env.Features = &tasks.FeatureEnv{Views: views, Store: featurefetch.NewMemoryStore()}
+		tasks.FeatureStore.Provide(env, &tasks.FeatureEnv{Views: views, Store: featurefetch.NewMemoryStore()})
 	}
 	return env, nil
 }

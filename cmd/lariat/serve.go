@@ -173,7 +173,9 @@ func serveCmd(args []string) int {
 		return 1
 	}
 	defer closeFeatures()
-	env.Features = features
+	if features != nil {
+		tasks.FeatureStore.Provide(env, features)
+	}
 	tracer, stopTracing, err := tf.tracer("lariat")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lariat serve:", err)
@@ -186,7 +188,7 @@ func serveCmd(args []string) int {
 		res := registry.NewResolver(registry.NewClient(*registryURL, &http.Client{Timeout: 5 * time.Second}), registry.ResolverOptions{Interval: *registryInterval})
 		defer res.Stop()
 		models := gateway.RegistryModels{R: res}
-		env.Models = models
+		tasks.ModelRegistry.Provide(env, models)
 		ready["registry"] = models.Status
 	}
 	opts := sf.options(*routes, env, log)

@@ -1,52 +1,66 @@
-package router
+// Package graph draws a route's task graph for people, from its compiled
+// plan: Mermaid flowcharts and Graphviz digraphs (lariat graph) and
+// self-contained SVG pictures (the gateway's admin page). What a task box
+// says of the task comes from the task itself (tasks.Describer), so a new
+// kind shows in the graph without changes here.
+package graph
 
 import (
 	"fmt"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/router"
+	"github.com/lariat-gw/lariat/tasks"
 )
 
-// Graph formats accepted by Plan.Graph.
+// Formats accepted by Render.
 const (
-	// GraphMermaid is a Mermaid flowchart (flowchart LR), which Markdown
-	// viewers such as GitHub's render in place.
-	GraphMermaid = "mermaid"
-	// GraphDOT is a Graphviz digraph, for `dot -Tsvg`.
-	GraphDOT = "dot"
+	// Mermaid is a Mermaid flowchart (flowchart LR), which Markdown viewers
+	// such as GitHub's render in place.
+	Mermaid = "mermaid"
+	// DOT is a Graphviz digraph, for `dot -Tsvg`.
+	DOT = "dot"
+	// SVG is a standalone SVG picture (no scripts, no external
+	// resources). Each task box has two elements with data-task set to the
+	// task name, of class "lat" and "cnt", which a page may fill with live
+	// figures (SVGStatsSample shows the longest text they have room for).
+	// A task box also says where its output goes; the edges from a switch
+	// or split are labelled with their branch. Nothing is cut: long names,
+	// hosts, model references and output paths widen their box or wrap,
+	// and a model reference shows the version it resolves to now (through
+	// the plan's tasks.ModelRegistry).
+	SVG = "svg"
 )
 
-// Graph renders the route's task graph for people, in format GraphMermaid
-// (the default when format is empty) or GraphDOT. There is one node per
-// task, labelled with its name and kind (and the upstream host, registry
-// model or feature views it reads), an edge from each dependency to the
-// tasks that wait for it, a request node feeding the tasks that start at
-// once, and a response node that every task with an output feeds, the
-// edge labelled with the output path. The edges from a switch or split to
-// the tasks of its branches are labelled with the branch (case or arm).
-// Tasks that fall back to a default value on error are drawn dashed.
-func (p *Plan) Graph(format string) (string, error) {
+// Render draws the route's task graph in format Mermaid (the default when
+// format is empty), DOT or SVG. There is one node per task, labelled with
+// its name and kind and what the task describes of itself (the upstream
+// host, registry model or feature views it reads), an edge from each
+// dependency to the tasks that wait for it, a request node feeding the
+// tasks that start at once, and a response node that every task with an
+// output feeds, the edge labelled with the output path. The edges from a
+// switch or split to the tasks of its branches are labelled with the
+// branch (case or arm). Tasks that fall back to a default value on error
+// are drawn dashed.
+func Render(p *router.Plan, format string) (string, error) {
 	switch format {
-	case "", GraphMermaid:
-		return p.graph().mermaid(), nil
-	case GraphDOT:
-		return p.graph().dot(), nil
-	case GraphSVG:
+	case "", Mermaid:
+		return build(p).mermaid(), nil
+	case DOT:
+		return build(p).dot(), nil
+	case SVG:
 		var resolve func(string) (string, bool)
-		if p.models != nil {
+		if models, ok := tasks.ModelRegistry.Lookup(p.Env()); ok {
 			resolve = func(ref string) (string, bool) {
-				m, ok := p.models.Lookup(ref)
+				m, ok := models.Lookup(ref)
 				return m.Version, ok
 			}
 		}
-		return p.graph().svg(resolve), nil
+		return build(p).svg(resolve), nil
 	}
-	return "", fmt.Errorf("unknown graph format %q: use %s, %s or %s", format, GraphMermaid, GraphDOT, GraphSVG)
+	return "", fmt.Errorf("unknown graph format %q: use %s, %s or %s", format, Mermaid, DOT, SVG)
 }
 
 // taskGraph is what a rendering shows, independent of the format.
@@ -68,24 +82,12 @@ type graphNode struct {
 	model    string   // the registry model reference the task calls, "" for none
 }
 
-func (p *Plan) graph() *taskGraph {
+func build(p *router.Plan) *taskGraph {
 	g := &taskGraph{name: p.Name(), source: strings.Join(p.Methods(), ", ") + " " + p.Endpoint()}
-	specs := make(map[string]*config.Task, len(p.Route.Tasks))
-	for _, t := range p.Route.Tasks {
-		specs[t.Name] = t
-	}
-	for i, ti := range p.Tasks() {
-		n := graphNode{name: ti.Name, kind: ti.Type, after: ti.After}
-		if gate := p.nodes[i].gate; gate >= 0 {
-			n.gate, n.branch = p.nodes[gate].name, p.branchName(i)
-		}
-		if t := specs[ti.Name]; t != nil {
-			n.detail = taskDetail(t)
-			if t.Type.Value == "http" || t.Type.Value == "infer" {
-				if v := inputValue(&t.Inputs, "model", 0); v != nil && v.Kind == yaml.ScalarNode {
-					n.model = v.Value
-				}
-			}
+	for _, tn := range p.Nodes() {
+		n := graphNode{name: tn.Name, kind: tn.Type, after: tn.After, gate: tn.Gate, branch: tn.Branch,
+			detail: tn.Detail.Target, model: tn.Detail.Model}
+		if t := tn.Config; t != nil {
 			n.fallback = t.OnError.HasDefault
 			if o := t.Output; o != nil {
 				n.output = o.Path.Value
@@ -97,116 +99,6 @@ func (p *Plan) graph() *taskGraph {
 		g.nodes = append(g.nodes, n)
 	}
 	return g
-}
-
-// taskDetail names what a task reads from, taken from its inputs as
-// written: the host of an http address (and the model name of an infer
-// task), the registry model, the views of the features read, the cases of
-// a switch or the weighted arms of a split.
-func taskDetail(t *config.Task) string {
-	in := &t.Inputs
-	switch t.Type.Value {
-	case "http":
-		if v := inputValue(in, "address", 0); v != nil && v.Kind == yaml.ScalarNode {
-			if u, err := url.Parse(v.Value); err == nil && u.Host != "" {
-				return u.Host
-			}
-		}
-		if v := inputValue(in, "model", 0); v != nil && v.Kind == yaml.ScalarNode && v.Value != "" {
-			return "model " + v.Value
-		}
-	case "infer":
-		name := ""
-		if v := inputValue(in, "model_name", 0); v != nil && v.Kind == yaml.ScalarNode {
-			name = v.Value
-		}
-		if v := inputValue(in, "address", 0); v != nil && v.Kind == yaml.ScalarNode {
-			if u, err := url.Parse(v.Value); err == nil && u.Host != "" {
-				return strings.TrimSpace(u.Host + " " + name)
-			}
-		}
-		if v := inputValue(in, "model", 0); v != nil && v.Kind == yaml.ScalarNode && v.Value != "" {
-			return "model " + v.Value
-		}
-	case "switch":
-		if v := inputValue(in, "cases", 0); v != nil && v.Kind == yaml.SequenceNode {
-			return strconv.Itoa(len(v.Content)) + " cases + default"
-		}
-	case "split":
-		v := inputValue(in, "arms", 0)
-		if v == nil || v.Kind != yaml.SequenceNode {
-			return ""
-		}
-		var arms []string
-		for _, a := range v.Content {
-			name, weight := inputValue(a, "name", 0), inputValue(a, "weight", 0)
-			if name != nil && weight != nil && name.Kind == yaml.ScalarNode && weight.Kind == yaml.ScalarNode {
-				arms = append(arms, name.Value+" "+weight.Value)
-			}
-		}
-		return strings.Join(arms, " / ")
-	case "feature":
-		v := inputValue(in, "features", 0)
-		if v == nil || v.Kind != yaml.SequenceNode {
-			return ""
-		}
-		var views []string
-		for _, f := range v.Content {
-			f = deref(f)
-			view, _, ok := strings.Cut(f.Value, ":")
-			if f.Kind == yaml.ScalarNode && ok && !slices.Contains(views, view) {
-				views = append(views, view)
-			}
-		}
-		return strings.Join(views, ", ")
-	}
-	return ""
-}
-
-// inputValue returns the value of key in mapping n, following aliases and
-// merge keys (<<) as the loader does: an explicit key wins over a merged one.
-func inputValue(n *yaml.Node, key string, depth int) *yaml.Node {
-	n = deref(n)
-	if n == nil || n.Kind != yaml.MappingNode || depth > 8 {
-		return nil
-	}
-	var merged *yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		switch {
-		case k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge":
-			if merged != nil {
-				continue
-			}
-			src := deref(v)
-			if src != nil && src.Kind == yaml.SequenceNode {
-				for _, s := range src.Content {
-					if merged = inputValue(s, key, depth+1); merged != nil {
-						break
-					}
-				}
-			} else {
-				merged = inputValue(src, key, depth+1)
-			}
-		case k.Value == key:
-			return deref(v)
-		}
-	}
-	return merged
-}
-
-func deref(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && i < 16; i++ {
-		switch {
-		case n.Kind == yaml.AliasNode:
-			n = n.Alias
-		case n.Kind == yaml.DocumentNode && len(n.Content) == 1:
-			n = n.Content[0]
-		default:
-			return n
-		}
-	}
-	return n
 }
 
 // nodeIDs returns one id per node: "t_" and the task name with every

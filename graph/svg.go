@@ -1,20 +1,10 @@
-package router
+package graph
 
 import (
 	"fmt"
 	"html"
 	"strings"
 )
-
-// GraphSVG renders a route's task graph as a standalone SVG picture (no
-// scripts, no external resources). Each task box has two elements with
-// data-task set to the task name, of class "lat" and "cnt", which a page
-// may fill with live figures (SVGStatsSample shows the longest text they
-// have room for). A task box also says where its output goes; the edges
-// from a switch or split are labelled with their branch. Nothing is cut:
-// long names, hosts, model references and output paths widen their box or
-// wrap, and a model reference shows the version it resolves to now.
-const GraphSVG = "svg"
 
 // SVGStatsSample is the longest text of each live-figure line ("lat" then
 // "cnt") a task box of the SVG picture has room for.

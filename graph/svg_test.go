@@ -1,10 +1,12 @@
-package router
+package graph
 
 import (
 	"encoding/xml"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/lariat-gw/lariat/tasks"
 )
 
 // svgDoc is the part of the SVG picture the layout checks read.
@@ -116,7 +118,7 @@ func checkSVGLayout(t *testing.T, svg string) (doc svgDoc, texts []string) {
 func TestGraphSVGLayout(t *testing.T) {
 	for _, name := range []string{"fanout", "chain", "lasso", "policies"} {
 		p := loadGraphPlan(t, name)
-		svg, err := p.Graph(GraphSVG)
+		svg, err := Render(p, SVG)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,8 +138,7 @@ func TestGraphSVGLayout(t *testing.T) {
 // and the arm or case of every branch edge.
 func TestGraphSVGContent(t *testing.T) {
 	p := loadGraphPlan(t, "policies")
-	p.models = fixedModels{"driver-rank@production": "12"}
-	svg, err := p.Graph(GraphSVG)
+	svg, err := Render(p, SVG)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,8 +155,8 @@ func TestGraphSVGContent(t *testing.T) {
 		}
 	}
 	// An unresolved reference says so.
-	p.models = fixedModels{}
-	svg, _ = p.Graph(GraphSVG)
+	tasks.ModelRegistry.Provide(p.Env(), fixedModels{})
+	svg, _ = Render(p, SVG)
 	if !strings.Contains(svg, ">not resolved yet<") {
 		t.Errorf("unresolved model: %s", svg)
 	}

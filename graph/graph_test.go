@@ -1,4 +1,4 @@
-package router
+package graph
 
 import (
 	"bytes"
@@ -13,14 +13,12 @@ import (
 	"strings"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
-
-	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/router"
 	"github.com/lariat-gw/lariat/tasks"
 )
 
-var updateGraphs = flag.Bool("update", false, "rewrite the golden files under testdata/graph")
+var updateGraphs = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 func graphEnv(t *testing.T) *tasks.Env {
 	t.Helper()
@@ -29,8 +27,8 @@ func graphEnv(t *testing.T) *tasks.Env {
 		t.Fatal(err)
 	}
 	env := tasks.NewEnv(nil)
-	env.Features = &tasks.FeatureEnv{Views: views, Store: store}
-	env.Models = fixedModels{"driver-rank@production": "12"}
+	tasks.FeatureStore.Provide(env, &tasks.FeatureEnv{Views: views, Store: store})
+	tasks.ModelRegistry.Provide(env, fixedModels{"driver-rank@production": "12"})
 	return env
 }
 
@@ -51,31 +49,31 @@ func (m fixedModels) Lookup(ref string) (tasks.ResolvedModel, bool) {
 	return tasks.ResolvedModel{Name: name, Version: v, Endpoint: "http://" + name + ".models.lariat.local/predict"}, ok
 }
 
-func loadGraphPlan(t *testing.T, name string) *Plan {
+func loadGraphPlan(t *testing.T, name string) *router.Plan {
 	t.Helper()
-	table, errs := LoadFiles([]string{filepath.Join("testdata/graph", name+".yaml")}, graphEnv(t))
+	table, errs := router.LoadFiles([]string{filepath.Join("testdata", name+".yaml")}, graphEnv(t))
 	if len(errs) > 0 {
 		t.Fatalf("%s: %v", name, errs)
 	}
 	return table.Plans()[0]
 }
 
-// TestGraphGolden renders each route under testdata/graph in both formats
+// TestGraphGolden renders each route under testdata in both formats
 // and compares with the golden files; run with -update to rewrite them.
 func TestGraphGolden(t *testing.T) {
 	f := func(name string) {
 		t.Helper()
 		p := loadGraphPlan(t, name)
-		for _, format := range []string{GraphMermaid, GraphDOT} {
-			got, err := p.Graph(format)
+		for _, format := range []string{Mermaid, DOT} {
+			got, err := Render(p, format)
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
 			ext := ".mmd"
-			if format == GraphDOT {
+			if format == DOT {
 				ext = ".dot"
 			}
-			golden := filepath.Join("testdata/graph", name+ext)
+			golden := filepath.Join("testdata", name+ext)
 			if *updateGraphs {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
@@ -91,9 +89,9 @@ func TestGraphGolden(t *testing.T) {
 			}
 			names := taskNames(p)
 			switch format {
-			case GraphMermaid:
+			case Mermaid:
 				checkMermaid(t, got, names)
-			case GraphDOT:
+			case DOT:
 				checkDOT(t, got, names)
 			}
 		}
@@ -104,7 +102,7 @@ func TestGraphGolden(t *testing.T) {
 	f("policies")
 }
 
-func taskNames(p *Plan) []string {
+func taskNames(p *router.Plan) []string {
 	var out []string
 	for _, ti := range p.Tasks() {
 		out = append(out, ti.Name)
@@ -116,7 +114,7 @@ func taskNames(p *Plan) []string {
 // golden file: kinds, hosts, views, dependencies, outputs.
 func TestGraphContent(t *testing.T) {
 	p := loadGraphPlan(t, "fanout")
-	got, err := p.Graph("")
+	got, err := Render(p, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +141,7 @@ func TestGraphContent(t *testing.T) {
 	}
 
 	chain := loadGraphPlan(t, "chain")
-	dot, err := chain.Graph(GraphDOT)
+	dot, err := Render(chain, DOT)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +158,7 @@ func TestGraphContent(t *testing.T) {
 
 func TestGraphUnknownFormat(t *testing.T) {
 	p := loadGraphPlan(t, "lasso")
-	_, err := p.Graph("png")
+	_, err := Render(p, "png")
 	if err == nil || err.Error() != `unknown graph format "png": use mermaid, dot or svg` {
 		t.Fatalf("got %v", err)
 	}
@@ -168,7 +166,7 @@ func TestGraphUnknownFormat(t *testing.T) {
 
 func TestGraphSVG(t *testing.T) {
 	p := loadGraphPlan(t, "fanout")
-	svg, err := p.Graph(GraphSVG)
+	svg, err := Render(p, SVG)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,31 +369,37 @@ func prefixed(names []string) []string {
 	return out
 }
 
-// TestTaskDetail reads what a task calls from its inputs as written,
-// including registry models and values that come through merge keys.
+// TestTaskDetail checks what each kind says of itself in the graph, from
+// the task as compiled: values that come through anchors and merge keys
+// count as the loader reads them.
 func TestTaskDetail(t *testing.T) {
-	f := func(kind, inputs, want string) {
+	f := func(tasksYAML string, want ...string) {
 		t.Helper()
-		var doc yaml.Node
-		if err := yaml.Unmarshal([]byte(inputs), &doc); err != nil {
+		dir := t.TempDir()
+		route := "name: d\nendpoint: /d\ntasks:\n" + tasksYAML
+		path := filepath.Join(dir, "d.yaml")
+		if err := os.WriteFile(path, []byte(route), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		task := &config.Task{Type: config.String{Value: kind}}
-		if len(doc.Content) > 0 {
-			task.Inputs = *doc.Content[0]
+		table, errs := router.LoadFiles([]string{path}, graphEnv(t))
+		if len(errs) > 0 {
+			t.Fatalf("%s: %v", tasksYAML, errs)
 		}
-		if got := taskDetail(task); got != want {
-			t.Errorf("%s %s: detail %q, want %q", kind, inputs, got, want)
+		var got []string
+		for _, n := range table.Plans()[0].Nodes() {
+			got = append(got, n.Detail.Target+"|"+n.Detail.Model)
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s: details %q, want %q", tasksYAML, got, want)
 		}
 	}
-	f("http", `{address: "http://m.local:81/p?x={{ .request.x }}"}`, "m.local:81")
-	f("http", `{model: driver-rank@champion}`, "model driver-rank@champion")
-	f("http", `{a: &base {address: http://base.local/}, <<: *base}`, "base.local")
-	f("http", `{<<: [{method: GET}, {address: http://second.local/}]}`, "second.local")
-	f("http", `{<<: {address: http://merged.local/}, address: http://own.local/}`, "own.local")
-	f("http", `{address: [not, a, url]}`, "")
-	f("http", ``, "")
-	f("feature", `{features: [v1:a, v2:b, v1:c, bad]}`, "v1, v2")
-	f("feature", `{features: v1:a}`, "")
-	f("other", `{address: http://x.local/}`, "")
+	f("  m: {type: http, inputs: {address: \"http://m.local:81/p?x={{ .request.x }}\"}}\n", "m.local:81|")
+	f("  m: {type: http, inputs: {model: driver-rank@production}}\n", "model driver-rank@production|driver-rank@production")
+	f("  a: {type: http, inputs: &base {address: http://base.local/}}\n  b: {type: http, inputs: {<<: *base}}\n", "base.local|", "base.local|")
+	f("  m: {type: http, inputs: {<<: [{method: GET}, {address: http://second.local/}]}}\n", "second.local|")
+	f("  m: {type: http, inputs: {<<: {address: http://merged.local/}, address: http://own.local/}}\n", "own.local|")
+	f("  m: {type: infer, inputs: {address: http://triton:8000, model_name: eta, inputs: [{name: x, datatype: FP32, from: '{{ .request.x }}'}]}}\n", "triton:8000 eta|")
+	f("  f: {type: feature, inputs: {entities: {driver_id: '{{ .request.id }}'}, features: [driver_stats:conv_rate, driver_trips:recent_zones, driver_stats:acc_rate]}}\n", "driver_stats, driver_trips|")
+	f("  s: {type: switch, inputs: {cases: [{when: .request.a, run: [x]}, {when: .request.b, run: []}]}}\n  x: {type: http, inputs: {address: http://x.local/}}\n", "2 cases + default|", "x.local|")
+	f("  s: {type: split, inputs: {arms: [{name: a, weight: 90, run: [x]}, {name: b, weight: 10}]}}\n  x: {type: http, inputs: {address: http://x.local/}}\n", "a 90 / b 10|", "x.local|")
 }
