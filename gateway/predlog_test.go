@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/internal/upstreamtest"
+	"github.com/lariat-gw/lariat/predlog"
+	"github.com/lariat-gw/lariat/tasks"
+)
+
+// staticModels resolves model references from a fixed table.
+type staticModels map[string]tasks.ResolvedModel
+
+func (m staticModels) Register(_ context.Context, ref string) (tasks.ResolvedModel, error) {
+	r, ok := m[ref]
+	if !ok {
+		return r, fmt.Errorf("unknown model %q", ref)
+	}
+	return r, nil
+}
+
+func (m staticModels) Lookup(ref string) (tasks.ResolvedModel, bool) {
+	r, ok := m[ref]
+	return r, ok
+}
+
+const loggedRoute = `
+name: ranked
+endpoint: /ranked
+timeout: 2s
+tasks:
+  features:
+    type: feature
+    inputs:
+      entities: {driver_id: '{{ .request.driver }}'}
+      features: [driver_stats:conv_rate, driver_stats:rating]
+  experiment:
+    type: split
+    inputs:
+      sticky: '{{ .request.user }}'
+      arms:
+        - {name: control, weight: 50, run: [ctrl]}
+        - {name: canary, weight: 50, run: [cand]}
+  ctrl:
+    type: http
+    inputs: {model: rank@control, body: '{"f": {{ .tasks.features.body }}}'}
+    output: {path: response.body.score, from: score}
+  cand:
+    type: http
+    inputs: {model: rank@canary, body: '{"f": {{ .tasks.features.body }}}'}
+    output: {path: response.body.score, from: score}
+%s
+`
+
+// startLoggedGateway serves loggedRoute (with the log block given) over
+// the demo feature store, two model versions behind a split, and a
+// prediction log writing Parquet files into dir.
+func startLoggedGateway(t *testing.T, logBlock, dir string) (*testGateway, *predlog.Log) {
+	t.Helper()
+	ctrl := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.25}`))
+	cand := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.75}`))
+	views, store, err := featurefetch.NewDemoStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := predlog.Open("file://"+dir, predlog.Options{FlushInterval: 50 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := startGateway(t, map[string]string{"r.yaml": fmt.Sprintf(loggedRoute, logBlock)}, nil, func(o *Options) {
+		o.Env.Features = &tasks.FeatureEnv{Views: views, Store: store}
+		o.Env.Models = staticModels{
+			"rank@control": {Name: "rank", Version: "3", Endpoint: ctrl.URL("/predict")},
+			"rank@canary":  {Name: "rank", Version: "4", Endpoint: cand.URL("/predict")},
+		}
+		o.PredictionLog = pl
+	})
+	if errs := tg.g.Table().Errors; len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return tg, pl
+}
+
+// TestPredictionLogRecords checks what a record holds: the request id
+// given or generated (and returned), the arm and model version that
+// answered, the features served per entity, the chosen outputs and the
+// request body.
+func TestPredictionLogRecords(t *testing.T) {
+	dir := t.TempDir()
+	tg, pl := startLoggedGateway(t, "log: {request: true, outputs: [response.body.score, response.headers.X-Lariat-Models, response.status]}", dir)
+	type sent struct {
+		arm, version, score string
+		driver              int
+	}
+	want := map[string]sent{}
+	hexID := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	for i := 0; i < 60; i++ {
+		driver := 1001 + i%3
+		body := fmt.Sprintf(`{"user":"u%d","driver":%d}`, i, driver)
+		var a answer
+		if i%2 == 0 {
+			a = tg.post(t, "/ranked", body, "X-Request-Id", fmt.Sprintf("req-%d", i))
+		} else {
+			a = tg.post(t, "/ranked", body)
+		}
+		if a.status != 200 {
+			t.Fatalf("request %d: %d %s", i, a.status, a.body)
+		}
+		id := a.header.Get("X-Request-Id")
+		if i%2 == 0 && id != fmt.Sprintf("req-%d", i) || i%2 == 1 && !hexID.MatchString(id) {
+			t.Fatalf("request %d: X-Request-Id %q", i, id)
+		}
+		s := sent{arm: strings.TrimPrefix(a.header.Get("X-Lariat-Branch"), "experiment="), driver: driver}
+		_, s.version, _ = strings.Cut(a.header.Get("X-Lariat-Models"), "=rank/")
+		var out struct{ Score json.Number }
+		if err := json.Unmarshal([]byte(a.body), &out); err != nil {
+			t.Fatal(err)
+		}
+		s.score = string(out.Score)
+		want[id] = s
+	}
+	if err := pl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	arms := map[string]int{}
+	views, _, _ := featurefetch.NewDemoStore()
+	_ = views
+	n := 0
+	err := predlog.Read(dir, func(r *predlog.Record) error {
+		n++
+		w, ok := want[r.RequestID]
+		if !ok {
+			return fmt.Errorf("record of unknown request %q", r.RequestID)
+		}
+		arms[w.arm]++
+		if r.Route != "ranked" || len(r.RouteVersion) != 12 || r.Status != 200 || r.LatencyMs <= 0 {
+			return fmt.Errorf("record %s: %+v", r.RequestID, r)
+		}
+		if len(r.Arms) != 1 || r.Arms[0] != (predlog.Arm{Gate: "experiment", Arm: w.arm}) {
+			return fmt.Errorf("record %s: arms %+v, want %s", r.RequestID, r.Arms, w.arm)
+		}
+		ranTask, skipped := "ctrl", "cand"
+		if w.arm == "canary" {
+			ranTask, skipped = "cand", "ctrl"
+		}
+		byName := map[string]predlog.Task{}
+		for _, tk := range r.Tasks {
+			byName[tk.Name] = tk
+		}
+		if tk := byName[ranTask]; tk.Status != predlog.TaskOK || tk.Model != "rank" || tk.Version != w.version || tk.Code != 200 || tk.Kind != "http" {
+			return fmt.Errorf("record %s: task %s %+v, want version %s", r.RequestID, ranTask, tk, w.version)
+		}
+		if tk := byName[skipped]; tk.Status != predlog.TaskSkipped {
+			return fmt.Errorf("record %s: task %s %+v, want skipped", r.RequestID, skipped, tk)
+		}
+		if tk := byName["features"]; tk.Status != predlog.TaskOK || tk.Kind != "feature" {
+			return fmt.Errorf("record %s: features task %+v", r.RequestID, tk)
+		}
+		if len(r.Features) != 2 {
+			return fmt.Errorf("record %s: features %+v", r.RequestID, r.Features)
+		}
+		for _, f := range r.Features {
+			if f.Task != "features" || string(f.Entity) != fmt.Sprintf(`{"driver_id":%d}`, w.driver) || f.View != "driver_stats" ||
+				f.Status != "PRESENT" || f.EventTime == nil || f.Value == "" || f.Value == "null" {
+				return fmt.Errorf("record %s: feature %+v", r.RequestID, f)
+			}
+		}
+		wantOut := []predlog.Output{
+			{Path: "response.body.score", Value: predlog.JSON(w.score)},
+			{Path: "response.headers.X-Lariat-Models", Value: predlog.JSON(fmt.Sprintf(`"%s=rank/%s"`, ranTask, w.version))},
+			{Path: "response.status", Value: "200"},
+		}
+		if fmt.Sprint(r.Outputs) != fmt.Sprint(wantOut) {
+			return fmt.Errorf("record %s: outputs %+v, want %+v", r.RequestID, r.Outputs, wantOut)
+		}
+		if !strings.Contains(string(r.Request), fmt.Sprintf(`"driver":%d`, w.driver)) {
+			return fmt.Errorf("record %s: request %s", r.RequestID, r.Request)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want) || arms["control"] == 0 || arms["canary"] == 0 {
+		t.Fatalf("read %d records of %d requests; arms %v", n, len(want), arms)
+	}
+}
