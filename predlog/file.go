@@ -57,8 +57,9 @@ const (
 )
 
 // NewFileSink opens the folder of a file:///DIR URL, creating it if
-// needed, and removes temporary files a crashed writer left behind (those
-// not modified for a minute and two flush intervals).
+// needed, and removes the temporary files a crashed writer left behind:
+// those of a process of this host that no longer runs, and any not
+// modified for a minute and two flush intervals.
 func NewFileSink(rawURL string, opts Options) (*FileSink, error) {
 	opts.defaults()
 	u, err := url.Parse(rawURL)
@@ -85,23 +86,50 @@ func NewFileSink(rawURL string, opts Options) (*FileSink, error) {
 		prefix:  host + "-" + strconv.Itoa(os.Getpid()),
 		files:   map[partKey]*openFile{},
 	}
-	removeStaleTemp(dir, time.Now().Add(-time.Minute-2*opts.FlushInterval))
+	removeStaleTemp(dir, host, time.Now().Add(-time.Minute-2*opts.FlushInterval))
 	return s, nil
 }
 
-// removeStaleTemp removes temporary files not modified since before.
-func removeStaleTemp(dir string, before time.Time) {
+// removeStaleTemp removes the temporary files of dead processes of host
+// and those not modified since before.
+func removeStaleTemp(dir, host string, before time.Time) {
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return nil
 		}
-		if name := d.Name(); strings.HasPrefix(name, tmpPrefix) && strings.HasSuffix(name, tmpSuffix) {
-			if info, err := d.Info(); err == nil && info.ModTime().Before(before) {
-				_ = os.Remove(p)
-			}
+		name := d.Name()
+		if !strings.HasPrefix(name, tmpPrefix) || !strings.HasSuffix(name, tmpSuffix) {
+			return nil
+		}
+		if pid, ok := tempOwner(name, host); ok && !processRuns(pid) {
+			_ = os.Remove(p)
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.ModTime().Before(before) {
+			_ = os.Remove(p)
 		}
 		return nil
 	})
+}
+
+// tempOwner returns the pid in a temporary file name written on host:
+// .part-<time>-<host>-<pid>-<seq>.parquet.tmp.
+func tempOwner(name, host string) (int, bool) {
+	rest := strings.TrimSuffix(strings.TrimPrefix(name, tmpPrefix), ".parquet"+tmpSuffix)
+	_, rest, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, false
+	}
+	rest, ok = strings.CutPrefix(rest, host+"-")
+	if !ok {
+		return 0, false
+	}
+	pidStr, _, ok := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(pidStr)
+	if !ok || err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, true
 }
 
 // Dir returns the sink's folder.
