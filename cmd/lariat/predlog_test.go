@@ -54,9 +54,9 @@ log: {outputs: [response.body.score]}
 
 // gatewayProc is a lariat serve subprocess.
 type gatewayProc struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan error
+	cmd        *exec.Cmd
+	url, admin string
+	done       chan error
 }
 
 // logFixture is what the subprocess tests share: the binary, a registry
@@ -65,9 +65,43 @@ type logFixture struct {
 	bin, routes, views, seed, registry string
 }
 
+// sharedBin is one build of lariat for the prediction log tests.
+var sharedBin struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedBin.dir != "" {
+		os.RemoveAll(sharedBin.dir)
+	}
+	os.Exit(code)
+}
+
+func sharedLariat(t *testing.T) string {
+	t.Helper()
+	sharedBin.once.Do(func() {
+		if sharedBin.dir, sharedBin.err = os.MkdirTemp("", "lariat-bin-"); sharedBin.err != nil {
+			return
+		}
+		sharedBin.path = filepath.Join(sharedBin.dir, "lariat")
+		out, err := exec.Command("go", "build", "-o", sharedBin.path, ".").CombinedOutput()
+		if err != nil {
+			sharedBin.err = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if sharedBin.err != nil {
+		t.Fatal(sharedBin.err)
+	}
+	return sharedBin.path
+}
+
 func newLogFixture(t *testing.T) *logFixture {
 	t.Helper()
-	fx := &logFixture{bin: buildLariat(t)}
+	fx := &logFixture{bin: sharedLariat(t)}
 	dir := t.TempDir()
 	fx.routes = filepath.Join(dir, "routes")
 	if err := os.Mkdir(fx.routes, 0o755); err != nil {
@@ -106,7 +140,7 @@ func newLogFixture(t *testing.T) *logFixture {
 	return fx
 }
 
-var listenRe = regexp.MustCompile(`msg=serving listen=(\S+)`)
+var listenRe = regexp.MustCompile(`msg=serving listen=(\S+) admin=(\S+)`)
 
 // start runs lariat serve with the prediction log at url and waits until
 // it listens.
@@ -127,7 +161,7 @@ func (fx *logFixture) start(t *testing.T, url string, extra ...string) *gatewayP
 		_ = cmd.Process.Kill()
 		<-gp.done
 	})
-	addr := make(chan string, 1)
+	addr := make(chan []string, 1)
 	var logMu sync.Mutex
 	var logText strings.Builder
 	go func() {
@@ -137,14 +171,14 @@ func (fx *logFixture) start(t *testing.T, url string, extra ...string) *gatewayP
 			logText.WriteString(sc.Text() + "\n")
 			logMu.Unlock()
 			if m := listenRe.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
+				addr <- m[1:]
 			}
 		}
 		gp.done <- cmd.Wait()
 	}()
 	select {
 	case a := <-addr:
-		gp.url = "http://" + a
+		gp.url, gp.admin = "http://"+a[0], "http://"+a[1]
 	case <-time.After(30 * time.Second):
 		logMu.Lock()
 		defer logMu.Unlock()
