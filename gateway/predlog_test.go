@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -130,8 +132,20 @@ func TestPredictionLogRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	arms := map[string]int{}
-	views, _, _ := featurefetch.NewDemoStore()
-	_ = views
+	seed := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(featurefetch.DemoSeed())), "\n") {
+		var row struct {
+			View     string
+			Entities map[string]json.RawMessage
+			Features map[string]json.RawMessage
+		}
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range row.Features {
+			seed[fmt.Sprintf("%s:%s:%s", row.View, row.Entities["driver_id"], name)] = string(v)
+		}
+	}
 	n := 0
 	err := predlog.Read(dir, func(r *predlog.Record) error {
 		n++
@@ -168,7 +182,7 @@ func TestPredictionLogRecords(t *testing.T) {
 		}
 		for _, f := range r.Features {
 			if f.Task != "features" || string(f.Entity) != fmt.Sprintf(`{"driver_id":%d}`, w.driver) || f.View != "driver_stats" ||
-				f.Status != "PRESENT" || f.EventTime == nil || f.Value == "" || f.Value == "null" {
+				f.Status != "PRESENT" || f.EventTime == nil || string(f.Value) != seed[fmt.Sprintf("%s:%d:%s", f.View, w.driver, f.Name)] {
 				return fmt.Errorf("record %s: feature %+v", r.RequestID, f)
 			}
 		}
@@ -191,4 +205,47 @@ func TestPredictionLogRecords(t *testing.T) {
 	if n != len(want) || arms["control"] == 0 || arms["canary"] == 0 {
 		t.Fatalf("read %d records of %d requests; arms %v", n, len(want), arms)
 	}
+}
+
+// TestPredictionLogFailureIsNotARequestError breaks the log's folder: the
+// route keeps answering 200, /readyz stays ready and shows the error, the
+// lost records are counted in the metrics.
+func TestPredictionLogFailureIsNotARequestError(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log")
+	tg, pl := startLoggedGateway(t, "", dir)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if a := tg.post(t, "/ranked", fmt.Sprintf(`{"user":"u%d","driver":1001}`, i)); a.status != 200 {
+			t.Fatalf("request %d with the log failing: %d %s", i, a.status, a.body)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a := tg.adminGet(t, "/readyz")
+		var ready struct {
+			Ready   bool
+			Details map[string]predlog.Status
+		}
+		if err := json.Unmarshal([]byte(a.body), &ready); err != nil {
+			t.Fatal(err)
+		}
+		st := ready.Details["prediction_log"]
+		if a.status == 200 && ready.Ready && !st.OK && strings.Contains(st.Error, "cannot create partition folder") && st.Dropped >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz: %d %s", a.status, a.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	m := tg.adminGet(t, "/metrics").body
+	if !strings.Contains(m, `lariat_prediction_log_dropped_total{reason="sink_error"}`) || !strings.Contains(m, "lariat_prediction_log_healthy 0") {
+		t.Fatalf("metrics lack the failure:\n%s", m)
+	}
+	_ = pl.Close()
 }
