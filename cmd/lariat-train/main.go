@@ -11,6 +11,7 @@
 //	lariat-train list [--study ID] [--phase Running]
 //	lariat-train study submit|status|list|cancel ...
 //	lariat-train validate [--study] FILE...
+//	lariat-train dataset --predictions DIR --labels labels.csv --on request_id --out train.parquet
 package main
 
 import (
@@ -55,6 +56,7 @@ commands:
   study list               list studies
   study cancel ID          stop a study and its trials
   validate FILE...         check job specs (--study: study specs) without a server
+  dataset                  join labels to the features served (--predictions DIR --labels CSV --out FILE)
 
 Client commands talk to --train-server (default http://127.0.0.1:8060).
 Run "lariat-train <command> -h" for the flags of a command; every flag can
@@ -76,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = clientCommand(ctx, args, stdout, stderr)
 	case "validate":
 		err = validate(args[1:], stdout, stderr)
+	case "dataset":
+		err = dataset(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
