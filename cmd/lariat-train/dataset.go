@@ -7,14 +7,14 @@ import (
 	"strings"
 
 	"github.com/lariat-gw/lariat/internal/cli"
-	"github.com/lariat-gw/lariat/training"
+	"github.com/lariat-gw/lariat/training/dataset"
 )
 
-// dataset joins labels to the features the gateway served.
-func dataset(args []string, stdout, stderr io.Writer) error {
+// datasetCmd joins labels to the features the gateway served.
+func datasetCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dataset", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o training.DatasetOptions
+	var o dataset.Options
 	fs.StringVar(&o.Predictions, "predictions", "", "prediction log folder written by lariat serve --prediction-log file:///DIR (or one of its files)")
 	fs.StringVar(&o.Labels, "labels", "", "CSV file of outcomes: the join column, label columns and optionally entity keys (e.g. driver_id)")
 	fs.StringVar(&o.On, "on", "request_id", "join column of the labels, matched with the records' request ids (X-Request-Id)")
@@ -27,7 +27,7 @@ func dataset(args []string, stdout, stderr io.Writer) error {
 	if o.Predictions == "" || o.Labels == "" || o.Out == "" {
 		return cli.Usagef("dataset needs --predictions DIR, --labels FILE and --out FILE")
 	}
-	st, err := training.BuildDataset(o)
+	st, err := dataset.Build(o)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/predlog"
-	"github.com/lariat-gw/lariat/training"
+	"github.com/lariat-gw/lariat/training/dataset"
 )
 
 // writePredictions writes n records (request ids r0..r<n-1>) of a split
@@ -58,7 +58,7 @@ func TestDatasetCommand(t *testing.T) {
 		!strings.Contains(stdout, "features: conv_rate") || !strings.Contains(stdout, "no record for request_id: r10, r11") {
 		t.Fatalf("dataset: %d\n%s\n%s", code, stdout, stderr)
 	}
-	x, y, names, err := training.ReadDataset(out, "label", nil)
+	x, y, names, err := dataset.Read(out, "label", nil)
 	if err != nil || len(x) != 10 || len(y) != 10 || names[0] != "conv_rate" || x[3][0] != 0.3 || y[3] != 1 {
 		t.Fatalf("dataset read back: %v %v %v %v", x, y, names, err)
 	}

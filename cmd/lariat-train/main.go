@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "validate":
 		err = validate(args[1:], stdout, stderr)
 	case "dataset":
-		err = dataset(args[1:], stdout, stderr)
+		err = datasetCmd(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,4 +1,4 @@
-package training
+package dataset
 
 import (
 	"fmt"
@@ -77,7 +77,7 @@ func readRows(t *testing.T, path string) []map[string]any {
 	return rows
 }
 
-func TestBuildDataset(t *testing.T) {
+func TestBuild(t *testing.T) {
 	dir := t.TempDir()
 	logDir := filepath.Join(dir, "log")
 	writeLog(t, logDir, []*predlog.Record{
@@ -90,7 +90,7 @@ func TestBuildDataset(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "train.parquet")
-	st, err := BuildDataset(DatasetOptions{Predictions: logDir, Labels: labels, Out: out})
+	st, err := Build(Options{Predictions: logDir, Labels: labels, Out: out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,20 +108,20 @@ func TestBuildDataset(t *testing.T) {
 			t.Errorf("row %d:\n got %s\nwant %s", i, got, want[i])
 		}
 	}
-	x, y, names, err := ReadDataset(out, "label", nil)
+	x, y, names, err := Read(out, "label", nil)
 	if err == nil {
-		t.Fatalf("ReadDataset accepted a string feature column: %v %v %v", x, y, names)
+		t.Fatalf("Read accepted a string feature column: %v %v %v", x, y, names)
 	}
-	x, y, names, err = ReadDataset(out, "label", []string{"conv_rate", "is_active"})
+	x, y, names, err = Read(out, "label", []string{"conv_rate", "is_active"})
 	if err != nil || len(x) != 2 || x[0][0] != 2.5 || !math.IsNaN(x[1][0]) || x[1][1] != 1 || y[0] != 1 || y[1] != 0 || len(names) != 2 {
-		t.Fatalf("ReadDataset: %v %v %v %v", x, y, names, err)
+		t.Fatalf("Read: %v %v %v %v", x, y, names, err)
 	}
 
 	// Without an entity column, every entity of a request gets the label.
 	if err := os.WriteFile(labels, []byte("request_id,label\nr1,1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	st, err = BuildDataset(DatasetOptions{Predictions: logDir, Labels: labels, Out: out})
+	st, err = Build(Options{Predictions: logDir, Labels: labels, Out: out})
 	if err != nil || st.Rows != 2 || strings.Join(st.EntityKeys, ",") != "driver_id" {
 		t.Fatalf("all entities: %+v %v", st, err)
 	}
@@ -134,7 +134,7 @@ func TestBuildDataset(t *testing.T) {
 		if err := os.WriteFile(labels, []byte(csv), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := BuildDataset(DatasetOptions{Predictions: logDir, Labels: labels, Out: out}); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := Build(Options{Predictions: logDir, Labels: labels, Out: out}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("%q: got %v, want %q", csv, err, want)
 		}
 	}

@@ -1,4 +1,7 @@
-package training
+// Package dataset builds training sets from what the gateway served: it
+// joins outcome labels to the feature values a prediction log recorded,
+// so a model is trained on the values it will see in production.
+package dataset
 
 import (
 	"encoding/csv"
@@ -19,8 +22,8 @@ import (
 	"github.com/lariat-gw/lariat/predlog"
 )
 
-// DatasetOptions say how to build a training set from a prediction log.
-type DatasetOptions struct {
+// Options say how to build a training set from a prediction log.
+type Options struct {
 	// Predictions is a prediction log folder (file:// sink) or one file.
 	Predictions string
 	// Labels is a CSV file with a header row: the join column, the
@@ -36,8 +39,8 @@ type DatasetOptions struct {
 	Route string
 }
 
-// DatasetStats says what BuildDataset did.
-type DatasetStats struct {
+// Stats says what Build did.
+type Stats struct {
 	// Labels is the number of label rows; Matched those whose request
 	// was found; Rows the rows written (one per label and entity).
 	Labels, Matched, Rows int
@@ -49,10 +52,10 @@ type DatasetStats struct {
 
 // Key-value metadata of a dataset file.
 const (
-	// DatasetFeaturesKey lists the feature columns, comma-separated.
-	DatasetFeaturesKey = "lariat.features"
-	// DatasetFeatureRefsKey lists their "view:feature" references.
-	DatasetFeatureRefsKey = "lariat.feature_refs"
+	// FeaturesKey lists the feature columns, comma-separated.
+	FeaturesKey = "lariat.features"
+	// FeatureRefsKey lists their "view:feature" references.
+	FeatureRefsKey = "lariat.feature_refs"
 )
 
 // servedEntity is one entity of a record: its join keys and the values
@@ -67,7 +70,7 @@ type servedRecord struct {
 	entities []servedEntity
 }
 
-// BuildDataset joins outcome labels to the exact feature values the
+// Build joins outcome labels to the exact feature values the
 // gateway served, as the prediction log recorded them, and writes one
 // Parquet row per label and entity: the join column, time, route,
 // route_version, one arm__<gate> column per gate, one model__<task>
@@ -77,11 +80,11 @@ type servedRecord struct {
 // (double when numeric). When the labels have a column named as an
 // entity join key, only the matching entity of a request is used;
 // otherwise every entity of the request gets the label.
-func BuildDataset(o DatasetOptions) (*DatasetStats, error) {
+func Build(o Options) (*Stats, error) {
 	if o.On == "" {
 		o.On = "request_id"
 	}
-	header, rows, err := readLabelCSV(o.Labels)
+	header, rows, err := ReadLabels(o.Labels)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +96,7 @@ func BuildDataset(o DatasetOptions) (*DatasetStats, error) {
 	for _, r := range rows {
 		wanted[r[on]] = true
 	}
-	st := &DatasetStats{Labels: len(rows)}
+	st := &Stats{Labels: len(rows)}
 
 	served := map[string]*servedRecord{}
 	refNames := map[string]string{} // "view:feature" -> column name
@@ -325,8 +328,8 @@ func BuildDataset(o DatasetOptions) (*DatasetStats, error) {
 	defer f.Close()
 	w := parquet.NewGenericWriter[map[string]any](f, parquet.NewSchema("dataset", group),
 		parquet.Compression(&snappy.Codec{}),
-		parquet.KeyValueMetadata(DatasetFeaturesKey, strings.Join(featCols, ",")),
-		parquet.KeyValueMetadata(DatasetFeatureRefsKey, strings.Join(refs, ",")),
+		parquet.KeyValueMetadata(FeaturesKey, strings.Join(featCols, ",")),
+		parquet.KeyValueMetadata(FeatureRefsKey, strings.Join(refs, ",")),
 	)
 	batch := make([]map[string]any, 0, 256)
 	flush := func() error {
@@ -442,8 +445,8 @@ func cell(v gjson.Result, numeric bool) any {
 
 func ptr[T any](v T) *T { return &v }
 
-// readLabelCSV reads a CSV file with a header row.
-func readLabelCSV(path string) ([]string, [][]string, error) {
+// ReadLabels reads a CSV file with a header row, trimming spaces.
+func ReadLabels(path string) ([]string, [][]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot read labels: %w", err)
@@ -474,10 +477,10 @@ func readLabelCSV(path string) ([]string, [][]string, error) {
 	return header, rows, nil
 }
 
-// ReadDataset reads the numeric columns of a dataset file written by
-// BuildDataset: the features (all, or those named) and the label column,
+// Read reads the numeric columns of a dataset file written by
+// Build: the features (all, or those named) and the label column,
 // one row per label and entity; NaN marks a missing value.
-func ReadDataset(path, label string, features []string) (x [][]float64, y []float64, names []string, err error) {
+func Read(path, label string, features []string) (x [][]float64, y []float64, names []string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cannot read dataset: %w", err)
@@ -493,7 +496,7 @@ func ReadDataset(path, label string, features []string) (x [][]float64, y []floa
 	}
 	names = features
 	if len(names) == 0 {
-		meta, _ := pf.Lookup(DatasetFeaturesKey)
+		meta, _ := pf.Lookup(FeaturesKey)
 		for _, n := range strings.Split(meta, ",") {
 			if n != "" {
 				names = append(names, n)
