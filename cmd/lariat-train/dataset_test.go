@@ -58,9 +58,9 @@ func TestDatasetCommand(t *testing.T) {
 		!strings.Contains(stdout, "features: conv_rate") || !strings.Contains(stdout, "no record for request_id: r10, r11") {
 		t.Fatalf("dataset: %d\n%s\n%s", code, stdout, stderr)
 	}
-	x, y, names, err := dataset.Read(out, "label", nil)
-	if err != nil || len(x) != 10 || len(y) != 10 || names[0] != "conv_rate" || x[3][0] != 0.3 || y[3] != 1 {
-		t.Fatalf("dataset read back: %v %v %v %v", x, y, names, err)
+	d, err := dataset.Read(out, "label", nil)
+	if err != nil || len(d.X) != 10 || len(d.Y) != 10 || d.Features[0] != "conv_rate" || d.X[3][0] != 0.3 || d.Y[3] != 1 {
+		t.Fatalf("dataset read back: %+v %v", d, err)
 	}
 	if code, _, stderr := runCLI("dataset", "--labels", lf); code != 2 || !strings.Contains(stderr, "dataset needs --predictions DIR") {
 		t.Fatalf("missing flags: %d %s", code, stderr)

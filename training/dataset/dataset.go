@@ -56,6 +56,8 @@ const (
 	FeaturesKey = "lariat.features"
 	// FeatureRefsKey lists their "view:feature" references.
 	FeatureRefsKey = "lariat.feature_refs"
+	// EntityKeysKey lists the entity join keys of the records.
+	EntityKeysKey = "lariat.entity_keys"
 )
 
 // servedEntity is one entity of a record: its join keys and the values
@@ -172,13 +174,15 @@ func Build(o Options) (*Stats, error) {
 			entityCols = append(entityCols, i)
 		}
 	}
-	var keyNames []string
+	var keyNames, allKeys []string
 	for k := range joinKeys {
+		allKeys = append(allKeys, k)
 		if !slices.Contains(header, k) {
 			keyNames = append(keyNames, k)
 		}
 	}
 	slices.Sort(keyNames)
+	slices.Sort(allKeys)
 
 	type outRow struct {
 		label  []string
@@ -330,6 +334,7 @@ func Build(o Options) (*Stats, error) {
 		parquet.Compression(&snappy.Codec{}),
 		parquet.KeyValueMetadata(FeaturesKey, strings.Join(featCols, ",")),
 		parquet.KeyValueMetadata(FeatureRefsKey, strings.Join(refs, ",")),
+		parquet.KeyValueMetadata(EntityKeysKey, strings.Join(allKeys, ",")),
 	)
 	batch := make([]map[string]any, 0, 256)
 	flush := func() error {
@@ -477,43 +482,81 @@ func ReadLabels(path string) ([]string, [][]string, error) {
 	return header, rows, nil
 }
 
-// Read reads the numeric columns of a dataset file written by
-// Build: the features (all, or those named) and the label column,
-// one row per label and entity; NaN marks a missing value.
-func Read(path, label string, features []string) (x [][]float64, y []float64, names []string, err error) {
+// Data is the numeric part of a dataset: one row of features and a label
+// per label and entity.
+type Data struct {
+	X [][]float64
+	Y []float64
+	// Features names the columns of X; Refs their "view:feature".
+	Features, Refs []string
+	// EntityKeys are the entity join keys of the records.
+	EntityKeys []string
+}
+
+// Read reads a dataset file written by Build: the label column and the
+// features named (by default every numeric feature column), skipping
+// rows without a label. NaN marks a missing feature value.
+func Read(path, label string, features []string) (*Data, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cannot read dataset: %w", err)
+		return nil, fmt.Errorf("cannot read dataset: %w", err)
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cannot read dataset: %w", err)
+		return nil, fmt.Errorf("cannot read dataset: %w", err)
 	}
 	pf, err := parquet.OpenFile(f, info.Size())
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cannot read dataset %s: %w", path, err)
+		return nil, fmt.Errorf("cannot read dataset %s: %w", path, err)
 	}
-	names = features
-	if len(names) == 0 {
-		meta, _ := pf.Lookup(FeaturesKey)
-		for _, n := range strings.Split(meta, ",") {
-			if n != "" {
-				names = append(names, n)
+	list := func(key string) []string {
+		v, _ := pf.Lookup(key)
+		if v == "" {
+			return nil
+		}
+		return strings.Split(v, ",")
+	}
+	allNames, allRefs := list(FeaturesKey), list(FeatureRefsKey)
+	numeric := func(n string) (bool, error) {
+		col, ok := pf.Schema().Lookup(n)
+		if !ok {
+			return false, fmt.Errorf("dataset %s has no column %q", path, n)
+		}
+		return col.Node.Type().Kind() == parquet.Double, nil
+	}
+	d := &Data{EntityKeys: list(EntityKeysKey)}
+	if len(features) == 0 {
+		for i, n := range allNames {
+			if ok, err := numeric(n); err != nil {
+				return nil, err
+			} else if ok {
+				d.Features = append(d.Features, n)
+				if i < len(allRefs) {
+					d.Refs = append(d.Refs, allRefs[i])
+				}
+			}
+		}
+	} else {
+		for _, n := range features {
+			if ok, err := numeric(n); err != nil {
+				return nil, err
+			} else if !ok {
+				return nil, fmt.Errorf("dataset %s: column %q is not numeric", path, n)
+			}
+			d.Features = append(d.Features, n)
+			if i := slices.Index(allNames, n); i >= 0 && i < len(allRefs) {
+				d.Refs = append(d.Refs, allRefs[i])
 			}
 		}
 	}
-	if len(names) == 0 {
-		return nil, nil, nil, fmt.Errorf("dataset %s names no features", path)
+	if len(d.Features) == 0 {
+		return nil, fmt.Errorf("dataset %s has no numeric feature column", path)
 	}
-	for _, n := range append(slices.Clone(names), label) {
-		col, ok := pf.Schema().Lookup(n)
-		if !ok {
-			return nil, nil, nil, fmt.Errorf("dataset %s has no column %q", path, n)
-		}
-		if col.Node.Type().Kind() != parquet.Double {
-			return nil, nil, nil, fmt.Errorf("dataset %s: column %q is not numeric", path, n)
-		}
+	if ok, err := numeric(label); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, fmt.Errorf("dataset %s: label column %q is not numeric", path, label)
 	}
 	rd := parquet.NewGenericReader[map[string]any](pf, pf.Schema())
 	defer rd.Close()
@@ -528,22 +571,22 @@ func Read(path, label string, features []string) (x [][]float64, y []float64, na
 			if !ok {
 				continue
 			}
-			xs := make([]float64, len(names))
-			for j, name := range names {
+			xs := make([]float64, len(d.Features))
+			for j, name := range d.Features {
 				if v, ok := row[name].(float64); ok {
 					xs[j] = v
 				} else {
 					xs[j] = math.NaN()
 				}
 			}
-			x, y = append(x, xs), append(y, lv)
+			d.X, d.Y = append(d.X, xs), append(d.Y, lv)
 		}
 		if errors.Is(rerr, io.EOF) {
 			break
 		}
 		if rerr != nil {
-			return nil, nil, nil, fmt.Errorf("cannot read dataset %s: %w", path, rerr)
+			return nil, fmt.Errorf("cannot read dataset %s: %w", path, rerr)
 		}
 	}
-	return x, y, names, nil
+	return d, nil
 }

@@ -108,13 +108,16 @@ func TestBuild(t *testing.T) {
 			t.Errorf("row %d:\n got %s\nwant %s", i, got, want[i])
 		}
 	}
-	x, y, names, err := Read(out, "label", nil)
-	if err == nil {
-		t.Fatalf("Read accepted a string feature column: %v %v %v", x, y, names)
+	d, err := Read(out, "label", nil)
+	if err != nil || strings.Join(d.Features, ",") != "conv_rate,is_active" || strings.Join(d.Refs, ",") != "driver_stats:conv_rate,driver_stats:is_active" ||
+		strings.Join(d.EntityKeys, ",") != "driver_id" || len(d.X) != 2 || d.X[0][0] != 2.5 || !math.IsNaN(d.X[1][0]) || d.X[1][1] != 1 || d.Y[0] != 1 || d.Y[1] != 0 {
+		t.Fatalf("Read: %+v %v", d, err)
 	}
-	x, y, names, err = Read(out, "label", []string{"conv_rate", "is_active"})
-	if err != nil || len(x) != 2 || x[0][0] != 2.5 || !math.IsNaN(x[1][0]) || x[1][1] != 1 || y[0] != 1 || y[1] != 0 || len(names) != 2 {
-		t.Fatalf("Read: %v %v %v %v", x, y, names, err)
+	if _, err := Read(out, "label", []string{"vehicle"}); err == nil || !strings.Contains(err.Error(), `column "vehicle" is not numeric`) {
+		t.Fatalf("Read of a string column: %v", err)
+	}
+	if _, err := Read(out, "comment", nil); err == nil || !strings.Contains(err.Error(), `label column "comment" is not numeric`) {
+		t.Fatalf("Read with a string label: %v", err)
 	}
 
 	// Without an entity column, every entity of a request gets the label.
