@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/training/dataset"
+	"github.com/lariat-gw/lariat/training/report"
 )
 
 // writePredictions writes n records (request ids r0..r<n-1>) of a split
@@ -67,5 +70,34 @@ func TestDatasetCommand(t *testing.T) {
 	}
 	if code, _, stderr := runCLI("dataset", "--predictions", logDir, "--labels", lf, "--on", "id", "--out", out); code != 1 || !strings.Contains(stderr, `no "id" column`) {
 		t.Fatalf("bad join column: %d %s", code, stderr)
+	}
+}
+
+func TestReportCommand(t *testing.T) {
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "log")
+	writePredictions(t, logDir, 200)
+	var labels strings.Builder
+	labels.WriteString("request_id,label\n")
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&labels, "r%d,%d\n", i, (i/2)%2)
+	}
+	lf := writeFile(t, dir, "labels.csv", labels.String())
+	page, js := filepath.Join(dir, "report.html"), filepath.Join(dir, "report.json")
+	code, _, stderr := runCLI("report", "--predictions", logDir, "--labels", lf, "--html", page, "--json", js)
+	if code != 0 || !strings.Contains(stderr, "wrote "+page) || !strings.Contains(stderr, "wrote "+js) {
+		t.Fatalf("report: %d %s", code, stderr)
+	}
+	html, err := os.ReadFile(page)
+	if err != nil || !strings.Contains(string(html), "experiment=canary m=rank/2") || !strings.Contains(string(html), "<svg") {
+		t.Fatalf("html report: %v\n%s", err, html)
+	}
+	code, stdout, stderr := runCLI("report", "--predictions", logDir)
+	var rep report.Report
+	if code != 0 || json.Unmarshal([]byte(stdout), &rep) != nil || len(rep.Routes) != 1 || len(rep.Routes[0].Variants) != 2 {
+		t.Fatalf("report to stdout: %d %s %s", code, stdout, stderr)
+	}
+	if code, _, stderr := runCLI("report"); code != 2 || !strings.Contains(stderr, "report needs --predictions DIR") {
+		t.Fatalf("report without a log: %d %s", code, stderr)
 	}
 }
