@@ -211,26 +211,25 @@ func TestTrainRegisterServe(t *testing.T) {
 	t.Cleanup(m.Close)
 	train := training.NewClient(serveHTTP(t, training.NewServer(m, training.ServerOptions{Logf: t.Logf})), nil)
 
+	// A job reads labels and the online store, or (trainSet) the features
+	// as the gateway served them.
 	jobSpec := func(lr, epochs string, port int, trainSet string) []byte {
-		args := `"--lr=$(LARIAT_HP_LR)", "--epochs=$(LARIAT_HP_EPOCHS)"`
+		inputs := fmt.Sprintf("  labels: %q\n  views_file: %q\n  online_store: %q\n", labels, viewsFile, redis.Addr())
 		if trainSet != "" {
-			args += fmt.Sprintf(", %q", "--dataset="+trainSet)
+			inputs = fmt.Sprintf("  dataset: %q\n", trainSet)
 		}
 		return fmt.Appendf(nil, `name: driver-rank
 command: [%q]
-args: [%s]
+args: ["--lr=$(LARIAT_HP_LR)", "--epochs=$(LARIAT_HP_EPOCHS)"]
 hyperparameters: {lr: %s, epochs: %s}
 inputs:
   feature_views: [driver_stats]
-  labels: %q
-  views_file: %q
-  online_store: %q
-register:
+%sregister:
   model: driver-rank
   serving_endpoint: http://127.0.0.1:%d/predict
   description: example logistic regression
 timeout: 2m
-`, trainer, args, lr, epochs, labels, viewsFile, redis.Addr(), port)
+`, trainer, lr, epochs, inputs, port)
 	}
 	runJob := func(lr, epochs string, port int, trainSet string) training.Job {
 		t.Helper()
