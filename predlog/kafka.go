@@ -2,10 +2,13 @@ package predlog
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +16,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // KafkaSink produces each record as one JSON object (Record.AppendJSON) to
@@ -34,6 +39,10 @@ import (
 //	max_buffered      records buffered while brokers are slow or down (default 100000)
 //	delivery_timeout  fail (and count) records not delivered within this time (default: none)
 //	client_id         the Kafka client id (default lariat)
+//	tls               true: connect with TLS, verifying brokers with the system roots
+//	tls_ca            PEM file of the CA that signed the brokers' certificates (implies tls)
+//	sasl              plain, scram-sha-256 or scram-sha-512, with Options.KafkaUser and
+//	                  Options.KafkaPassword (never in the URL)
 type KafkaSink struct {
 	cl    *kgo.Client
 	topic string
@@ -44,7 +53,17 @@ type KafkaSink struct {
 	errMu   sync.Mutex
 	lastErr error
 	errAt   time.Time
+	connErr error // the last failed connection (dial, TLS or SASL), until one succeeds
 	waiting atomic.Int64
+}
+
+var _ kgo.HookBrokerConnect = (*KafkaSink)(nil)
+
+// OnBrokerConnect remembers why connecting to a broker failed, for Check.
+func (s *KafkaSink) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	s.errMu.Lock()
+	s.connErr = err
+	s.errMu.Unlock()
 }
 
 // KafkaConfig is a parsed kafka:// URL.
@@ -56,6 +75,12 @@ type KafkaConfig struct {
 	MaxBuffered     int
 	DeliveryTimeout time.Duration
 	ClientID        string
+	// TLS turns TLS on; TLSCA is a PEM file of CAs to trust instead of
+	// the system's.
+	TLS   bool
+	TLSCA string
+	// SASL is the mechanism: "", plain, scram-sha-256 or scram-sha-512.
+	SASL string
 }
 
 // ParseKafkaURL parses a kafka:// prediction log URL.
@@ -120,8 +145,23 @@ func ParseKafkaURL(rawURL string) (KafkaConfig, error) {
 			c.MaxBuffered = n
 		case "client_id":
 			c.ClientID = v
+		case "tls":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return bad("tls %q: want true or false", v)
+			}
+			c.TLS = c.TLS || b
+		case "tls_ca":
+			c.TLS, c.TLSCA = true, v
+		case "sasl":
+			switch v {
+			case "plain", "scram-sha-256", "scram-sha-512":
+				c.SASL = v
+			default:
+				return bad("sasl %q: want plain, scram-sha-256 or scram-sha-512", v)
+			}
 		default:
-			return bad("unknown parameter %q (known: compression, linger, max_buffered, delivery_timeout, client_id)", k)
+			return bad("unknown parameter %q (known: compression, linger, max_buffered, delivery_timeout, client_id, tls, tls_ca, sasl)", k)
 		}
 	}
 	return c, nil
@@ -147,11 +187,40 @@ func NewKafkaSink(rawURL string, opts Options) (*KafkaSink, error) {
 	if c.DeliveryTimeout > 0 {
 		kopts = append(kopts, kgo.RecordDeliveryTimeout(c.DeliveryTimeout))
 	}
+	if c.TLS {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.TLSCA != "" {
+			pem, err := os.ReadFile(c.TLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("kafka tls_ca: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("kafka tls_ca %s: no PEM certificate found", c.TLSCA)
+			}
+		}
+		kopts = append(kopts, kgo.DialTLSConfig(cfg))
+	}
+	if c.SASL != "" {
+		if opts.KafkaUser == "" {
+			return nil, fmt.Errorf("kafka sasl=%s needs a user and password (lariat serve: --prediction-log-kafka-user and --prediction-log-kafka-password)", c.SASL)
+		}
+		switch c.SASL {
+		case "plain":
+			kopts = append(kopts, kgo.SASL(plain.Auth{User: opts.KafkaUser, Pass: opts.KafkaPassword}.AsMechanism()))
+		case "scram-sha-256":
+			kopts = append(kopts, kgo.SASL(scram.Auth{User: opts.KafkaUser, Pass: opts.KafkaPassword}.AsSha256Mechanism()))
+		case "scram-sha-512":
+			kopts = append(kopts, kgo.SASL(scram.Auth{User: opts.KafkaUser, Pass: opts.KafkaPassword}.AsSha512Mechanism()))
+		}
+	}
+	s := &KafkaSink{topic: c.Topic, stall: max(3*opts.FlushInterval, time.Second)}
+	kopts = append(kopts, kgo.WithHooks(s))
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start kafka producer: %w", err)
 	}
-	s := &KafkaSink{cl: cl, topic: c.Topic, stall: max(3*opts.FlushInterval, time.Second)}
+	s.cl = cl
 	s.lastOK.Store(time.Now().UnixNano())
 	s.pool.New = func() any {
 		return &kgo.Record{Headers: []kgo.RecordHeader{{Key: "lariat-schema", Value: []byte(SchemaVersion)}}}
@@ -196,7 +265,7 @@ func (s *KafkaSink) delivered(kr *kgo.Record, err error) {
 func (s *KafkaSink) Flush() (int, error) { return 0, nil }
 
 // closeTimeout bounds how long Close waits for buffered records.
-const closeTimeout = 10 * time.Second
+var closeTimeout = 10 * time.Second
 
 // Close waits (up to 10s) for buffered records to be delivered, then
 // closes the producer; records still buffered are dropped and counted.
@@ -216,12 +285,15 @@ func (s *KafkaSink) Close() (int, error) {
 func (s *KafkaSink) Check() error {
 	last := time.Unix(0, s.lastOK.Load())
 	s.errMu.Lock()
-	err, at := s.lastErr, s.errAt
+	err, at, connErr := s.lastErr, s.errAt, s.connErr
 	s.errMu.Unlock()
 	if err != nil && at.After(last) {
 		return fmt.Errorf("kafka delivery failed: %w", err)
 	}
 	if n := s.cl.BufferedProduceRecords(); n > 0 && time.Since(last) > s.stall {
+		if connErr != nil {
+			return fmt.Errorf("kafka: nothing delivered to topic %q for %s, %d records buffered: %w", s.topic, time.Since(last).Round(time.Second), n, connErr)
+		}
 		return fmt.Errorf("kafka: nothing delivered to topic %q for %s, %d records buffered", s.topic, time.Since(last).Round(time.Second), n)
 	}
 	return nil

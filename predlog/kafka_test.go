@@ -2,9 +2,20 @@ package predlog
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -14,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // startKafka runs an in-process Kafka cluster (franz-go's kfake) on
@@ -180,5 +192,106 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// selfSigned returns a TLS certificate for 127.0.0.1 and its PEM.
+func selfSigned(t *testing.T) (tls.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kfake"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	cert, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, certPEM
+}
+
+// TestKafkaTLSAndSASL produces over TLS (a CA given in tls_ca) with
+// SCRAM-SHA-256 credentials; wrong credentials show as a sink error.
+func TestKafkaTLSAndSASL(t *testing.T) {
+	cert, caPEM := selfSigned(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "predictions"),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "gw", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url := "kafka://" + c.ListenAddrs()[0] + "/predictions?linger=1ms&sasl=scram-sha-256&tls_ca=" + ca
+	if _, err := Open(url, Options{Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "needs a user and password") {
+		t.Fatalf("sasl without credentials: %v", err)
+	}
+	l, err := Open(url, Options{Logger: quietLogger(), KafkaUser: "gw", KafkaPassword: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		r := l.Acquire()
+		*r = *sampleRecord(fmt.Sprintf("r-%d", i), time.Now())
+		l.Submit(r)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("predictions"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}),
+		kgo.SASL(scram.Auth{User: "gw", Pass: "s3cret"}.AsSha256Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := 0
+	for n < 10 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of 10 records", n)
+		}
+		n += fs.NumRecords()
+	}
+
+	// A wrong password: nothing is delivered, the log says so.
+	l, err = Open(url, Options{Logger: quietLogger(), FlushInterval: 50 * time.Millisecond, KafkaUser: "gw", KafkaPassword: "wrong"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := l.Acquire()
+	*r = *sampleRecord("r-x", time.Now())
+	l.Submit(r)
+	waitFor(t, "the failure reported", func() bool { return !l.Status().OK })
+	// kfake closes the connection on a failed authentication: the error
+	// is that of the last connection attempt.
+	if st := l.Status(); !strings.Contains(st.Error, "nothing delivered") || !strings.Contains(st.Error, "buffered: ") {
+		t.Fatalf("with a wrong password: %+v", st)
+	}
+	closeTimeout = 100 * time.Millisecond
+	defer func() { closeTimeout = 10 * time.Second }()
+	if err := l.Close(); err == nil || !strings.Contains(err.Error(), "records still buffered at shutdown were dropped") {
+		t.Fatalf("close with undelivered records: %v", err)
 	}
 }

@@ -49,6 +49,9 @@ type Options struct {
 	MaxFileSize int64
 	// Logger receives the sink's problems (default slog.Default()).
 	Logger *slog.Logger
+	// KafkaUser and KafkaPassword authenticate a kafka:// sink with
+	// sasl=... in its URL.
+	KafkaUser, KafkaPassword string
 }
 
 func (o *Options) defaults() {
