@@ -249,3 +249,78 @@ func TestPredictionLogFailureIsNotARequestError(t *testing.T) {
 	}
 	_ = pl.Close()
 }
+
+// TestPredictionLogFailures records answers that went wrong: a task that
+// failed and took its default, a request failed by a task (502, the other
+// task canceled), a request past its deadline (504). Each answer, errors
+// included, carries its X-Request-Id.
+func TestPredictionLogFailures(t *testing.T) {
+	dir := t.TempDir()
+	ok := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.5}`))
+	failing := upstreamtest.Start(t, upstreamtest.Status(503))
+	slow := upstreamtest.Start(t, nil)
+	slow.Set(slow.Delay(2*time.Second, upstreamtest.JSON(`{"score":0.1}`)))
+	pl, err := predlog.Open("file://"+dir, predlog.Options{FlushInterval: 50 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := func(name, second, onError string) string {
+		return fmt.Sprintf(`
+name: %s
+endpoint: /%s
+timeout: 300ms
+tasks:
+  a:
+    type: http
+    inputs: {address: %s, retries: 0, breaker: {disabled: true}}
+    output: {path: response.body.a}
+  b:
+    type: http
+    inputs: {address: %s, retries: 0, breaker: {disabled: true}}
+    output: {path: response.body.b}
+%s
+log: {outputs: [response.body.a.score]}
+`, name, name, ok.URL("/p"), second, onError)
+	}
+	tg := startGateway(t, map[string]string{
+		"defaulted.yaml": route("defaulted", failing.URL("/p"), "    on_error: {default: {score: 0}}"),
+		"failed.yaml":    route("failed", failing.URL("/p"), ""),
+		"late.yaml":      route("late", slow.URL("/p"), ""),
+	}, nil, func(o *Options) { o.PredictionLog = pl })
+	ids := map[string]string{}
+	for _, c := range []struct {
+		path   string
+		status int
+	}{{"/defaulted", 200}, {"/failed", 502}, {"/late", 504}} {
+		a := tg.post(t, c.path, `{}`)
+		if a.status != c.status || len(a.header.Get("X-Request-Id")) != 32 {
+			t.Fatalf("%s: %d %s (X-Request-Id %q)", c.path, a.status, a.body, a.header.Get("X-Request-Id"))
+		}
+		ids[a.header.Get("X-Request-Id")] = c.path
+	}
+	if err := pl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	err = predlog.Read(dir, func(r *predlog.Record) error {
+		var tasks []string
+		for _, tk := range r.Tasks {
+			tasks = append(tasks, fmt.Sprintf("%s:%s:%d:%v", tk.Name, tk.Status, tk.Code, tk.Defaulted))
+		}
+		got[ids[r.RequestID]] = fmt.Sprintf("%d %s %q %s", r.Status, strings.Join(tasks, ","), r.Error, r.Outputs[0].Value)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"/defaulted": `200 a:ok:200:false,b:error:503:true "" 0.5`,
+		"/failed":    `502 a:ok:200:false,b:error:503:false "task \"b\" failed: upstream answered 503" null`,
+		"/late":      `504 a:ok:200:false,b:deadline:0:false "task \"b\" failed: route deadline exceeded" null`,
+	}
+	for path, w := range want {
+		if got[path] != w && !(path == "/failed" && strings.Contains(got[path], "a:canceled")) {
+			t.Errorf("%s: record\n got %s\nwant %s", path, got[path], w)
+		}
+	}
+}

@@ -202,6 +202,12 @@ func (e *exec) endLog(rc *fasthttp.RequestCtx, start time.Time, failed int, err 
 	if failed >= 0 {
 		r.Error = "task " + strconv.Quote(p.nodes[failed].name) + " failed: " + err.Error()
 	}
+	// Tasks that finished after the request was decided (the answer did
+	// not wait for them) are waiting in e.done: taking them orders their
+	// results before this read. reset drains e.done anyway.
+	for len(e.done) > 0 {
+		e.taskState[<-e.done] = stDone
+	}
 	// Tasks not done when the request ended were stopped by the deadline
 	// (those defaulted by it are in e.incomplete) or by another task's
 	// failure.
@@ -217,8 +223,12 @@ func (e *exec) endLog(rc *fasthttp.RequestCtx, start time.Time, failed int, err 
 			t.Status = predlog.TaskSkipped
 		case e.taskState[i] == stDone:
 			res := &e.x.Results[i]
-			t.Status = predlog.TaskOK
-			if res.Err != nil {
+			switch {
+			case res.Err == nil:
+				t.Status = predlog.TaskOK
+			case errors.Is(res.Err, tasks.ErrDeadline):
+				t.Status, t.Error = predlog.TaskDeadline, res.Err.Error()
+			default:
 				t.Status, t.Error = predlog.TaskError, res.Err.Error()
 			}
 			t.Code = int32(res.Status)
