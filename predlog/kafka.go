@@ -54,7 +54,6 @@ type KafkaSink struct {
 	lastErr error
 	errAt   time.Time
 	connErr error // the last failed connection (dial, TLS or SASL), until one succeeds
-	waiting atomic.Int64
 }
 
 var _ kgo.HookBrokerConnect = (*KafkaSink)(nil)
@@ -236,7 +235,6 @@ func (s *KafkaSink) Write(recs []*Record) (int, error) {
 		kr.Key = append(kr.Key[:0], r.Route...)
 		kr.Value = r.AppendJSON(kr.Value[:0])
 		kr.Timestamp = r.Time
-		s.waiting.Add(1)
 		s.cl.TryProduce(context.Background(), kr, s.delivered)
 	}
 	return 0, nil
@@ -244,7 +242,6 @@ func (s *KafkaSink) Write(recs []*Record) (int, error) {
 
 // delivered is the producer's promise: it counts failures and frees kr.
 func (s *KafkaSink) delivered(kr *kgo.Record, err error) {
-	s.waiting.Add(-1)
 	switch {
 	case err == nil:
 		s.lastOK.Store(time.Now().UnixNano())

@@ -93,18 +93,28 @@ var (
 	droppedSink     = metrics.NewCounter(`lariat_prediction_log_dropped_total{reason="sink_error"}`)
 	droppedClosed   = metrics.NewCounter(`lariat_prediction_log_dropped_total{reason="closed"}`)
 	sinkErrors      = metrics.NewCounter(`lariat_prediction_log_sink_errors_total`)
-	healthyGauge    = metrics.NewGauge(`lariat_prediction_log_healthy`, nil)
 	flushesTotal    = metrics.NewCounter(`lariat_prediction_log_flushes_total`)
-	currentLog      atomic.Pointer[Log]
-	_               = metrics.NewGauge(`lariat_prediction_log_queue_length`, func() float64 { return queueLen() })
 	errNotSupported = errors.New("unsupported prediction log URL")
+
+	// currentLog is the log the gauges describe (the last started); the
+	// gauges exist once a log has started.
+	currentLog atomic.Pointer[Log]
+	gaugesOnce sync.Once
 )
 
-func queueLen() float64 {
-	if l := currentLog.Load(); l != nil {
-		return float64(len(l.q))
-	}
-	return 0
+func registerGauges() {
+	metrics.NewGauge(`lariat_prediction_log_queue_length`, func() float64 {
+		if l := currentLog.Load(); l != nil {
+			return float64(len(l.q))
+		}
+		return 0
+	})
+	metrics.NewGauge(`lariat_prediction_log_healthy`, func() float64 {
+		if l := currentLog.Load(); l != nil && l.Status().OK {
+			return 1
+		}
+		return 0
+	})
 }
 
 // Log hands records from the request path to a Sink through a bounded
@@ -177,8 +187,8 @@ func New(sink Sink, name string, opts Options) *Log {
 		done: make(chan struct{}),
 	}
 	l.pool.New = func() any { return new(Record) }
-	healthyGauge.Set(1)
 	currentLog.Store(l)
+	gaugesOnce.Do(registerGauges)
 	go l.run()
 	return l
 }
@@ -287,9 +297,12 @@ func (l *Log) flush() {
 	l.account(lost, err, "flush")
 	if err == nil {
 		l.mu.Lock()
+		recovered := l.lastErr != nil
 		l.lastErr = nil
 		l.mu.Unlock()
-		healthyGauge.Set(1)
+		if recovered {
+			l.opts.Logger.Info("prediction log: the sink works again", "sink", l.name)
+		}
 	}
 }
 
@@ -302,7 +315,6 @@ func (l *Log) account(lost int, err error, op string) {
 		return
 	}
 	sinkErrors.Inc()
-	healthyGauge.Set(0)
 	l.mu.Lock()
 	first := l.lastErr == nil
 	l.lastErr, l.errAt = err, time.Now()
