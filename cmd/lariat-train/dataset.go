@@ -20,18 +20,22 @@ func datasetCmd(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.On, "on", "request_id", "join column of the labels, matched with the records' request ids (X-Request-Id)")
 	fs.StringVar(&o.Out, "out", "", "Parquet file to write: one row per label and entity with the feature values served")
 	fs.StringVar(&o.Route, "route", "", "only records of this route")
-	asJSON := fs.Bool("json", false, "print the summary as JSON")
+	output := fs.String("output", "text", "summary format: text or json")
+	cli.Alias(fs, "o", "output")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if o.Predictions == "" || o.Labels == "" || o.Out == "" {
 		return cli.Usagef("dataset needs --predictions DIR, --labels FILE and --out FILE")
 	}
+	if *output != "text" && *output != "json" {
+		return cli.Usagef("--output must be text or json, got %q", *output)
+	}
 	st, err := dataset.Build(o)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if *output == "json" {
 		return cli.WriteJSON(stdout, st)
 	}
 	fmt.Fprintf(stdout, "wrote %d rows to %s: %d of %d labels matched a served request\n", st.Rows, o.Out, st.Matched, st.Labels)

@@ -65,6 +65,11 @@ func TestDatasetCommand(t *testing.T) {
 	if err != nil || len(d.X) != 10 || len(d.Y) != 10 || d.Features[0] != "conv_rate" || d.X[3][0] != 0.3 || d.Y[3] != 1 {
 		t.Fatalf("dataset read back: %+v %v", d, err)
 	}
+	code, stdout, stderr = runCLI("dataset", "--predictions", logDir, "--labels", lf, "--out", out, "-o", "json")
+	var st dataset.Stats
+	if code != 0 || json.Unmarshal([]byte(stdout), &st) != nil || st.Rows != 10 || st.Labels != 12 {
+		t.Fatalf("dataset -o json: %d %s %s", code, stdout, stderr)
+	}
 	if code, _, stderr := runCLI("dataset", "--labels", lf); code != 2 || !strings.Contains(stderr, "dataset needs --predictions DIR") {
 		t.Fatalf("missing flags: %d %s", code, stderr)
 	}
@@ -92,9 +97,9 @@ func TestReportCommand(t *testing.T) {
 	if err != nil || !strings.Contains(string(html), "experiment=canary m=rank/2") || !strings.Contains(string(html), "<svg") {
 		t.Fatalf("html report: %v\n%s", err, html)
 	}
-	code, stdout, stderr := runCLI("report", "--predictions", logDir)
+	code, stdout, stderr := runCLI("report", "--predictions", logDir, "--distribution", "response.body.score")
 	var rep report.Report
-	if code != 0 || json.Unmarshal([]byte(stdout), &rep) != nil || len(rep.Routes) != 1 || len(rep.Routes[0].Variants) != 2 {
+	if code != 0 || json.Unmarshal([]byte(stdout), &rep) != nil || len(rep.Routes) != 1 || len(rep.Routes[0].Variants) != 2 || rep.Routes[0].Output != "response.body.score" {
 		t.Fatalf("report to stdout: %d %s %s", code, stdout, stderr)
 	}
 	if code, _, stderr := runCLI("report"); code != 2 || !strings.Contains(stderr, "report needs --predictions DIR") {

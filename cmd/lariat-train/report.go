@@ -18,11 +18,11 @@ func reportCmd(args []string, stdout, stderr io.Writer) error {
 	var o report.Options
 	fs.StringVar(&o.Predictions, "predictions", "", "prediction log folder written by lariat serve --prediction-log file:///DIR (or one of its files)")
 	fs.StringVar(&o.Route, "route", "", "only this route")
-	fs.StringVar(&o.Output, "output", "", "logged output whose distribution is shown, e.g. response.body.score (default: each route's first numeric output)")
+	fs.StringVar(&o.Output, "distribution", "", "logged output whose distribution is shown, e.g. response.body.score (default: each route's first numeric output)")
 	fs.StringVar(&o.Labels, "labels", "", "CSV file of outcomes (optional): adds accuracy, AUC and log-loss with confidence intervals and tests")
 	fs.StringVar(&o.On, "on", "request_id", "join column of the labels (the answers' X-Request-Id)")
 	fs.StringVar(&o.Label, "label", "label", "label column (0 or 1)")
-	fs.StringVar(&o.Score, "score", "", "logged output read as the predicted probability of label 1 (default: --output)")
+	fs.StringVar(&o.Score, "score", "", "logged output read as the predicted probability of label 1 (default: --distribution)")
 	fs.IntVar(&o.Bins, "bins", 20, "histogram bins of the output distribution")
 	fs.Float64Var(&o.Alpha, "alpha", 0.05, "significance level of the tests between variants")
 	htmlOut := fs.String("html", "", "write the self-contained HTML report to this file")
