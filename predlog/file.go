@@ -34,6 +34,9 @@ type FileSink struct {
 	files   map[partKey]*openFile
 	touched []*openFile
 	lastErr error
+	// idle writers are reused for new files: their column buffers keep
+	// their capacity, so a file costs no regrowth.
+	idle []*parquet.GenericWriter[Record]
 }
 
 type partKey struct {
@@ -205,10 +208,16 @@ func (s *FileSink) open(key partKey) (*openFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot create prediction log file: %w", err)
 	}
-	w := parquet.NewGenericWriter[Record](f,
-		parquet.Compression(&snappy.Codec{}),
-		parquet.KeyValueMetadata("lariat.schema", SchemaVersion),
-	)
+	var w *parquet.GenericWriter[Record]
+	if n := len(s.idle); n > 0 {
+		w, s.idle = s.idle[n-1], s.idle[:n-1]
+		w.Reset(f)
+	} else {
+		w = parquet.NewGenericWriter[Record](f,
+			parquet.Compression(&snappy.Codec{}),
+			parquet.KeyValueMetadata("lariat.schema", SchemaVersion),
+		)
+	}
 	return &openFile{key: key, f: f, w: w, tmp: tmp, final: filepath.Join(dir, name)}, nil
 }
 
@@ -218,6 +227,7 @@ func (s *FileSink) finish(of *openFile) (int, error) {
 	if err := of.w.Close(); err != nil {
 		return s.fail(of, err)
 	}
+	s.idle = append(s.idle, of.w)
 	if err := of.f.Sync(); err != nil {
 		return s.fail(of, err)
 	}
