@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"html"
 	"io"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/lariat-gw/lariat/internal/htmlreport"
 )
 
 // WriteHTML writes the report as one self-contained HTML page: a summary
@@ -33,30 +34,9 @@ func (rep *Report) WriteHTML(w io.Writer) error {
 	return nil
 }
 
-var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"}
+func color(i int) string { return htmlreport.Color(i) }
 
-func color(i int) string { return palette[i%len(palette)] }
-
-const pageStyle = `
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px; color: #222; max-width: 1000px; }
-h1 { font-size: 22px; margin-bottom: 4px; }
-h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
-h3 { font-size: 15px; margin-bottom: 4px; }
-.meta { color: #666; font-size: 13px; }
-table { border-collapse: collapse; font-size: 13px; }
-th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-thead th { background: #f4f4f4; }
-td.ratio { color: #555; background: #fafafa; }
-.warn { color: #a94400; }
-.swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
-svg { display: block; margin: 8px 0; }
-svg text { font-size: 11px; fill: #444; }
-dl { font-size: 13px; display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }
-dt { color: #666; }
-dd { margin: 0; }
-code { word-break: break-all; }
-`
+func esc(s string) string { return htmlreport.Esc(s) }
 
 type page struct {
 	w   *bufio.Writer
@@ -65,17 +45,13 @@ type page struct {
 
 func (p *page) printf(format string, args ...any) { fmt.Fprintf(p.w, format, args...) }
 
-func esc(s string) string { return html.EscapeString(s) }
-
 func (p *page) write(data string) {
 	rep := p.rep
 	title := rep.Title
 	if title == "" {
 		title = "Load test report"
 	}
-	p.printf("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n")
-	p.printf("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n")
-	p.printf("<title>%s</title>\n<style>%s</style>\n</head>\n<body>\n", esc(title), pageStyle)
+	htmlreport.WriteHead(p.w, title)
 	p.printf("<h1>%s</h1>\n", esc(title))
 	p.printf("<p class=\"meta\">Generated %s", esc(rep.Generated.Format("2006-01-02 15:04:05 MST")))
 	if rep.Baseline != "" {
@@ -268,112 +244,6 @@ func (p *page) details() {
 	}
 }
 
-// Chart geometry, in SVG user units.
-const (
-	chartW      = 900
-	chartH      = 300
-	chartLeft   = 70
-	chartRight  = 20
-	chartTop    = 12
-	chartBottom = 40
-)
-
-type xy struct{ x, y float64 }
-
-type series struct {
-	name  string
-	color string
-	dash  bool
-	// segments are drawn as separate lines (gaps where there is no data).
-	segments [][]xy
-}
-
-type tick struct {
-	at    float64
-	label string
-}
-
-type chart struct {
-	xMin, xMax, yMax float64
-	xTicks, yTicks   []tick
-	xLabel, yLabel   string
-	series           []series
-}
-
-func (c *chart) px(x float64) float64 {
-	return chartLeft + (x-c.xMin)/(c.xMax-c.xMin)*(chartW-chartLeft-chartRight)
-}
-
-func (c *chart) py(y float64) float64 {
-	return chartH - chartBottom - y/c.yMax*(chartH-chartTop-chartBottom)
-}
-
-func (p *page) svg(c *chart) {
-	p.printf("<svg width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n", chartW, chartH, chartW, chartH)
-	x0, x1 := c.px(c.xMin), c.px(c.xMax)
-	y0, y1 := c.py(0), c.py(c.yMax)
-	for _, t := range c.yTicks {
-		y := c.py(t.at)
-		p.printf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>", x0, y, x1, y)
-		p.printf("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", x0-6, y+4, esc(t.label))
-	}
-	for _, t := range c.xTicks {
-		x := c.px(t.at)
-		p.printf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>", x, y0, x, y1)
-		p.printf("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", x, y0+16, esc(t.label))
-	}
-	p.printf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\"/>", x0, y0, x1, y0)
-	p.printf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\"/>\n", x0, y0, x0, y1)
-	p.printf("<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", (x0+x1)/2, chartH-4, esc(c.xLabel))
-	p.printf("<text x=\"14\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 14 %.1f)\">%s</text>\n",
-		(y0+y1)/2, (y0+y1)/2, esc(c.yLabel))
-	for _, s := range c.series {
-		dash := ""
-		if s.dash {
-			dash = " stroke-dasharray=\"5 4\""
-		}
-		p.printf("<g><title>%s</title>\n", esc(s.name))
-		for _, seg := range s.segments {
-			if len(seg) == 1 {
-				p.printf("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n", c.px(seg[0].x), c.py(seg[0].y), s.color)
-				continue
-			}
-			p.printf("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\"%s points=\"", s.color, dash)
-			for i, pt := range seg {
-				if i > 0 {
-					p.printf(" ")
-				}
-				p.printf("%.1f,%.1f", c.px(pt.x), c.py(min(pt.y, c.yMax)))
-			}
-			p.printf("\"/>\n")
-		}
-		p.printf("</g>\n")
-	}
-	p.printf("</svg>\n")
-}
-
-// niceTicks returns about n round ticks from 0 to at least max, and the top.
-func niceTicks(maxV float64, n int, label func(float64) string) ([]tick, float64) {
-	if !(maxV > 0) || math.IsInf(maxV, 0) {
-		maxV = 1
-	}
-	raw := maxV / float64(n)
-	mag := math.Pow(10, math.Floor(math.Log10(raw)))
-	step := mag
-	for _, m := range []float64{1, 2, 2.5, 5, 10} {
-		if m*mag >= raw {
-			step = m * mag
-			break
-		}
-	}
-	top := math.Ceil(maxV/step) * step
-	var ts []tick
-	for v := 0.0; v <= top+step/2; v += step {
-		ts = append(ts, tick{at: v, label: label(v)})
-	}
-	return ts, top
-}
-
 // percentileX maps a percentile to the log axis: log10(1/(1-p)).
 func percentileX(pct float64, capX float64) float64 {
 	if pct >= 100 {
@@ -383,7 +253,7 @@ func percentileX(pct float64, capX float64) float64 {
 }
 
 func (p *page) percentileChart() {
-	c := &chart{xLabel: "percentile", yLabel: "latency"}
+	c := &htmlreport.Chart{XLabel: "percentile", YLabel: "latency"}
 	decades := 2.0
 	maxY := 0.0
 	for _, r := range p.rep.Runs {
@@ -397,38 +267,38 @@ func (p *page) percentileChart() {
 			continue
 		}
 		capX := min(math.Log10(float64(max(r.Latency.Count, 1))), decades)
-		seg := make([]xy, 0, len(r.Curve))
+		seg := make([]htmlreport.Point, 0, len(r.Curve))
 		for _, pt := range r.Curve {
-			seg = append(seg, xy{percentileX(pt.Percentile, capX), pt.LatencyMs})
+			seg = append(seg, htmlreport.Point{X: percentileX(pt.Percentile, capX), Y: pt.LatencyMs})
 			maxY = max(maxY, pt.LatencyMs)
 		}
-		c.series = append(c.series, series{name: r.Name, color: color(i), segments: [][]xy{seg}})
+		c.Series = append(c.Series, htmlreport.Series{Name: r.Name, Color: color(i), Segments: [][]htmlreport.Point{seg}})
 	}
-	c.xMin, c.xMax = 0, decades
+	c.XMin, c.XMax = 0, decades
 	for d := 0.0; d <= decades; d++ {
 		label := "0%"
 		if d > 0 {
 			label = strconv.FormatFloat(100-100/math.Pow(10, d), 'f', -1, 64) + "%"
 		}
-		c.xTicks = append(c.xTicks, tick{at: d, label: label})
+		c.XTicks = append(c.XTicks, htmlreport.Tick{At: d, Label: label})
 	}
-	c.yTicks, c.yMax = niceTicks(maxY, 5, fmtMs)
-	p.svg(c)
+	c.YTicks, c.YMax = htmlreport.NiceTicks(maxY, 5, fmtMs)
+	c.WriteSVG(p.w)
 }
 
 // timeChart draws one value per second per run; with second, a dashed
 // second value. ok reports whether the second has data.
 func (p *page) timeChart(get func(s Second) (v, second float64, ok bool), withSecond, latency bool) {
-	c := &chart{xLabel: "seconds", yLabel: "requests per second"}
+	c := &htmlreport.Chart{XLabel: "seconds", YLabel: "requests per second"}
 	label := fmtNum
 	if latency {
-		c.yLabel = "latency"
+		c.YLabel = "latency"
 		label = fmtMs
 	}
 	maxX, maxY := 1.0, 0.0
 	for i, r := range p.rep.Runs {
-		var main, sec [][]xy
-		var cur, curSec []xy
+		var main, sec [][]htmlreport.Point
+		var cur, curSec []htmlreport.Point
 		for _, s := range r.Timeline {
 			v, v2, ok := get(s)
 			if !ok {
@@ -439,8 +309,8 @@ func (p *page) timeChart(get func(s Second) (v, second float64, ok bool), withSe
 				continue
 			}
 			x := float64(s.T) + 0.5
-			cur = append(cur, xy{x, v})
-			curSec = append(curSec, xy{x, v2})
+			cur = append(cur, htmlreport.Point{X: x, Y: v})
+			curSec = append(curSec, htmlreport.Point{X: x, Y: v2})
 			maxY = max(maxY, v, v2)
 			maxX = max(maxX, float64(s.T+1))
 		}
@@ -451,18 +321,18 @@ func (p *page) timeChart(get func(s Second) (v, second float64, ok bool), withSe
 		if withSecond {
 			name += " p99"
 		}
-		c.series = append(c.series, series{name: name, color: color(i), segments: main})
+		c.Series = append(c.Series, htmlreport.Series{Name: name, Color: color(i), Segments: main})
 		if withSecond {
-			c.series = append(c.series, series{name: r.Name + " p50", color: color(i), dash: true, segments: sec})
+			c.Series = append(c.Series, htmlreport.Series{Name: r.Name + " p50", Color: color(i), Dash: true, Segments: sec})
 		}
 	}
-	c.xTicks, c.xMax = niceTicks(maxX, 10, func(v float64) string { return fmtNum(v) + "s" })
-	c.yTicks, c.yMax = niceTicks(maxY, 5, label)
+	c.XTicks, c.XMax = htmlreport.NiceTicks(maxX, 10, func(v float64) string { return fmtNum(v) + "s" })
+	c.YTicks, c.YMax = htmlreport.NiceTicks(maxY, 5, label)
 	if !latency {
 		// Counts: avoid fractional tick labels on small scales.
-		for i := range c.yTicks {
-			c.yTicks[i].label = strconv.FormatFloat(c.yTicks[i].at, 'f', -1, 64)
+		for i := range c.YTicks {
+			c.YTicks[i].Label = strconv.FormatFloat(c.YTicks[i].At, 'f', -1, 64)
 		}
 	}
-	p.svg(c)
+	c.WriteSVG(p.w)
 }

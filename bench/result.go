@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/lariat-gw/lariat/internal/htmlreport"
 )
 
 // Result is one run's measurements. Its JSON field names are stable; they are
@@ -427,26 +429,9 @@ func (res *Result) WriteText(w io.Writer) error {
 }
 
 // fmtMs formats milliseconds with a unit that keeps 3 significant digits.
-func fmtMs(ms float64) string {
-	switch {
-	case ms >= 1000:
-		return strconv.FormatFloat(ms/1000, 'f', 2, 64) + "s"
-	case ms >= 100:
-		return strconv.FormatFloat(ms, 'f', 0, 64) + "ms"
-	case ms >= 10:
-		return strconv.FormatFloat(ms, 'f', 1, 64) + "ms"
-	case ms >= 1:
-		return strconv.FormatFloat(ms, 'f', 2, 64) + "ms"
-	}
-	return strconv.FormatFloat(ms*1000, 'f', 0, 64) + "µs"
-}
+func fmtMs(ms float64) string { return htmlreport.FormatMs(ms) }
 
-func fmtNum(f float64) string {
-	if f >= 100 || f == math.Trunc(f) {
-		return strconv.FormatFloat(f, 'f', 0, 64)
-	}
-	return strconv.FormatFloat(f, 'f', 1, 64)
-}
+func fmtNum(f float64) string { return htmlreport.FormatNum(f) }
 
 // Merge combines runs of the same load (same URL, method, mode, rate and
 // connections), e.g. rounds alternating with another target, into one

@@ -63,8 +63,12 @@ type Route struct {
 	// PropagateHeaders lists request headers copied to every upstream call
 	// of the route; no other request header is forwarded.
 	PropagateHeaders []String `yaml:"propagate_headers" jsonschema:"items.pattern=^[!#$%&'*+.^_\x60|~0-9A-Za-z-]+$"`
-	// Metrics chooses which series the route exposes.
+	// Metrics are the series the route exposes.
 	Metrics *RouteMetrics `yaml:"metrics"`
+	// Log is what the prediction log records of this route's requests, when
+	// the gateway runs with --prediction-log. Without a log block every
+	// request is recorded with its features and without its body.
+	Log *Log `yaml:"log"`
 	// TasksNode is the task graph: task name to task. Tasks run in
 	// parallel unless one depends on another (through `after` or a
 	// template such as {{ .tasks.<name>.body }}). Task names use letters,
@@ -130,6 +134,42 @@ type JWTAuth struct {
 	// Issuer is the required iss claim.
 	Issuer String `yaml:"issuer"`
 }
+
+// Log tunes the prediction log of a route. Without a log block every
+// request is recorded with its features and no request body.
+type Log struct {
+	// Sample is the share of requests recorded, from 0 (none) to 1 (all,
+	// the default).
+	Sample *float64 `yaml:"sample" jsonschema:"minimum=0,maximum=1"`
+	// Sticky is a template (plain text), e.g. '{{ .request.user.id }}':
+	// requests with the same value are all recorded or all left out, so a
+	// user's whole session is kept together. Random when left out or when
+	// it renders empty.
+	Sticky String `yaml:"sticky"`
+	// Request is whether the request body is recorded (off by default: it
+	// may hold personal data).
+	Request bool `yaml:"request"`
+	// Features is whether the feature values served are recorded, per
+	// entity, with their status and event time (on by default).
+	Features *bool `yaml:"features"`
+	// Outputs are the paths of the answer whose values are recorded:
+	// response.body.<field>..., response.headers.<Name> or
+	// response.status.
+	Outputs []String `yaml:"outputs" jsonschema:"items.pattern=^response\\.(body\\.[^.]+(\\.[^.]+)*|headers\\.[!#$%&'*+.^_\x60|~0-9A-Za-z-]+|status)$"`
+	// Pos is where the log block was written.
+	Pos Pos `yaml:"-"`
+}
+
+// SampleRate returns the share of requests recorded.
+func (l *Log) SampleRate() float64 {
+	if l == nil || l.Sample == nil {
+		return 1
+	}
+	return *l.Sample
+}
+
+// LogsFeatures reports whether feature values are recorded.
+func (l *Log) LogsFeatures() bool { return l == nil || l.Features == nil || *l.Features }
 
 // Task is one node of the task graph.
 type Task struct {
@@ -285,7 +325,31 @@ func (r *Route) check(root *yaml.Node, errs *Errors) {
 			*errs = append(*errs, Errorf(rootPos, "auth: give api_keys, jwt or both"))
 		}
 	}
+	r.checkLog(root, errs)
 	r.decodeTasks(root, errs)
+}
+
+func (r *Route) checkLog(root *yaml.Node, errs *Errors) {
+	l := r.Log
+	if l == nil {
+		return
+	}
+	l.Pos = PosOf(r.File, root)
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "log" {
+			l.Pos = PosOf(r.File, resolveAlias(root.Content[i+1]))
+		}
+	}
+	if s := l.SampleRate(); !(s >= 0 && s <= 1) {
+		*errs = append(*errs, Errorf(l.Pos, "log.sample must be between 0 and 1, got %v", s))
+	}
+	for _, o := range l.Outputs {
+		if o.Value == "response.body" {
+			*errs = append(*errs, Errorf(o.Pos, "log.outputs: name fields of the body (response.body.<field>), not the whole body"))
+		} else if err := CheckOutputPath(o); err != nil {
+			*errs = append(*errs, Errorf(o.Pos, "log.outputs: %v", err))
+		}
+	}
 }
 
 var apiKeyRe = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)

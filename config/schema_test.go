@@ -365,6 +365,9 @@ func TestSchemaRejectsBadFiles(t *testing.T) {
 	check("switch-missing-when.yaml", "'when'")
 	check("split-one-arm.yaml", "/tasks/s/inputs/arms")
 	check("negative-weight.yaml", "/tasks/s/inputs/arms/0/weight")
+	check("bad-log-sample.yaml", "/log/sample")
+	check("bad-log-output.yaml", "/log/outputs/0")
+	check("unknown-log-key.yaml", "'sampel'")
 
 	entries, err := os.ReadDir("testdata/schema/bad")
 	if err != nil {

@@ -26,9 +26,11 @@ import (
 	"github.com/lariat-gw/lariat/ingest"
 	"github.com/lariat-gw/lariat/internal/redistest"
 	"github.com/lariat-gw/lariat/internal/registrytest"
+	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/tasks"
 	"github.com/lariat-gw/lariat/training"
+	"github.com/lariat-gw/lariat/training/dataset"
 )
 
 // buildBinary builds the example command in dir ("./trainer") into out.
@@ -209,26 +211,29 @@ func TestTrainRegisterServe(t *testing.T) {
 	t.Cleanup(m.Close)
 	train := training.NewClient(serveHTTP(t, training.NewServer(m, training.ServerOptions{Logf: t.Logf})), nil)
 
-	jobSpec := func(lr, epochs string, port int) []byte {
+	// A job reads labels and the online store, or (trainSet) the features
+	// as the gateway served them.
+	jobSpec := func(lr, epochs string, port int, trainSet string) []byte {
+		inputs := fmt.Sprintf("  labels: %q\n  views_file: %q\n  online_store: %q\n", labels, viewsFile, redis.Addr())
+		if trainSet != "" {
+			inputs = fmt.Sprintf("  dataset: %q\n", trainSet)
+		}
 		return fmt.Appendf(nil, `name: driver-rank
 command: [%q]
 args: ["--lr=$(LARIAT_HP_LR)", "--epochs=$(LARIAT_HP_EPOCHS)"]
 hyperparameters: {lr: %s, epochs: %s}
 inputs:
   feature_views: [driver_stats]
-  labels: %q
-  views_file: %q
-  online_store: %q
-register:
+%sregister:
   model: driver-rank
   serving_endpoint: http://127.0.0.1:%d/predict
   description: example logistic regression
 timeout: 2m
-`, trainer, lr, epochs, labels, viewsFile, redis.Addr(), port)
+`, trainer, lr, epochs, inputs, port)
 	}
-	runJob := func(lr, epochs string, port int) training.Job {
+	runJob := func(lr, epochs string, port int, trainSet string) training.Job {
 		t.Helper()
-		j, err := train.SubmitJob(ctx, jobSpec(lr, epochs, port))
+		j, err := train.SubmitJob(ctx, jobSpec(lr, epochs, port, trainSet))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,7 +250,7 @@ timeout: 2m
 	}
 
 	port1 := freePort(t)
-	j1 := runJob("0.5", "300", port1)
+	j1 := runJob("0.5", "300", port1, "")
 	if j1.Status.Model == nil || j1.Status.Model.Version != "1" || j1.Status.Metrics["auc"] < 0.8 {
 		t.Fatalf("first job: %+v", j1.Status)
 	}
@@ -282,7 +287,15 @@ timeout: 2m
 	if err := os.WriteFile(filepath.Join(routes, "allocate.yaml"), []byte(routeYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := gateway.New(gateway.Options{RoutesDir: routes, Env: env, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	// Every answer is recorded with the feature values served.
+	logDir := filepath.Join(dir, "predictions")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	plog, err := predlog.Open("file://"+logDir, predlog.Options{FlushInterval: 50 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = plog.Close() })
+	g := gateway.New(gateway.Options{RoutesDir: routes, Env: env, Logger: quiet, PredictionLog: plog})
 	g.Load()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -296,7 +309,7 @@ timeout: 2m
 	})
 	gwURL := "http://" + ln.Addr().String() + "/v1/allocate"
 
-	ask := func(ids []int64) (allocation, string) {
+	ask := func(ids []int64) (allocation, string, string) {
 		t.Helper()
 		body, _ := json.Marshal(map[string]any{"drivers": ids})
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, gwURL, strings.NewReader(string(body)))
@@ -317,21 +330,59 @@ timeout: 2m
 		if err := json.Unmarshal(data, &a); err != nil {
 			t.Fatalf("%v: %s", err, data)
 		}
-		return a, resp.Header.Get("X-Lariat-Models")
+		return a, resp.Header.Get("X-Lariat-Models"), resp.Header.Get("X-Request-Id")
 	}
 
 	ids := []int64{drivers[0].ID, drivers[1].ID, drivers[2].ID, drivers[3].ID, drivers[4].ID}
-	a, models := ask(ids)
+	a, models, _ := ask(ids)
 	if models != "rank=driver-rank/1" {
 		t.Fatalf("X-Lariat-Models = %q, want rank=driver-rank/1", models)
 	}
 	checkRanking(t, a, ids, drivers, strings.TrimPrefix(v1.Source, "file://"))
 
-	// Retrain, serve the new version, move the alias: the route follows.
+	// Outcomes come back for the answers served: the labels, keyed by the
+	// request id each answer carried and the driver.
+	var labelRows strings.Builder
+	labelRows.WriteString("request_id,driver_id,label\n")
+	for k := 0; k < len(drivers); k += 5 {
+		batch := make([]int64, 0, 5)
+		for _, d := range drivers[k:min(k+5, len(drivers))] {
+			batch = append(batch, d.ID)
+		}
+		_, _, reqID := ask(batch)
+		for _, d := range drivers[k:min(k+5, len(drivers))] {
+			fmt.Fprintf(&labelRows, "%s,%d,%d\n", reqID, d.ID, d.Label)
+		}
+	}
+	outcomes := filepath.Join(dir, "outcomes.csv")
+	if err := os.WriteFile(outcomes, []byte(labelRows.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The training set: the labels joined to the features as served.
+	trainSet := filepath.Join(dir, "train.parquet")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := dataset.Build(dataset.Options{Predictions: logDir, Labels: outcomes, On: "request_id", Out: trainSet})
+		if err == nil && st.Matched == len(drivers) && st.Rows == len(drivers) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dataset: %+v %v", st, err)
+		}
+		time.Sleep(50 * time.Millisecond) // the log completes its files every 50ms
+	}
+
+	// Retrain on what was served, serve the new version, move the alias:
+	// the route follows.
 	port2 := freePort(t)
-	j2 := runJob("0.2", "150", port2)
-	if j2.Status.Model == nil || j2.Status.Model.Version != "2" {
+	j2 := runJob("0.2", "150", port2, trainSet)
+	if j2.Status.Model == nil || j2.Status.Model.Version != "2" || j2.Status.Metrics["auc"] < 0.8 {
 		t.Fatalf("second job: %+v", j2.Status)
+	}
+	if rc, err := train.Logs(ctx, j2.ID, false); err != nil {
+		t.Fatal(err)
+	} else if out, _ := io.ReadAll(rc); !strings.Contains(string(out), fmt.Sprintf("read %d rows of 5 features (as served)", len(drivers))) {
+		t.Fatalf("the second job did not train on the served features:\n%s", out)
 	}
 	v2, err := reg.GetVersion(ctx, "driver-rank", "2")
 	if err != nil {
@@ -341,9 +392,9 @@ timeout: 2m
 	if err := reg.SetAlias(ctx, "driver-rank", "production", "2"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline = time.Now().Add(20 * time.Second)
 	for {
-		a, models = ask(ids)
+		a, models, _ = ask(ids)
 		if models == "rank=driver-rank/2" {
 			break
 		}

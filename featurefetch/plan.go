@@ -109,6 +109,7 @@ type planFeature struct {
 	field   int // absolute offset in a row's values
 	def     []byte
 	jsonKey []byte // `"conv_rate":`
+	logKey  []byte // `"view":"driver_stats","name":"conv_rate","value":`
 }
 
 // NewPlan compiles a read of features ("view:feature") for project ("" means
@@ -141,6 +142,7 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 		pos  int // index within the group's features
 	}
 	var feats []pending
+	var featNames []string
 	for _, ref := range features {
 		viewName, featName, ok := strings.Cut(ref, ":")
 		if !ok || viewName == "" || featName == "" {
@@ -194,6 +196,7 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 		g := &p.groups[p.views[vi].group]
 		g.fields = append(g.fields, FieldHash(viewName, featName))
 		feats = append(feats, pending{ref: ref, view: vi, pos: g.nFeat})
+		featNames = append(featNames, featName)
 		g.nFeat++
 		p.names = append(p.names, out)
 	}
@@ -266,6 +269,9 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 			field:   p.groups[p.views[f.view].group].offset + f.pos,
 			jsonKey: append(jsonutil.AppendString(nil, p.names[i]), ':'),
 		}
+		lk := jsonutil.AppendString([]byte(`"view":`), p.views[f.view].name)
+		lk = jsonutil.AppendString(append(lk, `,"name":`...), featNames[i])
+		pf.logKey = append(lk, `,"value":`...)
 		if d, ok := opt.Defaults[f.ref]; ok {
 			var buf bytes.Buffer
 			if err := json.Compact(&buf, d); err != nil {
@@ -373,21 +379,37 @@ func (p *Plan) Fetch(ctx context.Context, s Store, keys [][]byte, dst []byte) ([
 // [{"driver_id":1003}, ...], and returns it; otherwise it returns missing
 // unchanged.
 func (p *Plan) FetchReport(ctx context.Context, s Store, keys [][]byte, dst, missing []byte) (result, missingOut []byte, err error) {
-	return p.fetch(ctx, s, keys, p.keyOrder, dst, missing)
+	result, missingOut, _, err = p.fetch(ctx, s, keys, p.keyOrder, dst, missing, nil, false)
+	return result, missingOut, err
+}
+
+// FetchLogged is FetchReport that also appends to log, for the prediction
+// log, every value served with its status and event time: a JSON array
+// with one object per entity and feature, entity by entity, e.g.
+//
+//	[{"entity":{"driver_id":1001},"view":"driver_stats","name":"conv_rate",
+//	  "value":0.5,"status":"PRESENT","event_time":"2026-05-01T13:00:00Z"}, ...]
+//
+// The value is the one served (the default when the stored one was
+// missing); event_time is left out when the entity has no timestamp for
+// the view. On error, log is returned unchanged.
+func (p *Plan) FetchLogged(ctx context.Context, s Store, keys [][]byte, dst, missing, log []byte) (result, missingOut, logOut []byte, err error) {
+	return p.fetch(ctx, s, keys, p.keyOrder, dst, missing, log, true)
 }
 
 // fetch is FetchReport with the entity columns of the result in order
 // (output position -> index into joinKeys).
-func (p *Plan) fetch(ctx context.Context, s Store, keys [][]byte, order []int, dst, missing []byte) (result, missingOut []byte, err error) {
+// With logged set, it appends the values served to log (see FetchLogged).
+func (p *Plan) fetch(ctx context.Context, s Store, keys [][]byte, order []int, dst, missing, log []byte, logged bool) (result, missingOut, logOut []byte, err error) {
 	if len(keys) != len(p.joinKeys) {
-		return dst, missing, badRequestf("got %d join key values, want %d (%s)", len(keys), len(p.joinKeys), strings.Join(p.joinKeys, ", "))
+		return dst, missing, log, badRequestf("got %d join key values, want %d (%s)", len(keys), len(p.joinKeys), strings.Join(p.joinKeys, ", "))
 	}
 	st := fetchPool.Get().(*fetchState)
 	defer releaseFetchState(st)
 
 	n, err := p.parseKeys(st, keys)
 	if err != nil {
-		return dst, missing, err
+		return dst, missing, log, err
 	}
 
 	// Build one Redis key per (row, group), all in one string.
@@ -416,10 +438,10 @@ func (p *Plan) fetch(ctx context.Context, s Store, keys [][]byte, order []int, d
 
 	st.vals, err = s.ReadHashes(ctx, st.reads, p.cacheTTL, st.vals[:0])
 	if err != nil {
-		return dst, missing, err
+		return dst, missing, log, err
 	}
 	if len(st.vals) != n*p.rowFields {
-		return dst, missing, fmt.Errorf("store returned %d values, want %d", len(st.vals), n*p.rowFields)
+		return dst, missing, log, fmt.Errorf("store returned %d values, want %d", len(st.vals), n*p.rowFields)
 	}
 
 	var now int64
@@ -428,10 +450,13 @@ func (p *Plan) fetch(ctx context.Context, s Store, keys [][]byte, order []int, d
 	}
 	p.decodeTimestamps(st, n)
 	missing = p.findAbsent(st, n, missing)
-	if p.shape == ShapeColumns {
-		return p.appendColumns(st, n, now, order, dst), missing, nil
+	if logged {
+		log = p.appendLog(st, n, now, log)
 	}
-	return p.appendRows(st, n, now, order, dst), missing, nil
+	if p.shape == ShapeColumns {
+		return p.appendColumns(st, n, now, order, dst), missing, log, nil
+	}
+	return p.appendRows(st, n, now, order, dst), missing, log, nil
 }
 
 // findAbsent marks the (row, view) pairs with no row in the store and
@@ -693,6 +718,45 @@ func (p *Plan) appendRows(st *fetchState, n int, now int64, order []int, dst []b
 			dst, _ = p.appendCell(dst, st, r, f, now)
 		}
 		dst = append(dst, '}')
+	}
+	return append(dst, ']')
+}
+
+// appendLog appends the prediction-log form of the values (see
+// FetchLogged).
+func (p *Plan) appendLog(st *fetchState, n int, now int64, dst []byte) []byte {
+	dst = append(dst, '[')
+	nv := len(p.views)
+	for r := 0; r < n; r++ {
+		var entStart, entEnd int
+		for fi := range p.features {
+			if r > 0 || fi > 0 {
+				dst = append(dst, ',')
+			}
+			if fi == 0 {
+				entStart = len(dst)
+				dst = append(dst, `{"entity":`...)
+				dst = p.appendEntity(dst, st, n, r)
+				dst = append(dst, ',')
+				entEnd = len(dst)
+			} else {
+				// Repeat the entity of the row's first feature.
+				dst = append(dst, dst[entStart:entEnd]...)
+			}
+			f := &p.features[fi]
+			dst = append(dst, f.logKey...)
+			var status Status
+			dst, status = p.appendCell(dst, st, r, f, now)
+			dst = append(dst, `,"status":"`...)
+			dst = append(dst, status.String()...)
+			dst = append(dst, '"')
+			if i := r*nv + f.view; st.tsOK[i] {
+				dst = append(dst, `,"event_time":"`...)
+				dst = appendRFC3339(dst, st.ts[i])
+				dst = append(dst, '"')
+			}
+			dst = append(dst, '}')
+		}
 	}
 	return append(dst, ']')
 }

@@ -111,7 +111,7 @@ func (v *Views) AppendOnlineFeatures(ctx context.Context, s Store, reqBody []byt
 		}
 		return true
 	})
-	out, _, err := p.fetch(ctx, s, keys, order, dst, nil)
+	out, _, _, err := p.fetch(ctx, s, keys, order, dst, nil, nil, false)
 	return out, err
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/internal/jsonutil"
+	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/router"
 	"github.com/lariat-gw/lariat/tasks"
 )
@@ -58,6 +59,10 @@ type Options struct {
 	// before any work, so that a traffic spike cannot make every request
 	// slow.
 	MaxInFlight int
+	// PredictionLog, when set, records the answered requests of every
+	// route (see the route's log block); /readyz shows its state under
+	// "prediction_log". The caller closes it after Shutdown.
+	PredictionLog *predlog.Log
 }
 
 // Gateway serves routes on a traffic listener and exposes admin endpoints on
@@ -123,10 +128,18 @@ func New(opts Options) *Gateway {
 	if opts.Env == nil {
 		opts.Env = tasks.NewEnv(nil)
 	}
+	if pl := opts.PredictionLog; pl != nil {
+		details := map[string]func() any{"prediction_log": func() any { return pl.Status() }}
+		for k, f := range opts.ReadyDetails {
+			details[k] = f
+		}
+		opts.ReadyDetails = details
+	}
 	g := &Gateway{opts: opts, log: opts.Logger, loader: router.NewLoader(opts.Env)}
 	if fe, ok := tasks.FeatureStore.Lookup(opts.Env); ok && fe != nil {
 		g.features = fe
 	}
+	g.loader.PredictionLog = opts.PredictionLog
 	g.table.Store(router.NewTable(nil, nil))
 	g.server = &fasthttp.Server{
 		Handler:                       g.handle,

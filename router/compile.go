@@ -13,6 +13,7 @@ import (
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/internal/lazymetric"
+	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/tasks"
 )
 
@@ -39,6 +40,9 @@ type Plan struct {
 	env    *tasks.Env
 	limit  *limiter
 	auth   *authenticator
+	// plog is the prediction log (nil: off); logPlan the route's log block.
+	plog    *predlog.Log
+	logPlan *logPlan
 
 	// warnings are problems that do not stop the route from serving.
 	warnings config.Errors
@@ -278,6 +282,10 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 	}
 	p.limit = newLimiter(r.Limits, p.name, p.set)
 	if p.auth, err = newAuthenticator(r.Auth, p.name, p.set); err != nil {
+		p.release()
+		return nil, config.Errors{err.(*config.Error)}
+	}
+	if p.logPlan, err = compileLog(r, c); err != nil {
 		p.release()
 		return nil, config.Errors{err.(*config.Error)}
 	}

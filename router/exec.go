@@ -57,6 +57,11 @@ type exec struct {
 	span       trace.Span
 	asm        assembler
 	out        []byte
+	// Prediction log state (see predlog.go): lat[i] is task i's run time.
+	lat    []time.Duration
+	reqID  []byte
+	logKey []byte
+	logged bool
 }
 
 func newExec(p *Plan) any {
@@ -73,6 +78,7 @@ func newExec(p *Plan) any {
 		finished:  make([]time.Time, n),
 		done:      make(chan int, n),
 		timer:     t,
+		lat:       make([]time.Duration, n),
 	}
 }
 
@@ -184,6 +190,9 @@ func (p *Plan) serve(rc *fasthttp.RequestCtx) {
 	if p.useCtx {
 		x.Ctx, e.cancel = context.WithDeadline(context.Background(), x.Deadline)
 	}
+	if p.plog != nil {
+		e.startLog(rc)
+	}
 
 	failed, err := e.run()
 	if failed >= 0 {
@@ -215,6 +224,9 @@ func (p *Plan) serve(rc *fasthttp.RequestCtx) {
 	if e.cancel != nil {
 		e.cancel()
 		e.cancel = nil
+	}
+	if p.plog != nil {
+		e.endLog(rc, start, failed, err)
 	}
 	p.durations.UpdateDuration(start)
 	p.stats.observe(time.Since(start), rc.Response.StatusCode() >= 500)
@@ -306,6 +318,7 @@ func (e *exec) runTask(i int) {
 	end := time.Now()
 	e.ended[i] = end
 	d := end.Sub(start)
+	e.lat[i] = d
 	n.duration.Update(d.Seconds())
 	n.stats.observe(d, r.Err != nil)
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/tasks"
 )
 
@@ -13,6 +14,10 @@ import (
 // file that turns bad keeps serving its last good version.
 // It is not safe for concurrent use; callers serialize reloads.
 type Loader struct {
+	// PredictionLog, when set before the first Load, records the requests
+	// of the routes loaded.
+	PredictionLog *predlog.Log
+
 	env   *tasks.Env
 	files map[string]*loadedFile
 	// workers run the tasks of every plan the loader builds.
@@ -184,6 +189,7 @@ func (l *Loader) load(f string, res *LoadResult) *loadedFile {
 		lf.errs.Add(config.Pos{File: f}, cerr)
 	} else {
 		p.workers = l.workers
+		p.plog = l.PredictionLog
 		lf.plan = p
 	}
 	return lf

@@ -35,6 +35,9 @@ type Exchange struct {
 	// early. It is set only for routes with a task kind that uses contexts
 	// (Kind.UsesContext); otherwise it is nil.
 	Ctx context.Context
+	// LogFeatures asks feature tasks to fill Result.FeatureLog: the
+	// prediction log records this request's feature values.
+	LogFeatures bool
 
 	cancel upstream.Cancel
 }
@@ -64,6 +67,7 @@ func (x *Exchange) Reset(nTasks, nHeaders int) {
 	}
 	x.Deadline = time.Time{}
 	x.Ctx = nil
+	x.LogFeatures = false
 	x.cancel.Reset()
 }
 
@@ -120,6 +124,10 @@ type Result struct {
 	// upstream (its own span when tracing is on); otherwise the request's
 	// is propagated.
 	TraceParent []byte
+	// FeatureLog is, when Exchange.LogFeatures is set, a feature task's
+	// values as served with their status and event time (the JSON of
+	// featurefetch.Plan.FetchLogged).
+	FeatureLog []byte
 
 	// scratch is a buffer a kind may use while it runs.
 	scratch []byte
@@ -137,6 +145,7 @@ func (r *Result) reset() {
 	r.BranchName = ""
 	r.Missing = r.Missing[:0]
 	r.TraceParent = r.TraceParent[:0]
+	r.FeatureLog = r.FeatureLog[:0]
 }
 
 // Errors a task may return. The router maps ErrDeadline and ErrTimeout to

@@ -255,7 +255,11 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 	var out, missing []byte
 	var err error
 	ran := t.breaker.Do(func() (upstream.Reason, int) {
-		out, missing, err = t.plan.FetchReport(ctx, t.store, keys, r.Body[:0], r.Missing[:0])
+		if x.LogFeatures {
+			out, missing, r.FeatureLog, err = t.plan.FetchLogged(ctx, t.store, keys, r.Body[:0], r.Missing[:0], r.FeatureLog[:0])
+		} else {
+			out, missing, err = t.plan.FetchReport(ctx, t.store, keys, r.Body[:0], r.Missing[:0])
+		}
 		return t.reason(err, x), 0
 	})
 	if !ran {

@@ -11,6 +11,8 @@
 //	lariat-train list [--study ID] [--phase Running]
 //	lariat-train study submit|status|list|cancel ...
 //	lariat-train validate [--study] FILE...
+//	lariat-train dataset --predictions DIR --labels labels.csv --on request_id --out train.parquet
+//	lariat-train report --predictions DIR [--labels labels.csv] --html report.html --json report.json
 package main
 
 import (
@@ -55,6 +57,8 @@ commands:
   study list               list studies
   study cancel ID          stop a study and its trials
   validate FILE...         check job specs (--study: study specs) without a server
+  dataset                  join labels to the features served (--predictions DIR --labels CSV --out FILE)
+  report                   compare arms and model versions from a prediction log (--predictions DIR [--labels CSV] --html FILE)
 
 Client commands talk to --train-server (default http://127.0.0.1:8060).
 Run "lariat-train <command> -h" for the flags of a command; every flag can
@@ -76,6 +80,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = clientCommand(ctx, args, stdout, stderr)
 	case "validate":
 		err = validate(args[1:], stdout, stderr)
+	case "dataset":
+		err = datasetCmd(args[1:], stdout, stderr)
+	case "report":
+		err = reportCmd(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -147,6 +147,8 @@ func serveCmd(args []string) int {
 	ff.register(fs)
 	var tf tracingFlags
 	tf.register(fs)
+	var pf predlogFlags
+	pf.register(fs)
 	registryURL := fs.String("registry", "", "model registry URL (lariat-registry); lets http tasks name models as name@alias or name/version")
 	registryInterval := fs.Duration("registry-interval", 2*time.Second, "how often model references are refreshed from the registry")
 	if err := cli.ParseFlags(fs, args); err != nil {
@@ -191,8 +193,17 @@ func serveCmd(args []string) int {
 		tasks.ModelRegistry.Provide(env, models)
 		ready["registry"] = models.Status
 	}
+	plog, err := pf.open(log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lariat serve:", err)
+		return 2
+	}
+	if plog != nil {
+		defer closeLog(plog, log)
+	}
 	opts := sf.options(*routes, env, log)
 	opts.ReadyDetails = ready
+	opts.PredictionLog = plog
 	g := gateway.New(opts)
 	g.Load()
 	return runServers(g, &sf, log, nil)

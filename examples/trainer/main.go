@@ -1,7 +1,8 @@
 // Command trainer is the example training job: it reads a label file (an entity id
 // column and a "label" column of 0/1), fetches the entities' features from the
-// online store (Redis in Feast's layout) through featurefetch, fits a logistic
-// regression by gradient descent, and writes the model (model.json) into the
+// online store (Redis in Feast's layout) through featurefetch — or reads a
+// training set of the feature values the gateway served (-dataset, written by
+// lariat-train dataset) — fits a logistic regression by gradient descent, and writes the model (model.json) into the
 // artifact directory and its metrics (accuracy, logloss, auc on a held-out
 // quarter) into the metrics file.
 //
@@ -10,7 +11,9 @@
 //	trainer --labels labels.csv --views featureviews.yaml --redis 127.0.0.1:6379 \
 //	    --feature-views driver_stats --artifact-dir out --lr 0.5 --epochs 300
 //
-// LARIAT_LABELS, LARIAT_VIEWS_FILE, LARIAT_ONLINE_STORE, LARIAT_FEATURE_VIEWS,
+//	trainer --dataset train.parquet --artifact-dir out --lr 0.5 --epochs 300
+//
+// LARIAT_DATASET, LARIAT_LABELS, LARIAT_VIEWS_FILE, LARIAT_ONLINE_STORE, LARIAT_FEATURE_VIEWS,
 // LARIAT_FEATURES, LARIAT_ARTIFACT_DIR, LARIAT_METRICS_FILE, LARIAT_JOB_ID,
 // LARIAT_HP_LR, LARIAT_HP_EPOCHS and LARIAT_HP_L2.
 package main
@@ -32,6 +35,7 @@ import (
 
 	"github.com/lariat-gw/lariat/examples/logreg"
 	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/training/dataset"
 )
 
 func main() {
@@ -42,6 +46,7 @@ func main() {
 }
 
 type config struct {
+	dataset                        string
 	labels, views, redis, project  string
 	featureViews, features         string
 	artifactDir, metricsFile, name string
@@ -60,6 +65,7 @@ func parseFlags(args []string, env func(string) string) (*config, error) {
 		}
 		return def
 	}
+	fs.StringVar(&c.dataset, "dataset", env("LARIAT_DATASET"), "Parquet training set from lariat-train dataset (feature values as served, a label column of 0/1); replaces -labels, -views and -redis")
 	fs.StringVar(&c.labels, "labels", env("LARIAT_LABELS"), "CSV file: an entity id column (named as the join key) and a label column of 0/1")
 	fs.StringVar(&c.views, "views", env("LARIAT_VIEWS_FILE"), "feature-view definitions file")
 	fs.StringVar(&c.redis, "redis", env("LARIAT_ONLINE_STORE"), "online store: host:port or redis:// URL")
@@ -90,10 +96,13 @@ func parseFlags(args []string, env func(string) string) (*config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if c.labels == "" || c.views == "" || c.redis == "" || c.artifactDir == "" {
-		return nil, errors.New("-labels, -views, -redis and -artifact-dir are required")
-	}
-	if c.featureViews == "" && c.features == "" {
+	switch {
+	case c.dataset != "" && c.artifactDir == "":
+		return nil, errors.New("-artifact-dir is required")
+	case c.dataset != "":
+	case c.labels == "" || c.views == "" || c.redis == "" || c.artifactDir == "":
+		return nil, errors.New("-labels, -views, -redis and -artifact-dir are required (or -dataset and -artifact-dir)")
+	case c.featureViews == "" && c.features == "":
 		return nil, errors.New("-feature-views or -features is required")
 	}
 	if c.metricsFile == "" {
@@ -111,38 +120,19 @@ func run(args []string, env func(string) string, stdout io.Writer) error {
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stdout, "%7.3fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
 	}
-	views, err := featurefetch.LoadViews(c.views)
-	if err != nil {
+	var (
+		x            [][]float64
+		y            []float64
+		refs, names  []string
+		entity       string
+		loadFeatures = fromStore
+	)
+	if c.dataset != "" {
+		loadFeatures = fromDataset
+	}
+	if x, y, refs, names, entity, err = loadFeatures(c, logf); err != nil {
 		return err
 	}
-	refs, names, err := numericFeatures(views, c.features, c.featureViews)
-	if err != nil {
-		return err
-	}
-	plan, err := views.NewPlan(c.project, refs, featurefetch.PlanOptions{Shape: featurefetch.ShapeRows})
-	if err != nil {
-		return fmt.Errorf("cannot plan the feature read: %w", err)
-	}
-	if len(plan.JoinKeys()) != 1 {
-		return fmt.Errorf("the features need join keys %v; this trainer handles one", plan.JoinKeys())
-	}
-	entity := plan.JoinKeys()[0]
-	ids, y, err := readLabels(c.labels, entity)
-	if err != nil {
-		return err
-	}
-	logf("read %d labels of %s from %s", len(ids), entity, c.labels)
-
-	store, err := openStore(c.redis)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	x, missing, err := fetch(plan, store, ids, names, c.batch, c.timeout)
-	if err != nil {
-		return err
-	}
-	logf("read %d features of %d entities (%d values missing)", len(names), len(ids), missing)
 
 	// Hold out every fourth entity for evaluation.
 	var trX, teX [][]float64
@@ -184,6 +174,76 @@ func run(args []string, env func(string) string, stdout io.Writer) error {
 	}
 	logf("wrote %s; metrics %s", filepath.Join(c.artifactDir, logreg.ArtifactFile), mb)
 	return nil
+}
+
+// fromStore reads the labels and the entities' features from the online store.
+func fromStore(c *config, logf func(string, ...any)) (x [][]float64, y []float64, refs, names []string, entity string, err error) {
+	views, err := featurefetch.LoadViews(c.views)
+	if err != nil {
+		return nil, nil, nil, nil, "", err
+	}
+	refs, names, err = numericFeatures(views, c.features, c.featureViews)
+	if err != nil {
+		return nil, nil, nil, nil, "", err
+	}
+	plan, err := views.NewPlan(c.project, refs, featurefetch.PlanOptions{Shape: featurefetch.ShapeRows})
+	if err != nil {
+		return nil, nil, nil, nil, "", fmt.Errorf("cannot plan the feature read: %w", err)
+	}
+	if len(plan.JoinKeys()) != 1 {
+		return nil, nil, nil, nil, "", fmt.Errorf("the features need join keys %v; this trainer handles one", plan.JoinKeys())
+	}
+	entity = plan.JoinKeys()[0]
+	ids, y, err := readLabels(c.labels, entity)
+	if err != nil {
+		return nil, nil, nil, nil, "", err
+	}
+	logf("read %d labels of %s from %s", len(ids), entity, c.labels)
+
+	store, err := openStore(c.redis)
+	if err != nil {
+		return nil, nil, nil, nil, "", err
+	}
+	defer store.Close()
+	x, missing, err := fetch(plan, store, ids, names, c.batch, c.timeout)
+	if err != nil {
+		return nil, nil, nil, nil, "", err
+	}
+	logf("read %d features of %d entities (%d values missing)", len(names), len(ids), missing)
+	return x, y, refs, names, entity, nil
+}
+
+// fromDataset reads a training set of served feature values: the listed
+// features (-features view:feature,...) or every numeric one, and the
+// label column.
+func fromDataset(c *config, logf func(string, ...any)) (x [][]float64, y []float64, refs, names []string, entity string, err error) {
+	var want []string
+	if c.features != "" {
+		for _, f := range strings.Split(c.features, ",") {
+			_, name, ok := strings.Cut(strings.TrimSpace(f), ":")
+			if !ok {
+				return nil, nil, nil, nil, "", fmt.Errorf("feature %q is not view:feature", f)
+			}
+			want = append(want, name)
+		}
+	}
+	d, err := dataset.Read(c.dataset, "label", want)
+	if err != nil {
+		return nil, nil, nil, nil, "", err
+	}
+	for i, l := range d.Y {
+		if l != 0 && l != 1 {
+			return nil, nil, nil, nil, "", fmt.Errorf("dataset %s: row %d: label %v is not 0 or 1", c.dataset, i+1, l)
+		}
+	}
+	if len(d.Y) == 0 {
+		return nil, nil, nil, nil, "", fmt.Errorf("dataset %s: no labelled rows", c.dataset)
+	}
+	if len(d.EntityKeys) == 1 {
+		entity = d.EntityKeys[0]
+	}
+	logf("read %d rows of %d features (as served) from %s", len(d.X), len(d.Features), c.dataset)
+	return d.X, d.Y, d.Refs, d.Features, entity, nil
 }
 
 // numericFeatures returns the "view:feature" references to read and their names:

@@ -109,6 +109,8 @@ func TestTrainerErrors(t *testing.T) {
 	}
 	base := []string{"--views", viewsFile, "--redis", "127.0.0.1:1", "--artifact-dir", dir}
 	f("required", "--labels", "x.csv")
+	f("-artifact-dir is required", "--dataset", "x.parquet")
+	f("cannot read dataset", "--dataset", filepath.Join(dir, "missing.parquet"), "--artifact-dir", dir)
 	f("-feature-views or -features", append(base, "--labels", "x.csv")...)
 	f("not numeric", append(base, "--labels", "x.csv", "--features", "driver_stats:vehicle_type")...)
 	f("unknown feature view", append(base, "--labels", "x.csv", "--feature-views", "nope")...)

@@ -1,0 +1,56 @@
+package predlog
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// BenchmarkSinks measures the writer side of one record shaped like the
+// fan-out-2 route's (two tasks, one output): into a file:// sink, and
+// encoded as the JSON a kafka:// sink produces.
+func BenchmarkSinks(b *testing.B) {
+	rec := func(i int) *Record {
+		return &Record{RequestID: fmt.Sprintf("%032x", i), Time: time.Now(), Route: "fanout2", RouteVersion: "a1b2c3d4e5f6", Status: 200, LatencyMs: 0.4,
+			Tasks: []Task{
+				{Name: "m1", Kind: "http", Status: TaskOK, Code: 200, LatencyMs: 0.2},
+				{Name: "m2", Kind: "http", Status: TaskOK, Code: 200, LatencyMs: 0.2},
+			},
+			Outputs: []Output{{Path: "response.body.m1.score", Value: "0.91"}},
+		}
+	}
+	b.Run("file", func(b *testing.B) {
+		s, err := NewFileSink("file://"+b.TempDir(), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch := make([]*Record, 256)
+		for i := range batch {
+			batch[i] = rec(i)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for done := 0; done < b.N; done += len(batch) {
+			n := min(len(batch), b.N-done)
+			if _, err := s.Write(batch[:n]); err != nil {
+				b.Fatal(err)
+			}
+			if done%(64*len(batch)) == 0 {
+				if _, err := s.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if _, err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	})
+	b.Run("json", func(b *testing.B) {
+		r := rec(1)
+		var buf []byte
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			buf = r.AppendJSON(buf[:0])
+		}
+	})
+}
