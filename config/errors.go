@@ -1,122 +1,45 @@
 package config
 
 import (
-	"errors"
-	"fmt"
-	"sort"
-	"strings"
-
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lariat-gw/lariat/internal/yamlstrict"
 )
 
-// Pos is a position in a route file. Line and Col start at 1; zero means unknown.
-type Pos struct {
-	File string
-	Line int
-	Col  int
-}
-
-// String formats p as file:line:col.
-func (p Pos) String() string {
-	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
-}
+// Route files are decoded by yamlstrict; these names let the packages that
+// build on routes speak of positions and errors without importing it.
+type (
+	// Pos is a position in a route file.
+	Pos = yamlstrict.Pos
+	// Error is a problem in a route file at a known position.
+	Error = yamlstrict.Error
+	// Errors is a list of problems, sorted by position when formatted.
+	Errors = yamlstrict.Errors
+	// Unmarshaler is implemented by types that decode themselves from a
+	// YAML node.
+	Unmarshaler = yamlstrict.Unmarshaler
+	// String is a YAML string that remembers where it was written.
+	String = yamlstrict.String
+)
 
 // PosOf returns the position of node n in file.
-func PosOf(file string, n *yaml.Node) Pos {
-	if n == nil {
-		return Pos{File: file}
-	}
-	return Pos{File: file, Line: n.Line, Col: n.Column}
-}
-
-// Error is a problem in a route file at a known position.
-type Error struct {
-	Pos Pos
-	Msg string
-}
-
-// Error formats e as file:line:col: message.
-func (e *Error) Error() string {
-	return e.Pos.String() + ": " + e.Msg
-}
+func PosOf(file string, n *yaml.Node) Pos { return yamlstrict.PosOf(file, n) }
 
 // Errorf returns an *Error at pos.
 func Errorf(pos Pos, format string, args ...any) *Error {
-	return &Error{Pos: pos, Msg: fmt.Sprintf(format, args...)}
-}
-
-// Errors is a list of problems, sorted by position when formatted.
-type Errors []*Error
-
-// Error joins all problems, one per line.
-func (es Errors) Error() string {
-	var sb strings.Builder
-	for i, e := range es.Sorted() {
-		if i > 0 {
-			sb.WriteByte('\n')
-		}
-		sb.WriteString(e.Error())
-	}
-	return sb.String()
-}
-
-// Sorted returns the problems ordered by file, line and column.
-func (es Errors) Sorted() Errors {
-	out := append(Errors(nil), es...)
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i].Pos, out[j].Pos
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		return a.Col < b.Col
-	})
-	return out
-}
-
-// Add appends err to es. A nil err is ignored; an Errors is flattened; any
-// other error is kept at pos.
-func (es *Errors) Add(pos Pos, err error) {
-	if err == nil {
-		return
-	}
-	var list Errors
-	if errors.As(err, &list) {
-		*es = append(*es, list...)
-		return
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		*es = append(*es, e)
-		return
-	}
-	*es = append(*es, &Error{Pos: pos, Msg: err.Error()})
-}
-
-// Err returns es as an error, or nil when it is empty.
-func (es Errors) Err() error {
-	if len(es) == 0 {
-		return nil
-	}
-	return es
+	return yamlstrict.Errorf(pos, format, args...)
 }
 
 // Prefix returns err with prefix added to the message of every *Error in
 // it; other errors are returned unchanged.
-func Prefix(err error, prefix string) error {
-	var list Errors
-	if errors.As(err, &list) {
-		out := make(Errors, len(list))
-		for i, e := range list {
-			out[i] = &Error{Pos: e.Pos, Msg: prefix + e.Msg}
-		}
-		return out
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return &Error{Pos: e.Pos, Msg: prefix + e.Msg}
-	}
-	return err
-}
+func Prefix(err error, prefix string) error { return yamlstrict.Prefix(err, prefix) }
+
+// Decode decodes the YAML node n of file into v strictly, as
+// yamlstrict.Decode does: task kinds decode their inputs with it.
+func Decode(file string, n *yaml.Node, v any) error { return yamlstrict.Decode(file, n, v) }
+
+// Suggest returns a hint naming the closest of known to got.
+func Suggest(got string, known []string) string { return yamlstrict.Suggest(got, known) }
+
+// NodeToJSON converts a YAML node to compact JSON, keeping mapping order.
+func NodeToJSON(file string, n *yaml.Node) ([]byte, error) { return yamlstrict.NodeToJSON(file, n) }

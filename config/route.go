@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lariat-gw/lariat/internal/yamlstrict"
 )
 
 // DefaultTimeout is the route deadline when a route file sets none.
@@ -157,7 +158,7 @@ type Log struct {
 	// response.status.
 	Outputs []String `yaml:"outputs" jsonschema:"items.pattern=^response\\.(body\\.[^.]+(\\.[^.]+)*|headers\\.[!#$%&'*+.^_\x60|~0-9A-Za-z-]+|status)$"`
 	// Pos is where the log block was written.
-	Pos Pos `yaml:"-"`
+	Pos Pos `yaml:",pos"`
 }
 
 // SampleRate returns the share of requests recorded.
@@ -223,23 +224,9 @@ var (
 // Parse decodes and checks the route file named file with content data.
 // Every problem found is returned as Errors with file:line:col positions.
 func Parse(file string, data []byte) (*Route, error) {
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if err == io.EOF {
-			return nil, Errors{Errorf(Pos{File: file, Line: 1, Col: 1}, "empty route file")}
-		}
-		return nil, Errors{yamlSyntaxError(file, err)}
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, Errors{Errorf(PosOf(file, &extra), "a route file holds one YAML document; found another")}
-	} else if err != io.EOF {
-		return nil, Errors{yamlSyntaxError(file, err)}
-	}
-	root := resolveAlias(&doc)
-	if root.Kind != yaml.MappingNode {
-		return nil, Errors{Errorf(PosOf(file, root), "a route file must be a mapping with apiVersion, name, endpoint, timeout and tasks; got %s", describe(root))}
+	root, err := yamlstrict.Parse(file, data, "a route file")
+	if err != nil {
+		return nil, err
 	}
 	r := &Route{File: file, Source: data}
 	sum := sha256.Sum256(data)
@@ -251,18 +238,6 @@ func Parse(file string, data []byte) (*Route, error) {
 		return nil, errs
 	}
 	return r, nil
-}
-
-var yamlLineRe = regexp.MustCompile(`line (\d+)`)
-
-func yamlSyntaxError(file string, err error) *Error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 1
-	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
-		fmt.Sscan(m[1], &line)
-		msg = strings.TrimPrefix(msg, m[0]+": ")
-	}
-	return Errorf(Pos{File: file, Line: line, Col: 1}, "invalid YAML: %s", msg)
 }
 
 func (r *Route) check(root *yaml.Node, errs *Errors) {
@@ -296,7 +271,7 @@ func (r *Route) check(root *yaml.Node, errs *Errors) {
 	}
 	for _, m := range r.Methods {
 		if !contains(methods, m.Value) {
-			*errs = append(*errs, Errorf(m.Pos, "unsupported method %q%s", m.Value, suggest(m.Value, methods)))
+			*errs = append(*errs, Errorf(m.Pos, "unsupported method %q%s", m.Value, Suggest(m.Value, methods)))
 		}
 	}
 	if r.Timeout.Pos.Line == 0 {
@@ -325,20 +300,14 @@ func (r *Route) check(root *yaml.Node, errs *Errors) {
 			*errs = append(*errs, Errorf(rootPos, "auth: give api_keys, jwt or both"))
 		}
 	}
-	r.checkLog(root, errs)
+	r.checkLog(errs)
 	r.decodeTasks(root, errs)
 }
 
-func (r *Route) checkLog(root *yaml.Node, errs *Errors) {
+func (r *Route) checkLog(errs *Errors) {
 	l := r.Log
 	if l == nil {
 		return
-	}
-	l.Pos = PosOf(r.File, root)
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value == "log" {
-			l.Pos = PosOf(r.File, resolveAlias(root.Content[i+1]))
-		}
 	}
 	if s := l.SampleRate(); !(s >= 0 && s <= 1) {
 		*errs = append(*errs, Errorf(l.Pos, "log.sample must be between 0 and 1, got %v", s))
@@ -384,22 +353,22 @@ func contains(list []string, s string) bool {
 
 func (r *Route) decodeTasks(root *yaml.Node, errs *Errors) {
 	file := r.File
-	n := resolveAlias(&r.TasksNode)
+	n := yamlstrict.Resolve(&r.TasksNode)
 	if n == nil || n.Kind == 0 {
 		*errs = append(*errs, Errorf(PosOf(file, root), "missing required key \"tasks\""))
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		*errs = append(*errs, Errorf(PosOf(file, n), "tasks must be a mapping of task name to task, got %s", describe(n)))
+		*errs = append(*errs, Errorf(PosOf(file, n), "tasks must be a mapping of task name to task, got %s", yamlstrict.Describe(n)))
 		return
 	}
 	if len(n.Content) == 0 {
 		*errs = append(*errs, Errorf(PosOf(file, n), "a route needs at least one task"))
 		return
 	}
-	d := decoder{file: file}
+	pairs, perr := yamlstrict.MappingPairs(file, n)
 	seen := map[string]bool{}
-	for _, p := range d.mappingPairs(n) {
+	for _, p := range pairs {
 		k, v := p[0], p[1]
 		name := k.Value
 		pos := PosOf(file, k)
@@ -418,7 +387,7 @@ func (r *Route) decodeTasks(root *yaml.Node, errs *Errors) {
 			continue
 		}
 		if t.Type.Value == "" {
-			*errs = append(*errs, Errorf(PosOf(file, resolveAlias(v)), "task %q: missing required key \"type\"", name))
+			*errs = append(*errs, Errorf(PosOf(file, yamlstrict.Resolve(v)), "task %q: missing required key \"type\"", name))
 		}
 		if t.Output != nil {
 			if err := CheckOutputPath(t.Output.Path); err != nil {
@@ -432,7 +401,7 @@ func (r *Route) decodeTasks(root *yaml.Node, errs *Errors) {
 		}
 		r.Tasks = append(r.Tasks, t)
 	}
-	errs.Add(PosOf(file, n), d.errs.Err())
+	errs.Add(PosOf(file, n), perr)
 }
 
 // CheckOutputPath checks the syntax of an output path.

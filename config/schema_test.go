@@ -20,6 +20,7 @@ import (
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/internal/schemagen"
+	"github.com/lariat-gw/lariat/internal/yamlstrict"
 	"github.com/lariat-gw/lariat/router"
 	"github.com/lariat-gw/lariat/tasks"
 )
@@ -437,9 +438,8 @@ func (w *walker) object(where string, s map[string]any, typ reflect.Type) {
 	}
 	props, _ := s["properties"].(map[string]any)
 	keys := map[string]reflect.StructField{}
-	for _, f := range yamlFields(typ) {
-		tag, _ := f.Tag.Lookup("yaml")
-		name, _, _ := strings.Cut(tag, ",")
+	for _, k := range yamlstrict.Keys(typ) {
+		name, f := k.Name, k.Field
 		keys[name] = f
 		p, ok := props[name].(map[string]any)
 		if !ok {
@@ -456,30 +456,6 @@ func (w *walker) object(where string, s map[string]any, typ reflect.Type) {
 			t.Errorf("%s: the schema declares key %q but %s has no field with yaml:%q", where, name, typ, name)
 		}
 	}
-}
-
-// yamlFields lists the fields of struct type typ that hold a yaml key,
-// with the keys of embedded structs tagged `yaml:",inline"` flattened in,
-// as config.Decode reads them.
-func yamlFields(typ reflect.Type) []reflect.StructField {
-	var out []reflect.StructField
-	for i := 0; i < typ.NumField(); i++ {
-		f := typ.Field(i)
-		tag, ok := f.Tag.Lookup("yaml")
-		if !ok {
-			continue
-		}
-		name, opts, _ := strings.Cut(tag, ",")
-		if opts == "inline" && f.Anonymous && f.Type.Kind() == reflect.Struct {
-			out = append(out, yamlFields(f.Type)...)
-			continue
-		}
-		if !f.IsExported() || name == "" || name == "-" {
-			continue
-		}
-		out = append(out, f)
-	}
-	return out
 }
 
 // value checks that schema s admits the JSON types that Go type typ

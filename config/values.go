@@ -7,28 +7,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lariat-gw/lariat/internal/yamlstrict"
 )
-
-// String is a YAML string that remembers where it was written.
-type String struct {
-	Value string
-	Pos   Pos
-}
-
-// JSONSchema returns the JSON Schema of a string setting.
-func (String) JSONSchema() map[string]any { return map[string]any{"type": "string"} }
-
-// UnmarshalNode implements Unmarshaler.
-func (s *String) UnmarshalNode(file string, n *yaml.Node) error {
-	s.Pos = PosOf(file, n)
-	if n.Kind != yaml.ScalarNode {
-		return Errorf(s.Pos, "expected a string, got %s", describe(n))
-	}
-	if n.ShortTag() != "!!null" {
-		s.Value = n.Value
-	}
-	return nil
-}
 
 // Duration is a span of time written either as a bare integer of
 // milliseconds (140) or as a Go duration string ("150ms", "2s").
@@ -67,7 +48,7 @@ func (Duration) JSONSchemaDefs() map[string]any {
 func (d *Duration) UnmarshalNode(file string, n *yaml.Node) error {
 	d.Pos = PosOf(file, n)
 	if n.Kind != yaml.ScalarNode {
-		return Errorf(d.Pos, "expected a duration (milliseconds or a string such as \"150ms\"), got %s", describe(n))
+		return Errorf(d.Pos, "expected a duration (milliseconds or a string such as \"150ms\"), got %s", yamlstrict.Describe(n))
 	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
@@ -146,7 +127,7 @@ func (m *WriteMode) UnmarshalNode(file string, n *yaml.Node) error {
 			}
 		}
 	}
-	return Errorf(PosOf(file, n), "unknown write mode %s%s", describe(n), suggest(n.Value, writeModeNames))
+	return Errorf(PosOf(file, n), "unknown write mode %s%s", yamlstrict.Describe(n), Suggest(n.Value, writeModeNames))
 }
 
 // OnError says what happens when a task fails: fail the route (the default)
@@ -192,5 +173,5 @@ func (o *OnError) UnmarshalNode(file string, n *yaml.Node) error {
 		o.DefaultPos = PosOf(file, n.Content[1])
 		return nil
 	}
-	return Errorf(o.Pos, "on_error must be `fail` or `{default: <JSON value>}`, got %s", describe(n))
+	return Errorf(o.Pos, "on_error must be `fail` or `{default: <JSON value>}`, got %s", yamlstrict.Describe(n))
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lariat-gw/lariat/internal/yamlstrict"
 )
 
 // Views holds the feature-view definitions of one project, loaded from a YAML
@@ -102,19 +104,6 @@ func (fv *View) Feature(name string) (*Feature, bool) {
 	return f, ok
 }
 
-// ConfigError is an error in a feature-view file, with its position.
-type ConfigError struct {
-	File   string
-	Line   int
-	Column int
-	Msg    string
-}
-
-// Error returns "file:line:col: msg".
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg)
-}
-
 // LoadViews reads and validates the feature-view file at path.
 func LoadViews(path string) (*Views, error) {
 	data, err := os.ReadFile(path)
@@ -124,335 +113,250 @@ func LoadViews(path string) (*Views, error) {
 	return ParseViews(path, data)
 }
 
-// ParseViews parses and validates a feature-view file; name is used in error messages.
-// Unknown keys are errors. Errors are *ConfigError values naming file:line:col.
-func ParseViews(name string, data []byte) (*Views, error) {
-	p := &viewParser{file: name}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: cannot parse YAML: %w", name, err)
+// The file as written; ParseViews decodes it strictly, then checks it.
+type (
+	viewsDoc struct {
+		Project      yamlstrict.String `yaml:"project"`
+		Entities     []entityDoc       `yaml:"entities"`
+		FeatureViews []viewDoc         `yaml:"feature_views"`
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil, &ConfigError{File: name, Line: 1, Column: 1, Msg: "empty feature view file"}
+	entityDoc struct {
+		Pos         yamlstrict.Pos    `yaml:",pos"`
+		Name        yamlstrict.String `yaml:"name"`
+		ValueType   yamlstrict.String `yaml:"value_type"`
+		Description string            `yaml:"description"`
 	}
-	v, err := p.views(doc.Content[0])
-	if err != nil {
-		return nil, err
+	viewDoc struct {
+		Pos            yamlstrict.Pos      `yaml:",pos"`
+		Name           yamlstrict.String   `yaml:"name"`
+		Entities       []yamlstrict.String `yaml:"entities"`
+		Features       []featureDoc        `yaml:"features"`
+		FeaturesPos    yamlstrict.Pos      `yaml:"features,pos"`
+		TTL            ttl                 `yaml:"ttl"`
+		TimestampField string              `yaml:"timestamp_field"`
+		Description    string              `yaml:"description"`
 	}
-	return v, nil
-}
+	featureDoc struct {
+		Pos         yamlstrict.Pos    `yaml:",pos"`
+		Name        yamlstrict.String `yaml:"name"`
+		DType       yamlstrict.String `yaml:"dtype"`
+		Description string            `yaml:"description"`
+	}
+)
 
-type viewParser struct {
-	file string
-}
+// ttl is a view's max age: a Go duration string ("24h", "90m") or a whole
+// number of seconds.
+type ttl time.Duration
 
-func (p *viewParser) errf(n *yaml.Node, format string, args ...any) error {
-	return &ConfigError{File: p.file, Line: n.Line, Column: n.Column, Msg: fmt.Sprintf(format, args...)}
-}
-
-func resolve(n *yaml.Node) *yaml.Node {
-	for i := 0; i < 8 && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
-// fields checks that n is a mapping with unique keys out of known and calls fn per entry.
-func (p *viewParser) fields(n *yaml.Node, what string, known []string, fn func(key string, k, v *yaml.Node) error) error {
-	n = resolve(n)
-	if n.Kind != yaml.MappingNode {
-		return p.errf(n, "%s must be a mapping", what)
-	}
-	seen := make(map[string]bool, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := resolve(n.Content[i]), resolve(n.Content[i+1])
-		if k.Kind != yaml.ScalarNode {
-			return p.errf(k, "%s: keys must be strings", what)
-		}
-		if !slices.Contains(known, k.Value) {
-			return p.errf(k, "unknown key %q in %s; known keys: %s", k.Value, what, strings.Join(known, ", "))
-		}
-		if seen[k.Value] {
-			return p.errf(k, "duplicate key %q in %s", k.Value, what)
-		}
-		seen[k.Value] = true
-		if err := fn(k.Value, k, val); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (p *viewParser) str(n *yaml.Node, what string) (string, error) {
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return "", nil
-	}
-	if n.Kind != yaml.ScalarNode || (n.Tag != "!!str" && n.Tag != "!!int" && n.Tag != "!!float" && n.Tag != "!!bool") {
-		return "", p.errf(n, "%s must be a string", what)
-	}
-	return n.Value, nil
-}
-
-func (p *viewParser) name(n *yaml.Node, what string) (string, error) {
-	s, err := p.str(n, what)
-	if err != nil {
-		return "", err
-	}
-	if s == "" {
-		return "", p.errf(n, "%s must not be empty", what)
-	}
-	if strings.ContainsAny(s, ": \t\r\n") {
-		return "", p.errf(n, "%s %q must not contain ':' or whitespace", what, s)
-	}
-	return s, nil
-}
-
-func (p *viewParser) seq(n *yaml.Node, what string) ([]*yaml.Node, error) {
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return nil, nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		return nil, p.errf(n, "%s must be a list", what)
-	}
-	out := make([]*yaml.Node, len(n.Content))
-	for i, c := range n.Content {
-		out[i] = resolve(c)
-	}
-	return out, nil
-}
-
-func (p *viewParser) views(root *yaml.Node) (*Views, error) {
-	v := &Views{
-		entities: make(map[string]*Entity),
-		views:    make(map[string]*View),
-	}
-	var projectNode *yaml.Node
-	var viewNodes []*yaml.Node
-	err := p.fields(root, "feature view file", []string{"project", "entities", "feature_views"}, func(key string, k, val *yaml.Node) error {
-		switch key {
-		case "project":
-			projectNode = val
-			s, err := p.name(val, "project")
-			v.Project = s
-			return err
-		case "entities":
-			items, err := p.seq(val, "entities")
-			if err != nil {
-				return err
-			}
-			for _, it := range items {
-				e, err := p.entity(it)
-				if err != nil {
-					return err
-				}
-				if _, dup := v.entities[e.Name]; dup {
-					return p.errf(it, "duplicate entity %q", e.Name)
-				}
-				v.entities[e.Name] = e
-				v.Entities = append(v.Entities, e)
-			}
-		case "feature_views":
-			items, err := p.seq(val, "feature_views")
-			if err != nil {
-				return err
-			}
-			viewNodes = items
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if projectNode == nil {
-		return nil, p.errf(root, "missing required key \"project\"")
-	}
-	// Views are parsed after entities so that entity references resolve
-	// whatever the key order in the file.
-	for _, it := range viewNodes {
-		fv, err := p.view(it, v)
-		if err != nil {
-			return nil, err
-		}
-		if _, dup := v.views[fv.Name]; dup {
-			return nil, p.errf(it, "duplicate feature view %q", fv.Name)
-		}
-		v.views[fv.Name] = fv
-		v.FeatureViews = append(v.FeatureViews, fv)
-	}
-	return v, nil
-}
-
-func (p *viewParser) entity(n *yaml.Node) (*Entity, error) {
-	e := &Entity{}
-	var typeSet bool
-	err := p.fields(n, "entity", []string{"name", "value_type", "description"}, func(key string, k, val *yaml.Node) error {
-		var err error
-		switch key {
-		case "name":
-			e.Name, err = p.name(val, "entity name")
-			if err == nil && e.Name == DummyJoinKey {
-				err = p.errf(val, "entity name %q is reserved for entityless views", DummyJoinKey)
-			}
-		case "value_type":
-			var s string
-			if s, err = p.str(val, "value_type"); err != nil {
-				return err
-			}
-			if e.Type, err = ParseValueType(s); err != nil {
-				return p.errf(val, "%s", err)
-			}
-			if !validEntityType(e.Type) {
-				return p.errf(val, "entity value_type %s is not allowed in entity keys; use STRING, BYTES, INT32 or INT64", e.Type)
-			}
-			typeSet = true
-		case "description":
-			e.Description, err = p.str(val, "description")
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if e.Name == "" {
-		return nil, p.errf(n, "entity is missing required key \"name\"")
-	}
-	if !typeSet {
-		return nil, p.errf(n, "entity %q is missing required key \"value_type\"", e.Name)
-	}
-	return e, nil
-}
-
-func (p *viewParser) view(n *yaml.Node, v *Views) (*View, error) {
-	fv := &View{features: make(map[string]*Feature)}
-	var featuresNode *yaml.Node
-	known := []string{"name", "entities", "features", "ttl", "timestamp_field", "description"}
-	err := p.fields(n, "feature view", known, func(key string, k, val *yaml.Node) error {
-		var err error
-		switch key {
-		case "name":
-			fv.Name, err = p.name(val, "feature view name")
-		case "entities":
-			var items []*yaml.Node
-			if items, err = p.seq(val, "entities"); err != nil {
-				return err
-			}
-			for _, it := range items {
-				name, err := p.name(it, "entity reference")
-				if err != nil {
-					return err
-				}
-				if _, ok := v.entities[name]; !ok {
-					return p.errf(it, "unknown entity %q", name)
-				}
-				if slices.Contains(fv.JoinKeys, name) {
-					return p.errf(it, "duplicate entity %q", name)
-				}
-				fv.JoinKeys = append(fv.JoinKeys, name)
-			}
-		case "features":
-			featuresNode = val
-			var items []*yaml.Node
-			if items, err = p.seq(val, "features"); err != nil {
-				return err
-			}
-			for _, it := range items {
-				f, err := p.feature(it)
-				if err != nil {
-					return err
-				}
-				if _, dup := fv.features[f.Name]; dup {
-					return p.errf(it, "duplicate feature %q", f.Name)
-				}
-				fv.features[f.Name] = f
-				fv.Features = append(fv.Features, f)
-			}
-		case "ttl":
-			fv.TTL, err = p.duration(val, "ttl")
-		case "timestamp_field":
-			fv.TimestampField, err = p.str(val, "timestamp_field")
-		case "description":
-			fv.Description, err = p.str(val, "description")
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if fv.Name == "" {
-		return nil, p.errf(n, "feature view is missing required key \"name\"")
-	}
-	if len(fv.Features) == 0 {
-		at := n
-		if featuresNode != nil {
-			at = featuresNode
-		}
-		return nil, p.errf(at, "feature view %q has no features", fv.Name)
-	}
-	slices.Sort(fv.JoinKeys)
-	fv.KeyTypes = make([]ValueType, len(fv.JoinKeys))
-	for i, jk := range fv.JoinKeys {
-		fv.KeyTypes[i] = v.entities[jk].Type
-	}
-	if fv.TimestampField == "" {
-		fv.TimestampField = "event_timestamp"
-	}
-	return fv, nil
-}
-
-func (p *viewParser) feature(n *yaml.Node) (*Feature, error) {
-	f := &Feature{}
-	var typeSet bool
-	err := p.fields(n, "feature", []string{"name", "dtype", "description"}, func(key string, k, val *yaml.Node) error {
-		var err error
-		switch key {
-		case "name":
-			f.Name, err = p.name(val, "feature name")
-		case "dtype":
-			var s string
-			if s, err = p.str(val, "dtype"); err != nil {
-				return err
-			}
-			if f.Type, err = ParseValueType(s); err != nil {
-				return p.errf(val, "%s", err)
-			}
-			typeSet = true
-		case "description":
-			f.Description, err = p.str(val, "description")
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if f.Name == "" {
-		return nil, p.errf(n, "feature is missing required key \"name\"")
-	}
-	if !typeSet {
-		return nil, p.errf(n, "feature %q is missing required key \"dtype\"", f.Name)
-	}
-	return f, nil
-}
-
-// duration accepts a Go duration string ("24h", "90m") or a whole number of seconds.
-func (p *viewParser) duration(n *yaml.Node, what string) (time.Duration, error) {
+// UnmarshalNode implements yamlstrict.Unmarshaler.
+func (t *ttl) UnmarshalNode(file string, n *yaml.Node) error {
+	pos := yamlstrict.PosOf(file, n)
 	if n.Kind != yaml.ScalarNode {
-		return 0, p.errf(n, "%s must be a duration such as \"24h\" or a number of seconds", what)
+		return yamlstrict.Errorf(pos, "ttl must be a duration such as \"24h\" or a number of seconds")
 	}
 	var d time.Duration
-	if n.Tag == "!!int" {
+	if n.ShortTag() == "!!int" {
 		secs, err := strconv.ParseInt(n.Value, 10, 64)
 		if err != nil || secs < 0 || secs > int64(1<<63-1)/int64(time.Second) {
-			return 0, p.errf(n, "%s: invalid number of seconds %q", what, n.Value)
+			return yamlstrict.Errorf(pos, "ttl: invalid number of seconds %q", n.Value)
 		}
 		d = time.Duration(secs) * time.Second
 	} else {
 		var err error
 		if d, err = time.ParseDuration(n.Value); err != nil {
-			return 0, p.errf(n, "%s: %s", what, err)
+			return yamlstrict.Errorf(pos, "ttl: %s", err)
 		}
 	}
 	if d < 0 {
-		return 0, p.errf(n, "%s must not be negative", what)
+		return yamlstrict.Errorf(pos, "ttl must not be negative")
 	}
-	return d, nil
+	*t = ttl(d)
+	return nil
+}
+
+// ParseViews parses and validates a feature-view file; name is used in error
+// messages. Unknown keys are errors. Every problem found is returned in a
+// yamlstrict.Errors, each with file:line:col.
+func ParseViews(name string, data []byte) (*Views, error) {
+	root, err := yamlstrict.Parse(name, data, "a feature view file")
+	if err != nil {
+		return nil, err
+	}
+	var doc viewsDoc
+	if err := yamlstrict.Decode(name, root, &doc); err != nil {
+		return nil, err
+	}
+	c := viewChecker{v: &Views{
+		entities: make(map[string]*Entity),
+		views:    make(map[string]*View),
+	}}
+	c.views(&doc, yamlstrict.PosOf(name, root))
+	if err := c.errs.Err(); err != nil {
+		return nil, err
+	}
+	return c.v, nil
+}
+
+// viewChecker builds Views from the decoded file, collecting problems.
+type viewChecker struct {
+	v    *Views
+	errs yamlstrict.Errors
+}
+
+func (c *viewChecker) errorf(pos yamlstrict.Pos, format string, args ...any) {
+	c.errs = append(c.errs, yamlstrict.Errorf(pos, format, args...))
+}
+
+// name checks a name that becomes part of Redis keys and field hashes.
+func (c *viewChecker) name(s yamlstrict.String, what string) bool {
+	switch {
+	case s.Value == "":
+		c.errorf(s.Pos, "%s must not be empty", what)
+	case strings.ContainsAny(s.Value, ": \t\r\n"):
+		c.errorf(s.Pos, "%s %q must not contain ':' or whitespace", what, s.Value)
+	default:
+		return true
+	}
+	return false
+}
+
+// valueType parses a written value type.
+func (c *viewChecker) valueType(s yamlstrict.String) (ValueType, bool) {
+	t, err := ParseValueType(s.Value)
+	if err != nil {
+		c.errorf(s.Pos, "%s", err)
+		return 0, false
+	}
+	return t, true
+}
+
+// addNamed adds item to byName and list under name, unless another item
+// of that name came before it.
+func addNamed[T any](c *viewChecker, byName map[string]*T, list *[]*T, name string, item *T, pos yamlstrict.Pos, what string) {
+	if _, dup := byName[name]; dup {
+		c.errorf(pos, "duplicate %s %q", what, name)
+		return
+	}
+	byName[name] = item
+	*list = append(*list, item)
+}
+
+// named returns what with its name quoted after it, when it has one.
+func named(what, name string) string {
+	if name == "" {
+		return what
+	}
+	return fmt.Sprintf("%s %q", what, name)
+}
+
+func (c *viewChecker) views(doc *viewsDoc, root yamlstrict.Pos) {
+	if doc.Project.Pos.Line == 0 {
+		c.errorf(root, "missing required key \"project\"")
+	} else if c.name(doc.Project, "project") {
+		c.v.Project = doc.Project.Value
+	}
+	for i := range doc.Entities {
+		ed := &doc.Entities[i]
+		if e, ok := c.entity(ed); ok {
+			addNamed(c, c.v.entities, &c.v.Entities, e.Name, e, ed.Pos, "entity")
+		}
+	}
+	// Views are checked after entities so that entity references resolve
+	// whatever the key order in the file.
+	for i := range doc.FeatureViews {
+		vd := &doc.FeatureViews[i]
+		if fv, ok := c.view(vd); ok {
+			addNamed(c, c.v.views, &c.v.FeatureViews, fv.Name, fv, vd.Pos, "feature view")
+		}
+	}
+}
+
+func (c *viewChecker) entity(ed *entityDoc) (*Entity, bool) {
+	n := len(c.errs)
+	e := &Entity{Name: ed.Name.Value, Description: ed.Description}
+	switch {
+	case ed.Name.Pos.Line == 0:
+		c.errorf(ed.Pos, "entity is missing required key \"name\"")
+	case !c.name(ed.Name, "entity name"):
+	case e.Name == DummyJoinKey:
+		c.errorf(ed.Name.Pos, "entity name %q is reserved for entityless views", DummyJoinKey)
+	}
+	if ed.ValueType.Pos.Line == 0 {
+		c.errorf(ed.Pos, "%s is missing required key \"value_type\"", named("entity", e.Name))
+	} else if t, ok := c.valueType(ed.ValueType); ok {
+		if validEntityType(t) {
+			e.Type = t
+		} else {
+			c.errorf(ed.ValueType.Pos, "entity value_type %s is not allowed in entity keys; use STRING, BYTES, INT32 or INT64", t)
+		}
+	}
+	return e, len(c.errs) == n
+}
+
+func (c *viewChecker) view(vd *viewDoc) (*View, bool) {
+	n := len(c.errs)
+	fv := &View{
+		Name:           vd.Name.Value,
+		TTL:            time.Duration(vd.TTL),
+		TimestampField: vd.TimestampField,
+		Description:    vd.Description,
+		features:       make(map[string]*Feature),
+	}
+	if vd.Name.Pos.Line == 0 {
+		c.errorf(vd.Pos, "feature view is missing required key \"name\"")
+	} else {
+		c.name(vd.Name, "feature view name")
+	}
+	for _, ref := range vd.Entities {
+		switch {
+		case !c.name(ref, "entity reference"):
+		case c.v.entities[ref.Value] == nil:
+			c.errorf(ref.Pos, "unknown entity %q", ref.Value)
+		case slices.Contains(fv.JoinKeys, ref.Value):
+			c.errorf(ref.Pos, "duplicate entity %q", ref.Value)
+		default:
+			fv.JoinKeys = append(fv.JoinKeys, ref.Value)
+		}
+	}
+	for i := range vd.Features {
+		fd := &vd.Features[i]
+		if f, ok := c.feature(fd); ok {
+			addNamed(c, fv.features, &fv.Features, f.Name, f, fd.Pos, "feature")
+		}
+	}
+	if len(vd.Features) == 0 {
+		at := vd.Pos
+		if vd.FeaturesPos.Line != 0 {
+			at = vd.FeaturesPos
+		}
+		c.errorf(at, "feature view %q has no features", fv.Name)
+	}
+	if len(c.errs) > n {
+		return nil, false
+	}
+	slices.Sort(fv.JoinKeys)
+	fv.KeyTypes = make([]ValueType, len(fv.JoinKeys))
+	for i, jk := range fv.JoinKeys {
+		fv.KeyTypes[i] = c.v.entities[jk].Type
+	}
+	if fv.TimestampField == "" {
+		fv.TimestampField = "event_timestamp"
+	}
+	return fv, true
+}
+
+func (c *viewChecker) feature(fd *featureDoc) (*Feature, bool) {
+	n := len(c.errs)
+	f := &Feature{Name: fd.Name.Value, Description: fd.Description}
+	if fd.Name.Pos.Line == 0 {
+		c.errorf(fd.Pos, "feature is missing required key \"name\"")
+	} else {
+		c.name(fd.Name, "feature name")
+	}
+	if fd.DType.Pos.Line == 0 {
+		c.errorf(fd.Pos, "%s is missing required key \"dtype\"", named("feature", f.Name))
+	} else if t, ok := c.valueType(fd.DType); ok {
+		f.Type = t
+	}
+	return f, len(c.errs) == n
 }

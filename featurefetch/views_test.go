@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/yamlstrict"
 )
 
 func loadTestViews(t testing.TB) *Views {
@@ -68,11 +70,11 @@ func TestParseViewsErrors(t *testing.T) {
 		}
 	}
 	const ents = "project: p\nentities:\n  - {name: d, value_type: INT64}\n"
-	f("", "views.yaml:1:1: empty feature view file")
-	f("- a\n", "views.yaml:1:1: feature view file must be a mapping")
+	f("", "views.yaml:1:1: the file is empty; want a feature view file")
+	f("- a\n", "views.yaml:1:1: a feature view file must be a mapping, got a list")
 	f("entities: []\n", `views.yaml:1:1: missing required key "project"`)
-	f("project: p\nextra: 1\n", `views.yaml:2:1: unknown key "extra" in feature view file; known keys: project, entities, feature_views`)
-	f("project: p\nproject: q\n", `views.yaml:2:1: duplicate key "project" in feature view file`)
+	f("project: p\nextra: 1\n", `views.yaml:2:1: unknown key "extra" (allowed: entities, feature_views, project)`)
+	f("project: p\nproject: q\n", `views.yaml:2:1: duplicate key "project"`)
 	f("project: a:b\n", `views.yaml:1:10: project "a:b" must not contain ':' or whitespace`)
 	f("project: p\nentities:\n  - {name: d, value_type: FLOAT}\n",
 		"views.yaml:3:27: entity value_type FLOAT is not allowed in entity keys; use STRING, BYTES, INT32 or INT64")
@@ -85,7 +87,7 @@ func TestParseViewsErrors(t *testing.T) {
 	f(ents+"feature_views:\n  - name: v\n    entities: [d]\n    features: []\n",
 		`views.yaml:7:15: feature view "v" has no features`)
 	f(ents+"feature_views:\n  - name: v\n    features:\n      - {name: a, dtype: INT64, size: 3}\n",
-		`views.yaml:7:33: unknown key "size" in feature; known keys: name, dtype, description`)
+		`views.yaml:7:33: unknown key "size" for "feature_views[0].features[0]" (allowed: description, dtype, name)`)
 	f(ents+"feature_views:\n  - name: v\n    features:\n      - {name: a, dtype: INT64}\n      - {name: a, dtype: FLOAT}\n",
 		`views.yaml:8:9: duplicate feature "a"`)
 	f(ents+"feature_views:\n  - name: v\n    ttl: soon\n    features: [{name: a, dtype: INT64}]\n",
@@ -98,17 +100,17 @@ func TestParseViewsErrors(t *testing.T) {
 		`views.yaml:5:5: feature view is missing required key "name"`)
 	f(ents+"feature_views:\n  - {name: v, features: [{name: a}]}\n",
 		`views.yaml:5:26: feature "a" is missing required key "dtype"`)
-	f(ents+"feature_views: {}\n", `views.yaml:4:16: feature_views must be a list`)
-	f("project: [p]\n", `views.yaml:1:10: project must be a string`)
+	f(ents+"feature_views: {}\n", `views.yaml:4:16: expected a list for "feature_views", got a mapping`)
+	f("project: [p]\n", `views.yaml:1:10: expected a string for "project", got a list`)
 
 	_, err := ParseViews("x.yaml", []byte("project: p\n  bad: indent\n"))
-	if err == nil || !strings.HasPrefix(err.Error(), "x.yaml: cannot parse YAML: ") {
+	if err == nil || !strings.HasPrefix(err.Error(), "x.yaml:2:1: invalid YAML: ") {
 		t.Fatalf("syntax error: %v", err)
 	}
-	var ce *ConfigError
+	var ce *yamlstrict.Error
 	_, err = ParseViews("x.yaml", []byte("project: p\nx: 1\n"))
-	if !errors.As(err, &ce) || ce.Line != 2 || ce.Column != 1 {
-		t.Fatalf("ConfigError: %#v", err)
+	if !errors.As(err, &ce) || ce.Pos.Line != 2 || ce.Pos.Col != 1 || ce.Path != "x" {
+		t.Fatalf("yamlstrict.Error: %#v", err)
 	}
 }
 
@@ -142,5 +144,24 @@ func TestParseViewsNullScalars(t *testing.T) {
 	_, err = ParseViews("n.yaml", []byte("project:\n"))
 	if err == nil || err.Error() != "n.yaml:1:9: project must not be empty" {
 		t.Fatalf("null project: %v", err)
+	}
+}
+
+func TestParseViewsCollectsErrors(t *testing.T) {
+	doc := "project: p\nentities:\n  - {name: d, value_type: LONG}\n  - {name: 'a b', value_type: INT64}\n" +
+		"feature_views:\n  - {name: v, entities: [d], features: [{name: a}]}\n  - {name: w, features: [{name: b, dtype: INT64, size: 1}]}\n"
+	_, err := ParseViews("v.yaml", []byte(doc))
+	want := `v.yaml:7:50: unknown key "size" for "feature_views[1].features[0]" (allowed: description, dtype, name)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("decoding errors come alone:\n got %v\nwant %s", err, want)
+	}
+	doc = strings.Replace(doc, ", size: 1", "", 1)
+	_, err = ParseViews("v.yaml", []byte(doc))
+	want = `v.yaml:3:27: unknown value type "LONG"; want one of BYTES, STRING, INT32, INT64, DOUBLE, FLOAT, BOOL, UNIX_TIMESTAMP or one of them with a _LIST suffix
+v.yaml:4:12: entity name "a b" must not contain ':' or whitespace
+v.yaml:6:26: unknown entity "d"
+v.yaml:6:41: feature "a" is missing required key "dtype"`
+	if err == nil || err.Error() != want {
+		t.Fatalf("every problem of the file:\n got %v\nwant %s", err, want)
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/internal/yamlstrict"
 )
 
 // Hyperparameter is one hyperparameter value with its JSON type: a number, a
@@ -69,29 +69,29 @@ func compactJSON(b []byte) string {
 	return string(out)
 }
 
-// UnmarshalNode implements config.Unmarshaler: YAML integers and floats
+// UnmarshalNode implements yamlstrict.Unmarshaler: YAML integers and floats
 // become JSON numbers, booleans bools, anything else a string.
 func (h *Hyperparameter) UnmarshalNode(file string, n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
-		return config.Errorf(config.PosOf(file, n), "a hyperparameter must be a number, a string or a bool")
+		return yamlstrict.Errorf(yamlstrict.PosOf(file, n), "a hyperparameter must be a number, a string or a bool")
 	}
 	switch n.ShortTag() {
 	case "!!int":
 		var v int64
 		if err := n.Decode(&v); err != nil {
-			return config.Errorf(config.PosOf(file, n), "integer %s is out of range", n.Value)
+			return yamlstrict.Errorf(yamlstrict.PosOf(file, n), "integer %s is out of range", n.Value)
 		}
 		*h = Hyperparameter(jsonNumber(n.Value, strconv.FormatInt(v, 10)))
 	case "!!float":
 		var v float64
 		if err := n.Decode(&v); err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
-			return config.Errorf(config.PosOf(file, n), "%s is not a finite number", n.Value)
+			return yamlstrict.Errorf(yamlstrict.PosOf(file, n), "%s is not a finite number", n.Value)
 		}
 		*h = Hyperparameter(jsonNumber(n.Value, strconv.FormatFloat(v, 'g', -1, 64)))
 	case "!!bool":
 		var v bool
 		if err := n.Decode(&v); err != nil {
-			return config.Errorf(config.PosOf(file, n), "%s is not a bool", n.Value)
+			return yamlstrict.Errorf(yamlstrict.PosOf(file, n), "%s is not a bool", n.Value)
 		}
 		*h = Hyperparameter(strconv.FormatBool(v))
 	default:

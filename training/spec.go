@@ -1,11 +1,9 @@
 package training
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"regexp"
 	"sort"
@@ -16,7 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/internal/yamlstrict"
 	"github.com/lariat-gw/lariat/registry"
 )
 
@@ -166,10 +164,10 @@ type Duration struct {
 	time.Duration
 }
 
-// UnmarshalNode implements config.Unmarshaler.
+// UnmarshalNode implements yamlstrict.Unmarshaler.
 func (d *Duration) UnmarshalNode(file string, n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return config.Errorf(config.PosOf(file, n), "expected a duration such as \"90m\" or a number of seconds")
+		return yamlstrict.Errorf(yamlstrict.PosOf(file, n), "expected a duration such as \"90m\" or a number of seconds")
 	}
 	if n.ShortTag() == "!!null" || n.Value == "" {
 		d.Duration = 0
@@ -177,7 +175,7 @@ func (d *Duration) UnmarshalNode(file string, n *yaml.Node) error {
 	}
 	v, err := parseDuration(n.Value)
 	if err != nil {
-		return config.Errorf(config.PosOf(file, n), "%v", err)
+		return yamlstrict.Errorf(yamlstrict.PosOf(file, n), "%v", err)
 	}
 	d.Duration = v
 	return nil
@@ -245,30 +243,14 @@ func ParseJobSpec(file string, data []byte) (*JobSpec, error) {
 	return &spec, nil
 }
 
-// decodeStrict decodes one YAML document into v with config.Decode.
+// decodeStrict decodes the one YAML (or JSON) document of data into v, which
+// what names in messages ("a job spec").
 func decodeStrict(file string, data []byte, what string, v any) error {
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%s: the file is empty; want %s", file, what)
-		}
-		return fmt.Errorf("%s: invalid YAML or JSON: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
+	root, err := yamlstrict.Parse(file, data, what)
+	if err != nil {
+		return err
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return fmt.Errorf("%s:%d: %s holds one document; found another", file, extra.Line, what)
-	} else if !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: invalid YAML or JSON: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
-	}
-	if root.Kind != yaml.MappingNode {
-		return fmt.Errorf("%s:%d:%d: %s must be a mapping", file, root.Line, root.Column, what)
-	}
-	return config.Decode(file, root, v)
+	return yamlstrict.Decode(file, root, v)
 }
 
 // prefixErr prefixes every line of err with file.

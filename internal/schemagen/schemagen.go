@@ -54,6 +54,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/internal/yamlstrict"
 	"github.com/lariat-gw/lariat/tasks"
 )
 
@@ -111,31 +112,16 @@ type field struct {
 	tag   tag
 }
 
+// fields lists the YAML keys of struct type t, as the route decoder reads
+// them, with their jsonschema tags.
 func fields(t reflect.Type) ([]field, error) {
 	var out []field
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		y, ok := f.Tag.Lookup("yaml")
-		if !ok {
-			continue
-		}
-		name, opts, _ := strings.Cut(y, ",")
-		if opts == "inline" && f.Anonymous && f.Type.Kind() == reflect.Struct {
-			inner, err := fields(f.Type)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, inner...)
-			continue
-		}
-		if !f.IsExported() || name == "" || name == "-" {
-			continue
-		}
-		tg, err := parseTag(f.Tag.Get("jsonschema"))
+	for _, k := range yamlstrict.Keys(t) {
+		tg, err := parseTag(k.Field.Tag.Get("jsonschema"))
 		if err != nil {
-			return nil, fmt.Errorf("%s.%s: %w", t, f.Name, err)
+			return nil, fmt.Errorf("%s.%s: %w", k.Owner, k.Field.Name, err)
 		}
-		out = append(out, field{StructField: f, key: name, owner: t, tag: tg})
+		out = append(out, field{StructField: k.Field, key: k.Name, owner: k.Owner, tag: tg})
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package config
+package yamlstrict
 
 import (
 	"encoding/json"
@@ -15,29 +15,49 @@ import (
 )
 
 // Unmarshaler is implemented by types that decode themselves from a YAML
-// node. Errors should be *Error values positioned with PosOf(file, n).
+// node. Errors should be *Error values positioned with PosOf(file, n); the
+// decoder adds the field path.
 type Unmarshaler interface {
 	UnmarshalNode(file string, n *yaml.Node) error
 }
 
+// String is a YAML string that remembers where it was written, so that
+// checks after decoding can point at the value.
+type String struct {
+	Value string
+	Pos   Pos
+}
+
+// JSONSchema returns the JSON Schema of a string setting, for schema
+// generators.
+func (String) JSONSchema() map[string]any { return map[string]any{"type": "string"} }
+
 var (
 	nodeType        = reflect.TypeFor[yaml.Node]()
+	posType         = reflect.TypeFor[Pos]()
+	stringType      = reflect.TypeFor[String]()
 	rawMessageType  = reflect.TypeFor[json.RawMessage]()
 	unmarshalerType = reflect.TypeFor[Unmarshaler]()
 )
 
 // Decode decodes the YAML node n of file into v, which must be a non-nil
 // pointer. It is strict: a mapping key that v has no field for is an error
-// naming the key and the keys that are allowed. Struct fields are matched by
-// their `yaml:"name"` tag. A *yaml.Node field keeps the raw node, a
-// json.RawMessage field receives the value converted to JSON, and a type
-// implementing Unmarshaler decodes itself. An embedded struct tagged
-// `yaml:",inline"` contributes its keys to the enclosing mapping. Every
-// error is an *Error or Errors with the position of the offending node.
+// naming the key and the keys that are allowed, and so is a key written
+// twice. Struct fields are matched by their `yaml:"name"` tag. A yaml.Node
+// field keeps the raw node, a json.RawMessage field receives the value
+// converted to JSON, a String field the value and its position, and a type
+// implementing Unmarshaler decodes itself. A Pos field tagged `yaml:",pos"`
+// receives the position of the mapping the struct is decoded from, and one
+// tagged `yaml:"name,pos"` the position of the value of key name (decoded
+// by the field of that name). An embedded struct tagged `yaml:",inline"`
+// contributes its keys to the enclosing mapping. Aliases are expanded
+// within a budget, so that a small file cannot expand into a huge tree.
+// Every problem is collected: the error is an Errors of *Error values, each
+// with the position and field path of the offending node.
 func Decode(file string, n *yaml.Node, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		panic("BUG: config.Decode needs a non-nil pointer")
+		panic("BUG: yamlstrict.Decode needs a non-nil pointer")
 	}
 	d := decoder{file: file}
 	d.value(n, rv.Elem(), "")
@@ -55,19 +75,36 @@ type decoder struct {
 // maxVisits bounds the nodes one decode walks, aliases expanded.
 const maxVisits = 200_000
 
-func (d *decoder) tooBig(n *yaml.Node) bool {
+func (d *decoder) tooBig(n *yaml.Node, path string) bool {
 	d.visits++
 	if d.visits == maxVisits {
-		d.errorf(n, "document too large once aliases are expanded (over %d values)", maxVisits)
+		d.errorf(n, path, "document too large once aliases are expanded (over %d values)", maxVisits)
 	}
 	return d.visits >= maxVisits
 }
 
-func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
-	d.errs = append(d.errs, Errorf(PosOf(d.file, n), format, args...))
+func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	e := Errorf(PosOf(d.file, n), format, args...)
+	e.Path = path
+	d.errs = append(d.errs, e)
 }
 
-func resolveAlias(n *yaml.Node) *yaml.Node {
+// add keeps the errors err holds, giving those without a field path path.
+func (d *decoder) add(n *yaml.Node, path string, err error) {
+	var es Errors
+	es.Add(PosOf(d.file, n), err)
+	for _, e := range es {
+		if e.Path == "" && path != "" {
+			c := *e
+			c.Path = path
+			e = &c
+		}
+		d.errs = append(d.errs, e)
+	}
+}
+
+// Resolve follows aliases and unwraps a document node to its content.
+func Resolve(n *yaml.Node) *yaml.Node {
 	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 32; i++ {
 		n = n.Alias
 	}
@@ -77,7 +114,7 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// where describes a field path for messages, e.g. ` in "inputs.body"`.
+// where describes a field path for messages, e.g. ` for "inputs.body"`.
 func where(path string) string {
 	if path == "" {
 		return ""
@@ -92,17 +129,34 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
-	n = resolveAlias(n)
-	if n == nil || d.tooBig(n) {
+	n = Resolve(n)
+	if n == nil || d.tooBig(n, path) {
 		return
 	}
-	if v.Type() == nodeType {
+	switch v.Type() {
+	case nodeType:
 		v.Set(reflect.ValueOf(*n))
+		return
+	case stringType:
+		v.Field(1).Set(reflect.ValueOf(PosOf(d.file, n)))
+		d.value(n, v.Field(0), path)
+		return
+	case rawMessageType:
+		b, err := NodeToJSON(d.file, n)
+		if err != nil {
+			d.add(n, path, err)
+			return
+		}
+		v.SetBytes(b)
 		return
 	}
 	if v.Kind() == reflect.Pointer {
-		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		if isNull(n) {
 			v.Set(reflect.Zero(v.Type()))
 			return
 		}
@@ -113,18 +167,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	if v.CanAddr() && v.Addr().Type().Implements(unmarshalerType) {
-		if err := v.Addr().Interface().(Unmarshaler).UnmarshalNode(d.file, n); err != nil {
-			d.errs.Add(PosOf(d.file, n), err)
-		}
-		return
-	}
-	if v.Type() == rawMessageType {
-		b, err := NodeToJSON(d.file, n)
-		if err != nil {
-			d.errs.Add(PosOf(d.file, n), err)
-			return
-		}
-		v.SetBytes(b)
+		d.add(n, path, v.Addr().Interface().(Unmarshaler).UnmarshalNode(d.file, n))
 		return
 	}
 	switch v.Kind() {
@@ -134,7 +177,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		d.mapValue(n, v, path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.errorf(n, "expected a list%s, got %s", where(path), describe(n))
+			d.errorf(n, path, "expected a list%s, got %s", where(path), Describe(n))
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -144,17 +187,17 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(s)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			d.errorf(n, "expected a string%s, got %s", where(path), describe(n))
+			d.errorf(n, path, "expected a string%s, got %s", where(path), Describe(n))
 			return
 		}
-		if n.ShortTag() == "!!null" {
+		if isNull(n) {
 			v.SetString("")
 			return
 		}
 		v.SetString(n.Value)
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
-			d.errorf(n, "expected true or false%s, got %s", where(path), describe(n))
+			d.errorf(n, path, "expected true or false%s, got %s", where(path), Describe(n))
 			return
 		}
 		b, _ := strconv.ParseBool(strings.ToLower(n.Value))
@@ -162,30 +205,30 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		i, err := intOf(n)
 		if err != nil || v.OverflowInt(i) {
-			d.errorf(n, "expected an integer%s, got %s", where(path), describe(n))
+			d.errorf(n, path, "expected an integer%s, got %s", where(path), Describe(n))
 			return
 		}
 		v.SetInt(i)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		i, err := intOf(n)
 		if err != nil || i < 0 || v.OverflowUint(uint64(i)) {
-			d.errorf(n, "expected a non-negative integer%s, got %s", where(path), describe(n))
+			d.errorf(n, path, "expected a non-negative integer%s, got %s", where(path), Describe(n))
 			return
 		}
 		v.SetUint(uint64(i))
 	case reflect.Float32, reflect.Float64:
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") {
-			d.errorf(n, "expected a number%s, got %s", where(path), describe(n))
+			d.errorf(n, path, "expected a number%s, got %s", where(path), Describe(n))
 			return
 		}
 		f, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
 		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			d.errorf(n, "expected a finite number%s, got %s", where(path), describe(n))
+			d.errorf(n, path, "expected a finite number%s, got %s", where(path), Describe(n))
 			return
 		}
 		v.SetFloat(f)
 	default:
-		panic(fmt.Sprintf("BUG: config.Decode cannot decode into %s", v.Type()))
+		panic(fmt.Sprintf("BUG: yamlstrict.Decode cannot decode into %s", v.Type()))
 	}
 }
 
@@ -196,8 +239,9 @@ func intOf(n *yaml.Node) (int64, error) {
 	return strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
 }
 
-// describe names what a node is, for messages.
-func describe(n *yaml.Node) string {
+// Describe names what a node is, for messages: "a mapping", "a list",
+// "null", a quoted string or a scalar as written.
+func Describe(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
@@ -215,9 +259,35 @@ func describe(n *yaml.Node) string {
 	return "an unsupported node"
 }
 
+// Key is a mapping key that a struct field holds, as Decode reads it.
+type Key struct {
+	Name string
+	// Field is the field; its Index is within Owner, the struct that
+	// declares it (an embedded struct's type for its inline keys).
+	Field reflect.StructField
+	Owner reflect.Type
+	// Index is the index sequence of the field in the decoded struct.
+	Index []int
+}
+
+// Keys lists the keys of struct type t, with those of embedded structs
+// tagged `yaml:",inline"` flattened in, in field order. Pos fields are left
+// out. Schema generators read a struct through it, so that they describe
+// the keys Decode accepts.
+func Keys(t reflect.Type) []Key {
+	var out []Key
+	for _, f := range structFields(t) {
+		if !f.pos {
+			out = append(out, f.Key)
+		}
+	}
+	return out
+}
+
 type fieldInfo struct {
-	index []int
-	name  string
+	Key
+	// pos marks a Pos field tagged `yaml:"name,pos"` (Name may be empty).
+	pos bool
 }
 
 func structFields(t reflect.Type) []fieldInfo {
@@ -232,41 +302,59 @@ func structFields(t reflect.Type) []fieldInfo {
 		if opts == "inline" && f.Anonymous && f.Type.Kind() == reflect.Struct {
 			// The embedded struct's keys are keys of this mapping.
 			for _, inner := range structFields(f.Type) {
-				inner.index = append([]int{i}, inner.index...)
+				inner.Index = append([]int{i}, inner.Index...)
 				out = append(out, inner)
 			}
+			continue
+		}
+		key := Key{Name: name, Field: f, Owner: t, Index: f.Index}
+		if opts == "pos" {
+			if f.Type != posType || !f.IsExported() {
+				panic(fmt.Sprintf("BUG: yamlstrict: field %s.%s tagged pos is not an exported Pos", t, f.Name))
+			}
+			out = append(out, fieldInfo{Key: key, pos: true})
 			continue
 		}
 		if name == "-" || name == "" || !f.IsExported() {
 			continue
 		}
-		out = append(out, fieldInfo{index: f.Index, name: name})
+		out = append(out, fieldInfo{Key: key})
 	}
 	return out
 }
 
-// mappingPairs returns the key/value pairs of a mapping, expanding YAML
-// merge keys (<<) so that explicit keys override merged ones.
-func (d *decoder) mappingPairs(n *yaml.Node) [][2]*yaml.Node {
+// MappingPairs returns the key/value pairs of mapping n of file, expanding
+// YAML merge keys (<<) so that explicit keys override merged ones. A merge
+// of anything but mappings is an error.
+func MappingPairs(file string, n *yaml.Node) ([][2]*yaml.Node, error) {
+	d := decoder{file: file}
+	pairs := d.mappingPairs(n, "")
+	return pairs, d.errs.Err()
+}
+
+func (d *decoder) mappingPairs(n *yaml.Node, path string) [][2]*yaml.Node {
 	var merged, own [][2]*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			src := resolveAlias(val)
+			src := Resolve(val)
 			var srcs []*yaml.Node
 			if src.Kind == yaml.SequenceNode {
 				for _, s := range src.Content {
-					srcs = append(srcs, resolveAlias(s))
+					srcs = append(srcs, Resolve(s))
 				}
 			} else {
 				srcs = append(srcs, src)
 			}
 			for _, s := range srcs {
+				if d.tooBig(s, path) {
+					return nil
+				}
 				if s.Kind != yaml.MappingNode {
-					d.errorf(val, "merge key << needs a mapping, got %s", describe(s))
+					d.errorf(val, path, "merge key << needs a mapping, got %s", Describe(s))
 					continue
 				}
-				merged = append(merged, d.mappingPairs(s)...)
+				merged = append(merged, d.mappingPairs(s, path)...)
 			}
 			continue
 		}
@@ -289,81 +377,82 @@ func (d *decoder) mappingPairs(n *yaml.Node) [][2]*yaml.Node {
 	return append(out, own...)
 }
 
-func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+// eachPair calls fn for every key of mapping n and its value, after
+// checking that n is a mapping (null is an empty one), that keys are
+// scalars and that none is written twice.
+func (d *decoder) eachPair(n *yaml.Node, path string, fn func(k, val *yaml.Node)) {
+	if isNull(n) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, "expected a mapping%s, got %s", where(path), describe(n))
+		d.errorf(n, path, "expected a mapping%s, got %s", where(path), Describe(n))
 		return
 	}
-	fields := structFields(v.Type())
-	seen := make(map[string]bool, len(fields))
-	for _, p := range d.mappingPairs(n) {
+	seen := map[string]bool{}
+	for _, p := range d.mappingPairs(n, path) {
 		k, val := p[0], p[1]
 		if k.Kind != yaml.ScalarNode {
-			d.errorf(k, "expected a key%s, got %s", where(path), describe(k))
+			d.errorf(k, path, "expected a key%s, got %s", where(path), Describe(k))
 			continue
 		}
+		if seen[k.Value] {
+			d.errorf(k, join(path, k.Value), "duplicate key %q%s", k.Value, where(path))
+			continue
+		}
+		seen[k.Value] = true
+		fn(k, val)
+	}
+}
+
+func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
+	fields := structFields(v.Type())
+	var names []string
+	for _, f := range fields {
+		switch {
+		case f.pos && f.Name == "" && n.Kind == yaml.MappingNode:
+			v.FieldByIndex(f.Index).Set(reflect.ValueOf(PosOf(d.file, n)))
+		case !f.pos:
+			names = append(names, f.Name)
+		}
+	}
+	d.eachPair(n, path, func(k, val *yaml.Node) {
 		var fi *fieldInfo
 		for i := range fields {
-			if fields[i].name == k.Value {
+			if fields[i].Name == k.Value && !fields[i].pos {
 				fi = &fields[i]
 				break
 			}
 		}
 		if fi == nil {
-			names := make([]string, len(fields))
-			for i, f := range fields {
-				names[i] = f.name
+			d.errorf(k, join(path, k.Value), "unknown key %q%s%s", k.Value, where(path), Suggest(k.Value, names))
+			return
+		}
+		for _, f := range fields {
+			if f.pos && f.Name == k.Value {
+				v.FieldByIndex(f.Index).Set(reflect.ValueOf(PosOf(d.file, Resolve(val))))
 			}
-			d.errorf(k, "unknown key %q%s%s", k.Value, where(path), suggest(k.Value, names))
-			continue
 		}
-		if seen[k.Value] {
-			d.errorf(k, "duplicate key %q%s", k.Value, where(path))
-			continue
-		}
-		seen[k.Value] = true
-		d.value(val, v.FieldByIndex(fi.index), join(path, k.Value))
-	}
+		d.value(val, v.FieldByIndex(fi.Index), join(path, k.Value))
+	})
 }
 
 func (d *decoder) mapValue(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		d.errorf(n, "expected a mapping%s, got %s", where(path), describe(n))
-		return
-	}
 	if v.Type().Key().Kind() != reflect.String {
-		panic("BUG: config.Decode supports maps with string keys only")
+		panic("BUG: yamlstrict.Decode supports maps with string keys only")
 	}
-	if v.IsNil() {
+	if v.IsNil() && n.Kind == yaml.MappingNode {
 		v.Set(reflect.MakeMap(v.Type()))
 	}
-	seen := map[string]bool{}
-	for _, p := range d.mappingPairs(n) {
-		k, val := p[0], p[1]
-		if k.Kind != yaml.ScalarNode {
-			d.errorf(k, "expected a key%s, got %s", where(path), describe(k))
-			continue
-		}
-		if seen[k.Value] {
-			d.errorf(k, "duplicate key %q%s", k.Value, where(path))
-			continue
-		}
-		seen[k.Value] = true
+	d.eachPair(n, path, func(k, val *yaml.Node) {
 		ev := reflect.New(v.Type().Elem()).Elem()
 		d.value(val, ev, join(path, k.Value))
 		v.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), ev)
-	}
+	})
 }
 
-// suggest returns ` (did you mean "x"?)` for the closest known name, or the
-// list of allowed names when none is close.
-func suggest(got string, known []string) string {
+// Suggest returns ` (did you mean "x"?)` for the name of known closest to
+// got, or the list of known names when none is close.
+func Suggest(got string, known []string) string {
 	if len(known) == 0 {
 		return ""
 	}
@@ -380,10 +469,6 @@ func suggest(got string, known []string) string {
 	sort.Strings(sorted)
 	return " (allowed: " + strings.Join(sorted, ", ") + ")"
 }
-
-// Suggest is suggest for other packages: it returns a hint naming the
-// closest of known to got.
-func Suggest(got string, known []string) string { return suggest(got, known) }
 
 func editDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
@@ -405,7 +490,8 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// NodeToJSON converts a YAML node to compact JSON, keeping mapping order.
+// NodeToJSON converts a YAML node of file to compact JSON, keeping mapping
+// order. Aliases are expanded up to a bound on the size of the result.
 func NodeToJSON(file string, n *yaml.Node) ([]byte, error) {
 	return appendJSON(nil, file, n, 0)
 }
@@ -414,7 +500,7 @@ func NodeToJSON(file string, n *yaml.Node) ([]byte, error) {
 const maxJSONValue = 1 << 20
 
 func appendJSON(dst []byte, file string, n *yaml.Node, depth int) ([]byte, error) {
-	n = resolveAlias(n)
+	n = Resolve(n)
 	if depth > 64 {
 		return nil, Errorf(PosOf(file, n), "value is nested too deeply")
 	}
@@ -424,23 +510,22 @@ func appendJSON(dst []byte, file string, n *yaml.Node, depth int) ([]byte, error
 	switch n.Kind {
 	case yaml.MappingNode:
 		dst = append(dst, '{')
-		d := decoder{file: file}
-		for i, p := range d.mappingPairs(n) {
+		pairs, err := MappingPairs(file, n)
+		if err != nil {
+			return nil, err
+		}
+		for i, p := range pairs {
 			if p[0].Kind != yaml.ScalarNode {
-				return nil, Errorf(PosOf(file, p[0]), "expected a key, got %s", describe(p[0]))
+				return nil, Errorf(PosOf(file, p[0]), "expected a key, got %s", Describe(p[0]))
 			}
 			if i > 0 {
 				dst = append(dst, ',')
 			}
 			dst = jsonutil.AppendString(dst, p[0].Value)
 			dst = append(dst, ':')
-			var err error
 			if dst, err = appendJSON(dst, file, p[1], depth+1); err != nil {
 				return nil, err
 			}
-		}
-		if err := d.errs.Err(); err != nil {
-			return nil, err
 		}
 		return append(dst, '}'), nil
 	case yaml.SequenceNode:
