@@ -54,62 +54,63 @@ func ParseEntityValue(typ ValueType, jsonValue []byte) (EntityValue, error) {
 
 // AppendEntityKey appends the Redis key of one entity to dst: Feast's entity key
 // serialization v3 of joinKeys and values (sorted by join key), then project.
-// values[i] belongs to joinKeys[i]; the slices need not be sorted.
+// values[i] belongs to joinKeys[i]; the slices need not be sorted, though
+// sorted ones (View.JoinKeys are) skip the sort. Every reader and writer of
+// the online store builds its keys here, so that they agree byte for byte.
+// It does not allocate for up to 8 join keys. On error dst is returned
+// unchanged.
 func AppendEntityKey(dst []byte, project string, joinKeys []string, values []EntityValue) ([]byte, error) {
 	if len(joinKeys) != len(values) {
 		return dst, fmt.Errorf("got %d join keys and %d values", len(joinKeys), len(values))
 	}
-	order := make([]int, len(joinKeys))
-	for i := range order {
-		order[i] = i
+	var orderBuf [8]int
+	order := orderBuf[:0]
+	if len(joinKeys) > len(orderBuf) {
+		order = make([]int, 0, len(joinKeys))
 	}
-	slices.SortFunc(order, func(a, b int) int {
-		switch {
-		case joinKeys[a] < joinKeys[b]:
-			return -1
-		case joinKeys[a] > joinKeys[b]:
-			return 1
+	for i := range joinKeys {
+		order = append(order, i)
+	}
+	if !slices.IsSorted(joinKeys) {
+		// Insertion sort: entities have a handful of join keys.
+		for i := 1; i < len(order); i++ {
+			for j := i; j > 0 && joinKeys[order[j]] < joinKeys[order[j-1]]; j-- {
+				order[j], order[j-1] = order[j-1], order[j]
+			}
 		}
-		return 0
-	})
-	dst = appendKeyPrefix(dst, len(joinKeys), func(i int) string { return joinKeys[order[i]] })
+	}
+	start := len(dst)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(joinKeys)))
 	for _, i := range order {
-		var err error
-		if dst, err = appendEntityValue(dst, values[i]); err != nil {
-			return dst, fmt.Errorf("join key %q: %w", joinKeys[i], err)
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(TypeString))
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(joinKeys[i])))
+		dst = append(dst, joinKeys[i]...)
+	}
+	for _, i := range order {
+		ev := values[i]
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(ev.Type))
+		switch ev.Type {
+		case TypeInt32:
+			dst = binary.LittleEndian.AppendUint32(dst, 4)
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(int32(ev.Int)))
+		case TypeInt64:
+			dst = binary.LittleEndian.AppendUint32(dst, 8)
+			dst = binary.LittleEndian.AppendUint64(dst, uint64(ev.Int))
+		case TypeString, TypeBytes:
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(len(ev.Str)))
+			dst = append(dst, ev.Str...)
+		default:
+			return dst[:start], fmt.Errorf("join key %q: value type %s cannot be used in an entity key", joinKeys[i], ev.Type)
 		}
 	}
 	return append(dst, project...), nil
 }
 
-// appendKeyPrefix appends the join-key half of the v3 serialization: the key count
-// and each (sorted) key as a STRING.
-func appendKeyPrefix(dst []byte, n int, key func(i int) string) []byte {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(n))
-	for i := 0; i < n; i++ {
-		k := key(i)
-		dst = binary.LittleEndian.AppendUint32(dst, uint32(TypeString))
-		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(k)))
-		dst = append(dst, k...)
-	}
-	return dst
-}
-
-func appendEntityValue(dst []byte, ev EntityValue) ([]byte, error) {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(ev.Type))
-	switch ev.Type {
-	case TypeInt32:
-		dst = binary.LittleEndian.AppendUint32(dst, 4)
-		return binary.LittleEndian.AppendUint32(dst, uint32(int32(ev.Int))), nil
-	case TypeInt64:
-		dst = binary.LittleEndian.AppendUint32(dst, 8)
-		return binary.LittleEndian.AppendUint64(dst, uint64(ev.Int)), nil
-	case TypeString, TypeBytes:
-		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(ev.Str)))
-		return append(dst, ev.Str...), nil
-	}
-	return dst, fmt.Errorf("value type %s cannot be used in an entity key", ev.Type)
-}
+// The join keys and the one entity of entityless views.
+var (
+	dummyJoinKeys = []string{DummyJoinKey}
+	dummyEntity   = []EntityValue{{Type: TypeString, Str: DummyEntityValue}}
+)
 
 // FieldHash returns the 4-byte hash field holding feature of view:
 // murmur3_32("<view>:<feature>", seed 0), little-endian.

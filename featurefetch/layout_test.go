@@ -2,8 +2,10 @@ package featurefetch
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -23,29 +25,138 @@ func unhex(t *testing.T, s string) []byte {
 	return b
 }
 
+// entityKeyVectors are the test vectors of Feast's entity key serialization
+// v3 plus project (Feast's test_redis.py and onlinestore_test.go).
+var entityKeyVectors = []struct {
+	project, joinKey string
+	typ              ValueType
+	value            EntityValue
+	json             string // the value as a request sends it
+	hex              string // "driver_id" etc. written as hex too
+}{
+	{"proj", "driver_id", TypeInt64, EntityValue{Type: TypeInt64, Int: 1001}, `1001`,
+		"01000000 02000000 09000000 6472697665725f6964 04000000 08000000 e903000000000000 70726f6a"},
+	{"test", "entity", TypeInt32, EntityValue{Type: TypeInt32, Int: 1}, `1`,
+		"01000000 02000000 06000000 656e74697479 03000000 04000000 01000000 74657374"},
+}
+
 func TestEntityKeyVectors(t *testing.T) {
-	// protocols.md 1.2: driver_id int64 1001, v3.
-	got, err := AppendEntityKey(nil, "proj", []string{"driver_id"}, []EntityValue{{Type: TypeInt64, Int: 1001}})
+	for _, v := range entityKeyVectors {
+		got, err := AppendEntityKey(nil, v.project, []string{v.joinKey}, []EntityValue{v.value})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := unhex(t, v.hex); !bytes.Equal(got, want) {
+			t.Fatalf("%s key:\n got %x\nwant %x", v.joinKey, got, want)
+		}
+	}
+}
+
+// keyRecorder is a Store that records the keys of the hashes read and
+// finds nothing.
+type keyRecorder struct{ keys []string }
+
+func (k *keyRecorder) ReadHashes(_ context.Context, reads []HashRead, _ time.Duration, dst []FieldValue) ([]FieldValue, error) {
+	for _, r := range reads {
+		k.keys = append(k.keys, r.Key)
+		dst = append(dst, make([]FieldValue, len(r.Fields))...)
+	}
+	return dst, nil
+}
+
+// readKeys returns the Redis keys a plan over features reads for the
+// entity keys (JSON, one per join key of the plan).
+func readKeys(t *testing.T, v *Views, project string, features []string, keys ...string) []string {
+	t.Helper()
+	p, err := v.NewPlan(project, features, PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := append(unhex(t, "01000000 02000000 09000000"), "driver_id"...)
-	want = append(want, unhex(t, "04000000 08000000 e903000000000000")...)
-	want = append(want, "proj"...)
-	if !bytes.Equal(got, want) {
-		t.Fatalf("driver_id key:\n got %x\nwant %x", got, want)
+	raw := make([][]byte, len(keys))
+	for i, k := range keys {
+		raw[i] = []byte(k)
+	}
+	var rec keyRecorder
+	if _, err := p.Fetch(context.Background(), &rec, raw, nil); err != nil {
+		t.Fatal(err)
+	}
+	return rec.keys
+}
+
+// TestReadAndWriteKeysAgree checks that the read path (Plan) asks for the
+// keys the write path (AppendEntityKey, as ingestion and seeding call it)
+// writes, and that both follow Feast's vectors: keys that differ would
+// make every read miss without an error.
+func TestReadAndWriteKeysAgree(t *testing.T) {
+	for _, v := range entityKeyVectors {
+		doc := fmt.Sprintf("project: %s\nentities: [{name: %s, value_type: %s}]\n"+
+			"feature_views: [{name: v, entities: [%s], features: [{name: f, dtype: FLOAT}]}]\n",
+			v.project, v.joinKey, v.typ, v.joinKey)
+		views, err := ParseViews("v.yaml", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := readKeys(t, views, "", []string{"v:f"}, v.json)
+		if want := string(unhex(t, v.hex)); len(got) != 1 || got[0] != want {
+			t.Fatalf("%s: read key %x, want %x", v.joinKey, got, want)
+		}
 	}
 
-	// entity int32 1, project "test".
-	got, err = AppendEntityKey(nil, "test", []string{"entity"}, []EntityValue{{Type: TypeInt32, Int: 1}})
+	views, err := ParseViews("v.yaml", []byte(`project: p
+entities:
+  - {name: zone, value_type: INT32}
+  - {name: a_key, value_type: BYTES}
+  - {name: driver, value_type: STRING}
+feature_views:
+  - {name: multi, entities: [zone, a_key, driver], features: [{name: f, dtype: FLOAT}]}
+  - {name: global, features: [{name: g, dtype: FLOAT}]}
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = append(unhex(t, "01000000 02000000 06000000"), "entity"...)
-	want = append(want, unhex(t, "03000000 04000000 01000000")...)
-	want = append(want, "test"...)
-	if !bytes.Equal(got, want) {
-		t.Fatalf("int32 key:\n got %x\nwant %x", got, want)
+	// Plan join keys are sorted: a_key, driver, zone.
+	got := readKeys(t, views, "", []string{"multi:f", "global:g"}, `["AP8=", ""]`, `["héllo", "x\"y"]`, `[-7, 2147483647]`)
+	f := func(i int, want []byte, ref string) {
+		t.Helper()
+		if got[i] != string(want) || got[i] != ref {
+			t.Fatalf("key %d:\nread  %x\nwrite %x\nref   %x", i, got[i], want, ref)
+		}
+	}
+	write := func(keys []string, vals ...EntityValue) []byte {
+		t.Helper()
+		k, err := AppendEntityKey(nil, "p", keys, vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	if len(got) != 4 {
+		t.Fatalf("read %d keys, want 4 (2 entities, 2 hashes each)", len(got))
+	}
+	f(0, write([]string{"zone", "a_key", "driver"}, EntityValue{Type: TypeInt32, Int: -7}, EntityValue{Type: TypeBytes, Str: "\x00\xff"}, EntityValue{Type: TypeString, Str: "héllo"}),
+		refEntityKey("p", testKey{"zone", TypeInt32, int32(-7)}, testKey{"a_key", TypeBytes, []byte{0, 0xff}}, testKey{"driver", TypeString, "héllo"}))
+	f(1, write(dummyJoinKeys, dummyEntity...), refEntityKey("p", testKey{DummyJoinKey, TypeString, DummyEntityValue}))
+	f(2, write([]string{"zone", "a_key", "driver"}, EntityValue{Type: TypeInt32, Int: 2147483647}, EntityValue{Type: TypeBytes}, EntityValue{Type: TypeString, Str: `x"y`}),
+		refEntityKey("p", testKey{"zone", TypeInt32, int32(2147483647)}, testKey{"a_key", TypeBytes, []byte{}}, testKey{"driver", TypeString, `x"y`}))
+	f(3, write(dummyJoinKeys, dummyEntity...), refEntityKey("p", testKey{DummyJoinKey, TypeString, DummyEntityValue}))
+}
+
+func TestAppendEntityKeyAllocs(t *testing.T) {
+	buf := make([]byte, 0, 256)
+	sorted := []string{"a_key", "driver", "zone"}
+	unsorted := []string{"zone", "a_key", "driver"}
+	vals := []EntityValue{{Type: TypeInt32, Int: -7}, {Type: TypeBytes, Str: "\x00\xff"}, {Type: TypeString, Str: "héllo"}}
+	for _, keys := range [][]string{sorted, unsorted} {
+		if n := testing.AllocsPerRun(100, func() {
+			buf, _ = AppendEntityKey(buf[:0], "p", keys, vals)
+		}); n != 0 {
+			t.Errorf("AppendEntityKey(%v) allocates %v times", keys, n)
+		}
+	}
+	// On error dst is returned unchanged.
+	out, err := AppendEntityKey([]byte("x"), "p", []string{"a", "b"}, []EntityValue{{Type: TypeInt64}, {Type: TypeFloat}})
+	if err == nil || string(out) != "x" {
+		t.Fatalf("FLOAT value: %q, %v", out, err)
 	}
 }
 

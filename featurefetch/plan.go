@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -86,12 +85,15 @@ type Plan struct {
 
 // planGroup is one Redis hash per entity: the views sharing one join-key set.
 type planGroup struct {
-	keyIdx []int  // indexes into Plan.joinKeys, sorted by name
-	prefix []byte // serialized join keys (and the dummy value for entityless views)
-	fields []string
-	offset int // offset of the group's first field in a row's values
-	views  []int
-	nFeat  int
+	// joinKeys are the group's join keys, sorted; keyIdx their indexes
+	// into Plan.joinKeys. An entityless group has Feast's dummy key and
+	// no keyIdx.
+	joinKeys []string
+	keyIdx   []int
+	fields   []string
+	offset   int // offset of the group's first field in a row's values
+	views    []int
+	nFeat    int
 }
 
 type planView struct {
@@ -230,14 +232,12 @@ func (v *Views) NewPlan(project string, features []string, opt PlanOptions) (*Pl
 		g := &p.groups[gi]
 		g.offset = off
 		fv, _ := v.View(p.views[g.views[0]].name)
+		g.joinKeys = fv.JoinKeys
 		if len(fv.JoinKeys) == 0 {
-			g.prefix = appendKeyPrefix(nil, 1, func(int) string { return DummyJoinKey })
-			g.prefix, _ = appendEntityValue(g.prefix, EntityValue{Type: TypeString, Str: DummyEntityValue})
-		} else {
-			g.prefix = appendKeyPrefix(nil, len(fv.JoinKeys), func(i int) string { return fv.JoinKeys[i] })
-			for _, jk := range fv.JoinKeys {
-				g.keyIdx = append(g.keyIdx, slices.Index(p.joinKeys, jk))
-			}
+			g.joinKeys = dummyJoinKeys
+		}
+		for _, jk := range fv.JoinKeys {
+			g.keyIdx = append(g.keyIdx, slices.Index(p.joinKeys, jk))
 		}
 		for _, vi := range g.views {
 			p.views[vi].tsField = off + len(g.fields)
@@ -325,10 +325,14 @@ type span struct{ start, end int32 }
 
 // fetchState is per-request scratch space, reused through fetchPool.
 type fetchState struct {
-	parsed  []gjson.Result
+	parsed []gjson.Result
+	// ent holds the bytes of STRING and BYTES entity values and the JSON
+	// echo of every entity value.
 	ent     []byte
-	entSer  []span // per (join key, row): serialized value for the key
-	entJSON []span // per (join key, row): JSON echo
+	entVals []EntityValue // per (join key, row); Str points into ent
+	entRaw  []span        // per (join key, row): STRING and BYTES bytes in ent
+	entJSON []span        // per (join key, row): JSON echo
+	keyVals []EntityValue // the values of one Redis key
 	keyBuf  []byte
 	keyEnds []int
 	reads   []HashRead
@@ -418,12 +422,17 @@ func (p *Plan) fetch(ctx context.Context, s Store, keys [][]byte, order []int, d
 	for r := 0; r < n; r++ {
 		for gi := range p.groups {
 			g := &p.groups[gi]
-			st.keyBuf = append(st.keyBuf, g.prefix...)
-			for _, ki := range g.keyIdx {
-				sp := st.entSer[ki*n+r]
-				st.keyBuf = append(st.keyBuf, st.ent[sp.start:sp.end]...)
+			vals := dummyEntity
+			if len(g.keyIdx) > 0 {
+				st.keyVals = st.keyVals[:0]
+				for _, ki := range g.keyIdx {
+					st.keyVals = append(st.keyVals, st.entVals[ki*n+r])
+				}
+				vals = st.keyVals
 			}
-			st.keyBuf = append(st.keyBuf, p.project...)
+			if st.keyBuf, err = AppendEntityKey(st.keyBuf, p.project, g.joinKeys, vals); err != nil {
+				return dst, missing, log, fmt.Errorf("BUG: %w", err)
+			}
 			st.keyEnds = append(st.keyEnds, len(st.keyBuf))
 		}
 	}
@@ -532,7 +541,8 @@ func (p *Plan) parseKeys(st *fetchState, keys [][]byte) (int, error) {
 		n = 1
 	}
 	st.ent = st.ent[:0]
-	st.entSer = st.entSer[:0]
+	st.entVals = st.entVals[:0]
+	st.entRaw = st.entRaw[:0]
 	st.entJSON = st.entJSON[:0]
 	for i, r := range st.parsed {
 		typ := p.keyTypes[i]
@@ -540,10 +550,11 @@ func (p *Plan) parseKeys(st *fetchState, keys [][]byte) (int, error) {
 			if err := p.addEntity(st, i, typ, r, 0); err != nil {
 				return 0, err
 			}
-			ser, js := st.entSer[len(st.entSer)-1], st.entJSON[len(st.entJSON)-1]
+			last := len(st.entVals) - 1
 			for j := 1; j < n; j++ {
-				st.entSer = append(st.entSer, ser)
-				st.entJSON = append(st.entJSON, js)
+				st.entVals = append(st.entVals, st.entVals[last])
+				st.entRaw = append(st.entRaw, st.entRaw[last])
+				st.entJSON = append(st.entJSON, st.entJSON[last])
 			}
 			continue
 		}
@@ -558,12 +569,21 @@ func (p *Plan) parseKeys(st *fetchState, keys [][]byte) (int, error) {
 			return 0, err
 		}
 	}
+	// ent no longer grows: the values can point into it.
+	for i, sp := range st.entRaw {
+		if t := st.entVals[i].Type; t == TypeString || t == TypeBytes {
+			st.entVals[i].Str = jsonutil.B2S(st.ent[sp.start:sp.end])
+		}
+	}
 	return n, nil
 }
 
+// addEntity converts entity e of join key ki to typ. It records the
+// value, with the bytes of STRING and BYTES values in st.ent (Str is set
+// once every value is parsed), and appends the value's JSON echo to st.ent.
 func (p *Plan) addEntity(st *fetchState, ki int, typ ValueType, e gjson.Result, row int) error {
-	serStart := int32(len(st.ent))
-	st.ent = binary.LittleEndian.AppendUint32(st.ent, uint32(typ))
+	ev := EntityValue{Type: typ}
+	rawStart := int32(len(st.ent))
 	var jsonStart int32
 	switch typ {
 	case TypeInt32, TypeInt64:
@@ -571,13 +591,7 @@ func (p *Plan) addEntity(st *fetchState, ki int, typ ValueType, e gjson.Result, 
 		if err != nil {
 			return badRequestf("join key %q, entity %d: %s", p.joinKeys[ki], row, err)
 		}
-		if typ == TypeInt32 {
-			st.ent = binary.LittleEndian.AppendUint32(st.ent, 4)
-			st.ent = binary.LittleEndian.AppendUint32(st.ent, uint32(int32(v)))
-		} else {
-			st.ent = binary.LittleEndian.AppendUint32(st.ent, 8)
-			st.ent = binary.LittleEndian.AppendUint64(st.ent, uint64(v))
-		}
+		ev.Int = v
 		jsonStart = int32(len(st.ent))
 		st.ent = strconv.AppendInt(st.ent, v, 10)
 	case TypeString:
@@ -585,7 +599,6 @@ func (p *Plan) addEntity(st *fetchState, ki int, typ ValueType, e gjson.Result, 
 		if err != nil {
 			return badRequestf("join key %q, entity %d: %s", p.joinKeys[ki], row, err)
 		}
-		st.ent = binary.LittleEndian.AppendUint32(st.ent, uint32(len(s)))
 		st.ent = append(st.ent, s...)
 		jsonStart = int32(len(st.ent))
 		st.ent = jsonutil.AppendString(st.ent, s)
@@ -593,22 +606,20 @@ func (p *Plan) addEntity(st *fetchState, ki int, typ ValueType, e gjson.Result, 
 		if e.Type != gjson.String {
 			return badRequestf("join key %q, entity %d: want a base64 string", p.joinKeys[ki], row)
 		}
-		lenAt := len(st.ent)
-		st.ent = append(st.ent, 0, 0, 0, 0)
 		var err error
 		st.ent, err = base64.StdEncoding.AppendDecode(st.ent, jsonutil.S2B(e.Str))
 		if err != nil {
 			return badRequestf("join key %q, entity %d: invalid base64", p.joinKeys[ki], row)
 		}
-		binary.LittleEndian.PutUint32(st.ent[lenAt:], uint32(len(st.ent)-lenAt-4))
 		jsonStart = int32(len(st.ent))
 		st.ent = append(st.ent, '"')
-		st.ent = base64.StdEncoding.AppendEncode(st.ent, st.ent[lenAt+4:jsonStart])
+		st.ent = base64.StdEncoding.AppendEncode(st.ent, st.ent[rawStart:jsonStart])
 		st.ent = append(st.ent, '"')
 	default:
 		return badRequestf("join key %q has type %s, which cannot be used in an entity key", p.joinKeys[ki], typ)
 	}
-	st.entSer = append(st.entSer, span{serStart, jsonStart})
+	st.entVals = append(st.entVals, ev)
+	st.entRaw = append(st.entRaw, span{rawStart, jsonStart})
 	st.entJSON = append(st.entJSON, span{jsonStart, int32(len(st.ent))})
 	return nil
 }

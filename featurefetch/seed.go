@@ -31,11 +31,9 @@ func (v *Views) EncodeRow(project string, r *Row) (key string, fieldValues []str
 	if !ok {
 		return "", nil, fmt.Errorf("unknown feature view %q", r.View)
 	}
-	var kb []byte
-	if len(fv.JoinKeys) == 0 {
-		kb, _ = AppendEntityKey(nil, project, []string{DummyJoinKey}, []EntityValue{{Type: TypeString, Str: DummyEntityValue}})
-	} else {
-		vals := make([]EntityValue, len(fv.JoinKeys))
+	keys, vals := dummyJoinKeys, dummyEntity
+	if len(fv.JoinKeys) > 0 {
+		keys, vals = fv.JoinKeys, make([]EntityValue, len(fv.JoinKeys))
 		for i, jk := range fv.JoinKeys {
 			raw, ok := r.Entities[jk]
 			if !ok {
@@ -45,9 +43,10 @@ func (v *Views) EncodeRow(project string, r *Row) (key string, fieldValues []str
 				return "", nil, fmt.Errorf("view %q: entity %q: %w", r.View, jk, err)
 			}
 		}
-		if kb, err = AppendEntityKey(nil, project, fv.JoinKeys, vals); err != nil {
-			return "", nil, fmt.Errorf("view %q: %w", r.View, err)
-		}
+	}
+	kb, err := AppendEntityKey(nil, project, keys, vals)
+	if err != nil {
+		return "", nil, fmt.Errorf("view %q: %w", r.View, err)
 	}
 	for jk := range r.Entities {
 		if !slices.Contains(fv.JoinKeys, jk) {

@@ -11,7 +11,6 @@ package floor
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -94,7 +93,7 @@ type model struct {
 type features struct {
 	Features
 	client    rueidis.Client
-	keyPrefix []byte   // join-key half of the entity key serialization
+	joinKeys  []string // the one join key, as the entity key encoder takes it
 	fields    []string // feature field hashes, then the event-time field
 	entityKey []byte   // `{"entity_id":`
 	nameJSON  [][]byte // `,"f0":`
@@ -102,16 +101,17 @@ type features struct {
 
 // state is one request's scratch space, pooled.
 type state struct {
-	reqs  []fasthttp.Request
-	resps []fasthttp.Response
-	errs  []error
-	wg    sync.WaitGroup
-	body  []byte // the models' request body, when built from features
-	ids   []int64
-	keys  []byte
-	ends  []int
-	cmds  rueidis.Commands
-	out   []byte
+	reqs   []fasthttp.Request
+	resps  []fasthttp.Response
+	errs   []error
+	wg     sync.WaitGroup
+	body   []byte // the models' request body, when built from features
+	ids    []int64
+	entity [1]featurefetch.EntityValue // the entity of the key being built
+	keys   []byte
+	ends   []int
+	cmds   rueidis.Commands
+	out    []byte
 }
 
 // New validates cfg and connects to the feature store when there is one.
@@ -186,15 +186,7 @@ func newFeatures(f Features) (*features, error) {
 		f.Timeout = time.Second
 	}
 	fs := &features{Features: f}
-	// Feast's entity key serialization v3 for one INT64 join key: the key
-	// count, the key as a STRING, then the value's type and length; the
-	// 8-byte value and the project follow per entity.
-	p := binary.LittleEndian.AppendUint32(nil, 1)
-	p = binary.LittleEndian.AppendUint32(p, uint32(featurefetch.TypeString))
-	p = binary.LittleEndian.AppendUint32(p, uint32(len(f.JoinKey)))
-	p = append(p, f.JoinKey...)
-	p = binary.LittleEndian.AppendUint32(p, uint32(featurefetch.TypeInt64))
-	fs.keyPrefix = binary.LittleEndian.AppendUint32(p, 8)
+	fs.joinKeys = []string{f.JoinKey}
 	for _, name := range f.Names {
 		fs.fields = append(fs.fields, featurefetch.FieldHash(f.View, name))
 		fs.nameJSON = append(fs.nameJSON, append(strconv.AppendQuote([]byte(","), name), ':'))
@@ -349,15 +341,18 @@ func (f *features) appendBody(st *state, dst, reqBody []byte) ([]byte, error) {
 	st.ids = st.ids[:0]
 	st.keys = st.keys[:0]
 	st.ends = st.ends[:0]
+	var err error
 	ids.ForEach(func(_, v gjson.Result) bool {
 		id := v.Int()
 		st.ids = append(st.ids, id)
-		st.keys = append(st.keys, f.keyPrefix...)
-		st.keys = binary.LittleEndian.AppendUint64(st.keys, uint64(id))
-		st.keys = append(st.keys, f.Project...)
+		st.entity[0] = featurefetch.EntityValue{Type: featurefetch.TypeInt64, Int: id}
+		st.keys, err = featurefetch.AppendEntityKey(st.keys, f.Project, f.joinKeys, st.entity[:])
 		st.ends = append(st.ends, len(st.keys))
-		return true
+		return err == nil
 	})
+	if err != nil {
+		return dst, err
+	}
 	// One allocation for every key: rueidis keeps them until the answer.
 	all := string(st.keys)
 	st.cmds = st.cmds[:0]
