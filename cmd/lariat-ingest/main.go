@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"strings"
 	"time"
@@ -276,52 +277,37 @@ func (p pushSources) Set(s string) error {
 }
 
 func serveCommand(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	sf := addStoreFlags(fs)
-	listen := fs.String("listen", "127.0.0.1:8090", "TCP address to serve the API on")
+	var sf storeFlags
 	push := pushSources{}
-	fs.Var(push, "push-source", "NAME=VIEW[,VIEW...]: the views a push source feeds (repeatable); "+
-		"a push source not listed feeds the view of its name")
-	maxBody := fs.Int("max-body", 16<<20, "largest request body in bytes")
-	writeTimeout := fs.Duration("write-timeout", 10*time.Second, "limit on the Redis writes of one request")
-	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long to wait for open requests on SIGTERM")
-	if err := cli.ParseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("serve takes no arguments, got %q", fs.Args())
-	}
-	logger := cli.NewLogger(stderr)
-
-	ctx, stop := cli.SignalContext(context.Background())
-	defer stop()
-	start := time.Now()
-	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	views, w, so, closeRedis, err := sf.open(openCtx, ingest.WriterOptions{})
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer func() {
-		closeRedis()
-		logger.Printf("redis client closed")
-	}()
-	logger.Printf("views loaded and redis connected in %s", time.Since(start))
-
-	srv, err := ingest.NewServer(w, views, ingest.ServerOptions{
-		PushSources:        push,
-		Schema:             so,
-		MaxRequestBodySize: *maxBody,
-		WriteTimeout:       *writeTimeout,
-		Logf:               logger.Printf,
-	})
-	if err != nil {
-		return err
-	}
-	ln, err := cli.Listen("--listen", *listen)
-	if err != nil {
-		return err
-	}
-	return cli.Serve(ctx, srv, ln, cli.ServeOptions{ShutdownTimeout: *shutdownTimeout, Logger: logger})
+	var maxBody int
+	var writeTimeout time.Duration
+	return cli.Sidecar{
+		Listen: "127.0.0.1:8090",
+		Flags: func(fs *flag.FlagSet) {
+			sf = addStoreFlags(fs)
+			fs.Var(push, "push-source", "NAME=VIEW[,VIEW...]: the views a push source feeds (repeatable); "+
+				"a push source not listed feeds the view of its name")
+			fs.IntVar(&maxBody, "max-body", 16<<20, "largest request body in bytes")
+			fs.DurationVar(&writeTimeout, "write-timeout", 10*time.Second, "limit on the Redis writes of one request")
+		},
+		Open: func(ctx context.Context, logger *log.Logger) (*cli.Opened, error) {
+			views, w, so, closeRedis, err := sf.open(ctx, ingest.WriterOptions{})
+			if err != nil {
+				return nil, err
+			}
+			srv, err := ingest.NewServer(w, views, ingest.ServerOptions{
+				PushSources:        push,
+				Schema:             so,
+				MaxRequestBodySize: maxBody,
+				WriteTimeout:       writeTimeout,
+				Logf:               logger.Printf,
+			})
+			if err != nil {
+				closeRedis()
+				return nil, err
+			}
+			return &cli.Opened{Server: srv, Ready: "views loaded and redis connected",
+				Close: func() error { closeRedis(); return nil }, Closed: "redis client closed"}, nil
+		},
+	}.Run(context.Background(), args, stderr, nil)
 }

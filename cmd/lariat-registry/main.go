@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"time"
 
@@ -70,48 +71,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func serve(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:8070", "TCP address to serve the API on")
-	storeSpec := fs.String("store", "bolt:lariat-registry.db",
-		"where records live: bolt:/path/registry.db (embedded file) or postgres://user:pass@host:5432/db")
-	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long to wait for open requests on SIGTERM")
-	requestTimeout := fs.Duration("request-timeout", 30*time.Second, "limit on the store work of one request")
-	if err := cli.ParseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("serve takes no arguments, got %q", fs.Args())
-	}
-	logger := cli.NewLogger(stderr)
-
-	ctx, stop := cli.SignalContext(context.Background())
-	defer stop()
-
-	start := time.Now()
-	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	store, err := registry.OpenStore(openCtx, *storeSpec)
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer func() {
-		t := time.Now()
-		if err := store.Close(); err != nil {
-			logger.Printf("cannot close store: %v", err)
-			return
-		}
-		logger.Printf("store closed in %s", time.Since(t))
-	}()
-	logger.Printf("store opened in %s", time.Since(start))
-
-	ln, err := cli.Listen("-listen", *listen)
-	if err != nil {
-		return err
-	}
-	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{
-		RequestTimeout: *requestTimeout,
-		Logf:           logger.Printf,
-	})
-	return cli.Serve(ctx, srv, ln, cli.ServeOptions{ShutdownTimeout: *shutdownTimeout, Logger: logger})
+	var storeSpec string
+	var requestTimeout time.Duration
+	return cli.Sidecar{
+		Listen: "127.0.0.1:8070",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&storeSpec, "store", "bolt:lariat-registry.db",
+				"where records live: bolt:/path/registry.db (embedded file) or postgres://user:pass@host:5432/db")
+			fs.DurationVar(&requestTimeout, "request-timeout", 30*time.Second, "limit on the store work of one request")
+		},
+		Open: func(ctx context.Context, logger *log.Logger) (*cli.Opened, error) {
+			store, err := registry.OpenStore(ctx, storeSpec)
+			if err != nil {
+				return nil, err
+			}
+			srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{
+				RequestTimeout: requestTimeout,
+				Logf:           logger.Printf,
+			})
+			return &cli.Opened{Server: srv, Ready: "store opened", Close: store.Close, Closed: "store closed"}, nil
+		},
+	}.Run(context.Background(), args, stderr, nil)
 }

@@ -103,68 +103,55 @@ var errJobFailed = errors.New("failed")
 
 // serveOptions are the flags of serve.
 type serveOptions struct {
-	listen, stateDir, registryURL, backend string
-	maxConcurrent                          int
-	grace, pollInterval, shutdownTimeout   time.Duration
-	kubeconfig, namespace                  string
+	stateDir, registryURL, backend string
+	maxConcurrent                  int
+	grace, pollInterval            time.Duration
+	kubeconfig, namespace          string
 }
 
 // serve runs the sidecar until ctx ends. ready, when set, receives the listen
 // address once the server accepts connections.
 func serve(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o serveOptions
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:8060", "TCP address to serve the API on")
-	fs.StringVar(&o.stateDir, "state-dir", "lariat-train-state", "directory for job and study records, logs and local artifacts")
-	fs.StringVar(&o.registryURL, "registry", "", "lariat-registry URL (e.g. http://127.0.0.1:8070); required by specs with a register section")
-	fs.StringVar(&o.backend, "backend", "local", "where jobs run: local (child processes), kubernetes (batch/v1 Job) or kubeflow (PyTorchJob/TFJob)")
-	fs.IntVar(&o.maxConcurrent, "max-concurrent", 2, "local backend: jobs running at once; others queue")
-	fs.DurationVar(&o.grace, "grace", 10*time.Second, "local backend: time between SIGTERM and SIGKILL when a job is stopped")
-	fs.DurationVar(&o.pollInterval, "poll-interval", 10*time.Second, "Kubernetes backends: how often job status is read")
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Kubernetes backends: kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
-	fs.StringVar(&o.namespace, "namespace", "default", "Kubernetes backends: namespace of jobs that name none")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for open requests on SIGTERM")
-	pos, err := cli.ParseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return cli.Usagef("serve takes no arguments, got %q", pos)
-	}
-	logger := cli.NewLogger(stderr)
-
-	start := time.Now()
-	backend, err := newBackend(&o, logger)
-	if err != nil {
-		return err
-	}
-	var reg *registry.Client
-	if o.registryURL != "" {
-		reg = registry.NewClient(o.registryURL, nil)
-	}
-	m, err := training.NewManager(training.Options{StateDir: o.stateDir, Backend: backend, Registry: reg, Logf: logger.Printf})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		t := time.Now()
-		m.Close()
-		logger.Printf("manager stopped in %s (jobs keep running and are resumed by the next start)", time.Since(t))
-	}()
-	logger.Printf("%s backend ready, %d job(s) and %d stud(ies) loaded from %s in %s", backend.Name(),
-		len(m.Jobs(training.JobFilter{})), len(m.Studies()), o.stateDir, time.Since(start))
-
-	ln, err := cli.Listen("-listen", o.listen)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{
-		Handler:           training.NewServer(m, training.ServerOptions{Logf: logger.Printf}),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
-	return cli.Serve(ctx, srv, ln, cli.ServeOptions{ShutdownTimeout: o.shutdownTimeout, Logger: logger, Ready: ready})
+	return cli.Sidecar{
+		Listen: "127.0.0.1:8060",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&o.stateDir, "state-dir", "lariat-train-state", "directory for job and study records, logs and local artifacts")
+			fs.StringVar(&o.registryURL, "registry", "", "lariat-registry URL (e.g. http://127.0.0.1:8070); required by specs with a register section")
+			fs.StringVar(&o.backend, "backend", "local", "where jobs run: local (child processes), kubernetes (batch/v1 Job) or kubeflow (PyTorchJob/TFJob)")
+			fs.IntVar(&o.maxConcurrent, "max-concurrent", 2, "local backend: jobs running at once; others queue")
+			fs.DurationVar(&o.grace, "grace", 10*time.Second, "local backend: time between SIGTERM and SIGKILL when a job is stopped")
+			fs.DurationVar(&o.pollInterval, "poll-interval", 10*time.Second, "Kubernetes backends: how often job status is read")
+			fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Kubernetes backends: kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
+			fs.StringVar(&o.namespace, "namespace", "default", "Kubernetes backends: namespace of jobs that name none")
+		},
+		Open: func(_ context.Context, logger *log.Logger) (*cli.Opened, error) {
+			backend, err := newBackend(&o, logger)
+			if err != nil {
+				return nil, err
+			}
+			var reg *registry.Client
+			if o.registryURL != "" {
+				reg = registry.NewClient(o.registryURL, nil)
+			}
+			m, err := training.NewManager(training.Options{StateDir: o.stateDir, Backend: backend, Registry: reg, Logf: logger.Printf})
+			if err != nil {
+				return nil, err
+			}
+			srv := &http.Server{
+				Handler:           training.NewServer(m, training.ServerOptions{Logf: logger.Printf}),
+				ReadHeaderTimeout: 10 * time.Second,
+				IdleTimeout:       2 * time.Minute,
+			}
+			return &cli.Opened{
+				Server: srv,
+				Ready: fmt.Sprintf("%s backend ready, %d job(s) and %d stud(ies) loaded from %s", backend.Name(),
+					len(m.Jobs(training.JobFilter{})), len(m.Studies()), o.stateDir),
+				Close:  func() error { m.Close(); return nil },
+				Closed: "manager stopped (jobs keep running and are resumed by the next start)",
+			}, nil
+		},
+	}.Run(ctx, args, stderr, ready)
 }
 
 func newBackend(o *serveOptions, logger *log.Logger) (training.Backend, error) {

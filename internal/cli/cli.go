@@ -1,24 +1,19 @@
 // Package cli holds what the commands share: usage errors and exit codes,
 // flag parsing with every flag settable from its LARIAT_<FLAG> environment
-// variable, the serve loop of the sidecars with its graceful shutdown on
-// SIGTERM or SIGINT, and the JSON and table output of client verbs.
+// variable, the serve command of the sidecars (Sidecar: common flags, open,
+// serve, graceful shutdown on SIGTERM or SIGINT, close, each step logged),
+// and the JSON and table output of client verbs.
 package cli
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"maps"
-	"net"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
-	"time"
 )
 
 // ErrUsage marks command-line mistakes; ExitCode maps it to exit status 2.
@@ -193,78 +188,4 @@ func Alias(fs *flag.FlagSet, name, target string) {
 		panic("BUG: alias -" + name + " of undefined flag -" + target)
 	}
 	fs.Var(&aliasValue{target, t.Value}, name, "same as -"+target)
-}
-
-// SignalContext returns a copy of parent that is cancelled on SIGTERM or
-// SIGINT; stop releases the signal handler.
-func SignalContext(parent context.Context) (ctx context.Context, stop context.CancelFunc) {
-	return signal.NotifyContext(parent, syscall.SIGTERM, syscall.SIGINT)
-}
-
-// NewLogger returns the logger of a server command: standard flags plus
-// microseconds, no prefix.
-func NewLogger(w io.Writer) *log.Logger {
-	return log.New(w, "", log.LstdFlags|log.Lmicroseconds)
-}
-
-// Listen listens on the TCP address addr given by the flag named flagName
-// (written as the user should see it, e.g. "-listen").
-func Listen(flagName, addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot listen on %s=%q: %w", flagName, addr, err)
-	}
-	return ln, nil
-}
-
-// Server is a server Serve can run and stop.
-type Server interface {
-	Serve(ln net.Listener) error
-	Shutdown(ctx context.Context) error
-}
-
-// ServeOptions configure Serve.
-type ServeOptions struct {
-	// ShutdownTimeout limits the wait for open requests once ctx ends.
-	ShutdownTimeout time.Duration
-	// Logger receives one line per step.
-	Logger *log.Logger
-	// Ready, when set, receives the listen address once the server accepts
-	// connections.
-	Ready func(addr string)
-}
-
-// Serve runs srv on ln until ctx ends, then shuts it down gracefully, waiting
-// up to o.ShutdownTimeout for open requests. When that wait runs out and srv
-// has a Close() error method, Close drops the remaining connections. Serve
-// returns nil after a shutdown, or the error of srv stopping on its own.
-func Serve(ctx context.Context, srv Server, ln net.Listener, o ServeOptions) error {
-	logger := o.Logger
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Printf("listening on %s", ln.Addr())
-	if o.Ready != nil {
-		o.Ready(ln.Addr().String())
-	}
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("server stopped: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Printf("shutting down")
-	t := time.Now()
-	sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		if c, ok := srv.(interface{ Close() error }); ok {
-			logger.Printf("shutdown incomplete (%v); closing open connections", err)
-			_ = c.Close()
-		} else {
-			logger.Printf("shutdown incomplete: %v", err)
-		}
-	}
-	<-serveErr
-	logger.Printf("server stopped in %s", time.Since(t))
-	return nil
 }

@@ -71,6 +71,21 @@ func TestOutput(t *testing.T) {
 	}
 }
 
+// getThenStop makes a request to the server at addr, then cancels its
+// context and waits for it to stop without an error.
+func getThenStop(t *testing.T, addr string, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("server stopped with %v", err)
+	}
+}
+
 func TestServeShutsDownOnCancel(t *testing.T) {
 	ln, err := Listen("-listen", "127.0.0.1:0")
 	if err != nil {
@@ -86,15 +101,7 @@ func TestServeShutsDownOnCancel(t *testing.T) {
 			Ready: func(addr string) { ready <- addr }})
 	}()
 	addr := <-ready
-	resp, err := http.Get("http://" + addr + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Serve: %v", err)
-	}
+	getThenStop(t, addr, cancel, done)
 	for _, want := range []string{"listening on " + addr, "shutting down", "server stopped in"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Fatalf("logs lack %q:\n%s", want, logs.String())
@@ -231,4 +238,59 @@ func TestFlagHelpNamesVariables(t *testing.T) {
 	if pos, err := ParseInterspersed(e.fs, []string{"-v", "x"}); err != nil || !e.verbose || !reflect.DeepEqual(pos, []string{"x"}) {
 		t.Fatalf("-v x: %v %q %v", e.verbose, pos, err)
 	}
+}
+
+func TestSidecarRun(t *testing.T) {
+	var logs bytes.Buffer
+	var extra string
+	closed := false
+	s := Sidecar{
+		Listen: "127.0.0.1:0",
+		Flags:  func(fs *flag.FlagSet) { fs.StringVar(&extra, "extra", "", "a flag of the command") },
+		Open: func(ctx context.Context, _ *log.Logger) (*Opened, error) {
+			if _, ok := ctx.Deadline(); !ok {
+				t.Error("Open has no deadline")
+			}
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+			return &Opened{Server: srv, Ready: "thing opened", Close: func() error { closed = true; return nil }, Closed: "thing closed"}, nil
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Run(ctx, []string{"-extra", "x", "-shutdown-timeout", "5s"}, &logs, func(addr string) { ready <- addr })
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("Run: %v\n%s", err, logs.String())
+	}
+	getThenStop(t, addr, cancel, done)
+	if extra != "x" || !closed {
+		t.Fatalf("extra flag %q, closed %v", extra, closed)
+	}
+	out := logs.String()
+	last := -1
+	for _, want := range []string{"thing opened in ", "listening on " + addr, "shutting down", "server stopped in ", "thing closed in "} {
+		i := strings.Index(out, want)
+		if i < 0 || i < last {
+			t.Fatalf("logs lack %q after the steps before it:\n%s", want, out)
+		}
+		last = i
+	}
+
+	f := func(args []string, open error, want string) {
+		t.Helper()
+		s := Sidecar{Listen: "127.0.0.1:0", Open: func(context.Context, *log.Logger) (*Opened, error) { return nil, open }}
+		err := s.Run(context.Background(), args, io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Run(%q): %v, want %q", args, err, want)
+		}
+	}
+	f([]string{"extra"}, nil, `usage error: serve takes no arguments, got ["extra"]`)
+	f([]string{"-nope"}, nil, "usage error: flag provided but not defined: -nope")
+	f(nil, errors.New("store is locked"), "store is locked")
 }
