@@ -21,7 +21,7 @@ type limiter struct {
 	shed    *lazymetric.Counter
 }
 
-func newLimiter(l config.Limits, route string, set *metrics.Set) *limiter {
+func newLimiter(l config.Limits, labels string, set *metrics.Set) *limiter {
 	if l.MaxConcurrency <= 0 {
 		return nil
 	}
@@ -29,7 +29,7 @@ func newLimiter(l config.Limits, route string, set *metrics.Set) *limiter {
 		slots: make(chan struct{}, l.MaxConcurrency),
 		queue: int64(l.Queue),
 		wait:  l.QueueTimeout.D,
-		shed:  lazymetric.NewCounter(set, `lariat_requests_shed_total{route="`+route+`"}`),
+		shed:  lazymetric.NewCounter(set, `lariat_requests_shed_total{`+labels+`}`),
 	}
 }
 
