@@ -14,9 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/gateway"
 	"github.com/lariat-gw/lariat/internal/cli"
+	"github.com/lariat-gw/lariat/quota"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/tasks"
 	"github.com/lariat-gw/lariat/upstream"
@@ -151,6 +154,7 @@ func serveCmd(args []string) int {
 	pf.register(fs)
 	registryURL := fs.String("registry", "", "model registry URL (lariat-registry); lets http tasks name models as name@alias or name/version")
 	registryInterval := fs.Duration("registry-interval", 2*time.Second, "how often model references are refreshed from the registry")
+	quotaRedis := fs.String("quota-redis", "", "Redis counting the rates of tenants with quotas.scope global, shared by the replicas: host:port[,host:port...] or a redis:// URL (when it fails, requests are admitted)")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return cli.ExitCode("lariat serve", err, os.Stderr)
 	}
@@ -163,7 +167,7 @@ func serveCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "lariat serve:", err)
 		return 2
 	}
-	if _, err := config.RouteFiles(*routes); err != nil {
+	if _, err := config.ReadLayout(*routes); err != nil {
 		fmt.Fprintln(os.Stderr, "lariat serve:", err)
 		return 1
 	}
@@ -204,9 +208,37 @@ func serveCmd(args []string) int {
 	opts := sf.options(*routes, env, log)
 	opts.ReadyDetails = ready
 	opts.PredictionLog = plog
+	if *quotaRedis != "" {
+		c, err := quotaClient(*quotaRedis)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "lariat serve:", err)
+			return 2
+		}
+		defer c.Close()
+		opts.QuotaStore = quota.NewRedis(c, "lariat:quota:")
+	}
 	g := gateway.New(opts)
 	g.Load()
 	return runServers(g, &sf, log, nil)
+}
+
+// quotaClient connects to the Redis of --quota-redis. An unreachable Redis
+// stops the start; once serving, the client reconnects on its own and
+// quota decisions fail open while Redis is down.
+func quotaClient(addr string) (rueidis.Client, error) {
+	opt := rueidis.ClientOption{InitAddress: strings.Split(addr, ","), DisableCache: true}
+	if strings.Contains(addr, "://") {
+		var err error
+		if opt, err = rueidis.ParseURL(addr); err != nil {
+			return nil, fmt.Errorf("--quota-redis: %w", err)
+		}
+		opt.DisableCache = true
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to the quota Redis %s: %w", addr, err)
+	}
+	return c, nil
 }
 
 // runServers serves g until SIGTERM or SIGINT, then shuts down gracefully.
