@@ -78,6 +78,22 @@ func (tg *testGateway) admin2(t testing.TB, method, path, token string) answer {
 	return answer{status: resp.StatusCode, body: string(b), header: resp.Header}
 }
 
+// seriesValue reads the value of series from the gateway's /metrics (0
+// when absent). Counters of tenants are global: tests compare deltas.
+func (tg *testGateway) seriesValue(t testing.TB, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(tg.adminGet(t, "/metrics").body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
 func (tg *testGateway) write(t testing.TB, name, data string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(tg.dir, name), []byte(data), 0o644); err != nil {
@@ -266,6 +282,15 @@ quotas:
 		"b/r.yaml":      tenantRoute("b-r", "/b/r", "m.models"),
 	}
 	tg := startGateway(t, routes, resolve)
+	rejected := []string{
+		`lariat_quota_rejected_total{tenant="a",quota="rate"}`,
+		`lariat_quota_rejected_total{tenant="k",key="k1",quota="key_rate"}`,
+		`lariat_quota_rejected_total{tenant="f",quota="in_flight"}`,
+	}
+	var before []float64
+	for _, r := range rejected {
+		before = append(before, tg.seriesValue(t, r))
+	}
 	calls := func() int64 { return up.Requests.Load() }
 	pass := func(n int, path string, hdr ...string) {
 		t.Helper()
@@ -333,28 +358,26 @@ quotas:
 	}
 	pass(2, "/f/r")
 
-	m := tg.adminGet(t, "/metrics").body
-	for _, want := range []string{
-		`lariat_quota_rejected_total{tenant="a",quota="rate"} 2`,
-		`lariat_quota_rejected_total{tenant="k",key="k1",quota="key_rate"} 1`,
-		`lariat_quota_rejected_total{tenant="f",quota="in_flight"} 1`,
-		`lariat_requests_total{tenant="a",route="a-r",status="429"} 2`,
-	} {
-		if !strings.Contains(m, want) {
-			t.Errorf("metrics lack %s", want)
+	for i, want := range []float64{2, 1, 1} {
+		if got := tg.seriesValue(t, rejected[i]) - before[i]; got != want {
+			t.Errorf("%s grew by %g, want %g", rejected[i], got, want)
 		}
+	}
+	// Route series are the route's own: they start at zero.
+	if got := tg.seriesValue(t, `lariat_requests_total{tenant="a",route="a-r",status="429"}`); got != 2 {
+		t.Errorf("429s of route a-r: %g", got)
 	}
 }
 
 // TestTenantGlobalQuotaAcrossReplicas: two gateways sharing a Redis hold
-// tenant a to one burst between them. The rate refills one request per
+// tenant g to one burst between them. The rate refills one request per
 // 1000 s, so the count admitted does not depend on the machine's speed.
 func TestTenantGlobalQuotaAcrossReplicas(t *testing.T) {
 	srv := redistest.Start(t)
 	up := upstreamtest.Start(t, upstreamtest.JSON(`{"ok":true}`))
 	routes := map[string]string{
-		"a/tenant.yaml": "endpoints: [/a/]\nupstreams: [m.models]\nquotas: {requests_per_second: 0.001, burst: 40, scope: global}\n",
-		"a/r.yaml":      tenantRoute("a-r", "/a/r", "m.models"),
+		"g/tenant.yaml": "endpoints: [/g/]\nupstreams: [m.models]\nquotas: {requests_per_second: 0.001, burst: 40, scope: global}\n",
+		"g/r.yaml":      tenantRoute("g-r", "/g/r", "m.models"),
 	}
 	store := func(o *Options) {
 		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true})
@@ -362,12 +385,19 @@ func TestTenantGlobalQuotaAcrossReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Close)
-		o.QuotaStore = quota.NewRedis(c, "lariat:quota:")
+		rs := quota.NewRedis(c, "lariat:quota:")
+		// A loaded machine may be slow: a decision past the timeout would
+		// admit (fail open) and blur the count.
+		rs.Timeout = 10 * time.Second
+		o.QuotaStore = rs
 	}
 	replicas := []*testGateway{
 		startGateway(t, routes, map[string]string{"m.models": up.Addr}, store),
 		startGateway(t, routes, map[string]string{"m.models": up.Addr}, store),
 	}
+	const rejectedSeries = `lariat_quota_rejected_total{tenant="g",quota="rate"}`
+	rejectedBefore := replicas[0].seriesValue(t, rejectedSeries)
+	errorsBefore := replicas[0].seriesValue(t, "lariat_quota_store_errors_total")
 	const offered = 120
 	var admitted, refused atomic.Int64
 	var wg sync.WaitGroup
@@ -376,7 +406,7 @@ func TestTenantGlobalQuotaAcrossReplicas(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < offered; i += 4 {
-				switch a := replicas[i%2].post(t, "/a/r", `{}`); a.status {
+				switch a := replicas[i%2].post(t, "/g/r", `{}`); a.status {
 				case 200:
 					admitted.Add(1)
 				case 429:
@@ -388,6 +418,9 @@ func TestTenantGlobalQuotaAcrossReplicas(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	if e := replicas[0].seriesValue(t, "lariat_quota_store_errors_total"); e != errorsBefore {
+		t.Fatalf("%g quota store errors during the run", e-errorsBefore)
+	}
 	// GCRA admits the burst exactly; 10% is the bound asked of it.
 	if got := admitted.Load(); got < 36 || got > 44 || got+refused.Load() != offered {
 		t.Fatalf("admitted %d, refused %d of %d; want about the burst of 40", got, refused.Load(), offered)
@@ -395,20 +428,16 @@ func TestTenantGlobalQuotaAcrossReplicas(t *testing.T) {
 	if up.Requests.Load() != admitted.Load() {
 		t.Fatalf("upstream saw %d calls for %d admitted", up.Requests.Load(), admitted.Load())
 	}
-	// Each replica alone would have admitted 40.
-	for i, r := range replicas {
-		if !strings.Contains(r.adminGet(t, "/metrics").body, `lariat_quota_rejected_total{tenant="a",quota="rate"}`) {
-			t.Fatalf("replica %d refused nothing", i)
-		}
+	if got := replicas[0].seriesValue(t, rejectedSeries) - rejectedBefore; got != float64(refused.Load()) {
+		t.Fatalf("refusals counted %g, refused %d", got, refused.Load())
 	}
 
 	// Redis down: the quota fails open, visibly.
 	srv.Stop()
-	if a := replicas[0].post(t, "/a/r", `{}`); a.status != 200 {
+	if a := replicas[0].post(t, "/g/r", `{}`); a.status != 200 {
 		t.Fatalf("with the quota store down: %d %s", a.status, a.body)
 	}
-	m := replicas[0].adminGet(t, "/metrics").body
-	if !strings.Contains(m, "lariat_quota_store_up 0") || strings.Contains(m, "lariat_quota_store_errors_total 0") {
+	if replicas[0].seriesValue(t, "lariat_quota_store_errors_total") <= errorsBefore || !strings.Contains(replicas[0].adminGet(t, "/metrics").body, "lariat_quota_store_up 0") {
 		t.Fatal("quota store failure not visible in metrics")
 	}
 }

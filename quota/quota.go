@@ -47,7 +47,8 @@ func (b *Local) Allow() (bool, time.Duration) {
 type Store interface {
 	// Allow reports whether one more request under key may pass, at
 	// perSecond with burst; when not, after how long one may. An error
-	// means the store could not decide.
+	// means the store could not decide (in time: a store bounds its own
+	// wait).
 	Allow(ctx context.Context, key string, perSecond float64, burst int) (ok bool, retryAfter time.Duration, err error)
 }
 
@@ -57,13 +58,10 @@ var (
 	_           = metrics.NewGauge(`lariat_quota_store_up`, func() float64 { return float64(storeUp.Load()) })
 )
 
-// StoreTimeout bounds one decision of a Store.
-const StoreTimeout = 50 * time.Millisecond
-
 // NewGlobal returns a rate counted in store under key, shared by every
 // replica that uses the same key.
 //
-// When the store fails (unreachable, slow past StoreTimeout), requests are
+// When the store fails (unreachable, or slower than its timeout), requests are
 // admitted: a quota store outage must not take the tenants' traffic down
 // with it. Failures count in lariat_quota_store_errors_total and set
 // lariat_quota_store_up to 0 until the store answers again.
@@ -82,9 +80,7 @@ type Global struct {
 
 // Allow implements Rate.
 func (g *Global) Allow() (bool, time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), StoreTimeout)
-	ok, after, err := g.store.Allow(ctx, g.key, g.rate, g.burst)
-	cancel()
+	ok, after, err := g.store.Allow(context.Background(), g.key, g.rate, g.burst)
 	if err != nil {
 		storeErrors.Inc()
 		storeUp.Store(0)

@@ -35,12 +35,18 @@ var gcraScript = rueidis.NewLuaScript(gcra)
 type Redis struct {
 	client rueidis.Client
 	prefix string
+	// Timeout bounds one decision (DefaultRedisTimeout).
+	Timeout time.Duration
 }
+
+// DefaultRedisTimeout bounds one decision of a Redis store: past it, the
+// request is admitted (see NewGlobal).
+const DefaultRedisTimeout = 50 * time.Millisecond
 
 // NewRedis returns a store on client; keys are prefixed with prefix
 // (e.g. "lariat:quota:").
 func NewRedis(client rueidis.Client, prefix string) *Redis {
-	return &Redis{client: client, prefix: prefix}
+	return &Redis{client: client, prefix: prefix, Timeout: DefaultRedisTimeout}
 }
 
 // Allow implements Store.
@@ -53,6 +59,8 @@ func (r *Redis) Allow(ctx context.Context, key string, perSecond float64, burst 
 		interval = 1
 	}
 	tolerance := interval * int64(max(burst, 1))
+	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
+	defer cancel()
 	wait, err := gcraScript.Exec(ctx, r.client, []string{r.prefix + key},
 		[]string{strconv.FormatInt(interval, 10), strconv.FormatInt(tolerance, 10)}).AsInt64()
 	if err != nil {

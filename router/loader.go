@@ -29,10 +29,9 @@ type Loader struct {
 	// refs are the plans the files hold; serving those of the last table.
 	refs, serving map[*Plan]bool
 	// tenants holds the state of each tenant file, by folder; last are
-	// the sources of the last load; activeTenants the tenants serving.
-	tenants       map[string]*tenantState
-	last          []Source
-	activeTenants map[*Tenant]bool
+	// the sources of the last load.
+	tenants map[string]*tenantState
+	last    []Source
 }
 
 // Source is a route file to load and the tenant whose folder holds it
@@ -291,27 +290,12 @@ func (l *Loader) track(table []*Plan) {
 		}
 	}
 	serving := make(map[*Plan]bool, len(table))
-	tenants := map[*Tenant]bool{}
 	for _, p := range table {
 		serving[p] = true
-		if p.tenant != nil {
-			tenants[p.tenant] = true
-		}
 		if !l.serving[p] {
 			p.Activate()
 		}
 	}
-	for t := range tenants {
-		if !l.activeTenants[t] {
-			t.Activate()
-		}
-	}
-	for t := range l.activeTenants {
-		if !tenants[t] {
-			t.Deactivate()
-		}
-	}
-	l.activeTenants = tenants
 	for p := range l.serving {
 		if !serving[p] && refs[p] {
 			p.Deactivate()
@@ -326,10 +310,7 @@ func (l *Loader) Close() {
 	for p := range l.refs {
 		p.Retire()
 	}
-	for t := range l.activeTenants {
-		t.Deactivate()
-	}
-	l.refs, l.serving, l.activeTenants = nil, nil, nil
+	l.refs, l.serving = nil, nil
 	clear(l.files)
 	clear(l.tenants)
 	l.workers.close()

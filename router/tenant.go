@@ -14,7 +14,6 @@ import (
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/internal/jsonutil"
-	"github.com/lariat-gw/lariat/internal/lazymetric"
 	"github.com/lariat-gw/lariat/quota"
 )
 
@@ -29,10 +28,10 @@ type Tenant struct {
 	inflight *quota.InFlight
 	// keys[i] is the quota of the tenant's API key i.
 	keys []keyQuota
-	// set holds the tenant's series.
-	set          *metrics.Set
-	overRate     *lazymetric.Counter
-	overInFlight *lazymetric.Counter
+	// overRate and overInFlight count refusals. Tenant series are global,
+	// shared by the versions of a tenant across reloads.
+	overRate     *metrics.Counter
+	overInFlight *metrics.Counter
 	// rateText and inflightText describe the quotas in 429 answers.
 	rateText, inflightText string
 	// adminTokens are the SHA-256 sums of the tenant's admin tokens.
@@ -43,7 +42,7 @@ type keyQuota struct {
 	name                   string
 	rate                   quota.Rate
 	inflight               *quota.InFlight
-	overRate, overInFlight *lazymetric.Counter
+	overRate, overInFlight *metrics.Counter
 	rateText, inflightText string
 }
 
@@ -59,7 +58,7 @@ type TenantOptions struct {
 
 // NewTenant compiles the tenant c.
 func NewTenant(c *config.Tenant, o TenantOptions) (*Tenant, error) {
-	t := &Tenant{Config: c, set: metrics.NewSet()}
+	t := &Tenant{Config: c}
 	label := `tenant=` + strconv.Quote(c.Name)
 	var err error
 	if t.auth, err = newTenantAuth(c.Auth, o.Offline); err != nil {
@@ -92,8 +91,8 @@ func NewTenant(c *config.Tenant, o TenantOptions) (*Tenant, error) {
 	t.rate = newRate("", q.Quota)
 	t.inflight = quota.NewInFlight(q.InFlight)
 	t.rateText, t.inflightText = rateText(q.Quota), inflightText(q.Quota)
-	t.overRate = lazymetric.NewCounter(t.set, `lariat_quota_rejected_total{`+label+`,quota="rate"}`)
-	t.overInFlight = lazymetric.NewCounter(t.set, `lariat_quota_rejected_total{`+label+`,quota="in_flight"}`)
+	t.overRate = metrics.GetOrCreateCounter(`lariat_quota_rejected_total{` + label + `,quota="rate"}`)
+	t.overInFlight = metrics.GetOrCreateCounter(`lariat_quota_rejected_total{` + label + `,quota="in_flight"}`)
 	if c.Auth != nil {
 		for _, k := range c.Auth.APIKeys {
 			l := k.Quota
@@ -106,8 +105,8 @@ func NewTenant(c *config.Tenant, o TenantOptions) (*Tenant, error) {
 				kq.rate = newRate(":key:"+k.Name.Value, *l)
 				kq.inflight = quota.NewInFlight(l.InFlight)
 				kq.rateText, kq.inflightText = rateText(*l), inflightText(*l)
-				kq.overRate = lazymetric.NewCounter(t.set, `lariat_quota_rejected_total{`+kl+`,quota="key_rate"}`)
-				kq.overInFlight = lazymetric.NewCounter(t.set, `lariat_quota_rejected_total{`+kl+`,quota="key_in_flight"}`)
+				kq.overRate = metrics.GetOrCreateCounter(`lariat_quota_rejected_total{` + kl + `,quota="key_rate"}`)
+				kq.overInFlight = metrics.GetOrCreateCounter(`lariat_quota_rejected_total{` + kl + `,quota="key_in_flight"}`)
 			}
 			t.keys = append(t.keys, kq)
 		}
@@ -138,10 +137,6 @@ func (t *Tenant) Name() string { return t.Config.Name }
 
 // InFlight returns the tenant's requests in flight.
 func (t *Tenant) InFlight() int { return t.inflight.Count() }
-
-// Activate exposes the tenant's series; Deactivate hides them.
-func (t *Tenant) Activate()   { metrics.RegisterSet(t.set) }
-func (t *Tenant) Deactivate() { metrics.UnregisterSet(t.set, true) }
 
 // Quota causes, as 429 answers name them.
 const (
