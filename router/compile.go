@@ -15,6 +15,7 @@ import (
 	"github.com/lariat-gw/lariat/internal/lazymetric"
 	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/tasks"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // Plan is a compiled route, ready to serve requests. It is immutable and
@@ -280,7 +281,11 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 		}
 		p.checkDefault(t)
 	}
-	p.limit = newLimiter(r.Limits, p.name, p.set)
+	routeLimit := env.RouteLimit
+	if routeLimit == (upstream.LimitSettings{}) {
+		routeLimit = DefaultRouteLimit
+	}
+	p.limit = newLimiter(r.Limits, routeLimit, p.name, p.set)
 	if p.auth, err = newAuthenticator(r.Auth, p.name, p.set); err != nil {
 		p.release()
 		return nil, config.Errors{err.(*config.Error)}

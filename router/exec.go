@@ -163,7 +163,7 @@ func (p *Plan) serve(rc *fasthttp.RequestCtx) {
 			p.countStatus(fasthttp.StatusServiceUnavailable)
 			return
 		}
-		defer p.limit.release()
+		defer p.limit.release(rc, time.Now())
 	}
 	start := time.Now()
 	e := p.acquire()
