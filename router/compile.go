@@ -16,6 +16,7 @@ import (
 	"github.com/lariat-gw/lariat/internal/lazymetric"
 	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/tasks"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // Plan is a compiled route, ready to serve requests. It is immutable and
@@ -340,7 +341,11 @@ func CompileFor(r *config.Route, env *tasks.Env, t *Tenant) (*Plan, error) {
 		}
 		p.checkDefault(t)
 	}
-	p.limit = newLimiter(r.Limits, routeLabel, p.set)
+	routeLimit := env.RouteLimit
+	if routeLimit == (upstream.LimitSettings{}) {
+		routeLimit = DefaultRouteLimit
+	}
+	p.limit = newLimiter(r.Limits, routeLimit, routeLabel, p.set)
 	if p.auth, err = newAuthenticator(r.Auth, routeLabel, p.set); err != nil {
 		p.release()
 		return nil, config.Errors{err.(*config.Error)}

@@ -181,7 +181,7 @@ func (p *Plan) Admit(rc *fasthttp.RequestCtx) (Admission, bool) {
 			p.countStatus(fasthttp.StatusServiceUnavailable)
 			return a, false
 		}
-		a.route = p.limit
+		a.route, a.admitted = p.limit, time.Now()
 	}
 	return a, true
 }
@@ -190,7 +190,7 @@ func (p *Plan) Admit(rc *fasthttp.RequestCtx) (Admission, bool) {
 func (p *Plan) ServeAdmitted(rc *fasthttp.RequestCtx, a *Admission) {
 	p.inflight.Add(1)
 	p.serve(rc)
-	a.Release()
+	a.release(rc)
 	if p.inflight.Add(-1) == 0 && p.retired.Load() {
 		p.release()
 	}

@@ -222,15 +222,21 @@ func (t *Tenant) writeOver(rc *fasthttp.RequestCtx, route, cause, key, limit str
 // Admission is what an admitted request holds until it is answered:
 // in-flight slots of its tenant, its API key and its route.
 type Admission struct {
-	tenant *Tenant
-	key    *keyQuota
-	route  *limiter
+	tenant   *Tenant
+	key      *keyQuota
+	route    *limiter
+	admitted time.Time
 }
 
-// Release gives back what the admission holds.
-func (a *Admission) Release() {
+// Release gives back what the admission of a request that was not served
+// holds.
+func (a *Admission) Release() { a.release(nil) }
+
+// release gives back what the admission holds; rc holds the answer when
+// the request was served.
+func (a *Admission) release(rc *fasthttp.RequestCtx) {
 	if a.route != nil {
-		a.route.release()
+		a.route.release(rc, a.admitted)
 		a.route = nil
 	}
 	if a.key != nil {

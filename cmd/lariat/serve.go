@@ -21,6 +21,7 @@ import (
 	"github.com/lariat-gw/lariat/internal/cli"
 	"github.com/lariat-gw/lariat/quota"
 	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/router"
 	"github.com/lariat-gw/lariat/tasks"
 	"github.com/lariat-gw/lariat/upstream"
 )
@@ -43,6 +44,8 @@ type serverFlags struct {
 	upstream            upstream.Options
 	breaker             breakerFlags
 	limitOff            bool
+	routeLimitMax       int
+	routeLimitOff       bool
 	taskHistograms      bool
 }
 
@@ -75,6 +78,8 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.breaker.openFor, "upstream-breaker-open-for", d.Breaker.OpenFor, "how long an open breaker waits before a trial request, for tasks that set no breaker")
 	fs.IntVar(&f.upstream.Limit.Max, "upstream-limit-max", d.Limit.Max, "most calls in flight to one upstream; the adaptive limit moves below it with the upstream's latency")
 	fs.BoolVar(&f.limitOff, "upstream-limit-off", false, "turn the adaptive per-upstream concurrency limit off")
+	fs.IntVar(&f.routeLimitMax, "route-limit-max", router.DefaultRouteLimit.Max, "most requests in flight on one route without limits of its own; the adaptive limit moves below it with the route's latency")
+	fs.BoolVar(&f.routeLimitOff, "route-limit-off", false, "turn the adaptive per-route concurrency limit off (routes with limits keep theirs)")
 	fs.BoolVar(&f.taskHistograms, "task-histograms", true, "expose a latency histogram per task (lariat_task_duration_seconds); routes may say otherwise with metrics.task_histograms")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token the admin listener requires (except /healthz and /readyz)")
 }
@@ -123,7 +128,11 @@ func (f *serverFlags) env(resolve map[string]string) *tasks.Env {
 	l.Initial = min(l.Initial, l.Max)
 	l.Disabled = f.limitOff
 	o.Limit = l
-	return &tasks.Env{Upstreams: upstream.NewPool(resolve, o), NoTaskHistograms: !f.taskHistograms}
+	rl := router.DefaultRouteLimit
+	rl.Max = max(f.routeLimitMax, rl.Min)
+	rl.Initial = min(rl.Initial, rl.Max)
+	rl.Disabled = f.routeLimitOff
+	return &tasks.Env{Upstreams: upstream.NewPool(resolve, o), NoTaskHistograms: !f.taskHistograms, RouteLimit: rl}
 }
 
 func (f *serverFlags) resolveMap(extra map[string]string) (map[string]string, error) {
