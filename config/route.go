@@ -456,7 +456,7 @@ func readFile(path string) ([]byte, error) {
 
 // RouteFiles lists the route files of dir: *.yaml and *.yml, sorted, not
 // descending into folders, skipping hidden names (such as the ..data links
-// of a Kubernetes ConfigMap volume).
+// of a Kubernetes ConfigMap volume) and tenant.yaml.
 func RouteFiles(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -465,7 +465,7 @@ func RouteFiles(dir string) ([]string, error) {
 	var files []string
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, ".") {
+		if strings.HasPrefix(name, ".") || name == TenantFile {
 			continue
 		}
 		ext := filepath.Ext(name)

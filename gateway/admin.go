@@ -3,6 +3,8 @@ package gateway
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -14,9 +16,26 @@ import (
 
 func (g *Gateway) handleAdmin(rc *fasthttp.RequestCtx) {
 	path := string(rc.Path())
-	if g.opts.AdminToken != "" && path != "/healthz" && path != "/readyz" && !g.adminAuthorized(rc) {
-		router.WriteError(rc, fasthttp.StatusUnauthorized, "admin endpoints need Authorization: Bearer <token>", "", "")
-		rc.Response.Header.Set("WWW-Authenticate", `Bearer realm="lariat-admin"`)
+	tenant := ""
+	if path != "/healthz" && path != "/readyz" {
+		var ok bool
+		if tenant, ok = g.adminIdentity(rc); !ok {
+			router.WriteError(rc, fasthttp.StatusUnauthorized, "admin endpoints need Authorization: Bearer <token>", "", "")
+			rc.Response.Header.Set("WWW-Authenticate", `Bearer realm="lariat-admin"`)
+			return
+		}
+	}
+	if rest, ok := strings.CutPrefix(path, "/tenants/"); ok {
+		name, sub, _ := strings.Cut(rest, "/")
+		if tenant != "" && name != tenant {
+			router.WriteError(rc, fasthttp.StatusForbidden, fmt.Sprintf("the admin token of tenant %q opens /tenants/%s/ only", tenant, tenant), "", "")
+			return
+		}
+		g.serveTenantAdmin(rc, name, "/"+sub)
+		return
+	}
+	if tenant != "" && path != "/healthz" && path != "/readyz" {
+		router.WriteError(rc, fasthttp.StatusForbidden, fmt.Sprintf("the admin token of tenant %q opens /tenants/%s/ only", tenant, tenant), "", "")
 		return
 	}
 	switch path {
@@ -40,27 +59,104 @@ func (g *Gateway) handleAdmin(rc *fasthttp.RequestCtx) {
 		rc.SetContentType(promexpo.ContentType)
 		promexpo.WritePrometheus(rc)
 	case "/routes":
-		g.serveRoutes(rc)
+		g.serveRoutes(rc, nil)
 	case "/routes/stats":
-		g.serveStats(rc)
+		g.serveStats(rc, nil)
+	case "/tenants":
+		g.serveTenants(rc)
 	case "/", "/ui":
-		g.serveUI(rc)
+		g.serveUI(rc, nil)
 	default:
 		if strings.HasPrefix(path, "/debug/pprof/") {
 			pprofhandler.PprofHandler(rc)
 			return
 		}
-		router.WriteError(rc, fasthttp.StatusNotFound, "unknown admin path; see / (routes page), /healthz, /readyz, /metrics, /routes, /routes/stats, /debug/pprof/, POST /-/reload", "", "")
+		router.WriteError(rc, fasthttp.StatusNotFound, "unknown admin path; see / (routes page), /healthz, /readyz, /metrics, /routes, /routes/stats, /tenants, /debug/pprof/, POST /-/reload", "", "")
 	}
 }
 
-func (g *Gateway) adminAuthorized(rc *fasthttp.RequestCtx) bool {
+// adminIdentity says who an admin request comes from: the operator
+// (tenant "") or a tenant, by its bearer token. Without --admin-token the
+// listener is open: a request without a token is the operator's, one with
+// a tenant's token the tenant's.
+func (g *Gateway) adminIdentity(rc *fasthttp.RequestCtx) (tenant string, ok bool) {
 	h := rc.Request.Header.Peek("Authorization")
 	const prefix = "Bearer "
-	if len(h) <= len(prefix) || !strings.EqualFold(string(h[:len(prefix)]), prefix) {
-		return false
+	var tok []byte
+	if len(h) > len(prefix) && strings.EqualFold(string(h[:len(prefix)]), prefix) {
+		tok = h[len(prefix):]
 	}
-	return subtle.ConstantTimeCompare(h[len(prefix):], []byte(g.opts.AdminToken)) == 1
+	if tok != nil && g.opts.AdminToken != "" && subtle.ConstantTimeCompare(tok, []byte(g.opts.AdminToken)) == 1 {
+		return "", true
+	}
+	if tok != nil {
+		for _, t := range g.table.Load().Tenants {
+			if t.AdminAllows(tok) {
+				return t.Name(), true
+			}
+		}
+	}
+	return "", g.opts.AdminToken == ""
+}
+
+// serveTenantAdmin serves the admin paths of one tenant, under
+// /tenants/<name>/: its routes page, routes, stats and reload.
+func (g *Gateway) serveTenantAdmin(rc *fasthttp.RequestCtx, name, sub string) {
+	t := g.table.Load().Tenant(name)
+	if t == nil {
+		router.WriteError(rc, fasthttp.StatusNotFound, fmt.Sprintf("no tenant %q is loaded", name), "", "")
+		return
+	}
+	in := func(p *router.Plan) bool { return p.TenantName() == name }
+	switch sub {
+	case "/", "/ui":
+		g.serveUI(rc, t)
+	case "/routes":
+		g.serveRoutes(rc, t)
+	case "/routes/stats":
+		g.serveStats(rc, in)
+	case "/-/reload":
+		if !rc.IsPost() {
+			router.WriteError(rc, fasthttp.StatusMethodNotAllowed, "use POST /tenants/"+name+"/-/reload", "", "")
+			rc.Response.Header.Set("Allow", "POST")
+			return
+		}
+		res := g.ReloadTenant(name)
+		if !res.OK {
+			rc.SetStatusCode(fasthttp.StatusUnprocessableEntity)
+		}
+		writeJSON(rc, res)
+	default:
+		router.WriteError(rc, fasthttp.StatusNotFound, "unknown tenant admin path; see /tenants/"+name+"/ (routes page), /tenants/"+name+"/routes, /tenants/"+name+"/routes/stats, POST /tenants/"+name+"/-/reload", "", "")
+	}
+}
+
+// TenantInfo is one tenant as GET /tenants shows it.
+type TenantInfo struct {
+	Name      string   `json:"name"`
+	File      string   `json:"file"`
+	Version   string   `json:"version"`
+	Endpoints []string `json:"endpoints"`
+	Routes    []string `json:"routes"`
+	InFlight  int      `json:"in_flight"`
+}
+
+func (g *Gateway) serveTenants(rc *fasthttp.RequestCtx) {
+	t := g.table.Load()
+	out := []TenantInfo{}
+	for _, tn := range t.Tenants {
+		ti := TenantInfo{Name: tn.Name(), File: tn.Config.File, Version: tn.Config.Hash, Endpoints: []string{}, Routes: []string{}, InFlight: tn.InFlight()}
+		for _, e := range tn.Config.Endpoints {
+			ti.Endpoints = append(ti.Endpoints, e.Value)
+		}
+		for _, p := range t.Plans() {
+			if p.Tenant() == tn {
+				ti.Routes = append(ti.Routes, p.Name())
+			}
+		}
+		out = append(out, ti)
+	}
+	writeJSON(rc, out)
 }
 
 func (g *Gateway) serveReady(rc *fasthttp.RequestCtx) {
@@ -86,6 +182,9 @@ func (g *Gateway) serveReady(rc *fasthttp.RequestCtx) {
 
 // RouteInfo is one route as GET /routes shows it.
 type RouteInfo struct {
+	// Tenant is the tenant whose folder holds the route, left out for
+	// none.
+	Tenant    string            `json:"tenant,omitempty"`
 	Name      string            `json:"name"`
 	Endpoint  string            `json:"endpoint"`
 	Methods   []string          `json:"methods"`
@@ -99,10 +198,20 @@ type RouteInfo struct {
 // RoutesInfo lists the loaded routes and the problems of files that did not
 // load.
 func (g *Gateway) RoutesInfo() (routes []RouteInfo, errs []string) {
-	t := g.table.Load()
+	return g.routesInfo(nil)
+}
+
+// routesInfo lists the routes and problems of tenant t's folder, or of
+// every file for t nil.
+func (g *Gateway) routesInfo(t *router.Tenant) (routes []RouteInfo, errs []string) {
+	tbl := g.table.Load()
 	routes = []RouteInfo{}
-	for _, p := range t.Plans() {
+	for _, p := range tbl.Plans() {
+		if t != nil && p.Tenant() != t {
+			continue
+		}
 		ri := RouteInfo{
+			Tenant:    p.TenantName(),
 			Name:      p.Name(),
 			Endpoint:  p.Endpoint(),
 			Methods:   p.Methods(),
@@ -120,19 +229,36 @@ func (g *Gateway) RoutesInfo() (routes []RouteInfo, errs []string) {
 		routes = append(routes, ri)
 	}
 	errs = []string{}
-	for _, e := range t.Errors.Sorted() {
-		errs = append(errs, e.Error())
+	for _, e := range tbl.Errors.Sorted() {
+		if inTenant(t, e.Pos.File) {
+			errs = append(errs, e.Error())
+		}
 	}
 	return routes, errs
 }
 
-func (g *Gateway) serveRoutes(rc *fasthttp.RequestCtx) {
-	routes, errs := g.RoutesInfo()
+// inTenant reports whether file is in tenant t's folder (every file for
+// t nil).
+func inTenant(t *router.Tenant, file string) bool {
+	if t == nil {
+		return true
+	}
+	return strings.HasPrefix(file, filepath.Dir(t.Config.File)+string(filepath.Separator))
+}
+
+func (g *Gateway) serveRoutes(rc *fasthttp.RequestCtx, t *router.Tenant) {
+	routes, errs := g.routesInfo(t)
 	warnings := []string{}
 	for _, w := range g.table.Load().Warnings.Sorted() {
-		warnings = append(warnings, w.Error())
+		if inTenant(t, w.Pos.File) {
+			warnings = append(warnings, w.Error())
+		}
 	}
-	writeJSON(rc, map[string]any{"routes": routes, "errors": errs, "warnings": warnings})
+	out := map[string]any{"routes": routes, "errors": errs, "warnings": warnings}
+	if t != nil {
+		out["tenant"] = t.Name()
+	}
+	writeJSON(rc, out)
 }
 
 func writeJSON(rc *fasthttp.RequestCtx, v any) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lariat-gw/lariat/internal/jsonutil"
 	"github.com/lariat-gw/lariat/predlog"
+	"github.com/lariat-gw/lariat/quota"
 	"github.com/lariat-gw/lariat/router"
 	"github.com/lariat-gw/lariat/tasks"
 )
@@ -63,6 +64,9 @@ type Options struct {
 	// route (see the route's log block); /readyz shows its state under
 	// "prediction_log". The caller closes it after Shutdown.
 	PredictionLog *predlog.Log
+	// QuotaStore counts the rates of tenants whose quotas.scope is global
+	// (Redis, shared by the replicas); nil rejects such tenant files.
+	QuotaStore quota.Store
 }
 
 // Gateway serves routes on a traffic listener and exposes admin endpoints on
@@ -71,12 +75,15 @@ type Gateway struct {
 	opts     Options
 	loader   *router.Loader
 	reloadMu sync.Mutex
-	log      *slog.Logger
-	table    atomic.Pointer[router.Table]
-	ready    atomic.Bool
-	inflight atomic.Int64
-	server   *fasthttp.Server
-	admin    *fasthttp.Server
+	// tenantDirs are the tenant folders of the last reload (under
+	// reloadMu).
+	tenantDirs []string
+	log        *slog.Logger
+	table      atomic.Pointer[router.Table]
+	ready      atomic.Bool
+	inflight   atomic.Int64
+	server     *fasthttp.Server
+	admin      *fasthttp.Server
 	// features is the Env's feature store, served on OnlineFeaturesPath;
 	// nil when there is none.
 	features *tasks.FeatureEnv
@@ -140,6 +147,7 @@ func New(opts Options) *Gateway {
 		g.features = fe
 	}
 	g.loader.PredictionLog = opts.PredictionLog
+	g.loader.Tenants = router.TenantOptions{Store: opts.QuotaStore}
 	g.table.Store(router.NewTable(nil, nil))
 	g.server = &fasthttp.Server{
 		Handler:                       g.handle,
@@ -206,6 +214,10 @@ func (g *Gateway) handle(rc *fasthttp.RequestCtx) {
 		defer g.accessLog(rc, start)
 	}
 	p := g.table.Load().Lookup(rc.Path())
+	if p != nil && !p.MatchesHost(rc.Host()) {
+		// The route answers for its tenant's hosts only.
+		p = nil
+	}
 	if p == nil && g.features != nil && string(rc.Path()) == OnlineFeaturesPath {
 		g.serveOnlineFeatures(rc)
 		return
@@ -221,17 +233,25 @@ func (g *Gateway) handle(rc *fasthttp.RequestCtx) {
 		rc.Response.Header.SetBytesV("Allow", p.AllowHeader())
 		return
 	}
+	// Credentials, quotas and the route's limit are decided before the
+	// body is looked at.
+	a, ok := p.Admit(rc)
+	if !ok {
+		return
+	}
 	if p.ReadsRequestJSON() && !jsonContentType(rc.Request.Header.ContentType()) {
+		a.Release()
 		badContentType.Inc()
 		router.WriteError(rc, fasthttp.StatusUnsupportedMediaType, contentTypeHint(rc.Request.Header.ContentType()), p.Name(), "")
 		return
 	}
 	if p.ReadsRequestJSON() && jsonutil.DepthExceeds(rc.PostBody(), g.opts.MaxJSONDepth) {
+		a.Release()
 		tooDeep.Inc()
 		router.WriteError(rc, fasthttp.StatusBadRequest, fmt.Sprintf("request JSON nests deeper than %d levels", g.opts.MaxJSONDepth), p.Name(), "")
 		return
 	}
-	p.Serve(rc)
+	p.ServeAdmitted(rc, &a)
 }
 
 // handleServerError answers requests fasthttp could not parse.

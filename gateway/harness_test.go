@@ -29,7 +29,11 @@ func startGateway(t testing.TB, routes map[string]string, resolve map[string]str
 	t.Helper()
 	dir := t.TempDir()
 	for name, y := range routes {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(y), 0o644); err != nil {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/lariat-gw/lariat/config"
+	"github.com/lariat-gw/lariat/router"
 )
 
 // ReloadResult reports one reload of the routes folder.
@@ -41,12 +44,26 @@ var (
 // changed ones recompiled; a file that fails keeps serving its last good
 // version; then the new table is swapped in atomically. Requests in flight
 // finish on the routes they started with. Reloads are serialized.
+//
+// Tenant folders (sub-folders with a tenant.yaml) are read with the rest;
+// see ReloadTenant to reload one alone.
 func (g *Gateway) Reload() ReloadResult {
+	return g.reload("")
+}
+
+// ReloadTenant reloads the folder of tenant name only; every other file
+// keeps serving as it is, unread. The result lists the tenant's files
+// only.
+func (g *Gateway) ReloadTenant(name string) ReloadResult {
+	return g.reload(name)
+}
+
+func (g *Gateway) reload(tenant string) ReloadResult {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	start := time.Now()
 	res := ReloadResult{Changed: []string{}, Kept: []string{}, Errors: []string{}, Warnings: []string{}}
-	files, err := config.RouteFiles(g.opts.RoutesDir)
+	lay, err := config.ReadLayout(g.opts.RoutesDir)
 	if err != nil {
 		// The folder itself is unreadable: keep serving what we have.
 		res.Errors = append(res.Errors, fmt.Sprintf("%s: %v", g.opts.RoutesDir, err))
@@ -57,11 +74,22 @@ func (g *Gateway) Reload() ReloadResult {
 		res.Duration = time.Since(start).String()
 		return res
 	}
-	t, lr := g.loader.Load(files)
+	g.tenantDirs = g.tenantDirs[:0]
+	for _, td := range lay.Tenants {
+		g.tenantDirs = append(g.tenantDirs, td.Dir)
+	}
+	var t *router.Table
+	var lr router.LoadResult
+	if tenant == "" {
+		t, lr = g.loader.LoadLayout(lay)
+	} else {
+		t, lr = g.loader.ReloadTenant(lay, tenant)
+		lr = onlyTenant(lr, lay, tenant)
+	}
 	g.SetTable(t)
 	for _, e := range lr.Errors.Sorted() {
 		res.Errors = append(res.Errors, e.Error())
-		fileErrors(e.Pos.File).Inc()
+		fileErrors(g.opts.RoutesDir, e.Pos.File).Inc()
 		g.log.Error("route file rejected", "error", e.Error())
 	}
 	for _, w := range lr.Warnings.Sorted() {
@@ -87,8 +115,64 @@ func (g *Gateway) Reload() ReloadResult {
 	return res
 }
 
-func fileErrors(file string) *metrics.Counter {
-	return metrics.GetOrCreateCounter(fmt.Sprintf(`lariat_config_file_errors_total{file=%q}`, filepath.Base(file)))
+// onlyTenant keeps what lr says of the files of tenant's folder.
+func onlyTenant(lr router.LoadResult, lay config.Layout, tenant string) router.LoadResult {
+	dir := ""
+	for _, td := range lay.Tenants {
+		if td.Name == tenant {
+			dir = td.Dir + string(filepath.Separator)
+		}
+	}
+	in := func(f string) bool { return dir != "" && strings.HasPrefix(f, dir) }
+	var out router.LoadResult
+	for _, f := range lr.Changed {
+		if in(f) {
+			out.Changed = append(out.Changed, f)
+		}
+	}
+	for _, f := range lr.Kept {
+		if in(f) {
+			out.Kept = append(out.Kept, f)
+		}
+	}
+	for _, e := range lr.Errors {
+		if in(e.Pos.File) {
+			out.Errors = append(out.Errors, e)
+		}
+	}
+	for _, e := range lr.Warnings {
+		if in(e.Pos.File) {
+			out.Warnings = append(out.Warnings, e)
+		}
+	}
+	return out
+}
+
+// fileErrors counts the problems of file, labelled with its path in the
+// routes folder (tenant/file.yaml for a tenant's).
+func fileErrors(dir, file string) *metrics.Counter {
+	name := filepath.Base(file)
+	if rel, err := filepath.Rel(dir, file); err == nil && !strings.HasPrefix(rel, "..") {
+		name = filepath.ToSlash(rel)
+	}
+	return metrics.GetOrCreateCounter(fmt.Sprintf(`lariat_config_file_errors_total{file=%q}`, name))
+}
+
+// watchTenants adds the tenant folders to w, so a file edited in place
+// there is seen too (a Kubernetes projected volume swaps one ..data link
+// at the top, which the top folder's watch sees).
+func (g *Gateway) watchTenants(w *fsnotify.Watcher) {
+	g.reloadMu.Lock()
+	dirs := slices.Clone(g.tenantDirs)
+	g.reloadMu.Unlock()
+	watched := w.WatchList()
+	for _, d := range dirs {
+		if !slices.Contains(watched, d) {
+			if err := w.Add(d); err != nil {
+				g.log.Error("watching tenant folder", "dir", d, "error", err)
+			}
+		}
+	}
 }
 
 // Watch reloads the routes when the folder changes, until ctx ends. It
@@ -104,6 +188,7 @@ func (g *Gateway) Watch(ctx context.Context) error {
 	if err := w.Add(g.opts.RoutesDir); err != nil {
 		return fmt.Errorf("cannot watch routes folder %s: %w", g.opts.RoutesDir, err)
 	}
+	g.watchTenants(w)
 	const settle = 100 * time.Millisecond
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -131,8 +216,10 @@ func (g *Gateway) Watch(ctx context.Context) error {
 			timer.Reset(settle)
 		case <-timer.C:
 			g.Reload()
+			g.watchTenants(w)
 		case <-tick.C:
 			g.Reload()
+			g.watchTenants(w)
 		}
 	}
 }

@@ -3,35 +3,60 @@ package gateway
 import (
 	"fmt"
 	"html"
+	"slices"
 	"strings"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/graph"
 	"github.com/lariat-gw/lariat/router"
 )
 
 // RouteStats is one route's live latency, as GET /routes/stats shows it.
 type RouteStats struct {
-	Route string                `json:"route"`
-	Total router.LatencySummary `json:"total"`
-	Tasks []router.TaskStats    `json:"tasks"`
+	// Tenant is the route's tenant, left out for none.
+	Tenant string                `json:"tenant,omitempty"`
+	Route  string                `json:"route"`
+	Total  router.LatencySummary `json:"total"`
+	Tasks  []router.TaskStats    `json:"tasks"`
 }
 
-func (g *Gateway) serveStats(rc *fasthttp.RequestCtx) {
+// serveStats answers the live latency of the routes in reports true of
+// (every route for nil).
+func (g *Gateway) serveStats(rc *fasthttp.RequestCtx, in func(*router.Plan) bool) {
 	out := []RouteStats{}
 	for _, p := range g.table.Load().Plans() {
+		if in != nil && !in(p) {
+			continue
+		}
 		total, tasks := p.Stats()
-		out = append(out, RouteStats{Route: p.Name(), Total: total, Tasks: tasks})
+		out = append(out, RouteStats{Tenant: p.TenantName(), Route: p.Name(), Total: total, Tasks: tasks})
 	}
 	writeJSON(rc, out)
 }
 
-// serveUI renders the admin page: every route with its task graph and live
-// per-task latency. It is self-contained (inline SVG, CSS and script; no
-// external resources), so it works offline.
-func (g *Gateway) serveUI(rc *fasthttp.RequestCtx) {
+// serveUI renders the admin page: every route (of tenant only, when not
+// nil) with its task graph and live per-task latency, grouped by tenant
+// when there are tenants. It is self-contained (inline SVG, CSS and
+// script; no external resources), so it works offline.
+func (g *Gateway) serveUI(rc *fasthttp.RequestCtx, tenant *router.Tenant) {
 	t := g.table.Load()
+	var plans []*router.Plan
+	for _, p := range t.Plans() {
+		if tenant == nil || p.Tenant() == tenant {
+			plans = append(plans, p)
+		}
+	}
+	var errs config.Errors
+	for _, e := range t.Errors {
+		if inTenant(tenant, e.Pos.File) {
+			errs = append(errs, e)
+		}
+	}
+	// Group by tenant: routes without a tenant first, then each tenant.
+	grouped := len(t.Tenants) > 0
+	slices.SortStableFunc(plans, func(a, b *router.Plan) int { return strings.Compare(a.TenantName(), b.TenantName()) })
 	var b strings.Builder
 	b.WriteString(`<!doctype html><html><head><meta charset="utf-8"><title>Lariat routes</title><style>
 body{font-family:sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-size:16px;margin:28px 0 4px}
@@ -39,18 +64,27 @@ body{font-family:sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-siz
 .gw{overflow-x:auto;margin-top:8px}.graph{border:1px solid #ddd;border-radius:6px;background:#fafafa;display:block}
 .total{font-size:13px;color:#06c}
 </style></head><body><h1>Lariat routes</h1>`)
-	if len(t.Errors) > 0 {
+	if len(errs) > 0 {
 		b.WriteString(`<h2>Route files with problems</h2><div class="err">`)
-		for _, e := range t.Errors.Sorted() {
+		for _, e := range errs.Sorted() {
 			b.WriteString(html.EscapeString(e.Error()))
 			b.WriteByte('\n')
 		}
 		b.WriteString(`</div>`)
 	}
-	if len(t.Plans()) == 0 {
+	if len(plans) == 0 {
 		b.WriteString(`<p>No routes loaded.</p>`)
 	}
-	for _, p := range t.Plans() {
+	group := "\x00"
+	for _, p := range plans {
+		if tn := p.TenantName(); grouped && tn != group {
+			group = tn
+			if tn == "" {
+				b.WriteString(`<h1 class="tenant">Routes without a tenant</h1>`)
+			} else {
+				fmt.Fprintf(&b, `<h1 class="tenant" data-tenant="%s">Tenant %s</h1>`, html.EscapeString(tn), html.EscapeString(tn))
+			}
+		}
 		svg, err := graph.Render(p, graph.SVG)
 		if err != nil {
 			svg = `<p class="err">` + html.EscapeString(err.Error()) + `</p>`

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/lariat-gw/lariat/internal/lazymetric"
 	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/tasks"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // Plan is a compiled route, ready to serve requests. It is immutable and
@@ -40,6 +42,14 @@ type Plan struct {
 	env    *tasks.Env
 	limit  *limiter
 	auth   *authenticator
+	// tenant is the tenant whose folder holds the route (nil: none);
+	// tenantAuth is set when the route uses the tenant's auth.
+	tenant     *Tenant
+	tenantAuth bool
+	// hosts are the Host names the route answers for (nil: any).
+	hosts [][]byte
+	// labels identify the route's series: [tenant="...",]route="...".
+	labels string
 	// plog is the prediction log (nil: off); logPlan the route's log block.
 	plog    *predlog.Log
 	logPlan *logPlan
@@ -103,6 +113,34 @@ func (p *Plan) ReadsRequestJSON() bool { return p.readJSON }
 
 // Name returns the route's name.
 func (p *Plan) Name() string { return p.Route.Name.Value }
+
+// Tenant returns the tenant whose folder holds the route, nil for none.
+func (p *Plan) Tenant() *Tenant { return p.tenant }
+
+// TenantName returns the route's tenant's name, "" for none.
+func (p *Plan) TenantName() string {
+	if p.tenant == nil {
+		return ""
+	}
+	return p.tenant.Config.Name
+}
+
+// MatchesHost reports whether the route answers requests for host (the
+// Host header, with or without port).
+func (p *Plan) MatchesHost(host []byte) bool {
+	if p.hosts == nil {
+		return true
+	}
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
+		host = host[:i]
+	}
+	for _, h := range p.hosts {
+		if bytes.EqualFold(h, host) {
+			return true
+		}
+	}
+	return false
+}
 
 // Endpoint returns the route's path.
 func (p *Plan) Endpoint() string { return p.Route.Endpoint.Value }
@@ -170,7 +208,26 @@ func (p *Plan) Nodes() []Node {
 // Compile builds the plan of route r. Problems are returned as
 // config.Errors with file positions.
 func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
-	p := &Plan{Route: r, name: r.Name.Value, timeout: r.Timeout.D, tracer: env.Tracer, env: env, set: metrics.NewSet()}
+	return CompileFor(r, env, nil)
+}
+
+// CompileFor builds the plan of route r of tenant t (nil: none). A
+// tenant's route must live under the tenant's endpoints and call only
+// what the tenant allows; it uses the tenant's auth unless it has its own,
+// and the tenant's quotas.
+func CompileFor(r *config.Route, env *tasks.Env, t *Tenant) (*Plan, error) {
+	p := &Plan{Route: r, name: r.Name.Value, timeout: r.Timeout.D, tracer: env.Tracer, env: env, set: metrics.NewSet(), tenant: t}
+	var tc *config.Tenant
+	if t != nil {
+		tc = t.Config
+		hosts, ok := tc.EndpointHosts(r.Endpoint.Value)
+		if !ok {
+			return nil, config.Errors{config.Errorf(r.Endpoint.Pos, "endpoint %q is outside the endpoints of tenant %q (%s: %s)", r.Endpoint.Value, tc.Name, tc.File, tc.EndpointList())}
+		}
+		for _, h := range hosts {
+			p.hosts = append(p.hosts, []byte(h))
+		}
+	}
 	taskHistograms := !env.NoTaskHistograms
 	if m := r.Metrics; m != nil && m.TaskHistograms != nil {
 		taskHistograms = *m.TaskHistograms
@@ -190,6 +247,10 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 	}
 	var gated []gateRef
 	routeLabel := fmt.Sprintf("route=%q", p.name)
+	if tc != nil {
+		routeLabel = config.TenantLabel(tc.Name) + routeLabel
+	}
+	p.labels = routeLabel
 	for i, t := range r.Tasks {
 		n := &p.nodes[i]
 		n.name, n.kind, n.out, n.gate = t.Name, t.Type.Value, -1, -1
@@ -204,7 +265,7 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 		p.useCtx = p.useCtx || kind.UsesContext
 		sc := &scope{c: c, self: i, deps: map[int]bool{}}
 		labels := fmt.Sprintf("%s,task=%q", routeLabel, t.Name)
-		task, err := kind.Compile(&tasks.Spec{Route: r, Task: t, Env: env, Scope: sc, Index: i, Labels: labels, Metrics: p.set})
+		task, err := kind.Compile(&tasks.Spec{Route: r, Task: t, Env: env, Scope: sc, Index: i, Labels: labels, Metrics: p.set, Tenant: tc})
 		if err != nil {
 			errs.Add(t.NamePos, err)
 		}
@@ -280,10 +341,17 @@ func Compile(r *config.Route, env *tasks.Env) (*Plan, error) {
 		}
 		p.checkDefault(t)
 	}
-	p.limit = newLimiter(r.Limits, p.name, p.set)
-	if p.auth, err = newAuthenticator(r.Auth, p.name, p.set); err != nil {
+	routeLimit := env.RouteLimit
+	if routeLimit == (upstream.LimitSettings{}) {
+		routeLimit = DefaultRouteLimit
+	}
+	p.limit = newLimiter(r.Limits, routeLimit, routeLabel, p.set)
+	if p.auth, err = newAuthenticator(r.Auth, routeLabel, p.set); err != nil {
 		p.release()
 		return nil, config.Errors{err.(*config.Error)}
+	}
+	if p.auth == nil && t != nil && t.auth != nil {
+		p.auth, p.tenantAuth = t.auth.forRoute(routeLabel, p.set), true
 	}
 	if p.logPlan, err = compileLog(r, c); err != nil {
 		p.release()

@@ -137,34 +137,66 @@ var (
 	requestsCanceled = metrics.NewCounter(`lariat_requests_rejected_total{reason="deadline"}`)
 )
 
-// Serve answers one request on the plan. The route and method have been
-// matched by the caller. It returns once the response is written to rc;
-// nothing keeps rc afterwards.
+// Serve answers one request on the plan: it admits it (Admit), then
+// serves it (ServeAdmitted). The route and method have been matched by the
+// caller. It returns once the response is written to rc; nothing keeps rc
+// afterwards.
 func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
+	a, ok := p.Admit(rc)
+	if !ok {
+		return
+	}
+	p.ServeAdmitted(rc, &a)
+}
+
+// Admit decides, before any work is done for the request, whether it may
+// be served: the caller's credentials (401), the tenant's quotas (429 with
+// Retry-After) and the route's concurrency limit (503). When it reports
+// false, the answer is written. An admitted request must be passed to
+// ServeAdmitted, or its Admission released.
+func (p *Plan) Admit(rc *fasthttp.RequestCtx) (Admission, bool) {
+	var a Admission
+	key := -1
+	if p.auth != nil {
+		var err error
+		if key, err = p.auth.check(rc); err != nil {
+			p.auth.denied.Inc()
+			writeUnauthorized(rc, p.name, err)
+			p.countStatus(fasthttp.StatusUnauthorized)
+			return a, false
+		}
+		if !p.tenantAuth {
+			// A route's own keys are not the tenant's.
+			key = -1
+		}
+	}
+	if p.tenant != nil && !p.tenant.admit(rc, p.name, key, &a) {
+		p.countStatus(fasthttp.StatusTooManyRequests)
+		return a, false
+	}
+	if p.limit != nil {
+		if !p.limit.acquire() {
+			a.Release()
+			writeShed(rc, p.name)
+			p.countStatus(fasthttp.StatusServiceUnavailable)
+			return a, false
+		}
+		a.route, a.admitted = p.limit, time.Now()
+	}
+	return a, true
+}
+
+// ServeAdmitted serves a request Admit admitted and releases a.
+func (p *Plan) ServeAdmitted(rc *fasthttp.RequestCtx, a *Admission) {
 	p.inflight.Add(1)
 	p.serve(rc)
+	a.release(rc)
 	if p.inflight.Add(-1) == 0 && p.retired.Load() {
 		p.release()
 	}
 }
 
 func (p *Plan) serve(rc *fasthttp.RequestCtx) {
-	if p.auth != nil {
-		if err := p.auth.check(rc); err != nil {
-			p.auth.denied.Inc()
-			writeUnauthorized(rc, p.name, err)
-			p.countStatus(fasthttp.StatusUnauthorized)
-			return
-		}
-	}
-	if p.limit != nil {
-		if !p.limit.acquire() {
-			writeShed(rc, p.name)
-			p.countStatus(fasthttp.StatusServiceUnavailable)
-			return
-		}
-		defer p.limit.release()
-	}
 	start := time.Now()
 	e := p.acquire()
 	e.reset()
@@ -604,7 +636,7 @@ func (p *Plan) countStatus(status int) {
 	c := p.statuses[status].Load()
 	if c == nil {
 		// GetOrCreateCounter returns the same counter to racing callers.
-		c = p.set.GetOrCreateCounter(`lariat_requests_total{route=` + strconv.Quote(p.name) + `,status="` + strconv.Itoa(status) + `"}`)
+		c = p.set.GetOrCreateCounter(`lariat_requests_total{` + p.labels + `,status="` + strconv.Itoa(status) + `"}`)
 		p.statuses[status].Store(c)
 	}
 	c.Inc()

@@ -3,6 +3,8 @@ package router
 import (
 	"bytes"
 	"os"
+	"path/filepath"
+	"sort"
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/predlog"
@@ -17,6 +19,8 @@ type Loader struct {
 	// PredictionLog, when set before the first Load, records the requests
 	// of the routes loaded.
 	PredictionLog *predlog.Log
+	// Tenants is what compiling tenant files needs (the quota store).
+	Tenants TenantOptions
 
 	env   *tasks.Env
 	files map[string]*loadedFile
@@ -24,10 +28,41 @@ type Loader struct {
 	workers *workerPool
 	// refs are the plans the files hold; serving those of the last table.
 	refs, serving map[*Plan]bool
+	// tenants holds the state of each tenant file, by folder; last are
+	// the sources of the last load.
+	tenants map[string]*tenantState
+	last    []Source
+}
+
+// Source is a route file to load and the tenant whose folder holds it
+// (nil: none).
+type Source struct {
+	File   string
+	Tenant *Tenant
+	// keep serves the file's current state without reading it again.
+	keep bool
+}
+
+func (s Source) tenantName() string {
+	if s.Tenant == nil {
+		return ""
+	}
+	return s.Tenant.Config.Name
+}
+
+// tenantState is what a tenant file compiled to.
+type tenantState struct {
+	data []byte
+	// good is the last tenant that compiled; errs the problems of the
+	// file as it is now.
+	good *Tenant
+	errs config.Errors
 }
 
 type loadedFile struct {
 	data []byte
+	// tenant is the tenant plan was compiled for.
+	tenant *Tenant
 	// plan is what data compiled to, or nil when it has problems.
 	plan *Plan
 	errs config.Errors
@@ -37,7 +72,7 @@ type loadedFile struct {
 
 // NewLoader returns a Loader whose routes use env.
 func NewLoader(env *tasks.Env) *Loader {
-	return &Loader{env: env, files: map[string]*loadedFile{}, workers: newWorkerPool()}
+	return &Loader{env: env, files: map[string]*loadedFile{}, workers: newWorkerPool(), tenants: map[string]*tenantState{}}
 }
 
 // LoadResult says what a Load did.
@@ -53,20 +88,128 @@ type LoadResult struct {
 	Warnings config.Errors
 }
 
-// Load reads files and returns the routing table to serve.
+// Load reads files, none of a tenant, and returns the routing table to
+// serve; see LoadSources.
+func (l *Loader) Load(files []string) (*Table, LoadResult) {
+	srcs := make([]Source, len(files))
+	for i, f := range files {
+		srcs[i] = Source{File: f}
+	}
+	return l.LoadSources(srcs)
+}
+
+// LoadLayout loads a routes folder: its top-level route files and its
+// tenant folders. A tenant file is compiled when its bytes change; one
+// with problems keeps its last good version (its routes keep serving
+// under it), and a tenant that never compiled serves no routes. A changed
+// tenant file recompiles the tenant's route files.
+func (l *Loader) LoadLayout(lay config.Layout) (*Table, LoadResult) {
+	var res LoadResult
+	srcs := make([]Source, 0, len(lay.Files))
+	for _, f := range lay.Files {
+		srcs = append(srcs, Source{File: f})
+	}
+	seen := map[string]bool{}
+	for _, td := range lay.Tenants {
+		seen[td.Dir] = true
+		srcs = append(srcs, l.tenantSources(td, &res)...)
+	}
+	for dir := range l.tenants {
+		if !seen[dir] {
+			delete(l.tenants, dir)
+			res.Changed = append(res.Changed, filepath.Join(dir, config.TenantFile))
+		}
+	}
+	return l.loadWith(srcs, res)
+}
+
+// ReloadTenant reloads the folder of tenant name only: its tenant file
+// and route files are read again; every other file keeps its state
+// unread.
+func (l *Loader) ReloadTenant(lay config.Layout, name string) (*Table, LoadResult) {
+	var res LoadResult
+	var srcs []Source
+	for _, s := range l.last {
+		if s.tenantName() != name {
+			s.keep = true
+			srcs = append(srcs, s)
+		}
+	}
+	for _, td := range lay.Tenants {
+		if td.Name == name {
+			srcs = append(srcs, l.tenantSources(td, &res)...)
+		}
+	}
+	sort.SliceStable(srcs, func(i, j int) bool { return srcs[i].tenantName() < srcs[j].tenantName() })
+	return l.loadWith(srcs, res)
+}
+
+// tenantSources compiles the tenant file of td when it changed and
+// returns the tenant's route files with the tenant to serve them under.
+func (l *Loader) tenantSources(td config.TenantDir, res *LoadResult) []Source {
+	file := filepath.Join(td.Dir, config.TenantFile)
+	ts := l.tenants[td.Dir]
+	if ts == nil {
+		ts = &tenantState{}
+		l.tenants[td.Dir] = ts
+	}
+	data, err := os.ReadFile(file)
+	switch {
+	case err != nil:
+		ts.data = nil
+		ts.errs = config.Errors{config.Errorf(config.Pos{File: file}, "cannot read tenant file: %v", err)}
+		res.Changed = append(res.Changed, file)
+	case ts.data != nil && bytes.Equal(data, ts.data):
+	default:
+		ts.data, ts.errs = data, nil
+		res.Changed = append(res.Changed, file)
+		c, perr := config.ParseTenant(file, td.Name, data)
+		if perr == nil {
+			var t *Tenant
+			if t, perr = NewTenant(c, l.Tenants); perr == nil {
+				ts.good = t
+			}
+		}
+		ts.errs.Add(config.Pos{File: file}, perr)
+	}
+	res.Errors = append(res.Errors, ts.errs...)
+	if ts.good == nil {
+		if len(td.Files) > 0 {
+			res.Errors = append(res.Errors, config.Errorf(config.Pos{File: file, Line: 1, Col: 1}, "tenant %q serves none of its %d route file(s) until its tenant file loads", td.Name, len(td.Files)))
+		}
+		return nil
+	}
+	if len(ts.errs) > 0 {
+		res.Kept = append(res.Kept, file)
+	}
+	srcs := make([]Source, len(td.Files))
+	for i, f := range td.Files {
+		srcs[i] = Source{File: f, Tenant: ts.good}
+	}
+	return srcs
+}
+
+// LoadSources reads the route files of srcs and returns the routing table
+// to serve.
 //
 // Routes must have distinct names and endpoints. A file that keeps serving
 // what it served before keeps its name and endpoint: a changed or added
 // file whose route would take them is rejected (the error names it) and
 // serves its last good version, if it has one. Among changed files, the
 // first in the order given wins.
-func (l *Loader) Load(files []string) (*Table, LoadResult) {
-	var res LoadResult
-	seen := make(map[string]bool, len(files))
-	lfs := make([]*loadedFile, len(files))
-	for i, f := range files {
-		seen[f] = true
-		lf := l.load(f, &res)
+func (l *Loader) LoadSources(srcs []Source) (*Table, LoadResult) {
+	return l.loadWith(srcs, LoadResult{})
+}
+
+func (l *Loader) loadWith(srcs []Source, res LoadResult) (*Table, LoadResult) {
+	l.last = srcs
+	files := make([]string, len(srcs))
+	seen := make(map[string]bool, len(srcs))
+	lfs := make([]*loadedFile, len(srcs))
+	for i, src := range srcs {
+		files[i] = src.File
+		seen[src.File] = true
+		lf := l.load(src, &res)
 		lfs[i] = lf
 		res.Errors = append(res.Errors, lf.errs...)
 		if lf.plan != nil {
@@ -119,6 +262,12 @@ func (l *Loader) Load(files []string) (*Table, LoadResult) {
 	l.track(out)
 	t := NewTable(out, res.Errors)
 	t.Warnings = res.Warnings
+	for _, ts := range l.tenants {
+		if ts.good != nil {
+			t.Tenants = append(t.Tenants, ts.good)
+		}
+	}
+	sort.Slice(t.Tenants, func(i, j int) bool { return t.Tenants[i].Name() < t.Tenants[j].Name() })
 	return t, res
 }
 
@@ -163,29 +312,34 @@ func (l *Loader) Close() {
 	}
 	l.refs, l.serving = nil, nil
 	clear(l.files)
+	clear(l.tenants)
 	l.workers.close()
 }
 
-// load returns the state of file f, reading and compiling it when its
-// bytes changed.
-func (l *Loader) load(f string, res *LoadResult) *loadedFile {
-	data, err := os.ReadFile(f)
+// load returns the state of the file of src, reading and compiling it
+// when its bytes or its tenant changed.
+func (l *Loader) load(src Source, res *LoadResult) *loadedFile {
+	f := src.File
 	lf := l.files[f]
+	if lf != nil && src.keep {
+		return lf
+	}
+	data, err := os.ReadFile(f)
 	if lf == nil {
 		lf = &loadedFile{}
 		l.files[f] = lf
 	}
-	if err == nil && lf.data != nil && bytes.Equal(data, lf.data) {
+	if err == nil && lf.data != nil && bytes.Equal(data, lf.data) && lf.tenant == src.Tenant {
 		return lf
 	}
 	res.Changed = append(res.Changed, f)
-	lf.data, lf.plan, lf.errs = data, nil, nil
+	lf.data, lf.plan, lf.errs, lf.tenant = data, nil, nil, src.Tenant
 	if err != nil {
 		lf.data = nil
 		lf.errs = config.Errors{config.Errorf(config.Pos{File: f}, "cannot read route file: %v", err)}
 	} else if r, perr := config.Parse(f, data); perr != nil {
 		lf.errs.Add(config.Pos{File: f}, perr)
-	} else if p, cerr := Compile(r, l.env); cerr != nil {
+	} else if p, cerr := CompileFor(r, l.env, src.Tenant); cerr != nil {
 		lf.errs.Add(config.Pos{File: f}, cerr)
 	} else {
 		p.workers = l.workers

@@ -16,6 +16,18 @@ type Table struct {
 	Errors config.Errors
 	// Warnings holds the problems that do not stop a route from serving.
 	Warnings config.Errors
+	// Tenants are the tenants loaded (with or without routes), by name.
+	Tenants []*Tenant
+}
+
+// Tenant returns the loaded tenant named name, or nil.
+func (t *Table) Tenant(name string) *Tenant {
+	for _, tn := range t.Tenants {
+		if tn.Config.Name == name {
+			return tn
+		}
+	}
+	return nil
 }
 
 // NewTable builds a table from compiled plans, which must have distinct

@@ -174,9 +174,12 @@ func parseUpstream(raw string) (scheme, host, hostPort, rest string, err error) 
 // endpoint is where a task's calls go: a fixed target, or the serving
 // endpoint of the registry model version a reference resolves to now.
 type endpoint struct {
-	fixed   *target
-	ref     string // registry reference
-	models  ModelResolver
+	fixed  *target
+	ref    string // registry reference
+	models ModelResolver
+	// tenant is the route's tenant, nil for none: its breakers are its
+	// own, and a model version served on a host it may not call fails.
+	tenant  *config.Tenant
 	targets sync.Map // serving endpoint → *target
 	up      *upstream.Pool
 	bs      upstream.BreakerSettings
@@ -188,7 +191,11 @@ type endpoint struct {
 }
 
 func (e *endpoint) newTarget(scheme, host, hostPort, path string) *target {
-	return &target{Target: e.up.Target(scheme, host, hostPort, path, e.bs)}
+	tenant := ""
+	if e.tenant != nil {
+		tenant = e.tenant.Name
+	}
+	return &target{Target: e.up.Target(tenant, scheme, host, hostPort, path, e.bs)}
 }
 
 // target returns the target to call now.
@@ -209,6 +216,9 @@ func (e *endpoint) target() (*target, error) {
 	scheme, host, hostPort, rest, err := parseUpstream(m.Endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("model %s version %s: serving endpoint: %w", m.Name, m.Version, err)
+	}
+	if !e.tenant.AllowsUpstream(host) {
+		return nil, fmt.Errorf("model %s version %s is served on %s, which tenant %q may not call", m.Name, m.Version, host, e.tenant.Name)
 	}
 	if e.modelPath != nil {
 		rest = e.modelPath(rest, m)
@@ -235,19 +245,32 @@ func registryEndpoint(s *Spec, field string, ref config.String, bs upstream.Brea
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_, err = models.Register(ctx, ref.Value)
+	m, err := models.Register(ctx, ref.Value)
 	cancel()
 	if err != nil {
 		return nil, s.Errorf(ref.Pos, "inputs.%s: cannot resolve %q: %v", field, ref.Value, err)
 	}
-	return &endpoint{ref: ref.Value, models: models, up: s.Env.Upstreams, bs: bs, labels: s.Labels, metrics: s.Metrics}, nil
+	if s.Tenant != nil {
+		// The version served now must be on an allowed host; later
+		// versions are checked when they resolve.
+		if _, host, _, _, err := parseUpstream(m.Endpoint); err == nil {
+			if err := s.CheckUpstream(ref.Pos, "inputs."+field, host); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return &endpoint{ref: ref.Value, models: models, tenant: s.Tenant, up: s.Env.Upstreams, bs: bs, labels: s.Labels, metrics: s.Metrics}, nil
 }
 
-// fixedEndpoint returns an endpoint calling scheme://host with path.
-func fixedEndpoint(s *Spec, bs upstream.BreakerSettings, scheme, host, hostPort, path string) *endpoint {
-	e := &endpoint{up: s.Env.Upstreams, bs: bs, labels: s.Labels, metrics: s.Metrics}
+// fixedEndpoint returns an endpoint calling scheme://host with path; the
+// URL was written at pos, in field.
+func fixedEndpoint(s *Spec, pos config.Pos, field string, bs upstream.BreakerSettings, scheme, host, hostPort, path string) (*endpoint, error) {
+	if err := s.CheckUpstream(pos, field, host); err != nil {
+		return nil, err
+	}
+	e := &endpoint{tenant: s.Tenant, up: s.Env.Upstreams, bs: bs, labels: s.Labels, metrics: s.Metrics}
 	e.fixed = e.newTarget(scheme, host, hostPort, path)
-	return e
+	return e, nil
 }
 
 // endpointFunc compiles the fallback or shadow upstream of a kind (field

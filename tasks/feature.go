@@ -178,6 +178,15 @@ func newFeatureTask(s *Spec) (Task, error) {
 			opt.MaxAge[view] = d.D
 		}
 	}
+	if s.Tenant != nil {
+		for _, f := range in.Features {
+			if view, _, ok := strings.Cut(f.Value, ":"); ok {
+				if err := s.CheckFeatureView(f.Pos, "inputs.features", view); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	plan, err := fe.Views.NewPlan(in.Project.Value, feats, opt)
 	if err != nil {
 		return nil, s.Errorf(in.Features[0].Pos, "inputs.features: %v", err)

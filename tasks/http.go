@@ -102,7 +102,9 @@ func newHTTPTask(s *Spec) (Task, error) {
 		if err != nil {
 			return nil, err
 		}
-		t.ep = fixedEndpoint(s, t.call.breakerSet, scheme, host, hostPort, "")
+		if t.ep, err = fixedEndpoint(s, in.Address.Pos, "inputs.address", t.call.breakerSet, scheme, host, hostPort, ""); err != nil {
+			return nil, err
+		}
 		t.detail.Target = host
 	}
 	if m := in.Method.Value; m != "" {
@@ -148,7 +150,7 @@ func httpEndpoint(s *Spec, field string, address, model, modelName, modelVersion
 	if err != nil {
 		return nil, s.Errorf(address.Pos, "inputs.%s.address: %v", field, err)
 	}
-	return fixedEndpoint(s, bs, scheme, host, hostPort, rest), nil
+	return fixedEndpoint(s, address.Pos, "inputs."+field+".address", bs, scheme, host, hostPort, rest)
 }
 
 func appendBody(dst, body []byte) ([]byte, error) { return append(dst, body...), nil }

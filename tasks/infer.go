@@ -312,7 +312,10 @@ func (t *inferTask) endpoint(s *Spec, field string, address, model config.String
 	if name == "" {
 		return nil, s.Errorf(address.Pos, "%s: a model server address needs model_name", where)
 	}
-	e := fixedEndpoint(s, bs, scheme, host, hostPort, t.modelPath(rest, name, version.Value))
+	e, err := fixedEndpoint(s, address.Pos, where+".address", bs, scheme, host, hostPort, t.modelPath(rest, name, version.Value))
+	if err != nil {
+		return nil, err
+	}
 	e.fixed.model = name
 	if version.Value != "" {
 		e.fixed.model += "/" + version.Value

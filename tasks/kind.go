@@ -129,8 +129,13 @@ type Spec struct {
 	// Index is the task's index in the route's plan.
 	Index int
 	// Labels are the metric labels that identify the task, as
-	// `route="...",task="..."`.
+	// `route="...",task="..."`, preceded by `tenant="...",` for a
+	// tenant's route.
 	Labels string
+	// Tenant is the tenant whose folder holds the route, nil for none: a
+	// kind checks what the task calls and reads against it (CheckUpstream,
+	// CheckFeatureView).
+	Tenant *config.Tenant
 	// Metrics is the set of the route's series: a kind creates its
 	// series there (on first use, see internal/lazymetric), so they go
 	// when the route's plan is retired. nil means the default set.
@@ -159,6 +164,31 @@ func (s *Spec) Decode(v any) error {
 		n = &yaml.Node{Kind: yaml.MappingNode, Line: s.Task.NamePos.Line, Column: s.Task.NamePos.Col}
 	}
 	return config.Prefix(config.Decode(s.Route.File, n, v), fmt.Sprintf("task %q: inputs: ", s.Task.Name))
+}
+
+func (s *Spec) tenantName() string {
+	if s.Tenant == nil {
+		return ""
+	}
+	return s.Tenant.Name
+}
+
+// CheckUpstream returns an error at pos when the route's tenant may not
+// call host (a URL's host, with or without port).
+func (s *Spec) CheckUpstream(pos config.Pos, field, host string) error {
+	if s.Tenant.AllowsUpstream(host) {
+		return nil
+	}
+	return s.Errorf(pos, "%s: host %q is not among the upstreams of tenant %q (%s: %s)", field, host, s.Tenant.Name, s.Tenant.File, s.Tenant.UpstreamList())
+}
+
+// CheckFeatureView returns an error at pos when the route's tenant may
+// not read feature view view.
+func (s *Spec) CheckFeatureView(pos config.Pos, field, view string) error {
+	if s.Tenant.AllowsFeatureView(view) {
+		return nil
+	}
+	return s.Errorf(pos, "%s: feature view %q is not among the feature_views of tenant %q (%s: %s)", field, view, s.Tenant.Name, s.Tenant.File, s.Tenant.FeatureViewList())
 }
 
 // Errorf returns an error at pos that names the task.

@@ -21,6 +21,10 @@ type Env struct {
 	// NoTaskHistograms turns the per-task latency histograms off for
 	// routes that do not say otherwise (route key metrics.task_histograms).
 	NoTaskHistograms bool
+	// RouteLimit is the adaptive concurrency limit of each route that
+	// sets no limits of its own; the zero value means the router's
+	// default, Disabled turns it off.
+	RouteLimit upstream.LimitSettings
 
 	// batchers are the micro-batchers of infer tasks, shared by routes.
 	batchers batchers

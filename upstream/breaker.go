@@ -68,10 +68,21 @@ func (excludedError) Error() string { return "not the upstream's fault" }
 // NewBreaker returns a breaker named name (the upstream) whose state is
 // exported as lariat_breaker_open{upstream=name}.
 func NewBreaker(name string, s BreakerSettings) *Breaker {
+	return NewTenantBreaker("", name, s)
+}
+
+// NewTenantBreaker returns the breaker of tenant's calls to upstream name:
+// other tenants' calls to the same upstream neither open nor close it. Its
+// series carry tenant="<tenant>" before the upstream label; with tenant ""
+// it is NewBreaker's.
+func NewTenantBreaker(tenant, name string, s BreakerSettings) *Breaker {
 	if s.Disabled {
 		return nil
 	}
 	label := `upstream=` + strconv.Quote(name)
+	if tenant != "" {
+		label = `tenant=` + strconv.Quote(tenant) + `,` + label
+	}
 	state := metrics.GetOrCreateGauge(`lariat_breaker_open{`+label+`}`, nil)
 	failures := max(s.Failures, 1)
 	metrics.GetOrCreateGauge(fmt.Sprintf(`lariat_breaker_settings{%s,failures="%d",open_for_seconds="%g",half_open_requests="%d"}`,

@@ -59,7 +59,7 @@ func newFake(answer func(n int, host string, deadline time.Time, resp *fasthttp.
 }
 
 func target(p *Pool, host string, bs BreakerSettings) *Target {
-	return p.Target("http", host, host+":80", "/p", bs)
+	return p.Target("", "http", host, host+":80", "/p", bs)
 }
 
 func copyBody(dst, body []byte) ([]byte, error) { return append(dst, body...), nil }

@@ -46,9 +46,14 @@ const limitSmoothing = 0.2
 const (
 	limitWindow  = 100 * time.Millisecond
 	limitSamples = 8
-	// baselineWindows is how many windows a rise of the baseline latency
-	// takes to follow.
-	baselineWindows = 100
+	// A rise of the baseline latency is followed over lightWindows
+	// windows when the calls in flight stay below half the limit (the
+	// slower answers are the upstream's own), and over busyWindows when
+	// they reach the limit (they may be slow because of the queue the
+	// limit lets form: following them quickly would let a lasting
+	// overload become the new normal and the limit creep up).
+	lightWindows = 10
+	busyWindows  = 1000
 )
 
 // Limiter is the adaptive concurrency limit of one upstream. A nil
@@ -80,6 +85,21 @@ type Limiter struct {
 // lariat_upstream_limit, lariat_upstream_in_flight and
 // lariat_upstream_rejected_total{reason="limit"}.
 func NewLimiter(name string, s LimitSettings) *Limiter {
+	l := NewAdaptiveLimiter(s)
+	if l == nil {
+		return nil
+	}
+	label := `{upstream=` + strconv.Quote(name) + `}`
+	metrics.GetOrCreateGauge(`lariat_upstream_limit`+label, func() float64 { return float64(l.limit.Load()) })
+	metrics.GetOrCreateGauge(`lariat_upstream_in_flight`+label, func() float64 { return float64(l.inflight.Load()) })
+	l.rejected = metrics.GetOrCreateCounter(`lariat_upstream_rejected_total{upstream=` + strconv.Quote(name) + `,reason="limit"}`)
+	return l
+}
+
+// NewAdaptiveLimiter returns an adaptive limit with settings s that
+// exports no metrics (nil when s is disabled): the caller counts what it
+// refuses in its own series.
+func NewAdaptiveLimiter(s LimitSettings) *Limiter {
 	if s.Disabled {
 		return nil
 	}
@@ -91,10 +111,6 @@ func NewLimiter(name string, s LimitSettings) *Limiter {
 	}
 	l := &Limiter{s: s, est: float64(s.Initial)}
 	l.limit.Store(int64(s.Initial))
-	label := `{upstream=` + strconv.Quote(name) + `}`
-	metrics.GetOrCreateGauge(`lariat_upstream_limit`+label, func() float64 { return float64(l.limit.Load()) })
-	metrics.GetOrCreateGauge(`lariat_upstream_in_flight`+label, func() float64 { return float64(l.inflight.Load()) })
-	l.rejected = metrics.GetOrCreateCounter(`lariat_upstream_rejected_total{upstream=` + strconv.Quote(name) + `,reason="limit"}`)
 	return l
 }
 
@@ -106,7 +122,9 @@ func (l *Limiter) Acquire() bool {
 	}
 	if l.inflight.Add(1) > l.limit.Load() {
 		l.inflight.Add(-1)
-		l.rejected.Inc()
+		if l.rejected != nil {
+			l.rejected.Inc()
+		}
 		return false
 	}
 	return true
@@ -171,15 +189,17 @@ func (l *Limiter) update() {
 	rtt := l.winSum / float64(l.winN)
 	l.windows++
 	// The baseline is the latency of the unloaded upstream: it follows a
-	// faster window quickly and a slower one slowly, so that a lasting
-	// overload does not become the new normal.
+	// faster window quickly, a slower one under light use less quickly,
+	// and a slower one at the limit very slowly.
 	switch {
 	case l.windows == 1:
 		l.base = rtt
 	case rtt < l.base:
 		l.base += (rtt - l.base) / 4
+	case float64(l.winPeak) < l.est/2:
+		l.base += (rtt - l.base) / lightWindows
 	default:
-		l.base += (rtt - l.base) / baselineWindows
+		l.base += (rtt - l.base) / busyWindows
 	}
 	// An upstream used below half its limit says nothing about the limit:
 	// its latency, slow or fast, is not made by queueing behind the calls

@@ -210,31 +210,37 @@ func (p *Pool) host(tlsOn bool, hostPort string) *Host {
 	return h
 }
 
-// Breaker returns the breaker shared by every target of upstream (a
-// Host's Name) with settings s; nil when s disables it.
-func (p *Pool) Breaker(upstream string, s BreakerSettings) *Breaker {
+// Breaker returns the breaker shared by every target of tenant's routes
+// on upstream (a Host's Name) with settings s; nil when s disables it.
+// Each tenant has its own breakers ("" is the routes without a tenant),
+// so one tenant's failing calls cannot open another's.
+func (p *Pool) Breaker(tenant, upstream string, s BreakerSettings) *Breaker {
 	if s.Disabled {
 		return nil
 	}
 	key := upstream + "|" + s.key()
+	if tenant != "" {
+		key = tenant + "|" + key
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if b := p.breakers[key]; b != nil {
 		return b
 	}
-	b := NewBreaker(upstream, s)
+	b := NewTenantBreaker(tenant, upstream, s)
 	p.breakers[key] = b
 	return b
 }
 
-// Target returns a target calling path on scheme://host (host as written
-// in the route; hostPort is what it resolves to), guarded by a breaker
-// with settings bs.
-func (p *Pool) Target(scheme, host, hostPort, path string, bs BreakerSettings) *Target {
+// Target returns a target of tenant's routes ("" for none) calling path
+// on scheme://host (host as written in the route; hostPort is what it
+// resolves to), guarded by the tenant's breaker with settings bs.
+// Connections and the adaptive limit of a host are shared by all tenants.
+func (p *Pool) Target(tenant, scheme, host, hostPort, path string, bs BreakerSettings) *Target {
 	h := p.host(scheme == "https", hostPort)
 	return &Target{
 		Host:    h,
-		Breaker: p.Breaker(h.Name, bs),
+		Breaker: p.Breaker(tenant, h.Name, bs),
 		Scheme:  scheme,
 		HostHdr: host,
 		Path:    path,

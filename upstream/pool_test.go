@@ -17,7 +17,7 @@ import (
 // and send huge answers. They assert outcomes, not latencies.
 
 func realTarget(p *Pool, s *upstreamtest.Server, bs BreakerSettings) *Target {
-	return p.Target("http", s.Addr, s.Addr, "/p", bs)
+	return p.Target("", "http", s.Addr, s.Addr, "/p", bs)
 }
 
 func callOnce(c *Caller, tg *Target, routeTimeout time.Duration) ([]byte, *Outcome, error) {

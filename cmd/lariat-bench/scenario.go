@@ -28,6 +28,7 @@ func scenarioList() string {
 		about, _ := scenario.About(n)
 		fmt.Fprintf(&b, "  %-18s %s\n", n, about)
 	}
+	fmt.Fprintf(&b, "  %-18s %s (--rate sets the quota and b's rate, default %g/s)\n", scenario.Tenants, scenario.TenantsAbout, scenario.DefaultTenantRate)
 	return b.String()
 }
 
@@ -87,6 +88,9 @@ func scenarioCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: lariat-bench scenario NAME [flags]\n\nscenarios:\n%s", scenarioList())
 		return 2
 	}
+	if name == scenario.Tenants {
+		return tenantsCmd(opt, latency, quiet, stdout, stderr)
+	}
 	if _, ok := scenario.About(name); !ok {
 		fmt.Fprintf(stderr, "unknown scenario %q; available scenarios:\n%s", name, scenarioList())
 		return 2
@@ -116,6 +120,25 @@ func scenarioCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "summary: %s\n", summaryPath(opt.Out, out.Scenario))
+	return 0
+}
+
+// tenantsCmd runs the tenants scenario: tenant a, with a quota of --rate,
+// offered three times as much, next to tenant b at --rate.
+func tenantsCmd(opt scenario.Options, latency time.Duration, quiet bool, stdout, stderr io.Writer) int {
+	o := scenario.TenantsOptions{
+		Quota: opt.Rate, Rate: opt.Rate, Duration: opt.Duration, ModelLatency: latency,
+		Out: opt.Out, LariatBin: opt.LariatBin, BenchBin: opt.BenchBin, Stdout: stdout,
+	}
+	if !quiet {
+		o.Log = stderr
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if _, err := scenario.RunTenants(ctx, o); err != nil {
+		fmt.Fprintf(stderr, "scenario %s: %s\n", scenario.Tenants, err)
+		return 1
+	}
 	return 0
 }
 

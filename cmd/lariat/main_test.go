@@ -51,6 +51,14 @@ func TestCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "cycle.yaml:4:3: task \"a\": dependency cycle a -> b -> c -> a") {
 		t.Fatalf("validate bad file: %d %s", code, out)
 	}
+	// A tenant folder is checked against its tenant.yaml.
+	out, _, code = run("validate", "testdata/tenants/team-a")
+	if code != 1 || !strings.Contains(out, `testdata/tenants/team-a/fraud.yaml:6:23: task "score": inputs.address: host "fraud.models" is not among the upstreams of tenant "team-a"`) || strings.Contains(out, "rank.yaml") {
+		t.Fatalf("validate tenant folder: %d %s", code, out)
+	}
+	if out, stderr, code := run("validate", "testdata/tenants/team-b", "testdata/tenants/team-a/rank.yaml"); code != 0 || !strings.Contains(stderr, "2 route(s) OK") {
+		t.Fatalf("validate good tenant files: %d %s %s", code, out, stderr)
+	}
 	out, stderr, code := run("validate", "../../router/testdata/warn/default-lacks-from.yaml")
 	if code != 0 || !strings.Contains(out, `default-lacks-from.yaml:9:25: warning: task "fraud": on_error.default has no "score" (output.from)`) || !strings.Contains(stderr, "1 route(s) OK, 1 warning(s)") {
 		t.Fatalf("validate file with a warning: %d %s %s", code, out, stderr)

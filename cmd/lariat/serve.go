@@ -14,10 +14,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/gateway"
 	"github.com/lariat-gw/lariat/internal/cli"
+	"github.com/lariat-gw/lariat/quota"
 	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/router"
 	"github.com/lariat-gw/lariat/tasks"
 	"github.com/lariat-gw/lariat/upstream"
 )
@@ -40,6 +44,8 @@ type serverFlags struct {
 	upstream            upstream.Options
 	breaker             breakerFlags
 	limitOff            bool
+	routeLimitMax       int
+	routeLimitOff       bool
 	taskHistograms      bool
 }
 
@@ -72,6 +78,8 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.breaker.openFor, "upstream-breaker-open-for", d.Breaker.OpenFor, "how long an open breaker waits before a trial request, for tasks that set no breaker")
 	fs.IntVar(&f.upstream.Limit.Max, "upstream-limit-max", d.Limit.Max, "most calls in flight to one upstream; the adaptive limit moves below it with the upstream's latency")
 	fs.BoolVar(&f.limitOff, "upstream-limit-off", false, "turn the adaptive per-upstream concurrency limit off")
+	fs.IntVar(&f.routeLimitMax, "route-limit-max", router.DefaultRouteLimit.Max, "most requests in flight on one route without limits of its own; the adaptive limit moves below it with the route's latency")
+	fs.BoolVar(&f.routeLimitOff, "route-limit-off", false, "turn the adaptive per-route concurrency limit off (routes with limits keep theirs)")
 	fs.BoolVar(&f.taskHistograms, "task-histograms", true, "expose a latency histogram per task (lariat_task_duration_seconds); routes may say otherwise with metrics.task_histograms")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token the admin listener requires (except /healthz and /readyz)")
 }
@@ -120,7 +128,11 @@ func (f *serverFlags) env(resolve map[string]string) *tasks.Env {
 	l.Initial = min(l.Initial, l.Max)
 	l.Disabled = f.limitOff
 	o.Limit = l
-	return &tasks.Env{Upstreams: upstream.NewPool(resolve, o), NoTaskHistograms: !f.taskHistograms}
+	rl := router.DefaultRouteLimit
+	rl.Max = max(f.routeLimitMax, rl.Min)
+	rl.Initial = min(rl.Initial, rl.Max)
+	rl.Disabled = f.routeLimitOff
+	return &tasks.Env{Upstreams: upstream.NewPool(resolve, o), NoTaskHistograms: !f.taskHistograms, RouteLimit: rl}
 }
 
 func (f *serverFlags) resolveMap(extra map[string]string) (map[string]string, error) {
@@ -151,6 +163,7 @@ func serveCmd(args []string) int {
 	pf.register(fs)
 	registryURL := fs.String("registry", "", "model registry URL (lariat-registry); lets http tasks name models as name@alias or name/version")
 	registryInterval := fs.Duration("registry-interval", 2*time.Second, "how often model references are refreshed from the registry")
+	quotaRedis := fs.String("quota-redis", "", "Redis counting the rates of tenants with quotas.scope global, shared by the replicas: host:port[,host:port...] or a redis:// URL (when it fails, requests are admitted)")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return cli.ExitCode("lariat serve", err, os.Stderr)
 	}
@@ -163,7 +176,7 @@ func serveCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "lariat serve:", err)
 		return 2
 	}
-	if _, err := config.RouteFiles(*routes); err != nil {
+	if _, err := config.ReadLayout(*routes); err != nil {
 		fmt.Fprintln(os.Stderr, "lariat serve:", err)
 		return 1
 	}
@@ -204,9 +217,37 @@ func serveCmd(args []string) int {
 	opts := sf.options(*routes, env, log)
 	opts.ReadyDetails = ready
 	opts.PredictionLog = plog
+	if *quotaRedis != "" {
+		c, err := quotaClient(*quotaRedis)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "lariat serve:", err)
+			return 2
+		}
+		defer c.Close()
+		opts.QuotaStore = quota.NewRedis(c, "lariat:quota:")
+	}
 	g := gateway.New(opts)
 	g.Load()
 	return runServers(g, &sf, log, nil)
+}
+
+// quotaClient connects to the Redis of --quota-redis. An unreachable Redis
+// stops the start; once serving, the client reconnects on its own and
+// quota decisions fail open while Redis is down.
+func quotaClient(addr string) (rueidis.Client, error) {
+	opt := rueidis.ClientOption{InitAddress: strings.Split(addr, ","), DisableCache: true}
+	if strings.Contains(addr, "://") {
+		var err error
+		if opt, err = rueidis.ParseURL(addr); err != nil {
+			return nil, fmt.Errorf("--quota-redis: %w", err)
+		}
+		opt.DisableCache = true
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to the quota Redis %s: %w", addr, err)
+	}
+	return c, nil
 }
 
 // runServers serves g until SIGTERM or SIGINT, then shuts down gracefully.

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/internal/cli"
@@ -24,8 +25,19 @@ func validateCmd(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	var files []string
+	// Route files and tenant folders: a folder with a tenant.yaml (or a
+	// file in one) is checked against it.
+	var lay config.Layout
 	var errs config.Errors
+	addTenant := func(td config.TenantDir) {
+		for i := range lay.Tenants {
+			if lay.Tenants[i].Dir == td.Dir {
+				lay.Tenants[i].Files = append(lay.Tenants[i].Files, td.Files...)
+				return
+			}
+		}
+		lay.Tenants = append(lay.Tenants, td)
+	}
 	for _, a := range fs.Args() {
 		st, err := os.Stat(a)
 		if err != nil {
@@ -33,22 +45,36 @@ func validateCmd(args []string) int {
 			continue
 		}
 		if !st.IsDir() {
-			files = append(files, a)
+			if dir := filepath.Dir(a); config.IsTenantDir(dir) {
+				addTenant(config.TenantDir{Name: filepath.Base(filepath.Clean(dir)), Dir: dir, Files: []string{a}})
+			} else {
+				lay.Files = append(lay.Files, a)
+			}
 			continue
 		}
-		fl, err := config.RouteFiles(a)
+		l, err := config.ReadLayout(a)
 		if err != nil {
 			errs = append(errs, config.Errorf(config.Pos{File: a}, "%v", err))
 		}
-		files = append(files, fl...)
+		lay.Files = append(lay.Files, l.Files...)
+		for _, td := range l.Tenants {
+			addTenant(td)
+		}
+	}
+	files := len(lay.Files)
+	for _, td := range lay.Tenants {
+		files += len(td.Files) + 1
 	}
 	env, err := offlineEnv(*viewsFile)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lariat validate:", err)
 		return 1
 	}
-	t, loadErrs := router.LoadFiles(files, env)
-	errs = append(errs, loadErrs...)
+	loader := router.NewLoader(env)
+	loader.Tenants = router.TenantOptions{Offline: true}
+	t, res := loader.LoadLayout(lay)
+	loader.Close()
+	errs = append(errs, res.Errors...)
 	for _, e := range errs.Sorted() {
 		fmt.Println(e.Error())
 	}
@@ -56,7 +82,7 @@ func validateCmd(args []string) int {
 		fmt.Printf("%s: warning: %s\n", w.Pos, w.Msg)
 	}
 	if len(errs) > 0 {
-		fmt.Fprintf(os.Stderr, "%d problem(s) in %d file(s)\n", len(errs), len(files))
+		fmt.Fprintf(os.Stderr, "%d problem(s) in %d file(s)\n", len(errs), files)
 		return 1
 	}
 	if n := len(t.Warnings); n > 0 {

@@ -1,0 +1,247 @@
+package scenario
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/lariat-gw/lariat/bench"
+	"github.com/lariat-gw/lariat/bench/fakemodel"
+)
+
+// Tenants is the scenario of two tenants sharing one gateway: tenant a is
+// offered three times its quota while tenant b runs at a steady rate.
+const Tenants = "tenants"
+
+// TenantsAbout describes the tenants scenario.
+const TenantsAbout = "tenant a offered 3x its quota while tenant b runs steady on the same gateway: a's 429 latency, b's p99 against b alone"
+
+// Defaults of the tenants scenario.
+const (
+	// DefaultTenantQuota is tenant a's quota in requests per second.
+	DefaultTenantQuota = 500.0
+	// DefaultTenantRate is tenant b's steady rate.
+	DefaultTenantRate = 500.0
+)
+
+// TenantsOptions configure a run of the tenants scenario. Zero values take
+// the defaults of Options.
+type TenantsOptions struct {
+	// Quota is tenant a's quota (requests per second, burst a tenth of
+	// it); a is offered three times as much.
+	Quota float64
+	// Rate is tenant b's steady rate (no quota).
+	Rate float64
+	// Duration is the length of each phase.
+	Duration time.Duration
+	// ModelLatency is the fake model's latency (jitter a half of it).
+	ModelLatency time.Duration
+	// Out is the folder of the JSON summary.
+	Out string
+	// LariatBin, BenchBin: as in Options.
+	LariatBin, BenchBin string
+	// Log receives steps; Stdout the summary.
+	Log, Stdout io.Writer
+}
+
+// TenantsOutcome is what the tenants scenario measured.
+type TenantsOutcome struct {
+	Scenario  string    `json:"scenario"`
+	About     string    `json:"about"`
+	Generated time.Time `json:"generated"`
+	Host      Host      `json:"host"`
+	Setup     []string  `json:"setup"`
+	QuotaA    float64   `json:"quota_a_rps"`
+	OfferedA  float64   `json:"offered_a_rps"`
+	RateB     float64   `json:"rate_b_rps"`
+	// BAlone is tenant b alone; A and B the two tenants in the same run.
+	BAlone *bench.Result `json:"b_alone"`
+	A      *bench.Result `json:"a"`
+	B      *bench.Result `json:"b"`
+	// Figures read from the results.
+	AAdmittedRPS  float64 `json:"a_admitted_rps"`
+	A429P50Ms     float64 `json:"a_429_p50_ms"`
+	A429P99Ms     float64 `json:"a_429_p99_ms"`
+	BAloneP99Ms   float64 `json:"b_alone_p99_ms"`
+	BWithAP99Ms   float64 `json:"b_with_a_p99_ms"`
+	BWithAErrors  int64   `json:"b_with_a_errors"`
+	BP99RatioToB0 float64 `json:"b_p99_ratio"`
+}
+
+// RunTenants runs the tenants scenario: one fake model, one gateway
+// serving tenants a (with a quota) and b (without), both calling the
+// model; first b alone at its rate, then a at three times its quota and b
+// at its rate together, in open loops.
+func RunTenants(ctx context.Context, o TenantsOptions) (*TenantsOutcome, error) {
+	if o.Quota == 0 {
+		o.Quota = DefaultTenantQuota
+	}
+	if o.Rate == 0 {
+		o.Rate = DefaultTenantRate
+	}
+	if o.Duration == 0 {
+		o.Duration = DefaultDuration
+	}
+	if o.ModelLatency == 0 {
+		o.ModelLatency = DefaultModelLatency
+	}
+	if o.Out == "" {
+		o.Out = DefaultOut
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Quota < 0 || o.Rate < 0 || o.Duration < 0 {
+		return nil, errors.New("quota, rate and duration must not be negative")
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create output folder: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "lariat-scenario-*")
+	if err != nil {
+		return nil, fmt.Errorf("cannot create a temporary folder: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	lat, jit := o.ModelLatency, o.ModelLatency/2
+	sp := &spec{
+		name:     Tenants,
+		endpoint: "/a/score",
+		models:   []modelSpec{{key: "m", cfg: fakemodel.Config{Body: []byte(bodyM1)}}},
+	}
+	e := &env{opt: Options{Name: Tenants, LariatBin: o.LariatBin, BenchBin: o.BenchBin, Log: o.Log, ModelLatency: &lat, ModelJitter: &jit}, sp: sp, tmp: tmp, models: map[string]string{}}
+	defer e.stopAll()
+	if err := e.startTenants(ctx, o.Quota); err != nil {
+		return nil, err
+	}
+	base := e.lariatURL[:len(e.lariatURL)-len(sp.endpoint)]
+	run := func(name, path string, rate float64) bench.Config {
+		return bench.Config{
+			Name: name, URL: base + path, Method: "POST", Body: `{"request_id":{{seq}}}`,
+			Mode: bench.ModeOpen, Rate: rate, Connections: max(50, int(rate/20)),
+			Duration: o.Duration, Timeout: DefaultTimeout,
+		}
+	}
+	// Warm the connections and the model up (results dropped).
+	e.logf("warmup")
+	if _, err := bench.Run(ctx, bench.Config{URL: base + "/b/score", Method: "POST", Body: `{}`, Mode: bench.ModeClosed, Connections: 8, Duration: time.Second}); err != nil {
+		return nil, err
+	}
+	out := &TenantsOutcome{
+		Scenario: Tenants, About: TenantsAbout, Generated: time.Now().Round(0),
+		Host:   Host{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
+		Setup:  e.setup,
+		QuotaA: o.Quota, OfferedA: 3 * o.Quota, RateB: o.Rate,
+	}
+	e.logf("phase 1: tenant b alone at %g/s for %s", o.Rate, o.Duration)
+	if out.BAlone, err = bench.Run(ctx, run("b-alone", "/b/score", o.Rate)); err != nil {
+		return nil, err
+	}
+	e.logf("phase 2: tenant a at %g/s (3x its quota of %g/s) and tenant b at %g/s, for %s", 3*o.Quota, o.Quota, o.Rate, o.Duration)
+	var wg sync.WaitGroup
+	var errA, errB error
+	wg.Add(2)
+	go func() { defer wg.Done(); out.A, errA = bench.Run(ctx, run("a", "/a/score", 3*o.Quota)) }()
+	go func() { defer wg.Done(); out.B, errB = bench.Run(ctx, run("b", "/b/score", o.Rate)) }()
+	wg.Wait()
+	if err := errors.Join(errA, errB); err != nil {
+		return nil, err
+	}
+	if out.A.ElapsedS > 0 {
+		out.AAdmittedRPS = float64(out.A.OK) / out.A.ElapsedS
+	}
+	if l := out.A.LatencyShed; l != nil {
+		out.A429P50Ms, out.A429P99Ms = l.P50Ms, l.P99Ms
+	}
+	out.BAloneP99Ms, out.BWithAP99Ms = out.BAlone.Latency.P99Ms, out.B.Latency.P99Ms
+	out.BWithAErrors = out.B.Requests - out.B.OK
+	if out.BAloneP99Ms > 0 {
+		out.BP99RatioToB0 = out.BWithAP99Ms / out.BAloneP99Ms
+	}
+	fmt.Fprintf(o.Stdout, "tenant a: offered %.0f/s (3x its quota of %g/s), admitted %.0f/s; 429 answers %d, latency p50 %.3f ms, p99 %.3f ms\n",
+		3*o.Quota, o.Quota, out.AAdmittedRPS, out.A.StatusCodes["429"], out.A429P50Ms, out.A429P99Ms)
+	fmt.Fprintf(o.Stdout, "tenant b at %g/s: p99 %.3f ms alone, %.3f ms next to a (%.2fx); %d of %d not OK next to a\n",
+		o.Rate, out.BAloneP99Ms, out.BWithAP99Ms, out.BP99RatioToB0, out.BWithAErrors, out.B.Requests)
+	path := filepath.Join(o.Out, "tenants-summary.json")
+	data, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return nil, fmt.Errorf("cannot write summary: %w", err)
+	}
+	fmt.Fprintf(o.Stdout, "summary: %s\n", path)
+	return out, nil
+}
+
+// startTenants starts the fake model and a gateway serving tenant a (with
+// a quota of quota requests per second, burst a tenth of it) and tenant b
+// (no quota), each with a route calling the model.
+func (e *env) startTenants(ctx context.Context, quota float64) error {
+	opt := &e.opt
+	if opt.BenchBin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("cannot find the lariat-bench executable: %w", err)
+		}
+		opt.BenchBin = exe
+	}
+	if opt.LariatBin == "" {
+		bin, err := buildGateway(ctx, e.tmp)
+		if err != nil {
+			return err
+		}
+		opt.LariatBin = bin
+	}
+	if err := e.startModels(ctx); err != nil {
+		return err
+	}
+	routes := filepath.Join(e.tmp, "routes")
+	route := func(tenant string) string {
+		return fmt.Sprintf("name: %s-score\nendpoint: /%s/score\ntimeout: 1s\ntasks:\n  m:\n    type: http\n    inputs: {address: \"http://model.%s/predict\", body: '{{ .request }}'}\n    output: {path: response.body}\n", tenant, tenant, tenant)
+	}
+	files := map[string]string{
+		"a/tenant.yaml": fmt.Sprintf("endpoints: [/a/]\nupstreams: [model.a]\nquotas: {requests_per_second: %g, burst: %d}\n", quota, max(1, int(quota/10))),
+		"a/score.yaml":  route("a"),
+		"b/tenant.yaml": "endpoints: [/b/]\nupstreams: [model.b]\n",
+		"b/score.yaml":  route("b"),
+	}
+	for name, data := range files {
+		p := filepath.Join(routes, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			return err
+		}
+	}
+	m := e.models["m"]
+	e.sp.gatewayFlags = []string{"--resolve", "model.a=" + m, "--resolve", "model.b=" + m}
+	p, addrs, err := startServer(ctx, "lariat", e.tmp, opt.LariatBin, 2, func(a []string) []string {
+		return append([]string{"serve", "--routes", routes, "--listen", a[0], "--admin-listen", a[1]}, e.sp.gatewayFlags...)
+	}, func(ctx context.Context, a []string) error {
+		if _, err := httpGet(ctx, "http://"+a[1]+"/readyz"); err != nil {
+			return err
+		}
+		return checkRoute(ctx, "http://"+a[1]+"/routes", "/b/score")
+	})
+	if err != nil {
+		return err
+	}
+	e.procs = append(e.procs, p)
+	e.lariatProc = p
+	e.lariatURL = "http://" + addrs[0] + e.sp.endpoint
+	e.lariatAdmin = "http://" + addrs[1]
+	e.setup = append(e.setup, fmt.Sprintf("lariat serve on %s: tenant a (quota %g/s, burst %d) and tenant b (no quota), one route each calling the model", addrs[0], quota, max(1, int(quota/10))))
+	e.logf("lariat serving tenants a and b on %s", addrs[0])
+	return nil
+}

@@ -1,0 +1,113 @@
+package router
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lariat-gw/lariat/config"
+)
+
+// TestRouteLimitChoice: a route with limits keeps its static limit; one
+// without gets the adaptive limit; a disabled adaptive limit means none.
+func TestRouteLimitChoice(t *testing.T) {
+	set := metrics.NewSet()
+	static := newLimiter(config.Limits{MaxConcurrency: 3}, DefaultRouteLimit, `route="r"`, set)
+	if static == nil || static.adaptive != nil || cap(static.slots) != 3 {
+		t.Fatalf("route with max_concurrency 3 got %+v", static)
+	}
+	adaptive := newLimiter(config.Limits{}, DefaultRouteLimit, `route="r"`, set)
+	if adaptive == nil || adaptive.adaptive == nil || adaptive.adaptive.Limit() != DefaultRouteLimit.Initial {
+		t.Fatalf("route without limits got %+v", adaptive)
+	}
+	off := DefaultRouteLimit
+	off.Disabled = true
+	if l := newLimiter(config.Limits{}, off, `route="r"`, set); l != nil {
+		t.Fatalf("disabled adaptive limit gave %+v", l)
+	}
+}
+
+// TestRouteLimitFollowsSaturation: a route whose requests slow down in
+// proportion once more than capacity are in flight (a saturated CPU, or
+// every upstream of the route saturated). After a light start, 200
+// callers at once: the limit comes down below them, the requests beyond
+// it are shed at once and counted, and those admitted keep a latency
+// within the limit's tolerance of the unloaded one. 503 answers (refused
+// further down) do not feed it.
+func TestRouteLimitFollowsSaturation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const (
+			capacity = 32
+			base     = 10 * time.Millisecond
+		)
+		set := metrics.NewSet()
+		l := newLimiter(config.Limits{}, DefaultRouteLimit, `route="r"`, set)
+		var inflight atomic.Int64
+		var shed, served atomic.Int64
+		var servedTime atomic.Int64
+		// run keeps n callers busy for dur; each admitted request takes
+		// base, stretched by how far the requests in flight exceed the
+		// capacity.
+		run := func(n int, dur time.Duration, status int) {
+			var wg sync.WaitGroup
+			end := time.Now().Add(dur)
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var rc fasthttp.RequestCtx
+					for time.Now().Before(end) {
+						if !l.acquire() {
+							shed.Add(1)
+							time.Sleep(base)
+							continue
+						}
+						admitted := time.Now()
+						k := inflight.Add(1)
+						time.Sleep(base * time.Duration(max(k, capacity)) / capacity)
+						inflight.Add(-1)
+						rc.Response.SetStatusCode(status)
+						served.Add(1)
+						servedTime.Add(int64(time.Since(admitted)))
+						l.release(&rc, admitted)
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		run(8, time.Second, fasthttp.StatusOK)
+		if shed.Load() != 0 {
+			t.Fatalf("%d requests shed under light load", shed.Load())
+		}
+		run(200, 5*time.Second, fasthttp.StatusOK)
+		limit := l.adaptive.Limit()
+		if limit >= 200 {
+			t.Fatalf("limit %d after saturation by 200 callers, want below 200", limit)
+		}
+		if shed.Load() == 0 {
+			t.Fatal("no request shed at saturation")
+		}
+		// The last seconds of saturation, measured alone.
+		served.Store(0)
+		servedTime.Store(0)
+		run(200, 3*time.Second, fasthttp.StatusOK)
+		mean := time.Duration(servedTime.Load() / served.Load())
+		if tol := time.Duration(float64(base) * DefaultRouteLimit.Tolerance * 1.5); mean > tol {
+			t.Fatalf("admitted requests took %v on average at saturation, want within %v (unloaded %v)", mean, tol, base)
+		}
+		if got := set.GetOrCreateCounter(`lariat_requests_shed_total{route="r"}`).Get(); got == 0 {
+			t.Fatal("shed requests not counted")
+		}
+		// Slow 503 answers (refused by a limit further down) leave it.
+		before := l.adaptive.Limit()
+		run(200, 2*time.Second, fasthttp.StatusServiceUnavailable)
+		if got := l.adaptive.Limit(); got != before {
+			t.Fatalf("503 answers moved the limit from %d to %d", before, got)
+		}
+	})
+}
