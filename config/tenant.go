@@ -1,10 +1,8 @@
 package config
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"math"
 	"net"
 	"net/url"
@@ -15,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/lariat-gw/lariat/internal/yamlstrict"
 )
 
 // TenantFile is the file that makes a folder of route files a tenant's:
@@ -150,17 +148,9 @@ var (
 // ParseTenant decodes and checks the tenant file named file of tenant
 // name. Problems are returned as Errors with file:line:col positions.
 func ParseTenant(file, name string, data []byte) (*Tenant, error) {
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if err == io.EOF {
-			return nil, Errors{Errorf(Pos{File: file, Line: 1, Col: 1}, "empty tenant file")}
-		}
-		return nil, Errors{yamlSyntaxError(file, err)}
-	}
-	root := resolveAlias(&doc)
-	if root.Kind != yaml.MappingNode {
-		return nil, Errors{Errorf(PosOf(file, root), "a tenant file must be a mapping with endpoints, auth, quotas, upstreams and feature_views; got %s", describe(root))}
+	root, err := yamlstrict.Parse(file, data, "a tenant file (endpoints, auth, quotas, upstreams, feature_views)")
+	if err != nil {
+		return nil, err
 	}
 	t := &Tenant{Name: name, File: file, Pos: PosOf(file, root)}
 	sum := sha256.Sum256(data)
