@@ -1,19 +1,25 @@
 // Package upstreamtest runs fake model servers on 127.0.0.1 for tests and
 // benchmarks: real HTTP servers whose behaviour (latency, status, garbage,
 // hangs, resets) is set per test, with counters of what they received.
+// With Options.InMemory a server takes in-process connections instead, so
+// that a test under testing/synctest runs its timing on virtual time.
 package upstreamtest
 
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // Behavior decides how a fake answers one request. n counts requests from 1.
@@ -48,6 +54,12 @@ type Options struct {
 	// IdleTimeout closes a kept-alive connection idle this long, without
 	// telling the client, as uvicorn (5s) and Node (5s) do. 0: never.
 	IdleTimeout time.Duration
+	// InMemory serves in-process connections, dialled with Server.Dial,
+	// instead of a loopback port. Its timers (idle timeout, Delay,
+	// Trickle) then run on the clock of the goroutines that use it: start
+	// the server inside a testing/synctest bubble to put them on virtual
+	// time.
+	InMemory bool
 }
 
 // Start serves b on a free 127.0.0.1 port until the test ends.
@@ -79,16 +91,28 @@ func NewWith(b Behavior, o Options) (*Server, error) {
 	return s, nil
 }
 
+// memAddr is the address an in-memory server goes by: URL and Target
+// need one, Dial ignores it.
+const memAddr = "upstream.test:80"
+
 // listen starts a server incarnation on addr.
 func (s *Server) listen(addr string) error {
-	ln, err := net.Listen("tcp4", addr)
-	if err != nil {
-		return err
+	var ln net.Listener
+	if s.opts.InMemory {
+		ln, addr = fasthttputil.NewInmemoryListener(), memAddr
+	} else {
+		var err error
+		if ln, err = net.Listen("tcp4", addr); err != nil {
+			return err
+		}
+		addr = ln.Addr().String()
 	}
 	tl := &trackingListener{Listener: ln, conns: map[net.Conn]struct{}{}, accepted: &s.Conns}
-	srv := &fasthttp.Server{Handler: s.handle, Name: "fake", CloseOnShutdown: true, IdleTimeout: s.opts.IdleTimeout, Logger: quiet{}}
+	// No Date header in memory: fasthttp refreshes it from a goroutine
+	// that never ends, which must not start inside a synctest bubble.
+	srv := &fasthttp.Server{Handler: s.handle, Name: "fake", CloseOnShutdown: true, IdleTimeout: s.opts.IdleTimeout, Logger: quiet{}, NoDefaultDate: s.opts.InMemory}
 	s.srvMu.Lock()
-	s.Addr, s.ln, s.srv = ln.Addr().String(), tl, srv
+	s.Addr, s.ln, s.srv = addr, tl, srv
 	s.srvMu.Unlock()
 	go srv.Serve(tl) //nolint:errcheck // returns when the listener closes.
 	return nil
@@ -100,11 +124,54 @@ func (s *Server) listen(addr string) error {
 // the kill fail; connections kept alive by clients are dead.
 func (s *Server) Restart() error {
 	s.srvMu.Lock()
-	old := s.ln
+	old, addr := s.ln, s.Addr
 	s.srvMu.Unlock()
-	addr := old.Addr().String()
 	old.kill()
 	return s.listen(addr)
+}
+
+// Dial connects to a server started with Options.InMemory, whatever addr;
+// it has the shape of upstream.Options.Dial. The connection reports use
+// after the server closed it as a TCP socket does (a write fails with
+// EPIPE, a read finds the end of the stream), and a passed deadline as
+// os.ErrDeadlineExceeded.
+func (s *Server) Dial(addr string, _ time.Duration) (net.Conn, error) {
+	s.srvMu.Lock()
+	ln := s.ln
+	s.srvMu.Unlock()
+	mem, ok := ln.Listener.(*fasthttputil.InmemoryListener)
+	if !ok {
+		return nil, errors.New("upstreamtest: Dial needs a server started with Options.InMemory")
+	}
+	c, err := mem.Dial()
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	return tcpLike{c}, nil
+}
+
+// tcpLike is an in-memory connection whose errors are those of a TCP
+// socket.
+type tcpLike struct{ net.Conn }
+
+func (c tcpLike) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	return n, tcpError("read", err)
+}
+
+func (c tcpLike) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	return n, tcpError("write", err)
+}
+
+func tcpError(op string, err error) error {
+	switch {
+	case errors.Is(err, fasthttputil.ErrConnectionClosed):
+		return &net.OpError{Op: op, Net: "tcp", Err: os.NewSyscallError(op, syscall.EPIPE)}
+	case errors.Is(err, fasthttputil.ErrTimeout):
+		return &net.OpError{Op: op, Net: "tcp", Err: os.ErrDeadlineExceeded}
+	}
+	return err
 }
 
 // quiet drops fasthttp's log lines: the connection errors a fake causes
