@@ -45,6 +45,14 @@ if ! go mod tidy -diff; then
   echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1
 fi
 
+echo "== go build (the binaries the tests run)"
+# Built once here instead of in each test package that runs them (see
+# internal/testbin).
+LARIAT_TEST_BIN=$(mktemp -d)
+trap 'rm -rf "$LARIAT_TEST_BIN"' EXIT
+export LARIAT_TEST_BIN
+go build -o "$LARIAT_TEST_BIN/" ./cmd/...
+
 echo "== go test"
 go test -count=1 -shuffle=$SHUFFLE -timeout 20m ./...
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/internal/registrytest"
+	"github.com/lariat-gw/lariat/internal/testbin"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/registry"
@@ -65,12 +66,12 @@ type logFixture struct {
 	bin, routes, views, seed, registry string
 }
 
-// sharedBin is one build of lariat for the prediction log tests.
+// sharedBin is the one lariat binary the tests run: scripts/test.sh's
+// (see testbin), or else one built into a temporary folder.
 var sharedBin struct {
 	once sync.Once
 	dir  string
 	path string
-	err  error
 }
 
 func TestMain(m *testing.M) {
@@ -84,17 +85,17 @@ func TestMain(m *testing.M) {
 func sharedLariat(t *testing.T) string {
 	t.Helper()
 	sharedBin.once.Do(func() {
-		if sharedBin.dir, sharedBin.err = os.MkdirTemp("", "lariat-bin-"); sharedBin.err != nil {
-			return
+		if os.Getenv(testbin.Env) == "" {
+			dir, err := os.MkdirTemp("", "lariat-bin-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			sharedBin.dir = dir
 		}
-		sharedBin.path = filepath.Join(sharedBin.dir, "lariat")
-		out, err := exec.Command("go", "build", "-o", sharedBin.path, ".").CombinedOutput()
-		if err != nil {
-			sharedBin.err = fmt.Errorf("go build: %w\n%s", err, out)
-		}
+		sharedBin.path = testbin.Path(t, "lariat", sharedBin.dir)
 	})
-	if sharedBin.err != nil {
-		t.Fatal(sharedBin.err)
+	if sharedBin.path == "" {
+		t.Fatal("no lariat binary: building it failed in an earlier test")
 	}
 	return sharedBin.path
 }
