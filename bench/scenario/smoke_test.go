@@ -87,6 +87,6 @@ func TestScenarioSmoke(t *testing.T) {
 			}
 		}
 	}
-	f(Fanout2, 2*time.Second, 1, callsPerRequest)
-	f(FeaturesFanout2, time.Second, 2, callsPerRequest)
+	f(Fanout2, 500*time.Millisecond, 1, callsPerRequest)
+	f(FeaturesFanout2, 400*time.Millisecond, 2, callsPerRequest)
 }
