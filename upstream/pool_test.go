@@ -24,15 +24,11 @@ func realTarget(p *Pool, s *upstreamtest.Server, bs BreakerSettings) *Target {
 }
 
 // endBubble ends a test under synctest (deferred, so that it runs after a
-// failure too): it closes the pool's idle
-// connections and the upstream, then lets virtual time pass until
-// fasthttp's cleaners, which look for work every few seconds, have seen
-// there is none and exited, since a bubble must end with no goroutine
-// left.
+// failure too): the pool closes its idle connections, then the upstream
+// settles.
 func endBubble(p *Pool, up *upstreamtest.Server) {
 	p.CloseIdle()
-	up.Close()
-	time.Sleep(2 * time.Minute)
+	upstreamtest.Settle(up)
 }
 
 func callOnce(c *Caller, tg *Target, routeTimeout time.Duration) ([]byte, *Outcome, error) {
@@ -51,7 +47,7 @@ func callOnce(c *Caller, tg *Target, routeTimeout time.Duration) ([]byte, *Outco
 func TestIdleClosedConnectionIsResent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		up := upstreamtest.StartWith(t, upstreamtest.JSON(`{"ok":true}`), upstreamtest.Options{IdleTimeout: 200 * time.Millisecond, InMemory: true})
-		p := NewPool(nil, Options{IdleTimeout: time.Minute, Dial: up.Dial})
+		p := NewPool(nil, Options{IdleTimeout: time.Minute, Dial: upstreamtest.DialMemory})
 		defer endBubble(p, up)
 		tg := realTarget(p, up, BreakerSettings{Failures: 1, OpenFor: time.Hour})
 		c := newCaller(Policy{TryTimeout: 2 * time.Second})
@@ -84,7 +80,7 @@ func TestIdleClosedConnectionIsResent(t *testing.T) {
 func TestIdleTimeoutBelowTheUpstreams(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		up := upstreamtest.StartWith(t, upstreamtest.JSON(`{}`), upstreamtest.Options{IdleTimeout: 400 * time.Millisecond, InMemory: true})
-		p := NewPool(nil, Options{IdleTimeout: 100 * time.Millisecond, Dial: up.Dial})
+		p := NewPool(nil, Options{IdleTimeout: 100 * time.Millisecond, Dial: upstreamtest.DialMemory})
 		defer endBubble(p, up)
 		tg := realTarget(p, up, DefaultBreaker)
 		c := newCaller(Policy{TryTimeout: 2 * time.Second})
@@ -151,7 +147,7 @@ func TestTrickledAnswerIsATimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		up := upstreamtest.StartWith(t, nil, upstreamtest.Options{InMemory: true})
 		up.Set(up.Trickle(`{"a":"`+strings.Repeat("x", 100)+`"}`, 50*time.Millisecond))
-		p := NewPool(nil, Options{Dial: up.Dial})
+		p := NewPool(nil, Options{Dial: upstreamtest.DialMemory})
 		defer endBubble(p, up)
 		tg := realTarget(p, up, BreakerSettings{Disabled: true})
 		start := time.Now()
@@ -236,7 +232,7 @@ func TestBusyPoolIsLocal(t *testing.T) {
 			<-release
 			upstreamtest.JSON(`{}`)(n, rc)
 		})
-		p := NewPool(nil, Options{MaxConns: 2, Limit: LimitSettings{Disabled: true}, Dial: up.Dial})
+		p := NewPool(nil, Options{MaxConns: 2, Limit: LimitSettings{Disabled: true}, Dial: upstreamtest.DialMemory})
 		defer endBubble(p, up)
 		tg := realTarget(p, up, BreakerSettings{Failures: 1, OpenFor: time.Hour})
 		c := newCaller(Policy{TryTimeout: 5 * time.Second})

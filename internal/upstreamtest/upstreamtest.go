@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -54,11 +55,12 @@ type Options struct {
 	// IdleTimeout closes a kept-alive connection idle this long, without
 	// telling the client, as uvicorn (5s) and Node (5s) do. 0: never.
 	IdleTimeout time.Duration
-	// InMemory serves in-process connections, dialled with Server.Dial,
-	// instead of a loopback port. Its timers (idle timeout, Delay,
-	// Trickle) then run on the clock of the goroutines that use it: start
-	// the server inside a testing/synctest bubble to put them on virtual
-	// time.
+	// InMemory serves in-process connections, dialled with DialMemory,
+	// instead of a loopback port; the server's address is a made-up
+	// name. Its timers (idle timeout, Delay, Trickle) then run on the
+	// clock of the goroutines that use it: start the server inside a
+	// testing/synctest bubble to put them on virtual time, and end the
+	// bubble with Settle.
 	InMemory bool
 }
 
@@ -91,15 +93,22 @@ func NewWith(b Behavior, o Options) (*Server, error) {
 	return s, nil
 }
 
-// memAddr is the address an in-memory server goes by: URL and Target
-// need one, Dial ignores it.
-const memAddr = "upstream.test:80"
+// memServers maps the address of each in-memory server to it, for
+// DialMemory; memCount numbers the addresses.
+var (
+	memServers sync.Map
+	memCount   atomic.Int64
+)
 
 // listen starts a server incarnation on addr.
 func (s *Server) listen(addr string) error {
 	var ln net.Listener
 	if s.opts.InMemory {
-		ln, addr = fasthttputil.NewInmemoryListener(), memAddr
+		ln = fasthttputil.NewInmemoryListener()
+		if addr == "127.0.0.1:0" {
+			addr = fmt.Sprintf("upstream-%d.test:80", memCount.Add(1))
+		}
+		memServers.Store(addr, s)
 	} else {
 		var err error
 		if ln, err = net.Listen("tcp4", addr); err != nil {
@@ -130,24 +139,40 @@ func (s *Server) Restart() error {
 	return s.listen(addr)
 }
 
-// Dial connects to a server started with Options.InMemory, whatever addr;
-// it has the shape of upstream.Options.Dial. The connection reports use
-// after the server closed it as a TCP socket does (a write fails with
-// EPIPE, a read finds the end of the stream), and a passed deadline as
-// os.ErrDeadlineExceeded.
-func (s *Server) Dial(addr string, _ time.Duration) (net.Conn, error) {
+// DialMemory connects to the in-memory server (Options.InMemory) whose
+// address is addr; it has the shape of upstream.Options.Dial. The
+// connection reports use after the server closed it as a TCP socket does
+// (a write fails with EPIPE, a read finds the end of the stream), and a
+// passed deadline as os.ErrDeadlineExceeded.
+func DialMemory(addr string, _ time.Duration) (net.Conn, error) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	v, ok := memServers.Load(addr)
+	if !ok {
+		return nil, refused
+	}
+	s := v.(*Server)
 	s.srvMu.Lock()
 	ln := s.ln
 	s.srvMu.Unlock()
-	mem, ok := ln.Listener.(*fasthttputil.InmemoryListener)
-	if !ok {
-		return nil, errors.New("upstreamtest: Dial needs a server started with Options.InMemory")
-	}
-	c, err := mem.Dial()
+	c, err := ln.Listener.(*fasthttputil.InmemoryListener).Dial()
 	if err != nil {
-		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+		return nil, refused
 	}
 	return tcpLike{c}, nil
+}
+
+// Settle ends the use of in-memory servers in a testing/synctest bubble,
+// after the clients have closed their idle connections: it closes the
+// servers (their test's cleanup closing them again is harmless), then
+// lets virtual time run until
+// fasthttp's cleaners (of the servers' workers and of the clients' idle
+// connections, which look for work every few seconds) have seen there is
+// none and exited, since a bubble must end with no goroutine left.
+func Settle(servers ...*Server) {
+	for _, s := range servers {
+		s.Close()
+	}
+	time.Sleep(10 * time.Minute)
 }
 
 // tcpLike is an in-memory connection whose errors are those of a TCP
@@ -253,6 +278,9 @@ func (s *Server) Close() {
 	s.srvMu.Lock()
 	ln, srv := s.ln, s.srv
 	s.srvMu.Unlock()
+	if s.opts.InMemory {
+		memServers.Delete(s.Addr)
+	}
 	_ = ln.Close()
 	done := make(chan struct{})
 	go func() { _ = srv.Shutdown(); close(done) }()
