@@ -21,6 +21,7 @@ import (
 	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/internal/testbin"
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/registry"
@@ -415,7 +416,20 @@ func TestPredictionLogKill9(t *testing.T) {
 			}
 		}(c)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// margin allows for the flush running late on a loaded machine.
+	const margin = time.Second
+	testwait.Until(t, "50 requests answered more than a flush interval ago", func() bool {
+		cut := time.Now().Add(-flush - margin)
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, a := range sent {
+			if a.at.Before(cut) {
+				n++
+			}
+		}
+		return n >= 50
+	})
 	killed := time.Now()
 	if err := gp.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -425,7 +439,7 @@ func TestPredictionLogKill9(t *testing.T) {
 	wg.Wait()
 
 	// Every complete file reads; requests answered before the last flush
-	// interval (plus 300ms for a loaded machine) are all there.
+	// interval (plus the margin) are all there.
 	seed := seedValues(t)
 	found := map[string]bool{}
 	err := predlog.Read(dir, func(r *predlog.Record) error {
@@ -439,7 +453,7 @@ func TestPredictionLogKill9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cutoff := killed.Add(-flush - 300*time.Millisecond)
+	cutoff := killed.Add(-flush - margin)
 	missing, before := 0, 0
 	for id, a := range sent {
 		if a.at.Before(cutoff) {
