@@ -31,6 +31,7 @@ func plainRoute(name, address string) string {
 // pool's handling of the dead connections is timed exactly under virtual
 // time in upstream's tests; this one runs it on real sockets.)
 func TestUpstreamClosingIdleConnections(t *testing.T) {
+	skipIdleUnderRace(t)
 	t.Parallel()
 	const idle, pause = 100 * time.Millisecond, 400 * time.Millisecond
 	up := upstreamtest.StartWith(t, upstreamtest.JSON(`{"ok":true}`), upstreamtest.Options{IdleTimeout: idle})
@@ -45,6 +46,17 @@ func TestUpstreamClosingIdleConnections(t *testing.T) {
 	}
 	if n := up.Conns.Load(); n < 2 {
 		t.Fatalf("upstream accepted %d connections; it should have closed idle ones", n)
+	}
+}
+
+// skipIdleUnderRace skips the idle-connection tests under the race
+// detector: they send one request at a time and mostly wait for
+// connections to idle, so the race detector has nothing to find that the
+// concurrent tests (TestUpstreamRestartUnderLoad resends dead
+// connections under load) do not show.
+func skipIdleUnderRace(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sequential requests and idle waits: nothing for the race detector")
 	}
 }
 
@@ -77,6 +89,7 @@ s.serve_forever()
 // TestPythonServerClosingIdleConnections runs the same check against a
 // real server: Python's http.server.
 func TestPythonServerClosingIdleConnections(t *testing.T) {
+	skipIdleUnderRace(t)
 	t.Parallel()
 	python, err := exec.LookPath("python3")
 	if err != nil {
