@@ -29,7 +29,7 @@ func twoRuns(t *testing.T) (lariat, direct *bench.Result) {
 		ctx.SetBodyString(`{"y":1}`)
 	})
 	cfg := bench.Config{
-		Mode: bench.ModeOpen, Rate: 400, Connections: 1, Duration: 1200 * time.Millisecond,
+		Mode: bench.ModeOpen, Rate: 400, Connections: 1, Duration: 300 * time.Millisecond,
 		Body: `{"x":{{seq}}}`,
 	}
 	cfg.Name, cfg.URL = "lariat", url+"/gw"

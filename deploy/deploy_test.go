@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	goruntime "runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -50,6 +49,7 @@ import (
 	"github.com/lariat-gw/lariat/gateway"
 	"github.com/lariat-gw/lariat/internal/promexpo"
 	"github.com/lariat-gw/lariat/internal/registrytest"
+	"github.com/lariat-gw/lariat/internal/testbin"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/router"
@@ -1282,12 +1282,7 @@ func TestManifestFlagsExist(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bin := t.TempDir()
-	compile := exec.CommandContext(ctx, filepath.Join(goruntime.GOROOT(), "bin", "go"), "build", "-o", bin+string(filepath.Separator), "./cmd/...")
-	compile.Dir = ".."
-	if out, err := compile.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/...: %v\n%s", err, out)
-	}
+	bin := testbin.All(t, t.TempDir())
 	known := map[string]map[string]bool{}
 	flagsOf := func(binary, verb string) map[string]bool {
 		key := binary + " " + verb

@@ -26,6 +26,7 @@ import (
 	"github.com/lariat-gw/lariat/ingest"
 	"github.com/lariat-gw/lariat/internal/redistest"
 	"github.com/lariat-gw/lariat/internal/registrytest"
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/tasks"
@@ -360,16 +361,14 @@ timeout: 2m
 	}
 	// The training set: the labels joined to the features as served.
 	trainSet := filepath.Join(dir, "train.parquet")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st, err := dataset.Build(dataset.Options{Predictions: logDir, Labels: outcomes, On: "request_id", Out: trainSet})
-		if err == nil && st.Matched == len(drivers) && st.Rows == len(drivers) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dataset: %+v %v", st, err)
-		}
-		time.Sleep(50 * time.Millisecond) // the log completes its files every 50ms
+	// The log completes its files every 50ms.
+	var st *dataset.Stats
+	var buildErr error
+	if !testwait.Within(testwait.Timeout, func() bool {
+		st, buildErr = dataset.Build(dataset.Options{Predictions: logDir, Labels: outcomes, On: "request_id", Out: trainSet})
+		return buildErr == nil && st.Matched == len(drivers) && st.Rows == len(drivers)
+	}) {
+		t.Fatalf("dataset: %+v %v", st, buildErr)
 	}
 
 	// Retrain on what was served, serve the new version, move the alias:
@@ -392,16 +391,15 @@ timeout: 2m
 	if err := reg.SetAlias(ctx, "driver-rank", "production", "2"); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for {
+	testwait.Within(testwait.Timeout, func() bool {
 		a, models, _ = ask(ids)
-		if models == "rank=driver-rank/2" {
-			break
-		}
-		if models != "rank=driver-rank/1" || time.Now().After(deadline) {
+		if models != "rank=driver-rank/1" && models != "rank=driver-rank/2" {
 			t.Fatalf("after the alias moved, X-Lariat-Models = %q", models)
 		}
-		time.Sleep(20 * time.Millisecond)
+		return models == "rank=driver-rank/2"
+	})
+	if models != "rank=driver-rank/2" {
+		t.Fatalf("after the alias moved, X-Lariat-Models = %q", models)
 	}
 	checkRanking(t, a, ids, drivers, strings.TrimPrefix(v2.Source, "file://"))
 }

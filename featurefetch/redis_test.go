@@ -16,6 +16,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/lariat-gw/lariat/internal/redistest"
+	"github.com/lariat-gw/lariat/internal/testwait"
 )
 
 // hmgetCalls returns the server's HMGET call count from INFO commandstats.
@@ -160,16 +161,12 @@ func TestRedisClientSideCache(t *testing.T) {
 	fx.putRow(t, testProject, driverKey(1), "driver_stats", time.Now(), map[string][]byte{
 		"avg_daily_trips": pbValue(t, TypeInt64, int64(2)),
 	})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := fetchJSON(t, p, fx.store, `1`)
-		if got == `[{"driver_id":1,"avg_daily_trips":2}]` {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cache not invalidated after 5s: %s", got)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var got string
+	if !testwait.Within(testwait.Timeout, func() bool {
+		got = fetchJSON(t, p, fx.store, `1`)
+		return got == `[{"driver_id":1,"avg_daily_trips":2}]`
+	}) {
+		t.Fatalf("cache not invalidated after %s: %s", testwait.Timeout, got)
 	}
 
 	// A missing key is cached as missing and invalidated when it appears.
@@ -179,16 +176,11 @@ func TestRedisClientSideCache(t *testing.T) {
 	fx.putRow(t, testProject, driverKey(2), "driver_stats", time.Now(), map[string][]byte{
 		"avg_daily_trips": pbValue(t, TypeInt64, int64(3)),
 	})
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		got := fetchJSON(t, p, fx.store, `2`)
-		if got == `[{"driver_id":2,"avg_daily_trips":3}]` {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new key not visible after 5s: %s", got)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testwait.Within(testwait.Timeout, func() bool {
+		got = fetchJSON(t, p, fx.store, `2`)
+		return got == `[{"driver_id":2,"avg_daily_trips":3}]`
+	}) {
+		t.Fatalf("new key not visible after %s: %s", testwait.Timeout, got)
 	}
 }
 
@@ -245,18 +237,15 @@ func TestRedisDownAndBack(t *testing.T) {
 	fx.srv.Restart()
 	write() // the restarted server is empty
 	p := mustPlan(t, v, []string{"driver_stats:avg_daily_trips"}, PlanOptions{})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var out []byte
+	var err error
+	if !testwait.Within(testwait.Timeout, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		out, err := p.Fetch(ctx, fx.store, [][]byte{[]byte(`1`)}, nil)
-		cancel()
-		if err == nil && string(out) == want {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no successful read 10s after restart: %s %v", out, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		defer cancel()
+		out, err = p.Fetch(ctx, fx.store, [][]byte{[]byte(`1`)}, nil)
+		return err == nil && string(out) == want
+	}) {
+		t.Fatalf("no successful read %s after restart: %s %v", testwait.Timeout, out, err)
 	}
 }
 
@@ -417,17 +406,14 @@ func TestRedisSlowServerHonoursDeadline(t *testing.T) {
 		t.Fatal("read hung on a paused server")
 	}
 	// Once the pause ends the same store reads again.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var out []byte
+	var err error
+	if !testwait.Within(testwait.Timeout, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		out, err := p.Fetch(ctx, fx.store, [][]byte{[]byte(`1`)}, nil)
-		cancel()
-		if err == nil && string(out) == want {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no successful read after the pause: %s %v", out, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		defer cancel()
+		out, err = p.Fetch(ctx, fx.store, [][]byte{[]byte(`1`)}, nil)
+		return err == nil && string(out) == want
+	}) {
+		t.Fatalf("no successful read after the pause: %s %v", out, err)
 	}
 }

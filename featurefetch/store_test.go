@@ -10,6 +10,7 @@ import (
 	"github.com/spaolacci/murmur3"
 
 	"github.com/lariat-gw/lariat/internal/redistest"
+	"github.com/lariat-gw/lariat/internal/testwait"
 )
 
 // fixture is a Store under test plus an independent way to write into it.
@@ -65,16 +66,14 @@ func newRedisFixture(t testing.TB, opt RedisOptions) *fixture {
 			built := cmd.Build().Pin() // pinned: may be sent again below
 			// Retry connection errors (bounded): the server may just have restarted.
 			var err error
-			for attempt := 0; attempt < 50; attempt++ {
+			if !testwait.Within(testwait.Timeout, func() bool {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
 				err = raw.Do(ctx, built).Error()
-				cancel()
-				if err == nil {
-					return
-				}
-				time.Sleep(20 * time.Millisecond)
+				return err == nil
+			}) {
+				t.Fatalf("HSET: %v", err)
 			}
-			t.Fatalf("HSET: %v", err)
 		},
 	}
 }

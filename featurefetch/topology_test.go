@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/internal/redistest"
+	"github.com/lariat-gw/lariat/internal/testwait"
 )
 
 // TestRedisClusterStore runs reads through the cluster client against a
@@ -20,16 +21,13 @@ func TestRedisClusterStore(t *testing.T) {
 	if err := raw.Do(ctx, raw.B().Arbitrary("CLUSTER", "ADDSLOTSRANGE", "0", "16383").Build()).Error(); err != nil {
 		t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		info, err := raw.Do(ctx, raw.B().ClusterInfo().Build()).ToString()
-		if err == nil && strings.Contains(info, "cluster_state:ok") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster not ready: %q %v", info, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var info string
+	var err error
+	if !testwait.Within(testwait.Timeout, func() bool {
+		info, err = raw.Do(ctx, raw.B().ClusterInfo().Build()).ToString()
+		return err == nil && strings.Contains(info, "cluster_state:ok")
+	}) {
+		t.Fatalf("cluster not ready: %q %v", info, err)
 	}
 
 	s, err := NewRedisStore(RedisOptions{Addrs: []string{srv.Addr()}, Cluster: true})
@@ -71,15 +69,8 @@ func TestRedisSentinelStore(t *testing.T) {
 	}
 	var s *RedisStore
 	// The sentinel may need a moment to report the master.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if s, err = NewRedisStore(opt); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("NewRedisStore through sentinel: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testwait.Within(testwait.Timeout, func() bool { s, err = NewRedisStore(opt); return err == nil }) {
+		t.Fatalf("NewRedisStore through sentinel: %v", err)
 	}
 	defer s.Close()
 	if s.Client().Mode() != "sentinel" {

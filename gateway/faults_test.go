@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 )
 
@@ -100,9 +101,7 @@ tasks:
 	testClient.CloseIdleConnections()
 	waitNoGoroutinesIn(t, "lariat/router.(*exec)", "lariat/tasks.", "lariat/gateway.(*Gateway).handle")
 	// The server notices closed client connections asynchronously.
-	for i := 0; i < 100 && tg.g.server.GetOpenConnectionsCount() != 0; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Within(testwait.Timeout, func() bool { return tg.g.server.GetOpenConnectionsCount() == 0 })
 	if n := tg.g.server.GetOpenConnectionsCount(); n != 0 {
 		t.Errorf("gateway still holds %d client connections", n)
 	}
@@ -137,13 +136,7 @@ func TestBreakerOpensAndCloses(t *testing.T) {
 	}
 	healthy.Store(true)
 	var a answer
-	for i := 0; i < 40; i++ {
-		if a = tg.post(t, "/b", `{}`); a.status == 200 {
-			break
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	if a.status != 200 {
+	if !testwait.Within(testwait.Timeout, func() bool { a = tg.post(t, "/b", `{}`); return a.status == 200 }) {
 		t.Fatalf("breaker never closed: %d %s", a.status, a.body)
 	}
 	if m := tg.adminGet(t, "/metrics").body; !strings.Contains(m, `lariat_breaker_open{upstream="http://`+up.Addr+`"} 0`) {

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/internal/promexpo"
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 )
 
@@ -481,9 +482,7 @@ func TestShutdownLetsRequestsFinish(t *testing.T) {
 	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "", "")}, nil)
 	got := make(chan answer, 1)
 	go func() { got <- tg.post(t, "/one", `{}`) }()
-	for fake.InFlight.Load() == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, "the request to reach the upstream", func() bool { return fake.InFlight.Load() > 0 })
 	ctx, cancel := contextWithTimeout(3 * time.Second)
 	defer cancel()
 	if err := tg.g.Shutdown(ctx); err != nil {

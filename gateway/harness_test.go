@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/tasks"
 )
 
@@ -54,6 +55,13 @@ func startGateway(t testing.TB, routes map[string]string, resolve map[string]str
 	go g.Serve(ln)
 	go g.ServeAdmin(aln)
 	t.Cleanup(func() {
+		// Keep-alive connections of the test's client close first:
+		// Shutdown that finds none open returns at once instead of
+		// polling for them every 100ms.
+		testClient.CloseIdleConnections()
+		testwait.Within(200*time.Millisecond, func() bool {
+			return g.server.GetOpenConnectionsCount() == 0 && g.admin.GetOpenConnectionsCount() == 0
+		})
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		_ = g.Shutdown(ctx)
@@ -109,11 +117,11 @@ func (tg *testGateway) adminGet(t testing.TB, path string) answer {
 // path), or fails after a bounded wait showing them.
 func waitNoGoroutinesIn(t *testing.T, pkgs ...string) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
+	var stuck []string
+	if testwait.Within(testwait.Timeout, func() bool {
+		stuck = stuck[:0]
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
-		var stuck []string
 		for _, g := range strings.Split(string(buf), "\n\n") {
 			for _, p := range pkgs {
 				if strings.Contains(g, p) && !strings.Contains(g, "waitNoGoroutinesIn") {
@@ -122,12 +130,9 @@ func waitNoGoroutinesIn(t *testing.T, pkgs ...string) {
 				}
 			}
 		}
-		if len(stuck) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines still in the request path:\n%s", len(stuck), strings.Join(stuck, "\n\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return len(stuck) == 0
+	}) {
+		return
 	}
+	t.Fatalf("%d goroutines still in the request path after %s:\n%s", len(stuck), testwait.Timeout, strings.Join(stuck, "\n\n"))
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/internal/registrytest"
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/tasks"
@@ -85,14 +86,11 @@ tasks:
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	testwait.Until(t, "load before the move", func() bool { return sent.Load() >= 20 })
 	if err := reg.SetAlias(ctx, "fraud", "production", "2"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for onV2.Load() < 20 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Within(testwait.Timeout, func() bool { return onV2.Load() >= 20 })
 	close(stop)
 	<-done
 	<-done

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/internal/promexpo"
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 )
 
@@ -41,16 +42,9 @@ func metricValue(t *testing.T, tg *testGateway, series string) float64 {
 // waitMetric waits (bounded) until a series reaches want.
 func waitMetric(t *testing.T, tg *testGateway, series string, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		v := metricValue(t, tg, series)
-		if v >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v, want %v", series, v, want)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var v float64
+	if !testwait.Within(testwait.Timeout, func() bool { v = metricValue(t, tg, series); return v >= want }) {
+		t.Fatalf("%s = %v after %s, want %v", series, v, testwait.Timeout, want)
 	}
 }
 
@@ -291,9 +285,7 @@ tasks:
 	}
 	// The fallback is called together with the primary; once the primary
 	// has won, its call may still be on its way: wait for it, boundedly.
-	for i := 0; i < 200 && fallback.Requests.Load() < 2; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Within(testwait.Timeout, func() bool { return fallback.Requests.Load() >= 2 })
 	if p, f := primary.Requests.Load(), fallback.Requests.Load(); p != 2 || f != 2 || fallback.LastBody() != `{"x":2}` {
 		t.Fatalf("primary %d fallback %d requests, fallback body %s", p, f, fallback.LastBody())
 	}
@@ -328,10 +320,7 @@ tasks:
 		}
 	}
 	waitMetric(t, tg, dropped, dropped0+7)
-	deadline := time.Now().Add(3 * time.Second)
-	for shadow.InFlight.Load() < 3 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Within(testwait.Timeout, func() bool { return shadow.InFlight.Load() >= 3 })
 	// All ten answers came while three shadow calls hang.
 	if n, in := shadow.Requests.Load(), shadow.InFlight.Load(); n != 3 || in != 3 {
 		t.Fatalf("shadow saw %d requests, %d in flight; want 3 and 3", n, in)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/tasks"
@@ -224,9 +225,9 @@ func TestPredictionLogFailureIsNotARequestError(t *testing.T) {
 			t.Fatalf("request %d with the log failing: %d %s", i, a.status, a.body)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		a := tg.adminGet(t, "/readyz")
+	var a answer
+	if !testwait.Within(testwait.Timeout, func() bool {
+		a = tg.adminGet(t, "/readyz")
 		var ready struct {
 			Ready   bool
 			Details map[string]predlog.Status
@@ -235,13 +236,9 @@ func TestPredictionLogFailureIsNotARequestError(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := ready.Details["prediction_log"]
-		if a.status == 200 && ready.Ready && !st.OK && strings.Contains(st.Error, "cannot create partition folder") && st.Dropped >= 20 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz: %d %s", a.status, a.body)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return a.status == 200 && ready.Ready && !st.OK && strings.Contains(st.Error, "cannot create partition folder") && st.Dropped >= 20
+	}) {
+		t.Fatalf("/readyz: %d %s", a.status, a.body)
 	}
 	m := tg.adminGet(t, "/metrics").body
 	if !strings.Contains(m, `lariat_prediction_log_dropped_total{reason="sink_error"}`) || !strings.Contains(m, "lariat_prediction_log_healthy 0") {

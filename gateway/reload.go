@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -180,46 +181,68 @@ func (g *Gateway) watchTenants(w *fsnotify.Watcher) {
 // Kubernetes ConfigMap volumes (which swap a ..data symlink) are seen.
 // Bursts of events are coalesced; a change serves within about 100ms.
 func (g *Gateway) Watch(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
+	w, err := g.watchFolder()
 	if err != nil {
-		return fmt.Errorf("cannot watch routes folder: %w", err)
+		return err
 	}
 	defer w.Close()
+	watchLoop(ctx, w.Events, w.Errors, func() { g.Reload(); g.watchTenants(w) }, g.log)
+	return nil
+}
+
+// watchFolder starts watching the routes folder: events from then on
+// are in the watcher's channels.
+func (g *Gateway) watchFolder() (*fsnotify.Watcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("cannot watch routes folder: %w", err)
+	}
 	if err := w.Add(g.opts.RoutesDir); err != nil {
-		return fmt.Errorf("cannot watch routes folder %s: %w", g.opts.RoutesDir, err)
+		w.Close()
+		return nil, fmt.Errorf("cannot watch routes folder %s: %w", g.opts.RoutesDir, err)
 	}
 	g.watchTenants(w)
-	const settle = 100 * time.Millisecond
+	return w, nil
+}
+
+// Watch timing: a reload waits for a burst of events to settle, and a
+// periodic one catches changes whose events were missed (for example a
+// folder replaced wholesale).
+const (
+	watchSettle = 100 * time.Millisecond
+	watchPeriod = 10 * time.Second
+)
+
+// watchLoop calls reload watchSettle after the last of a burst of folder
+// events or errors, and every watchPeriod, until ctx ends or the channels
+// close.
+func watchLoop(ctx context.Context, events <-chan fsnotify.Event, errs <-chan error, reload func(), log *slog.Logger) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	// A periodic check catches changes whose events were missed (for
-	// example a folder replaced wholesale).
-	tick := time.NewTicker(10 * time.Second)
+	tick := time.NewTicker(watchPeriod)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
+			return
+		case ev, ok := <-events:
 			if !ok {
-				return nil
+				return
 			}
 			if ev.Op == fsnotify.Chmod {
 				continue
 			}
-			timer.Reset(settle)
-		case err, ok := <-w.Errors:
+			timer.Reset(watchSettle)
+		case err, ok := <-errs:
 			if !ok {
-				return nil
+				return
 			}
-			g.log.Error("watching routes folder", "error", err)
-			timer.Reset(settle)
+			log.Error("watching routes folder", "error", err)
+			timer.Reset(watchSettle)
 		case <-timer.C:
-			g.Reload()
-			g.watchTenants(w)
+			reload()
 		case <-tick.C:
-			g.Reload()
-			g.watchTenants(w)
+			reload()
 		}
 	}
 }

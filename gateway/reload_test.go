@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,8 +14,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 )
 
@@ -105,30 +110,90 @@ func TestReloadKeepsLastGoodVersion(t *testing.T) {
 	}
 }
 
+// startWatch watches the gateway's routes folder until the test ends, as
+// Watch does; events are seen from its return on.
+func startWatch(t *testing.T, tg *testGateway) {
+	t.Helper()
+	w, err := tg.g.watchFolder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchLoop(ctx, w.Events, w.Errors, func() { tg.g.Reload() }, tg.g.log)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		w.Close()
+	})
+}
+
 func TestWatchReloadsOnSave(t *testing.T) {
 	up := upstreamtest.Start(t, upstreamtest.JSON(`{"a":"one","b":"two"}`))
 	tg := startGateway(t, map[string]string{"v.yaml": versionRoute(up.URL("/"), "a")}, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go tg.g.Watch(ctx)
-	time.Sleep(50 * time.Millisecond)
+	startWatch(t, tg)
 	start := time.Now()
 	writeFile(t, filepath.Join(tg.dir, "v.yaml"), versionRoute(up.URL("/"), "b"))
 	waitBody(t, tg, "/v", `"two"`)
 	t.Logf("change served after %s", time.Since(start).Round(time.Millisecond))
 }
 
-// waitBody polls path until it answers want, for a bounded time.
-func waitBody(t *testing.T, tg *testGateway, path, want string) {
-	t.Helper()
-	var last answer
-	for i := 0; i < 150; i++ {
-		if last = tg.post(t, path, `{}`); last.body == want {
-			return
+// TestWatchDebounce runs the watch loop under virtual time: a burst of
+// events makes one reload, watchSettle after its last event; attribute
+// changes alone make none; an error of the watcher makes one; a quiet
+// folder is reloaded every watchPeriod.
+func TestWatchDebounce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		events := make(chan fsnotify.Event)
+		errs := make(chan error)
+		var reloads atomic.Int64
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			watchLoop(ctx, events, errs, func() { reloads.Add(1) }, discardLogger())
+		}()
+		start := time.Now()
+		at := func(d time.Duration) {
+			t.Helper()
+			time.Sleep(time.Until(start.Add(d)))
+			synctest.Wait()
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s still answers %d %s, want %s", path, last.status, last.body, want)
+		want := func(n int64) {
+			t.Helper()
+			if got := reloads.Load(); got != n {
+				t.Fatalf("%d reloads after %s, want %d", got, time.Since(start), n)
+			}
+		}
+		write := fsnotify.Event{Name: "v.yaml", Op: fsnotify.Write}
+		// A burst: three events 40ms apart.
+		for i := range 3 {
+			at(time.Duration(i) * 40 * time.Millisecond)
+			events <- write
+		}
+		at(80*time.Millisecond + watchSettle - time.Millisecond)
+		want(0)
+		at(80*time.Millisecond + watchSettle)
+		want(1)
+		// Attribute changes alone.
+		events <- fsnotify.Event{Name: "v.yaml", Op: fsnotify.Chmod}
+		at(time.Second)
+		want(1)
+		// An error of the watcher.
+		errs <- errors.New("queue overflow")
+		at(time.Second + watchSettle)
+		want(2)
+		// Nothing happens: the periodic reload.
+		at(watchPeriod - time.Millisecond)
+		want(2)
+		at(watchPeriod)
+		want(3)
+		cancel()
+		<-done
+	})
 }
 
 // TestWatchConfigMapSwap lays the folder out as a Kubernetes ConfigMap
@@ -152,16 +217,22 @@ func TestWatchConfigMapSwap(t *testing.T) {
 	if r := tg.g.Reload(); !r.OK || r.Routes != 1 {
 		t.Fatalf("initial load: %+v", r)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go tg.g.Watch(ctx)
-	time.Sleep(50 * time.Millisecond)
+	startWatch(t, tg)
 	must(os.Mkdir(filepath.Join(dir, "..2026_11_28_2"), 0o755))
 	must(os.WriteFile(filepath.Join(dir, "..2026_11_28_2", "v.yaml"), []byte(versionRoute(up.URL("/"), "b")), 0o644))
 	must(os.Symlink("..2026_11_28_2", filepath.Join(dir, "..data_tmp")))
 	must(os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
 	must(os.RemoveAll(filepath.Join(dir, "..2026_11_28_1")))
 	waitBody(t, tg, "/v", `"two"`)
+}
+
+// waitBody polls path until it answers want, for a bounded time.
+func waitBody(t *testing.T, tg *testGateway, path, want string) {
+	t.Helper()
+	var last answer
+	if !testwait.Within(testwait.Timeout, func() bool { last = tg.post(t, path, `{}`); return last.body == want }) {
+		t.Fatalf("%s still answers %d %s after %s, want %s", path, last.status, last.body, testwait.Timeout, want)
+	}
 }
 
 func TestAdminToken(t *testing.T) {
@@ -215,9 +286,11 @@ func TestReloadStorm(t *testing.T) {
 		default:
 			data = versionRoute(up.URL("/"), "b")
 		}
+		before := sent.Load()
 		writeFile(t, filepath.Join(tg.dir, "v.yaml"), data)
 		tg.g.Reload()
-		time.Sleep(5 * time.Millisecond)
+		// The load goes on between reloads.
+		testwait.Until(t, "a request answered after the reload", func() bool { return sent.Load() > before })
 	}
 	close(stop)
 	<-done

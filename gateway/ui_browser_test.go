@@ -105,6 +105,11 @@ const started=Date.now();
 // graph fits the window, with live figures and with the longest ones; it
 // also takes a screenshot.
 func TestAdminPageInBrowser(t *testing.T) {
+	if raceEnabled {
+		// Seconds of browser for no concurrent code of ours: the run
+		// without -race covers it.
+		t.Skip("renders a page in a browser: nothing for the race detector")
+	}
 	chromium := findChromium(t)
 	ctx := context.Background()
 	good := upstreamtest.Start(t, upstreamtest.JSON(`{"ranking":[3,1,2]}`))

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/internal/testwait"
 )
 
 // textBatch encodes rows given as cells in schema column order.
@@ -292,14 +293,10 @@ func TestWriterReloadsLostScript(t *testing.T) {
 	// A restarted server (empty, no scripts) on the same address.
 	r.srv.Restart()
 	var err error
-	for i := 0; i < 50; i++ {
-		b := textBatch(t, s, statsRow(1, "2026-05-01T10:00:00Z", "0.1"))
-		if err = r.w.write(context.Background(), b); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
+	if !testwait.Within(testwait.Timeout, func() bool {
+		err = r.w.write(context.Background(), textBatch(t, s, statsRow(1, "2026-05-01T10:00:00Z", "0.1")))
+		return err == nil
+	}) {
 		t.Fatalf("write after restart: %v", err)
 	}
 	if got := fetchRows(t, v, r.c, "driver_stats", "1"); !strings.Contains(got, `"conv_rate":0.1`) {

@@ -26,6 +26,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/lariat-gw/lariat/internal/testwait"
 )
 
 // startKafka runs an in-process Kafka cluster (franz-go's kfake) on
@@ -159,21 +161,21 @@ func TestKafkaBrokerDown(t *testing.T) {
 		}
 	}
 	submit(0, 20)
-	waitFor(t, "first records delivered", func() bool {
+	testwait.Until(t, "first records delivered", func() bool {
 		return l.Status().OK && l.Status().Written >= 20 && l.sink.(*KafkaSink).cl.BufferedProduceRecords() == 0
 	})
 
 	down.Store(true)
 	dropped0 := l.Status().Dropped
 	submit(20, 200)
-	waitFor(t, "the stall reported", func() bool { return !l.Status().OK })
+	testwait.Until(t, "the stall reported", func() bool { return !l.Status().OK })
 	st := l.Status()
 	if lost := st.Dropped - dropped0; lost < 150-1 || lost > 200 || !strings.Contains(st.Error, "nothing delivered") {
 		t.Fatalf("while down: %+v (%d dropped)", st, lost)
 	}
 
 	down.Store(false)
-	waitFor(t, "recovery", func() bool { return l.Status().OK })
+	testwait.Until(t, "recovery", func() bool { return l.Status().OK })
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -181,17 +183,6 @@ func TestKafkaBrokerDown(t *testing.T) {
 	recs := consume(t, c, "predictions", 220-lost)
 	if len(recs) != 220-lost {
 		t.Fatalf("consumed %d records, want %d (%d dropped)", len(recs), 220-lost, lost)
-	}
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -283,7 +274,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 	r := l.Acquire()
 	*r = *sampleRecord("r-x", time.Now())
 	l.Submit(r)
-	waitFor(t, "the failure reported", func() bool { return !l.Status().OK })
+	testwait.Until(t, "the failure reported", func() bool { return !l.Status().OK })
 	// kfake closes the connection on a failed authentication: the error
 	// is that of the last connection attempt.
 	if st := l.Status(); !strings.Contains(st.Error, "nothing delivered") || !strings.Contains(st.Error, "buffered: ") {

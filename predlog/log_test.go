@@ -105,84 +105,95 @@ func TestFlushInterval(t *testing.T) {
 // TestFileSinkRotatesBySize starts a new file once one holds about
 // MaxFileSize bytes.
 func TestFileSinkRotatesBySize(t *testing.T) {
-	dir := t.TempDir()
-	l, err := Open("file://"+dir, Options{FlushInterval: time.Hour, MaxFileSize: 4 << 10, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	for i := 0; i < 100; i++ {
-		r := l.Acquire()
-		*r = *sampleRecord(fmt.Sprintf("r-%d", i), now)
-		l.Submit(r)
-		if i%10 == 9 {
-			time.Sleep(3 * drainInterval) // let the writer take them
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		l, err := Open("file://"+dir, Options{FlushInterval: time.Hour, MaxFileSize: 4 << 10, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	files, err := Files(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A file is completed after the batch that reaches the size: here
-	// batches of 10 records of about 520 bytes, so one file per batch
-	// (fewer when a loaded machine lets batches gather in the queue).
-	if len(files) < 4 || len(files) > 10 {
-		t.Fatalf("%d files for 10 batches of 10 records of about %d bytes", len(files), sampleRecord("r-00", now).size())
-	}
-	if got := readAll(t, dir); len(got) != 100 {
-		t.Fatalf("read %d records, want 100", len(got))
-	}
+		now := time.Now()
+		for i := 0; i < 100; i++ {
+			r := l.Acquire()
+			*r = *sampleRecord(fmt.Sprintf("r-%d", i), now)
+			l.Submit(r)
+			if i%10 == 9 {
+				time.Sleep(drainInterval) // the writer takes the 10
+				synctest.Wait()
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		files, err := Files(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A file is completed after the batch that reaches the size: here
+		// batches of 10 records of about 520 bytes, so one file per batch.
+		if len(files) != 10 {
+			t.Fatalf("%d files for 10 batches of 10 records of about %d bytes", len(files), sampleRecord("r-00", now).size())
+		}
+		if got := readAll(t, dir); len(got) != 100 {
+			t.Fatalf("read %d records, want 100", len(got))
+		}
+	})
 }
 
 // TestFileSinkErrors makes the folder unusable: records are dropped and
 // counted, the log reports the error until files are written again.
 func TestFileSinkErrors(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "log")
-	l, err := Open("file://"+dir, Options{FlushInterval: 50 * time.Millisecond, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	submit := func(id string) {
-		r := l.Acquire()
-		*r = *sampleRecord(id, time.Now())
-		l.Submit(r)
-	}
-	sink0 := droppedSink.Get()
-	// The folder becomes a file: no partition folder can be created.
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dir, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	submit("lost-1")
-	waitFor(t, "the error reported", func() bool { return !l.Status().OK })
-	if st := l.Status(); !strings.Contains(st.Error, "cannot create partition folder") || droppedSink.Get()-sink0 != 1 {
-		t.Fatalf("status %+v, %d dropped", st, droppedSink.Get()-sink0)
-	}
-	// Still failing at the next flushes: the error stays.
-	time.Sleep(150 * time.Millisecond)
-	if l.Status().OK {
-		t.Fatal("the error cleared while the folder is still unusable")
-	}
-	// The folder is back: the next file clears the error.
-	if err := os.Remove(dir); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	submit("kept-1")
-	waitFor(t, "recovery", func() bool { return l.Status().OK })
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := readAll(t, dir); len(got) != 1 || got["kept-1"].RequestID == "" {
-		t.Fatalf("records after recovery: %v", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const flush = 50 * time.Millisecond
+		dir := filepath.Join(t.TempDir(), "log")
+		l, err := Open("file://"+dir, Options{FlushInterval: flush, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		submit := func(id string) {
+			r := l.Acquire()
+			*r = *sampleRecord(id, time.Now())
+			l.Submit(r)
+		}
+		sink0 := droppedSink.Get()
+		// The folder becomes a file: no partition folder can be created.
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dir, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		submit("lost-1")
+		time.Sleep(flush) // the next flush
+		synctest.Wait()
+		if st := l.Status(); st.OK || !strings.Contains(st.Error, "cannot create partition folder") || droppedSink.Get()-sink0 != 1 {
+			t.Fatalf("status %+v, %d dropped", st, droppedSink.Get()-sink0)
+		}
+		// Still failing at the next flushes: the error stays.
+		time.Sleep(3 * flush)
+		synctest.Wait()
+		if l.Status().OK {
+			t.Fatal("the error cleared while the folder is still unusable")
+		}
+		// The folder is back: the next file clears the error.
+		if err := os.Remove(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		submit("kept-1")
+		time.Sleep(flush)
+		synctest.Wait()
+		if st := l.Status(); !st.OK {
+			t.Fatalf("status %+v after the folder came back", st)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, dir); len(got) != 1 || got["kept-1"].RequestID == "" {
+			t.Fatalf("records after recovery: %v", got)
+		}
+	})
 }
 
 // TestStaleTempFiles: a new sink removes the temporary files of dead

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/testwait"
 )
 
 // resolverFixture is a registry server with model "eta" (versions 1..3 with serving
@@ -155,15 +157,10 @@ func TestResolverBackgroundRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Bounded wait for the background loop; no timing is asserted.
-	for i := 0; ; i++ {
-		if got, _ := r.Lookup("eta@champion"); got.Version == "2" {
-			break
-		}
-		if i == 1000 {
-			t.Fatal("background refresh never picked up the alias move")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, "the background refresh to pick up the alias move", func() bool {
+		got, _ := r.Lookup("eta@champion")
+		return got.Version == "2"
+	})
 	r.Stop()
 	r.Stop() // idempotent
 }

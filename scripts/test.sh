@@ -10,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+# stage prints a stage's name and the seconds spent so far.
+stage() { echo "== $* ($(( $(date +%s) - start ))s)"; }
 
 # A fixed shuffle seed: tests run in an order that does not follow the
 # source, but the same order every time.
@@ -31,24 +33,32 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO service postgresql stop >/dev/null 2>&1 || true
 fi
 
-echo "== gofmt"
+stage "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 
-echo "== go vet"
+stage "go vet"
 go vet ./...
 
-echo "== go mod tidy"
+stage "go mod tidy"
 if ! go mod tidy -diff; then
   echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1
 fi
 
-echo "== go test"
+stage "go build (the binaries the tests run)"
+# Built once here instead of in each test package that runs them (see
+# internal/testbin).
+LARIAT_TEST_BIN=$(mktemp -d)
+trap 'rm -rf "$LARIAT_TEST_BIN"' EXIT
+export LARIAT_TEST_BIN
+go build -o "$LARIAT_TEST_BIN/" ./cmd/...
+
+stage "go test"
 go test -count=1 -shuffle=$SHUFFLE -timeout 20m ./...
 
-echo "== go test -race (core packages)"
+stage "go test -race (core packages)"
 go test -count=1 -race -shuffle=$SHUFFLE -timeout 20m ./config/... ./tasks/... ./router/... ./graph/... ./gateway/...
 
 echo "== all tests passed in $(( $(date +%s) - start ))s"

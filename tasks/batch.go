@@ -241,14 +241,26 @@ type member struct {
 	refs  atomic.Int32
 }
 
-var memberPool = sync.Pool{New: func() any {
+var memberPool = sync.Pool{New: func() any { return newMember() }}
+
+func newMember() *member {
 	m := &member{done: make(chan struct{}, 1), timer: time.NewTimer(time.Hour)}
 	m.timer.Stop()
 	return m
-}}
+}
+
+// unpooledMembers, while above zero, stops the pooling of members: tests
+// under testing/synctest raise it, since a member's channel and timer
+// belong to the bubble that made them and must not reach another.
+var unpooledMembers atomic.Int32
 
 func acquireMember() *member {
-	m := memberPool.Get().(*member)
+	var m *member
+	if unpooledMembers.Load() > 0 {
+		m = newMember()
+	} else {
+		m = memberPool.Get().(*member)
+	}
 	m.buf, m.ends, m.out = m.buf[:0], m.ends[:0], m.out[:0]
 	m.prop, m.traceParent = m.prop[:0], m.traceParent[:0]
 	m.rows, m.status, m.err = 0, 0, nil
@@ -261,7 +273,7 @@ func acquireMember() *member {
 }
 
 func (m *member) release() {
-	if m.refs.Add(-1) == 0 {
+	if m.refs.Add(-1) == 0 && unpooledMembers.Load() == 0 {
 		m.err = nil
 		memberPool.Put(m)
 	}

@@ -65,20 +65,57 @@ func runConcurrently(t *testing.T, c *compiled, n int, rows func(i int) int) {
 }
 
 func TestBatchCoalesces(t *testing.T) {
-	m := startV2(t, "ranker", "")
-	c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 12, max_wait: 300ms}"), nil)
-	// 6 requests of 1 to 3 rows (12 in all) fill one batch.
-	runConcurrently(t, c, 6, func(i int) int { return 1 + i%3 })
-	if calls, rows := m.Calls.Load(), m.Rows.Load(); calls >= 6 || rows != 12 || m.MaxRows.Load() < 2 {
-		t.Fatalf("model saw %d calls, %d rows, %d at most (last error %q)", calls, rows, m.MaxRows.Load(), m.LastError())
-	}
-	// A request with more rows than max_size goes alone.
-	m.Calls.Store(0)
-	feats, body, want := rowsFor(7, 13)
-	r, err := c.run("rank", body, map[string]string{"features": feats})
-	if err != nil || string(r.Body) != want || m.Calls.Load() != 1 || m.MaxRows.Load() != 13 {
-		t.Fatalf("%v %s calls %d", err, r.Body, m.Calls.Load())
-	}
+	inBubble(t, func(b *bubble) {
+		t := b.t
+		m := b.startV2("ranker", "")
+		c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 12, max_wait: 300ms}"), b.env)
+		// 6 requests of 1 to 3 rows (12 in all) fill one batch, which goes
+		// at once, without waiting out max_wait.
+		start := time.Now()
+		runConcurrently(t, c, 6, func(i int) int { return 1 + i%3 })
+		if calls, rows := m.Calls.Load(), m.Rows.Load(); calls != 1 || rows != 12 || m.MaxRows.Load() != 12 {
+			t.Fatalf("model saw %d calls, %d rows, %d at most (last error %q)", calls, rows, m.MaxRows.Load(), m.LastError())
+		}
+		if took := time.Since(start); took != 0 {
+			t.Fatalf("a full batch was sent after %s", took)
+		}
+		// A request with more rows than max_size goes alone.
+		m.Calls.Store(0)
+		feats, body, want := rowsFor(7, 13)
+		r, err := c.run("rank", body, map[string]string{"features": feats})
+		if err != nil || string(r.Body) != want || m.Calls.Load() != 1 || m.MaxRows.Load() != 13 {
+			t.Fatalf("%v %s calls %d", err, r.Body, m.Calls.Load())
+		}
+	})
+}
+
+// TestBatchWindow: requests that do not fill a batch wait max_wait for
+// others, counted from the first.
+func TestBatchWindow(t *testing.T) {
+	inBubble(t, func(b *bubble) {
+		t := b.t
+		m := b.startV2("ranker", "")
+		c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 12, max_wait: 300ms}"), b.env)
+		start := time.Now()
+		var wg sync.WaitGroup
+		for i, after := range []time.Duration{0, 100 * time.Millisecond, 299 * time.Millisecond} {
+			wg.Go(func() {
+				time.Sleep(after)
+				feats, body, want := rowsFor(i, 1)
+				r, err := c.run("rank", body, map[string]string{"features": feats})
+				if err != nil || string(r.Body) != want {
+					t.Errorf("request %d: %v %s", i, err, r.Body)
+				}
+				if took := time.Since(start); took != 300*time.Millisecond {
+					t.Errorf("request %d answered after %s, want 300ms", i, took)
+				}
+			})
+		}
+		wg.Wait()
+		if calls, rows := m.Calls.Load(), m.Rows.Load(); calls != 1 || rows != 3 {
+			t.Fatalf("model saw %d calls, %d rows; want one call of 3", calls, rows)
+		}
+	})
 }
 
 // TestBatchManyRequests sends more requests than fit in a batch, from
@@ -98,59 +135,73 @@ func TestBatchManyRequests(t *testing.T) {
 // TestBatchDeadlineNear: a request whose deadline is closer than max_wait
 // is sent without waiting for others.
 func TestBatchDeadlineNear(t *testing.T) {
-	m := startV2(t, "ranker", "")
-	c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 32, max_wait: 1500ms}"), nil)
-	feats, body, want := rowsFor(1, 2)
-	x := c.exchange(body, map[string]string{"features": feats}, nil)
-	x.Deadline = time.Now().Add(300 * time.Millisecond)
-	r := &x.Results[c.index["rank"]]
-	if err := c.tasks["rank"].Run(x, r); err != nil || string(r.Body) != want {
-		t.Fatalf("%v %s", err, r.Body)
-	}
+	inBubble(t, func(b *bubble) {
+		t := b.t
+		m := b.startV2("ranker", "")
+		c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 32, max_wait: 1500ms}"), b.env)
+		feats, body, want := rowsFor(1, 2)
+		x := c.exchange(body, map[string]string{"features": feats}, nil)
+		x.Deadline = time.Now().Add(300 * time.Millisecond)
+		r := &x.Results[c.index["rank"]]
+		start := time.Now()
+		if err := c.tasks["rank"].Run(x, r); err != nil || string(r.Body) != want {
+			t.Fatalf("%v %s", err, r.Body)
+		}
+		if took := time.Since(start); took != 0 {
+			t.Fatalf("the request waited %s for others", took)
+		}
+	})
 }
 
 func TestBatchFailures(t *testing.T) {
-	m := startV2(t, "ranker", "")
-	c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 4, max_wait: 200ms}"), nil)
-	handle := m.handle
-	// The batched call fails with 503: each request retries alone.
-	m.Set(upstreamtest.Sequence(upstreamtest.Status(503), handle))
-	runConcurrently(t, c, 4, func(int) int { return 1 })
-	if n := m.Requests.Load(); n != 5 {
-		t.Fatalf("model saw %d requests, want 1 batch + 4 retries", n)
-	}
-	// An answer whose batch size is wrong fails every member.
-	m.Set(handle)
-	m.answer = func(*v2Request, []tensor) (int, string) {
-		return 200, `{"outputs":[{"name":"scores","shape":[1,1],"datatype":"FP32","data":[1]},{"name":"echo","shape":[1,2],"datatype":"FP32","data":[1,2]}]}`
-	}
-	var wg sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			feats, body, _ := rowsFor(i, 1)
-			_, err := c.run("rank", body, map[string]string{"features": feats})
-			if !errors.Is(err, errAnswer) || !strings.Contains(err.Error(), "output scores has shape [1 1] for a batch of") {
-				t.Errorf("error %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	m.answer = nil
-	// Inputs with different batch sizes cannot be batched.
-	feats, _, _ := rowsFor(1, 2)
-	if _, err := c.run("rank", `{"ids":[1]}`, map[string]string{"features": feats}); err == nil || !strings.Contains(err.Error(), "needs the same batch size in every input") {
-		t.Fatalf("error %v", err)
-	}
-	// The deadline passes while the batch waits: the task fails at its
-	// deadline, the batch goes on without it.
-	m.Set(m.Delay(200*time.Millisecond, handle))
-	feats, body, _ := rowsFor(1, 1)
-	x := c.exchange(body, map[string]string{"features": feats}, nil)
-	x.Deadline = time.Now().Add(50 * time.Millisecond)
-	r := &x.Results[c.index["rank"]]
-	if err := c.tasks["rank"].Run(x, r); !errors.Is(err, ErrDeadline) {
-		t.Fatalf("error %v, want the deadline", err)
-	}
+	inBubble(t, func(b *bubble) {
+		t := b.t
+		m := b.startV2("ranker", "")
+		c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 4, max_wait: 200ms}"), b.env)
+		handle := m.handle
+		// The batched call fails with 503: each request retries alone.
+		m.Set(upstreamtest.Sequence(upstreamtest.Status(503), handle))
+		runConcurrently(t, c, 4, func(int) int { return 1 })
+		if n := m.Requests.Load(); n != 5 {
+			t.Fatalf("model saw %d requests, want 1 batch + 4 retries", n)
+		}
+		// An answer whose batch size is wrong fails every member.
+		m.Set(handle)
+		m.answer = func(*v2Request, []tensor) (int, string) {
+			return 200, `{"outputs":[{"name":"scores","shape":[1,1],"datatype":"FP32","data":[1]},{"name":"echo","shape":[1,2],"datatype":"FP32","data":[1,2]}]}`
+		}
+		var wg sync.WaitGroup
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				feats, body, _ := rowsFor(i, 1)
+				_, err := c.run("rank", body, map[string]string{"features": feats})
+				if !errors.Is(err, errAnswer) || !strings.Contains(err.Error(), "output scores has shape [1 1] for a batch of 2") {
+					t.Errorf("error %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		m.answer = nil
+		// Inputs with different batch sizes cannot be batched.
+		feats, _, _ := rowsFor(1, 2)
+		if _, err := c.run("rank", `{"ids":[1]}`, map[string]string{"features": feats}); err == nil || !strings.Contains(err.Error(), "needs the same batch size in every input") {
+			t.Fatalf("error %v", err)
+		}
+		// The deadline passes while the batch waits: the task fails at its
+		// deadline, the batch goes on without it.
+		m.Set(m.Delay(200*time.Millisecond, handle))
+		feats, body, _ := rowsFor(1, 1)
+		x := c.exchange(body, map[string]string{"features": feats}, nil)
+		x.Deadline = time.Now().Add(50 * time.Millisecond)
+		r := &x.Results[c.index["rank"]]
+		start := time.Now()
+		if err := c.tasks["rank"].Run(x, r); !errors.Is(err, ErrDeadline) {
+			t.Fatalf("error %v, want the deadline", err)
+		}
+		if took := time.Since(start); took != 50*time.Millisecond {
+			t.Fatalf("the task failed after %s, want its 50ms deadline", took)
+		}
+	})
 }

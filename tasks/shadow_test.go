@@ -3,52 +3,56 @@ package tasks
 import (
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 )
 
 // waitCounter waits (bounded) until counter name reaches want.
 func waitCounter(t *testing.T, name string, want uint64) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for counter(name) < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %d, want %d", name, counter(name), want)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testwait.Within(testwait.Timeout, func() bool { return counter(name) >= want }) {
+		t.Fatalf("%s = %d after %s, want %d", name, counter(name), testwait.Timeout, want)
 	}
 }
 
 func TestShadowOffTheRequestPath(t *testing.T) {
-	primary := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.5}`))
-	shadow := upstreamtest.Start(t, nil)
-	shadow.Set(shadow.Hang())
-	c := compileRoute(t, hedgeRoute("shadow-hang", primary.URL("/p"), "1s",
-		fmt.Sprintf("      shadow: {address: %s, sample: 1, timeout: 5s, max_in_flight: 2}", shadow.URL("/s"))), nil)
-	dropped := `lariat_shadow_total{route="shadow-hang",task="m",result="dropped"}`
-	dropped0 := counter(dropped)
-	for i := 0; i < 5; i++ {
-		r, err := c.run("m", `{"i":1}`, nil)
-		if err != nil || string(r.Body) != `{"score":0.5}` {
-			t.Fatalf("%v %s", err, r.Body)
+	inBubble(t, func(b *bubble) {
+		t := b.t
+		primary := b.start(upstreamtest.JSON(`{"score":0.5}`))
+		shadow := b.start(nil)
+		shadow.Set(shadow.Hang())
+		c := compileRoute(t, hedgeRoute("shadow-hang", primary.URL("/p"), "1s",
+			fmt.Sprintf("      shadow: {address: %s, sample: 1, timeout: 5s, max_in_flight: 2}", shadow.URL("/s"))), b.env)
+		dropped := `lariat_shadow_total{route="shadow-hang",task="m",result="dropped"}`
+		dropped0 := counter(dropped)
+		start := time.Now()
+		for i := 0; i < 5; i++ {
+			r, err := c.run("m", `{"i":1}`, nil)
+			if err != nil || string(r.Body) != `{"score":0.5}` {
+				t.Fatalf("%v %s", err, r.Body)
+			}
 		}
-	}
-	// Every primary call answered while the shadow calls hang; two are
-	// in flight, three were dropped.
-	waitCounter(t, dropped, dropped0+3)
-	deadline := time.Now().Add(3 * time.Second)
-	for shadow.InFlight.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n, in := shadow.Requests.Load(), shadow.InFlight.Load(); n != 2 || in != 2 {
-		t.Fatalf("shadow saw %d requests, %d in flight; want 2 and 2", n, in)
-	}
-	if primary.Requests.Load() != 5 || shadow.LastBody() != `{"i":1}` || shadow.LastHeader("Host") != shadow.Addr {
-		t.Fatalf("primary %d, shadow body %s host %s", primary.Requests.Load(), shadow.LastBody(), shadow.LastHeader("Host"))
-	}
+		if took := time.Since(start); took != 0 {
+			t.Fatalf("five calls took %s while their shadows hang", took)
+		}
+		// Every primary call answered while the shadow calls hang; two are
+		// in flight, three were dropped.
+		synctest.Wait()
+		if d := counter(dropped) - dropped0; d != 3 {
+			t.Fatalf("%d shadow calls dropped, want 3", d)
+		}
+		if n, in := shadow.Requests.Load(), shadow.InFlight.Load(); n != 2 || in != 2 {
+			t.Fatalf("shadow saw %d requests, %d in flight; want 2 and 2", n, in)
+		}
+		if primary.Requests.Load() != 5 || shadow.LastBody() != `{"i":1}` || shadow.LastHeader("Host") != shadow.Addr {
+			t.Fatalf("primary %d, shadow body %s host %s", primary.Requests.Load(), shadow.LastBody(), shadow.LastHeader("Host"))
+		}
+	})
 }
 
 func TestShadowCompares(t *testing.T) {

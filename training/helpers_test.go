@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/internal/registrytest"
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/registry"
 )
 
@@ -38,16 +39,11 @@ func shellJob(name, script string) JobSpec {
 	return JobSpec{Name: name, Command: []string{"/bin/sh", "-c", script}, Timeout: Duration{time.Minute}}
 }
 
-// waitFor polls cond until it holds, failing the test after 20s.
+// waitFor polls cond until it holds, failing the test after testwait's
+// bound.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, what, cond)
 }
 
 // waitJob waits for a job to finish, failing the test after 30s.

@@ -47,6 +47,10 @@ type Options struct {
 	// Transport, when set, replaces the network: tests pass a plain
 	// function.
 	Transport Transport
+	// Dial, when set, replaces dialing TCP under the default Transport:
+	// tests pass in-memory connections, so that connection timing runs
+	// under virtual time.
+	Dial func(addr string, timeout time.Duration) (net.Conn, error)
 }
 
 // DefaultOptions are the settings used where Options leave a field zero.
@@ -181,6 +185,10 @@ func (p *Pool) host(tlsOn bool, hostPort string) *Host {
 	}
 	h := &Host{Name: name, pool: p, limit: NewLimiter(name, p.o.Limit)}
 	dialAddr := p.DialAddr(hostPort)
+	dial := p.o.Dial
+	if dial == nil {
+		dial = fasthttp.DialTimeout
+	}
 	h.client = &fasthttp.HostClient{
 		Addr:                          dialAddr,
 		Name:                          "lariat",
@@ -193,7 +201,7 @@ func (p *Pool) host(tlsOn bool, hostPort string) *Host {
 		// Retries are the caller's: fasthttp never resends on its own.
 		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
-			c, err := fasthttp.DialTimeout(addr, min(timeout, p.o.DialTimeout))
+			c, err := dial(addr, min(timeout, p.o.DialTimeout))
 			if err != nil {
 				return nil, err
 			}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -12,12 +13,22 @@ import (
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 )
 
-// These tests call real HTTP servers on 127.0.0.1 that behave as
-// production servers do: they close idle connections, restart, trickle
-// and send huge answers. They assert outcomes, not latencies.
+// These tests call real HTTP servers that behave as production servers
+// do: they close idle connections, restart, trickle and send huge
+// answers. They assert outcomes, not latencies. Those whose subject is
+// timing (idle timeouts, try timeouts) serve in memory under virtual time
+// (testing/synctest), the others on 127.0.0.1.
 
 func realTarget(p *Pool, s *upstreamtest.Server, bs BreakerSettings) *Target {
 	return p.Target("", "http", s.Addr, s.Addr, "/p", bs)
+}
+
+// endBubble ends a test under synctest (deferred, so that it runs after a
+// failure too): the pool closes its idle connections, then the upstream
+// settles.
+func endBubble(p *Pool, up *upstreamtest.Server) {
+	p.CloseIdle()
+	upstreamtest.Settle(up)
 }
 
 func callOnce(c *Caller, tg *Target, routeTimeout time.Duration) ([]byte, *Outcome, error) {
@@ -34,52 +45,61 @@ func callOnce(c *Caller, tg *Target, routeTimeout time.Duration) ([]byte, *Outco
 // 300ms by a pool that keeps them longer: every call succeeds without a
 // retry policy, each on a fresh connection after the dead one.
 func TestIdleClosedConnectionIsResent(t *testing.T) {
-	up := upstreamtest.StartWith(t, upstreamtest.JSON(`{"ok":true}`), upstreamtest.Options{IdleTimeout: 200 * time.Millisecond})
-	p := NewPool(nil, Options{IdleTimeout: time.Minute})
-	tg := realTarget(p, up, BreakerSettings{Failures: 1, OpenFor: time.Hour})
-	c := newCaller(Policy{TryTimeout: 2 * time.Second})
-	before := p.staleResends.Get()
-	const calls = 6
-	for i := 0; i < calls; i++ {
-		if i > 0 {
-			time.Sleep(300 * time.Millisecond)
+	synctest.Test(t, func(t *testing.T) {
+		up := upstreamtest.StartWith(t, upstreamtest.JSON(`{"ok":true}`), upstreamtest.Options{IdleTimeout: 200 * time.Millisecond, InMemory: true})
+		p := NewPool(nil, Options{IdleTimeout: time.Minute, Dial: upstreamtest.DialMemory})
+		defer endBubble(p, up)
+		tg := realTarget(p, up, BreakerSettings{Failures: 1, OpenFor: time.Hour})
+		c := newCaller(Policy{TryTimeout: 2 * time.Second})
+		before := p.staleResends.Get()
+		const calls = 6
+		for i := 0; i < calls; i++ {
+			if i > 0 {
+				time.Sleep(300 * time.Millisecond)
+			}
+			res, out, err := callOnce(c, tg, 2*time.Second)
+			if err != nil || string(res) != `{"ok":true}` || out.Tries != 1 {
+				t.Fatalf("call %d: %v %s (%+v)", i, err, res, out)
+			}
 		}
-		res, out, err := callOnce(c, tg, 2*time.Second)
-		if err != nil || string(res) != `{"ok":true}` || out.Tries != 1 {
-			t.Fatalf("call %d: %v %s (%+v)", i, err, res, out)
+		if n := p.staleResends.Get() - before; n != calls-1 {
+			t.Fatalf("%d dead connections resent, want %d", n, calls-1)
 		}
-	}
-	if n := p.staleResends.Get() - before; n < calls-1 {
-		t.Fatalf("%d dead connections resent, want %d", n, calls-1)
-	}
-	if s := tg.Breaker.State(); s != "closed" {
-		t.Fatalf("breaker %s, want closed", s)
-	}
+		if n := up.Conns.Load(); n != calls {
+			t.Fatalf("upstream accepted %d connections, want %d (one per call)", n, calls)
+		}
+		if s := tg.Breaker.State(); s != "closed" {
+			t.Fatalf("breaker %s, want closed", s)
+		}
+	})
 }
 
 // TestIdleTimeoutBelowTheUpstreams: with the pool's idle timeout below
 // the upstream's, connections are dropped before the upstream closes
 // them: nothing needs a resend.
 func TestIdleTimeoutBelowTheUpstreams(t *testing.T) {
-	up := upstreamtest.StartWith(t, upstreamtest.JSON(`{}`), upstreamtest.Options{IdleTimeout: 400 * time.Millisecond})
-	p := NewPool(nil, Options{IdleTimeout: 100 * time.Millisecond})
-	tg := realTarget(p, up, DefaultBreaker)
-	c := newCaller(Policy{TryTimeout: 2 * time.Second})
-	before := p.staleResends.Get()
-	for i := 0; i < 3; i++ {
-		if i > 0 {
-			time.Sleep(500 * time.Millisecond)
+	synctest.Test(t, func(t *testing.T) {
+		up := upstreamtest.StartWith(t, upstreamtest.JSON(`{}`), upstreamtest.Options{IdleTimeout: 400 * time.Millisecond, InMemory: true})
+		p := NewPool(nil, Options{IdleTimeout: 100 * time.Millisecond, Dial: upstreamtest.DialMemory})
+		defer endBubble(p, up)
+		tg := realTarget(p, up, DefaultBreaker)
+		c := newCaller(Policy{TryTimeout: 2 * time.Second})
+		before := p.staleResends.Get()
+		for i := 0; i < 3; i++ {
+			if i > 0 {
+				time.Sleep(500 * time.Millisecond)
+			}
+			if _, _, err := callOnce(c, tg, 2*time.Second); err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
 		}
-		if _, _, err := callOnce(c, tg, 2*time.Second); err != nil {
-			t.Fatalf("call %d: %v", i, err)
+		if n := p.staleResends.Get() - before; n != 0 {
+			t.Fatalf("%d resends, want none: idle connections should have been closed first", n)
 		}
-	}
-	if n := p.staleResends.Get() - before; n != 0 {
-		t.Fatalf("%d resends, want none: idle connections should have been closed first", n)
-	}
-	if n := up.Conns.Load(); n != 3 {
-		t.Fatalf("upstream accepted %d connections, want 3 (one per call)", n)
-	}
+		if n := up.Conns.Load(); n != 3 {
+			t.Fatalf("upstream accepted %d connections, want 3 (one per call)", n)
+		}
+	})
 }
 
 // TestRestartedUpstream: after the upstream restarts, every kept-alive
@@ -124,18 +144,29 @@ func TestRestartedUpstream(t *testing.T) {
 // a timeout of the upstream when the try timeout cuts it, and the route
 // deadline when that cuts it: never a connection failure.
 func TestTrickledAnswerIsATimeout(t *testing.T) {
-	up := upstreamtest.Start(t, nil)
-	up.Set(up.Trickle(`{"a":"`+strings.Repeat("x", 100)+`"}`, 50*time.Millisecond))
-	p := NewPool(nil, Options{})
-	tg := realTarget(p, up, BreakerSettings{Disabled: true})
-	_, _, err := callOnce(newCaller(Policy{TryTimeout: 200 * time.Millisecond}), tg, 2*time.Second)
-	if ReasonOf(err) != ReasonTimeout || !errors.Is(err, ErrTimeout) {
-		t.Fatalf("try timeout: %v (reason %s), want a timeout", err, ReasonOf(err).Metric())
-	}
-	_, _, err = callOnce(newCaller(Policy{TryTimeout: 2 * time.Second}), tg, 200*time.Millisecond)
-	if ReasonOf(err) != ReasonDeadline || !errors.Is(err, ErrDeadline) {
-		t.Fatalf("route deadline: %v (reason %s), want the route deadline", err, ReasonOf(err).Metric())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		up := upstreamtest.StartWith(t, nil, upstreamtest.Options{InMemory: true})
+		up.Set(up.Trickle(`{"a":"`+strings.Repeat("x", 100)+`"}`, 50*time.Millisecond))
+		p := NewPool(nil, Options{Dial: upstreamtest.DialMemory})
+		defer endBubble(p, up)
+		tg := realTarget(p, up, BreakerSettings{Disabled: true})
+		start := time.Now()
+		_, _, err := callOnce(newCaller(Policy{TryTimeout: 200 * time.Millisecond}), tg, 2*time.Second)
+		if ReasonOf(err) != ReasonTimeout || !errors.Is(err, ErrTimeout) {
+			t.Fatalf("try timeout: %v (reason %s), want a timeout", err, ReasonOf(err).Metric())
+		}
+		if took := time.Since(start); took != 200*time.Millisecond {
+			t.Fatalf("the try ended after %s, want its 200ms timeout", took)
+		}
+		start = time.Now()
+		_, _, err = callOnce(newCaller(Policy{TryTimeout: 2 * time.Second}), tg, 200*time.Millisecond)
+		if ReasonOf(err) != ReasonDeadline || !errors.Is(err, ErrDeadline) {
+			t.Fatalf("route deadline: %v (reason %s), want the route deadline", err, ReasonOf(err).Metric())
+		}
+		if took := time.Since(start); took != 200*time.Millisecond {
+			t.Fatalf("the call ended after %s, want the 200ms route deadline", took)
+		}
+	})
 }
 
 // TestAnswerSizeIsBounded: chunked and sized answers over the limit fail
@@ -194,35 +225,37 @@ func TestAnswerMemoryIsBounded(t *testing.T) {
 // TestBusyPoolIsLocal: a try that finds every connection busy is refused
 // as overloaded and does not count against the upstream.
 func TestBusyPoolIsLocal(t *testing.T) {
-	up := upstreamtest.Start(t, nil)
-	release := make(chan struct{})
-	up.Set(func(n int64, rc *fasthttp.RequestCtx) {
-		<-release
-		upstreamtest.JSON(`{}`)(n, rc)
+	synctest.Test(t, func(t *testing.T) {
+		up := upstreamtest.StartWith(t, nil, upstreamtest.Options{InMemory: true})
+		release := make(chan struct{})
+		up.Set(func(n int64, rc *fasthttp.RequestCtx) {
+			<-release
+			upstreamtest.JSON(`{}`)(n, rc)
+		})
+		p := NewPool(nil, Options{MaxConns: 2, Limit: LimitSettings{Disabled: true}, Dial: upstreamtest.DialMemory})
+		defer endBubble(p, up)
+		tg := realTarget(p, up, BreakerSettings{Failures: 1, OpenFor: time.Hour})
+		c := newCaller(Policy{TryTimeout: 5 * time.Second})
+		var wg sync.WaitGroup
+		for i := 0; i < 2; i++ {
+			wg.Go(func() {
+				if _, _, err := callOnce(c, tg, 5*time.Second); err != nil {
+					t.Errorf("busy call: %v", err)
+				}
+			})
+		}
+		synctest.Wait() // both calls wait in the upstream
+		if n := up.InFlight.Load(); n != 2 {
+			t.Fatalf("%d calls in the upstream, want 2", n)
+		}
+		_, _, err := callOnce(c, tg, 5*time.Second)
+		close(release)
+		wg.Wait()
+		if !errors.Is(err, ErrOverloaded) {
+			t.Fatalf("third call: %v, want ErrOverloaded", err)
+		}
+		if s := tg.Breaker.State(); s != "closed" {
+			t.Fatalf("breaker %s, want closed", s)
+		}
 	})
-	p := NewPool(nil, Options{MaxConns: 2, Limit: LimitSettings{Disabled: true}})
-	tg := realTarget(p, up, BreakerSettings{Failures: 1, OpenFor: time.Hour})
-	c := newCaller(Policy{TryTimeout: 5 * time.Second})
-	var wg sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, _, err := callOnce(c, tg, 5*time.Second); err != nil {
-				t.Errorf("busy call: %v", err)
-			}
-		}()
-	}
-	for i := 0; i < 100 && up.InFlight.Load() < 2; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	_, _, err := callOnce(c, tg, 5*time.Second)
-	close(release)
-	wg.Wait()
-	if !errors.Is(err, ErrOverloaded) {
-		t.Fatalf("third call: %v, want ErrOverloaded", err)
-	}
-	if s := tg.Breaker.State(); s != "closed" {
-		t.Fatalf("breaker %s, want closed", s)
-	}
 }

@@ -3,7 +3,6 @@ package scenario
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -11,24 +10,14 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/bench"
+	"github.com/lariat-gw/lariat/internal/testbin"
 )
 
-// buildBinaries builds lariat-bench and lariat into a temporary folder.
+// buildBinaries returns lariat-bench and lariat, built for the test.
 func buildBinaries(t *testing.T) (benchBin, lariatBin string) {
 	t.Helper()
 	dir := t.TempDir()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"lariat-bench", "lariat"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, out)
-		}
-	}
-	return filepath.Join(dir, "lariat-bench"), filepath.Join(dir, "lariat")
+	return testbin.Path(t, "lariat-bench", dir), testbin.Path(t, "lariat", dir)
 }
 
 // TestScenarioSmoke runs short scenarios end to end with real processes and
@@ -98,6 +87,6 @@ func TestScenarioSmoke(t *testing.T) {
 			}
 		}
 	}
-	f(Fanout2, 2*time.Second, 1, callsPerRequest)
-	f(FeaturesFanout2, time.Second, 2, callsPerRequest)
+	f(Fanout2, 500*time.Millisecond, 1, callsPerRequest)
+	f(FeaturesFanout2, 400*time.Millisecond, 2, callsPerRequest)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/lariat-gw/lariat/internal/redistest"
+	"github.com/lariat-gw/lariat/internal/testwait"
 )
 
 // childArgsEnv makes the test binary run the command line it holds (a JSON
@@ -333,19 +334,17 @@ func TestKillAndRerun(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	const total = rows / 4
-	deadline := time.Now().Add(60 * time.Second)
 	calls := 0
-	for calls < total/4 {
+	if !testwait.Within(testwait.Timeout, func() bool {
 		select {
 		case err := <-exited:
 			t.Fatalf("the load ended (%v) after %d of %d script calls, before it could be killed:\n%s", err, calls, total, childOut.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d script calls after 60s", calls)
-		}
-		time.Sleep(2 * time.Millisecond)
 		calls = scriptCalls(t, kc)
+		return calls >= total/4
+	}) {
+		t.Fatalf("only %d script calls after %s", calls, testwait.Timeout)
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

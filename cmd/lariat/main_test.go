@@ -16,15 +16,10 @@ import (
 	"time"
 )
 
-// buildLariat builds the binary once per test run.
+// buildLariat returns the binary, built once per test process.
 func buildLariat(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "lariat")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return sharedLariat(t)
 }
 
 func TestCLI(t *testing.T) {

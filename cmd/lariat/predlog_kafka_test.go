@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/predlog"
 )
 
@@ -57,14 +58,12 @@ func logState(t *testing.T, gp *gatewayProc) (predlog.Status, int) {
 
 var droppedRe = regexp.MustCompile(`(?m)^lariat_prediction_log_dropped_total\{reason="[a-z_]+"\} (\d+)$`)
 
+// waitUntil polls cond for up to a minute: the broker's clients back off
+// between reconnections.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testwait.Within(time.Minute, cond) {
+		t.Fatalf("timed out after a minute waiting for %s", what)
 	}
 }
 

@@ -6,11 +6,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/testbin"
 )
 
 // helpEnv matches the variable of a flag in -h output.
@@ -33,12 +34,7 @@ func TestREADMEEnvTable(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bin := t.TempDir()
-	build := exec.CommandContext(ctx, filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin+string(filepath.Separator), "./cmd/...")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/...: %v\n%s", err, out)
-	}
+	bin := testbin.All(t, t.TempDir())
 	rows := 0
 	seen := map[string]bool{}
 	for line := range strings.Lines(table) {

@@ -1,19 +1,26 @@
 // Package upstreamtest runs fake model servers on 127.0.0.1 for tests and
 // benchmarks: real HTTP servers whose behaviour (latency, status, garbage,
 // hangs, resets) is set per test, with counters of what they received.
+// With Options.InMemory a server takes in-process connections instead, so
+// that a test under testing/synctest runs its timing on virtual time.
 package upstreamtest
 
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // Behavior decides how a fake answers one request. n counts requests from 1.
@@ -48,6 +55,13 @@ type Options struct {
 	// IdleTimeout closes a kept-alive connection idle this long, without
 	// telling the client, as uvicorn (5s) and Node (5s) do. 0: never.
 	IdleTimeout time.Duration
+	// InMemory serves in-process connections, dialled with DialMemory,
+	// instead of a loopback port; the server's address is a made-up
+	// name. Its timers (idle timeout, Delay, Trickle) then run on the
+	// clock of the goroutines that use it: start the server inside a
+	// testing/synctest bubble to put them on virtual time, and end the
+	// bubble with Settle.
+	InMemory bool
 }
 
 // Start serves b on a free 127.0.0.1 port until the test ends.
@@ -79,16 +93,35 @@ func NewWith(b Behavior, o Options) (*Server, error) {
 	return s, nil
 }
 
+// memServers maps the address of each in-memory server to it, for
+// DialMemory; memCount numbers the addresses.
+var (
+	memServers sync.Map
+	memCount   atomic.Int64
+)
+
 // listen starts a server incarnation on addr.
 func (s *Server) listen(addr string) error {
-	ln, err := net.Listen("tcp4", addr)
-	if err != nil {
-		return err
+	var ln net.Listener
+	if s.opts.InMemory {
+		ln = fasthttputil.NewInmemoryListener()
+		if addr == "127.0.0.1:0" {
+			addr = fmt.Sprintf("upstream-%d.test:80", memCount.Add(1))
+		}
+		memServers.Store(addr, s)
+	} else {
+		var err error
+		if ln, err = net.Listen("tcp4", addr); err != nil {
+			return err
+		}
+		addr = ln.Addr().String()
 	}
 	tl := &trackingListener{Listener: ln, conns: map[net.Conn]struct{}{}, accepted: &s.Conns}
-	srv := &fasthttp.Server{Handler: s.handle, Name: "fake", CloseOnShutdown: true, IdleTimeout: s.opts.IdleTimeout, Logger: quiet{}}
+	// No Date header in memory: fasthttp refreshes it from a goroutine
+	// that never ends, which must not start inside a synctest bubble.
+	srv := &fasthttp.Server{Handler: s.handle, Name: "fake", CloseOnShutdown: true, IdleTimeout: s.opts.IdleTimeout, Logger: quiet{}, NoDefaultDate: s.opts.InMemory}
 	s.srvMu.Lock()
-	s.Addr, s.ln, s.srv = ln.Addr().String(), tl, srv
+	s.Addr, s.ln, s.srv = addr, tl, srv
 	s.srvMu.Unlock()
 	go srv.Serve(tl) //nolint:errcheck // returns when the listener closes.
 	return nil
@@ -100,11 +133,70 @@ func (s *Server) listen(addr string) error {
 // the kill fail; connections kept alive by clients are dead.
 func (s *Server) Restart() error {
 	s.srvMu.Lock()
-	old := s.ln
+	old, addr := s.ln, s.Addr
 	s.srvMu.Unlock()
-	addr := old.Addr().String()
 	old.kill()
 	return s.listen(addr)
+}
+
+// DialMemory connects to the in-memory server (Options.InMemory) whose
+// address is addr; it has the shape of upstream.Options.Dial. The
+// connection reports use after the server closed it as a TCP socket does
+// (a write fails with EPIPE, a read finds the end of the stream), and a
+// passed deadline as os.ErrDeadlineExceeded.
+func DialMemory(addr string, _ time.Duration) (net.Conn, error) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	v, ok := memServers.Load(addr)
+	if !ok {
+		return nil, refused
+	}
+	s := v.(*Server)
+	s.srvMu.Lock()
+	ln := s.ln
+	s.srvMu.Unlock()
+	c, err := ln.Listener.(*fasthttputil.InmemoryListener).Dial()
+	if err != nil {
+		return nil, refused
+	}
+	return tcpLike{c}, nil
+}
+
+// Settle ends the use of in-memory servers in a testing/synctest bubble,
+// after the clients have closed their idle connections: it closes the
+// servers (their test's cleanup closing them again is harmless), then
+// lets virtual time run until
+// fasthttp's cleaners (of the servers' workers and of the clients' idle
+// connections, which look for work every few seconds) have seen there is
+// none and exited, since a bubble must end with no goroutine left.
+func Settle(servers ...*Server) {
+	for _, s := range servers {
+		s.Close()
+	}
+	time.Sleep(10 * time.Minute)
+}
+
+// tcpLike is an in-memory connection whose errors are those of a TCP
+// socket.
+type tcpLike struct{ net.Conn }
+
+func (c tcpLike) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	return n, tcpError("read", err)
+}
+
+func (c tcpLike) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	return n, tcpError("write", err)
+}
+
+func tcpError(op string, err error) error {
+	switch {
+	case errors.Is(err, fasthttputil.ErrConnectionClosed):
+		return &net.OpError{Op: op, Net: "tcp", Err: os.NewSyscallError(op, syscall.EPIPE)}
+	case errors.Is(err, fasthttputil.ErrTimeout):
+		return &net.OpError{Op: op, Net: "tcp", Err: os.ErrDeadlineExceeded}
+	}
+	return err
 }
 
 // quiet drops fasthttp's log lines: the connection errors a fake causes
@@ -186,6 +278,9 @@ func (s *Server) Close() {
 	s.srvMu.Lock()
 	ln, srv := s.ln, s.srv
 	s.srvMu.Unlock()
+	if s.opts.InMemory {
+		memServers.Delete(s.Addr)
+	}
 	_ = ln.Close()
 	done := make(chan struct{})
 	go func() { _ = srv.Shutdown(); close(done) }()
