@@ -39,7 +39,7 @@ func (c *Client) BaseURL() string {
 const maxResponseSize = 64 << 20
 
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
-	u := c.base + apiPrefix + path
+	u := c.base + APIPrefix + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
@@ -85,7 +85,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 
 // CreateModel registers a model.
 func (c *Client) CreateModel(ctx context.Context, req CreateModelRequest) (*RegisteredModel, error) {
-	var out modelResponse
+	var out ModelResponse
 	if err := c.do(ctx, http.MethodPost, "registered-models/create", nil, req, &out); err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (c *Client) EnsureModel(ctx context.Context, req CreateModelRequest) (*Regi
 
 // GetModel returns a registered model.
 func (c *Client) GetModel(ctx context.Context, name string) (*RegisteredModel, error) {
-	var out modelResponse
+	var out ModelResponse
 	if err := c.do(ctx, http.MethodGet, "registered-models/get", url.Values{"name": {name}}, nil, &out); err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func searchQuery(req SearchRequest) url.Values {
 
 // SearchModels returns one page of models and the next page token.
 func (c *Client) SearchModels(ctx context.Context, req SearchRequest) ([]RegisteredModel, string, error) {
-	var out modelsPage
+	var out ModelsPage
 	if err := c.do(ctx, http.MethodGet, "registered-models/search", searchQuery(req), nil, &out); err != nil {
 		return nil, "", err
 	}
@@ -149,7 +149,7 @@ func (c *Client) SetModelTag(ctx context.Context, name, key, value string) error
 
 // CreateVersion registers a new version of a model.
 func (c *Client) CreateVersion(ctx context.Context, req CreateVersionRequest) (*ModelVersion, error) {
-	var out versionResponse
+	var out VersionResponse
 	if err := c.do(ctx, http.MethodPost, "model-versions/create", nil, req, &out); err != nil {
 		return nil, err
 	}
@@ -158,7 +158,7 @@ func (c *Client) CreateVersion(ctx context.Context, req CreateVersionRequest) (*
 
 // GetVersion returns a model version.
 func (c *Client) GetVersion(ctx context.Context, name, version string) (*ModelVersion, error) {
-	var out versionResponse
+	var out VersionResponse
 	if err := c.do(ctx, http.MethodGet, "model-versions/get", url.Values{"name": {name}, "version": {version}}, nil, &out); err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func (c *Client) GetVersion(ctx context.Context, name, version string) (*ModelVe
 
 // UpdateVersion changes a version's description and/or serving endpoint.
 func (c *Client) UpdateVersion(ctx context.Context, req UpdateVersionRequest) (*ModelVersion, error) {
-	var out versionResponse
+	var out VersionResponse
 	if err := c.do(ctx, http.MethodPatch, "model-versions/update", nil, req, &out); err != nil {
 		return nil, err
 	}
@@ -176,7 +176,7 @@ func (c *Client) UpdateVersion(ctx context.Context, req UpdateVersionRequest) (*
 
 // SearchVersions returns one page of model versions and the next page token.
 func (c *Client) SearchVersions(ctx context.Context, req SearchRequest) ([]ModelVersion, string, error) {
-	var out versionsPage
+	var out VersionsPage
 	if err := c.do(ctx, http.MethodGet, "model-versions/search", searchQuery(req), nil, &out); err != nil {
 		return nil, "", err
 	}
@@ -185,7 +185,7 @@ func (c *Client) SearchVersions(ctx context.Context, req SearchRequest) ([]Model
 
 // LatestVersions returns the highest version per stage (all stages when none given).
 func (c *Client) LatestVersions(ctx context.Context, name string, stages ...string) ([]ModelVersion, error) {
-	var out versionsList
+	var out VersionsList
 	q := url.Values{"name": {name}}
 	for _, st := range stages {
 		q.Add("stages", st)
@@ -216,7 +216,7 @@ func (c *Client) DeleteAlias(ctx context.Context, name, alias string) error {
 
 // VersionByAlias returns the version alias points at.
 func (c *Client) VersionByAlias(ctx context.Context, name, alias string) (*ModelVersion, error) {
-	var out versionResponse
+	var out VersionResponse
 	if err := c.do(ctx, http.MethodGet, "registered-models/alias", url.Values{"name": {name}, "alias": {alias}}, nil, &out); err != nil {
 		return nil, err
 	}
@@ -225,7 +225,7 @@ func (c *Client) VersionByAlias(ctx context.Context, name, alias string) (*Model
 
 // TransitionStage moves a version to stage.
 func (c *Client) TransitionStage(ctx context.Context, name, version, stage string, archiveExisting bool) (*ModelVersion, error) {
-	var out versionResponse
+	var out VersionResponse
 	body := map[string]any{"name": name, "version": version, "stage": stage, "archive_existing_versions": archiveExisting}
 	if err := c.do(ctx, http.MethodPost, "model-versions/transition-stage", nil, body, &out); err != nil {
 		return nil, err
@@ -236,7 +236,7 @@ func (c *Client) TransitionStage(ctx context.Context, name, version, stage strin
 // RecordRun stores a training run (Lariat's runs/record), replacing one of
 // the same id.
 func (c *Client) RecordRun(ctx context.Context, r RunRecord) (*Run, error) {
-	var out runResponse
+	var out RunResponse
 	if err := c.do(ctx, http.MethodPost, "runs/record", nil, r, &out); err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ func (c *Client) RecordRun(ctx context.Context, r RunRecord) (*Run, error) {
 
 // GetRun returns a run with MLflow's shape.
 func (c *Client) GetRun(ctx context.Context, runID string) (*Run, error) {
-	var out runResponse
+	var out RunResponse
 	if err := c.do(ctx, http.MethodGet, "runs/get", url.Values{"run_id": {runID}}, nil, &out); err != nil {
 		return nil, err
 	}

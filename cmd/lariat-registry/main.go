@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/internal/cli"
-	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/registry/server"
 )
 
 func main() {
@@ -90,7 +90,7 @@ func serve(args []string, stderr io.Writer) error {
 
 	start := time.Now()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	store, err := registry.OpenStore(openCtx, *storeSpec)
+	store, err := server.OpenStore(openCtx, *storeSpec)
 	cancel()
 	if err != nil {
 		return err
@@ -109,7 +109,7 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{
+	srv := server.NewServer(server.NewService(store), server.ServerOptions{
 		RequestTimeout: *requestTimeout,
 		Logf:           logger.Printf,
 	})

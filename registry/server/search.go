@@ -1,4 +1,4 @@
-package registry
+package server
 
 import (
 	"encoding/base64"
@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/lariat-gw/lariat/registry"
 )
 
 // Search limits, as MLflow sets them.
@@ -17,28 +19,6 @@ const (
 	defaultVersionResults = 10000
 	maxVersionResults     = 200000
 )
-
-// SearchRequest holds the parameters of registered-models/search and model-versions/search.
-//
-// Filter is MLflow's search syntax restricted to comparisons joined by AND, e.g.
-// "name = 'eta' AND tags.team LIKE 'ml-%'". Model searches accept name and
-// tags.<key>; version searches also accept version (or version_number), run_id,
-// source_path (or source), current_stage, status, training_job and serving_endpoint.
-// Operators: =, !=, LIKE, ILIKE, IN (...), NOT IN (...), and <, <=, >, >= on versions.
-//
-// Tags compare as in MLflow's server: a clause on a tag the model (or
-// version) does not have never matches, whatever the operator. The prompt
-// marker tag mlflow.prompt.is_prompt is the exception: unless the filter
-// asks for prompts (is_prompt = 'true' or != 'false'), its clauses are
-// dropped and models tagged is_prompt = 'true' are left out, so the
-// client's added "tag.`mlflow.prompt.is_prompt` != 'true'" matches every
-// model without the tag.
-type SearchRequest struct {
-	Filter     string   `json:"filter,omitempty"`
-	MaxResults int64    `json:"max_results,omitempty"`
-	OrderBy    []string `json:"order_by,omitempty"`
-	PageToken  string   `json:"page_token,omitempty"`
-}
 
 type searchKind int
 
@@ -167,7 +147,7 @@ func (l *filterLexer) next() (token, error) {
 			b.WriteByte(ch)
 			l.pos++
 		}
-		return token{}, errInvalid("Invalid filter %q: unterminated quote at position %d", l.s, start)
+		return token{}, registry.InvalidParameter("Invalid filter %q: unterminated quote at position %d", l.s, start)
 	case c == '=' || c == '!' || c == '<' || c == '>':
 		start := l.pos
 		l.pos++
@@ -181,7 +161,7 @@ func (l *filterLexer) next() (token, error) {
 		case "<>":
 			op = "!="
 		case "!":
-			return token{}, errInvalid("Invalid filter %q: unexpected '!' at position %d", l.s, start)
+			return token{}, registry.InvalidParameter("Invalid filter %q: unexpected '!' at position %d", l.s, start)
 		}
 		return token{kind: tokOp, text: op}, nil
 	case c == '-' || (c >= '0' && c <= '9'):
@@ -203,7 +183,7 @@ func (l *filterLexer) next() (token, error) {
 		}
 		return token{kind: tokIdent, text: l.s[start:l.pos]}, nil
 	}
-	return token{}, errInvalid("Invalid filter %q: unexpected character %q at position %d", l.s, c, l.pos)
+	return token{}, registry.InvalidParameter("Invalid filter %q: unexpected character %q at position %d", l.s, c, l.pos)
 }
 
 // parseFilter parses a search filter for the given kind of search.
@@ -227,7 +207,7 @@ func parseFilter(s string, kind searchKind) (searchFilter, error) {
 			return f.excludePrompts(kind), nil
 		}
 		if next.kind != tokIdent || next.quoted || !strings.EqualFold(next.text, "AND") {
-			return nil, errInvalid("Invalid filter %q: expected AND or end of filter, got %q", s, next.text)
+			return nil, registry.InvalidParameter("Invalid filter %q: expected AND or end of filter, got %q", s, next.text)
 		}
 		if tok, err = l.next(); err != nil {
 			return nil, err
@@ -260,7 +240,7 @@ func (f searchFilter) excludePrompts(kind searchKind) searchFilter {
 func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, token, error) {
 	var c filterClause
 	if tok.kind != tokIdent {
-		return c, tok, errInvalid("Invalid filter %q: expected an attribute, got %q", l.s, tok.text)
+		return c, tok, registry.InvalidParameter("Invalid filter %q: expected an attribute, got %q", l.s, tok.text)
 	}
 	next, err := l.next()
 	if err != nil {
@@ -277,16 +257,16 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 			c.metric = true
 		case kind == searchRuns && (prefix == "attributes" || prefix == "attribute" || prefix == "attr" || prefix == "run"):
 		case kind == searchRuns:
-			return c, tok, errInvalid("Invalid filter %q: unknown entity %q (want metrics, params, tags or attributes)", l.s, tok.text)
+			return c, tok, registry.InvalidParameter("Invalid filter %q: unknown entity %q (want metrics, params, tags or attributes)", l.s, tok.text)
 		default:
-			return c, tok, errInvalid("Invalid filter %q: unknown entity %q (only tags.<key> is supported)", l.s, tok.text)
+			return c, tok, registry.InvalidParameter("Invalid filter %q: unknown entity %q (only tags.<key> is supported)", l.s, tok.text)
 		}
 		keyTok, err := l.next()
 		if err != nil {
 			return c, tok, err
 		}
 		if keyTok.kind != tokIdent && keyTok.kind != tokString {
-			return c, tok, errInvalid("Invalid filter %q: expected a key after %q", l.s, tok.text+".")
+			return c, tok, registry.InvalidParameter("Invalid filter %q: expected a key after %q", l.s, tok.text+".")
 		}
 		c.key = keyTok.text
 		tok = keyTok // an attribute's name
@@ -300,7 +280,7 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 				return c, tok, err
 			}
 			if part.kind != tokIdent || part.quoted {
-				return c, tok, errInvalid("Invalid filter %q: expected a key part after %q", l.s, c.key+".")
+				return c, tok, registry.InvalidParameter("Invalid filter %q: expected a key part after %q", l.s, c.key+".")
 			}
 			c.key += "." + part.text
 			if next, err = l.next(); err != nil {
@@ -318,7 +298,7 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 		}
 		attr, ok := attrs[strings.ToLower(tok.text)]
 		if !ok {
-			return c, tok, errInvalid("Invalid filter %q: invalid attribute key %q", l.s, tok.text)
+			return c, tok, registry.InvalidParameter("Invalid filter %q: invalid attribute key %q", l.s, tok.text)
 		}
 		c.key = attr
 	}
@@ -337,13 +317,13 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 				return c, tok, err
 			}
 			if in.kind != tokIdent || !strings.EqualFold(in.text, "IN") {
-				return c, tok, errInvalid("Invalid filter %q: expected IN after NOT", l.s)
+				return c, tok, registry.InvalidParameter("Invalid filter %q: expected IN after NOT", l.s)
 			}
 			c.op = "NOT IN"
 		}
 	}
 	if c.op == "" {
-		return c, tok, errInvalid("Invalid filter %q: expected a comparison operator after %q, got %q", l.s, c.key, next.text)
+		return c, tok, registry.InvalidParameter("Invalid filter %q: expected a comparison operator after %q, got %q", l.s, c.key, next.text)
 	}
 
 	// Value or list of values.
@@ -353,7 +333,7 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 			return c, tok, err
 		}
 		if lp.kind != tokLParen {
-			return c, tok, errInvalid("Invalid filter %q: expected '(' after %s", l.s, c.op)
+			return c, tok, registry.InvalidParameter("Invalid filter %q: expected '(' after %s", l.s, c.op)
 		}
 		for {
 			v, err := l.next()
@@ -361,7 +341,7 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 				return c, tok, err
 			}
 			if v.kind != tokString && v.kind != tokNumber {
-				return c, tok, errInvalid("Invalid filter %q: expected a value in the %s list, got %q", l.s, c.op, v.text)
+				return c, tok, registry.InvalidParameter("Invalid filter %q: expected a value in the %s list, got %q", l.s, c.op, v.text)
 			}
 			c.values = append(c.values, v.text)
 			sep, err := l.next()
@@ -372,7 +352,7 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 				break
 			}
 			if sep.kind != tokComma {
-				return c, tok, errInvalid("Invalid filter %q: expected ',' or ')' in the %s list", l.s, c.op)
+				return c, tok, registry.InvalidParameter("Invalid filter %q: expected ',' or ')' in the %s list", l.s, c.op)
 			}
 		}
 	} else {
@@ -381,7 +361,7 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 			return c, tok, err
 		}
 		if v.kind != tokString && v.kind != tokNumber {
-			return c, tok, errInvalid("Invalid filter %q: expected a quoted value after %s, got %q", l.s, c.op, v.text)
+			return c, tok, registry.InvalidParameter("Invalid filter %q: expected a quoted value after %s, got %q", l.s, c.op, v.text)
 		}
 		c.values = []string{v.text}
 	}
@@ -396,12 +376,12 @@ func parseClause(l *filterLexer, tok token, kind searchKind) (filterClause, toke
 func (c *filterClause) compile(filter string) error {
 	if c.metric || !c.tag && !c.param && (c.key == "start_time" || c.key == "end_time") {
 		if c.op == "LIKE" || c.op == "ILIKE" || c.op == "IN" || c.op == "NOT IN" {
-			return errInvalid("Invalid filter %q: %s is not supported on %s, a number", filter, c.op, c.key)
+			return registry.InvalidParameter("Invalid filter %q: %s is not supported on %s, a number", filter, c.op, c.key)
 		}
 		for _, v := range c.values {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
-				return errInvalid("Invalid filter %q: %s must be compared with a number, got %q", filter, c.key, v)
+				return registry.InvalidParameter("Invalid filter %q: %s must be compared with a number, got %q", filter, c.key, v)
 			}
 			c.floats = append(c.floats, f)
 		}
@@ -409,12 +389,12 @@ func (c *filterClause) compile(filter string) error {
 	}
 	if c.key == "version" && !c.tag {
 		if c.op == "LIKE" || c.op == "ILIKE" {
-			return errInvalid("Invalid filter %q: %s is not supported on version", filter, c.op)
+			return registry.InvalidParameter("Invalid filter %q: %s is not supported on version", filter, c.op)
 		}
 		for _, v := range c.values {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				return errInvalid("Invalid filter %q: version must be an integer, got %q", filter, v)
+				return registry.InvalidParameter("Invalid filter %q: version must be an integer, got %q", filter, v)
 			}
 			c.nums = append(c.nums, n)
 		}
@@ -422,7 +402,7 @@ func (c *filterClause) compile(filter string) error {
 	}
 	switch c.op {
 	case "<", "<=", ">", ">=":
-		return errInvalid("Invalid filter %q: operator %s is only supported on version", filter, c.op)
+		return registry.InvalidParameter("Invalid filter %q: operator %s is only supported on version", filter, c.op)
 	case "LIKE", "ILIKE":
 		var b strings.Builder
 		b.WriteString("(?s)")
@@ -443,7 +423,7 @@ func (c *filterClause) compile(filter string) error {
 		b.WriteByte('$')
 		re, err := regexp.Compile(b.String())
 		if err != nil {
-			return errInvalid("Invalid filter %q: bad pattern %q", filter, c.values[0])
+			return registry.InvalidParameter("Invalid filter %q: bad pattern %q", filter, c.values[0])
 		}
 		c.re = re
 	}
@@ -504,7 +484,7 @@ func (c *filterClause) matchNumber(n int64) bool {
 
 // matchTag matches a tag clause; a missing tag matches nothing, as in MLflow's
 // SQL store, except for the prompt exclusion.
-func (c *filterClause) matchTag(tags []Tag) bool {
+func (c *filterClause) matchTag(tags []registry.Tag) bool {
 	v, ok := tagValue(tags, c.key)
 	if !ok {
 		return c.missingMatches
@@ -528,7 +508,7 @@ func (f searchFilter) matchModel(m *ModelRecord) bool {
 	return true
 }
 
-func (f searchFilter) matchVersion(v *ModelVersion) bool {
+func (f searchFilter) matchVersion(v *registry.ModelVersion) bool {
 	for i := range f {
 		c := &f[i]
 		var ok bool
@@ -548,7 +528,7 @@ func (f searchFilter) matchVersion(v *ModelVersion) bool {
 	return true
 }
 
-func versionAttr(v *ModelVersion, key string) string {
+func versionAttr(v *registry.ModelVersion, key string) string {
 	switch key {
 	case "name":
 		return v.Name
@@ -612,11 +592,11 @@ func parseOrderBy(clauses []string, kind searchKind) ([]orderKey, error) {
 	for _, clause := range clauses {
 		parts := strings.Fields(clause)
 		if len(parts) == 0 || len(parts) > 2 {
-			return nil, errInvalid("Invalid order_by clause %q", clause)
+			return nil, registry.InvalidParameter("Invalid order_by clause %q", clause)
 		}
 		field, ok := fields[strings.ToLower(parts[0])]
 		if !ok {
-			return nil, errInvalid("Invalid order_by clause %q: unknown key %q", clause, parts[0])
+			return nil, registry.InvalidParameter("Invalid order_by clause %q: unknown key %q", clause, parts[0])
 		}
 		desc := false
 		if len(parts) == 2 {
@@ -625,11 +605,11 @@ func parseOrderBy(clauses []string, kind searchKind) ([]orderKey, error) {
 			case "DESC":
 				desc = true
 			default:
-				return nil, errInvalid("Invalid order_by clause %q: expected ASC or DESC", clause)
+				return nil, registry.InvalidParameter("Invalid order_by clause %q: expected ASC or DESC", clause)
 			}
 		}
 		if seen[field] {
-			return nil, errInvalid("Invalid order_by: key %q given twice", parts[0])
+			return nil, registry.InvalidParameter("Invalid order_by: key %q given twice", parts[0])
 		}
 		seen[field] = true
 		keys = append(keys, orderKey{field: field, desc: desc})
@@ -681,8 +661,8 @@ func sortModels(ms []*ModelRecord, keys []orderKey) {
 	})
 }
 
-func sortVersions(vs []*ModelVersion, keys []orderKey) {
-	num := func(v *ModelVersion) int64 {
+func sortVersions(vs []*registry.ModelVersion, keys []orderKey) {
+	num := func(v *registry.ModelVersion) int64 {
 		n, _ := strconv.ParseInt(v.Version, 10, 64)
 		return n
 	}
@@ -725,27 +705,27 @@ func decodePageToken(s string) (int, error) {
 	}
 	data, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
-		return 0, errInvalid("Invalid page token, could not base64-decode")
+		return 0, registry.InvalidParameter("Invalid page token, could not base64-decode")
 	}
 	var t pageToken
 	if err := json.Unmarshal(data, &t); err != nil || t.Offset < 0 {
-		return 0, errInvalid("Invalid page token, could not decode offset")
+		return 0, registry.InvalidParameter("Invalid page token, could not decode offset")
 	}
 	return t.Offset, nil
 }
 
 // pageBounds checks max_results and the page token and returns the slice bounds of
 // the page within n results and the next page token.
-func pageBounds(req *SearchRequest, n int, kind searchKind) (start, end int, next string, err error) {
+func pageBounds(req *registry.SearchRequest, n int, kind searchKind) (start, end int, next string, err error) {
 	limit, maxLimit := int64(defaultModelResults), int64(maxModelResults)
 	if kind == searchVersions {
 		limit, maxLimit = defaultVersionResults, maxVersionResults
 	}
 	switch {
 	case req.MaxResults < 0:
-		return 0, 0, "", errInvalid("Invalid value %d for parameter 'max_results': it must be positive", req.MaxResults)
+		return 0, 0, "", registry.InvalidParameter("Invalid value %d for parameter 'max_results': it must be positive", req.MaxResults)
 	case req.MaxResults > maxLimit:
-		return 0, 0, "", errInvalid("Invalid value %d for parameter 'max_results': it must be at most %d", req.MaxResults, maxLimit)
+		return 0, 0, "", registry.InvalidParameter("Invalid value %d for parameter 'max_results': it must be at most %d", req.MaxResults, maxLimit)
 	case req.MaxResults > 0:
 		limit = req.MaxResults
 	}

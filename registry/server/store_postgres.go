@@ -1,4 +1,4 @@
-package registry
+package server
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lariat-gw/lariat/registry"
 )
 
 // PostgresStore is the Store on PostgreSQL. Update runs a READ COMMITTED transaction in
@@ -265,8 +266,8 @@ func (t *pgTx) ScanModels(fn func(*ModelRecord) error) error {
 const versionColumns = `name, version, creation_timestamp, last_updated_timestamp, user_id, current_stage, description,
 	source, run_id, run_link, status, status_message, tags, serving_endpoint, training_job, params, metrics, feature_views`
 
-func scanVersion(row pgx.Row) (*ModelVersion, error) {
-	var v ModelVersion
+func scanVersion(row pgx.Row) (*registry.ModelVersion, error) {
+	var v registry.ModelVersion
 	var n int64
 	err := row.Scan(&v.Name, &n, &v.CreationTimestamp, &v.LastUpdatedTimestamp, &v.UserID, &v.CurrentStage, &v.Description,
 		&v.Source, &v.RunID, &v.RunLink, &v.Status, &v.StatusMessage, &v.Tags, &v.ServingEndpoint, &v.TrainingJob,
@@ -290,7 +291,7 @@ func scanVersion(row pgx.Row) (*ModelVersion, error) {
 	return &v, nil
 }
 
-func (t *pgTx) Version(name string, version int64) (*ModelVersion, error) {
+func (t *pgTx) Version(name string, version int64) (*registry.ModelVersion, error) {
 	v, err := scanVersion(t.tx.QueryRow(t.ctx, `SELECT `+versionColumns+` FROM model_versions WHERE name = $1 AND version = $2`, name, version))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
@@ -301,7 +302,7 @@ func (t *pgTx) Version(name string, version int64) (*ModelVersion, error) {
 	return v, nil
 }
 
-func (t *pgTx) PutVersion(v *ModelVersion) error {
+func (t *pgTx) PutVersion(v *registry.ModelVersion) error {
 	n, err := parseVersion(v.Version)
 	if err != nil {
 		return fmt.Errorf("BUG: storing version %q of %q: %w", v.Version, v.Name, err)
@@ -343,7 +344,7 @@ func (t *pgTx) DeleteVersion(name string, version int64) error {
 	return nil
 }
 
-func (t *pgTx) ScanVersions(name string, fn func(*ModelVersion) error) error {
+func (t *pgTx) ScanVersions(name string, fn func(*registry.ModelVersion) error) error {
 	var rows pgx.Rows
 	var err error
 	if name != "" {
@@ -378,8 +379,8 @@ func nonNilSlice[T any](s []T) []T {
 	return s
 }
 
-func (t *pgTx) Run(id string) (*RunRecord, error) {
-	var r RunRecord
+func (t *pgTx) Run(id string) (*registry.RunRecord, error) {
+	var r registry.RunRecord
 	err := t.tx.QueryRow(t.ctx, `SELECT data FROM runs WHERE run_id = $1`, id).Scan(&r)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
@@ -390,7 +391,7 @@ func (t *pgTx) Run(id string) (*RunRecord, error) {
 	return &r, nil
 }
 
-func (t *pgTx) PutRun(r *RunRecord) error {
+func (t *pgTx) PutRun(r *registry.RunRecord) error {
 	_, err := t.tx.Exec(t.ctx, `INSERT INTO runs (run_id, data) VALUES ($1, $2)
 		ON CONFLICT (run_id) DO UPDATE SET data = EXCLUDED.data`, r.RunID, r)
 	if err != nil {
@@ -399,14 +400,14 @@ func (t *pgTx) PutRun(r *RunRecord) error {
 	return nil
 }
 
-func (t *pgTx) ScanRuns(fn func(*RunRecord) error) error {
+func (t *pgTx) ScanRuns(fn func(*registry.RunRecord) error) error {
 	rows, err := t.tx.Query(t.ctx, `SELECT data FROM runs ORDER BY run_id COLLATE "C"`)
 	if err != nil {
 		return fmt.Errorf("cannot list runs: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var r RunRecord
+		var r registry.RunRecord
 		if err := rows.Scan(&r); err != nil {
 			return fmt.Errorf("cannot read run row: %w", err)
 		}

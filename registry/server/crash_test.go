@@ -1,4 +1,4 @@
-package registry
+package server
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lariat-gw/lariat/registry"
 )
 
 // crashChildEnv makes TestBoltCrashChild act as the writer process of
@@ -33,7 +35,7 @@ func TestBoltCrashChild(t *testing.T) {
 	}
 	svc := NewService(store)
 	ctx := context.Background()
-	if _, err := svc.CreateModel(ctx, CreateModelRequest{Name: "crash"}); err != nil && ErrorCode(err) != CodeResourceAlreadyExists {
+	if _, err := svc.CreateModel(ctx, registry.CreateModelRequest{Name: "crash"}); err != nil && registry.ErrorCode(err) != registry.CodeResourceAlreadyExists {
 		fmt.Fprintf(os.Stderr, "child: %v\n", err)
 		os.Exit(2)
 	}
@@ -51,7 +53,7 @@ func TestBoltCrashChild(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 100000 && time.Now().Before(deadline); i++ {
-				v, err := svc.CreateVersion(ctx, CreateVersionRequest{
+				v, err := svc.CreateVersion(ctx, registry.CreateVersionRequest{
 					Name: "crash", Source: fmt.Sprintf("s3://crash/%d/%d/%d", pid, w, i),
 					Params: map[string]string{"payload": strings.Repeat("x", 512)},
 				})
@@ -163,7 +165,7 @@ func verifyAcked(t *testing.T, store Store, versions map[int]string, tags map[st
 	}
 	stored := map[int]string{}
 	err = store.View(ctx, func(tx Tx) error {
-		return tx.ScanVersions("crash", func(v *ModelVersion) error {
+		return tx.ScanVersions("crash", func(v *registry.ModelVersion) error {
 			n, _ := strconv.Atoi(v.Version)
 			stored[n] = v.Source
 			return nil

@@ -1,4 +1,4 @@
-package registry
+package server
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lariat-gw/lariat/registry"
 )
 
 // storeFactory makes a fresh storage location for one test and returns a function
@@ -31,7 +33,7 @@ func boltFactory(t *testing.T) func() Store {
 // testServer is a registry server on 127.0.0.1.
 type testServer struct {
 	URL    string
-	Client *Client
+	Client *registry.Client
 	srv    *Server
 	ln     net.Listener
 	done   chan error
@@ -50,7 +52,7 @@ func serveOn(t *testing.T, store Store, ln net.Listener) *testServer {
 	t.Helper()
 	srv := NewServer(NewService(store), ServerOptions{Logf: t.Logf})
 	ts := &testServer{URL: "http://" + ln.Addr().String(), srv: srv, ln: ln, done: make(chan error, 1)}
-	ts.Client = NewClient(ts.URL, nil)
+	ts.Client = registry.NewClient(ts.URL, nil)
 	go func() { ts.done <- srv.Serve(ln) }()
 	t.Cleanup(ts.Stop)
 	return ts
@@ -140,7 +142,7 @@ func expectOK(t *testing.T, r apiResult) map[string]any {
 // expectCode checks that err is an API error with code.
 func expectCode(t *testing.T, err error, code string) {
 	t.Helper()
-	var apiErr *Error
+	var apiErr *registry.Error
 	if !errors.As(err, &apiErr) || apiErr.Code != code {
 		t.Fatalf("want API error %s, got %v", code, err)
 	}

@@ -1,10 +1,12 @@
-package registry
+package server
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/lariat-gw/lariat/registry"
 )
 
 // Store errors returned by Tx methods. The Service turns them into API errors.
@@ -47,22 +49,22 @@ type Tx interface {
 	// ScanModels calls fn for every model. fn may not call other Tx methods.
 	ScanModels(fn func(m *ModelRecord) error) error
 	// Version returns a model version or ErrNotFound.
-	Version(name string, version int64) (*ModelVersion, error)
+	Version(name string, version int64) (*registry.ModelVersion, error)
 	// PutVersion inserts or overwrites a model version; v.Aliases is not stored.
-	PutVersion(v *ModelVersion) error
+	PutVersion(v *registry.ModelVersion) error
 	// DeleteVersion removes a model version.
 	DeleteVersion(name string, version int64) error
 	// ScanVersions calls fn for every version of the named model, or of all models
 	// when name is empty, in increasing version order per model. fn may not call
 	// other Tx methods.
-	ScanVersions(name string, fn func(v *ModelVersion) error) error
+	ScanVersions(name string, fn func(v *registry.ModelVersion) error) error
 	// Run returns a training run or ErrNotFound.
-	Run(id string) (*RunRecord, error)
+	Run(id string) (*registry.RunRecord, error)
 	// PutRun inserts or overwrites a training run.
-	PutRun(r *RunRecord) error
+	PutRun(r *registry.RunRecord) error
 	// ScanRuns calls fn for every run, in run id order. fn may not call other
 	// Tx methods.
-	ScanRuns(fn func(r *RunRecord) error) error
+	ScanRuns(fn func(r *registry.RunRecord) error) error
 }
 
 // OpenStore opens the store a spec names: "bolt:/path/registry.db" for the embedded

@@ -1,4 +1,4 @@
-package registry
+package server
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/lariat-gw/lariat/registry"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -160,7 +161,7 @@ func (t boltTx) RenameModel(oldName, newName string) error {
 		return fmt.Errorf("cannot create versions bucket for %q: %w", newName, err)
 	}
 	err = old.ForEach(func(k, data []byte) error {
-		var v ModelVersion
+		var v registry.ModelVersion
 		if err := json.Unmarshal(data, &v); err != nil {
 			return fmt.Errorf("cannot decode stored version of %q: %w", oldName, err)
 		}
@@ -202,7 +203,7 @@ func (t boltTx) ScanModels(fn func(*ModelRecord) error) error {
 	})
 }
 
-func (t boltTx) Version(name string, version int64) (*ModelVersion, error) {
+func (t boltTx) Version(name string, version int64) (*registry.ModelVersion, error) {
 	b := t.tx.Bucket(bucketVersions).Bucket([]byte(name))
 	if b == nil {
 		return nil, ErrNotFound
@@ -211,14 +212,14 @@ func (t boltTx) Version(name string, version int64) (*ModelVersion, error) {
 	if data == nil {
 		return nil, ErrNotFound
 	}
-	var v ModelVersion
+	var v registry.ModelVersion
 	if err := json.Unmarshal(data, &v); err != nil {
 		return nil, fmt.Errorf("cannot decode stored version %d of %q: %w", version, name, err)
 	}
 	return &v, nil
 }
 
-func (t boltTx) PutVersion(v *ModelVersion) error {
+func (t boltTx) PutVersion(v *registry.ModelVersion) error {
 	n, err := parseVersion(v.Version)
 	if err != nil {
 		return fmt.Errorf("BUG: storing version %q of %q: %w", v.Version, v.Name, err)
@@ -244,7 +245,7 @@ func (t boltTx) DeleteVersion(name string, version int64) error {
 	return b.Delete(versionKey(version))
 }
 
-func (t boltTx) ScanVersions(name string, fn func(*ModelVersion) error) error {
+func (t boltTx) ScanVersions(name string, fn func(*registry.ModelVersion) error) error {
 	versions := t.tx.Bucket(bucketVersions)
 	scan := func(model []byte) error {
 		b := versions.Bucket(model)
@@ -252,7 +253,7 @@ func (t boltTx) ScanVersions(name string, fn func(*ModelVersion) error) error {
 			return nil
 		}
 		return b.ForEach(func(_, data []byte) error {
-			var v ModelVersion
+			var v registry.ModelVersion
 			if err := json.Unmarshal(data, &v); err != nil {
 				return fmt.Errorf("cannot decode stored version of %q: %w", model, err)
 			}
@@ -265,19 +266,19 @@ func (t boltTx) ScanVersions(name string, fn func(*ModelVersion) error) error {
 	return versions.ForEachBucket(scan)
 }
 
-func (t boltTx) Run(id string) (*RunRecord, error) {
+func (t boltTx) Run(id string) (*registry.RunRecord, error) {
 	data := t.tx.Bucket(bucketRuns).Get([]byte(id))
 	if data == nil {
 		return nil, ErrNotFound
 	}
-	var r RunRecord
+	var r registry.RunRecord
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("cannot decode stored run %q: %w", id, err)
 	}
 	return &r, nil
 }
 
-func (t boltTx) PutRun(r *RunRecord) error {
+func (t boltTx) PutRun(r *registry.RunRecord) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("cannot encode run %q: %w", r.RunID, err)
@@ -285,9 +286,9 @@ func (t boltTx) PutRun(r *RunRecord) error {
 	return t.tx.Bucket(bucketRuns).Put([]byte(r.RunID), data)
 }
 
-func (t boltTx) ScanRuns(fn func(*RunRecord) error) error {
+func (t boltTx) ScanRuns(fn func(*registry.RunRecord) error) error {
 	return t.tx.Bucket(bucketRuns).ForEach(func(k, data []byte) error {
-		var r RunRecord
+		var r registry.RunRecord
 		if err := json.Unmarshal(data, &r); err != nil {
 			return fmt.Errorf("cannot decode stored run %q: %w", k, err)
 		}

@@ -1,14 +1,16 @@
-package registry
+package server
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/lariat-gw/lariat/registry"
 )
 
 func TestFilterMatchesVersions(t *testing.T) {
-	v := &ModelVersion{
-		Name: "eta", Version: "12", RunID: "r-1", Source: "s3://models/eta/12", CurrentStage: StageProduction,
-		Status: StatusReady, TrainingJob: "job-7", Tags: []Tag{{"team", "ML"}, {"note", "it's ok"}},
+	v := &registry.ModelVersion{
+		Name: "eta", Version: "12", RunID: "r-1", Source: "s3://models/eta/12", CurrentStage: registry.StageProduction,
+		Status: registry.StatusReady, TrainingJob: "job-7", Tags: []registry.Tag{{Key: "team", Value: "ML"}, {Key: "note", Value: "it's ok"}},
 	}
 	f := func(filter string, want bool) {
 		t.Helper()
@@ -57,9 +59,9 @@ func TestFilterMatchesVersions(t *testing.T) {
 // marker, whose clauses are replaced by "not tagged is_prompt = 'true'"
 // unless the filter asks for prompts.
 func TestFilterMissingTags(t *testing.T) {
-	plain := &ModelRecord{Name: "eta", Tags: []Tag{{"team", "ml"}}}
-	prompt := &ModelRecord{Name: "greeting", Tags: []Tag{{"mlflow.prompt.is_prompt", "true"}}}
-	notPrompt := &ModelRecord{Name: "fraud", Tags: []Tag{{"mlflow.prompt.is_prompt", "false"}}}
+	plain := &ModelRecord{Name: "eta", Tags: []registry.Tag{{Key: "team", Value: "ml"}}}
+	prompt := &ModelRecord{Name: "greeting", Tags: []registry.Tag{{Key: "mlflow.prompt.is_prompt", Value: "true"}}}
+	notPrompt := &ModelRecord{Name: "fraud", Tags: []registry.Tag{{Key: "mlflow.prompt.is_prompt", Value: "false"}}}
 	f := func(filter string, want ...string) {
 		t.Helper()
 		sf, err := parseFilter(filter, searchModels)
@@ -106,7 +108,7 @@ func TestFilterRejectsBadSyntax(t *testing.T) {
 		if err == nil {
 			t.Fatalf("parseFilter(%q) accepted it", filter)
 		}
-		if ErrorCode(err) != CodeInvalidParameterValue || !strings.Contains(err.Error(), wantInMessage) {
+		if registry.ErrorCode(err) != registry.CodeInvalidParameterValue || !strings.Contains(err.Error(), wantInMessage) {
 			t.Fatalf("parseFilter(%q) = %v, want INVALID_PARAMETER_VALUE mentioning %q", filter, err, wantInMessage)
 		}
 	}
@@ -135,7 +137,7 @@ func TestOrderByAndPageTokens(t *testing.T) {
 		t.Fatalf("keys = %+v", keys)
 	}
 	for _, bad := range [][]string{{"name sideways"}, {""}, {"name ASC", "name DESC"}, {"a b c"}} {
-		if _, err := parseOrderBy(bad, searchModels); ErrorCode(err) != CodeInvalidParameterValue {
+		if _, err := parseOrderBy(bad, searchModels); registry.ErrorCode(err) != registry.CodeInvalidParameterValue {
 			t.Fatalf("parseOrderBy(%q) = %v", bad, err)
 		}
 	}
@@ -145,27 +147,14 @@ func TestOrderByAndPageTokens(t *testing.T) {
 		t.Fatalf("decode(%q) = %d, %v", tok, n, err)
 	}
 	for _, bad := range []string{"!!", "WzFd", "eyJvZmZzZXQiOi0xfQ=="} {
-		if _, err := decodePageToken(bad); ErrorCode(err) != CodeInvalidParameterValue {
+		if _, err := decodePageToken(bad); registry.ErrorCode(err) != registry.CodeInvalidParameterValue {
 			t.Fatalf("decodePageToken(%q) = %v", bad, err)
 		}
 	}
 	// A page token past the end yields an empty page.
-	start, end, next, err := pageBounds(&SearchRequest{PageToken: encodePageToken(99)}, 5, searchModels)
+	start, end, next, err := pageBounds(&registry.SearchRequest{PageToken: encodePageToken(99)}, 5, searchModels)
 	if err != nil || start != 5 || end != 5 || next != "" {
 		t.Fatalf("past the end: %d %d %q %v", start, end, next, err)
-	}
-}
-
-func TestValidateAlias(t *testing.T) {
-	for _, ok := range []string{"champion", "Champion-2", "a_b", "v", "vx1", "v1a"} {
-		if err := validateAlias(ok); err != nil {
-			t.Fatalf("validateAlias(%q): %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", "latest", "LATEST", "v1", "V22", "a b", "a/b", "a@b", strings.Repeat("a", 256)} {
-		if err := validateAlias(bad); err == nil {
-			t.Fatalf("validateAlias(%q) accepted it", bad)
-		}
 	}
 }
 
@@ -177,13 +166,13 @@ func FuzzParseFilter(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	v := &ModelVersion{Name: "eta", Version: "3", Tags: []Tag{{"team", "ml"}}}
-	m := &ModelRecord{Name: "eta", Tags: []Tag{{"team", "ml"}}}
+	v := &registry.ModelVersion{Name: "eta", Version: "3", Tags: []registry.Tag{{Key: "team", Value: "ml"}}}
+	m := &ModelRecord{Name: "eta", Tags: []registry.Tag{{Key: "team", Value: "ml"}}}
 	f.Fuzz(func(t *testing.T, filter string) {
 		if sf, err := parseFilter(filter, searchVersions); err == nil {
 			sf.matchVersion(v)
 			sf.nameEquals()
-		} else if ErrorCode(err) != CodeInvalidParameterValue {
+		} else if registry.ErrorCode(err) != registry.CodeInvalidParameterValue {
 			t.Fatalf("parseFilter(%q) = %v, want an INVALID_PARAMETER_VALUE error", filter, err)
 		}
 		if sf, err := parseFilter(filter, searchModels); err == nil {

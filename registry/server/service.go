@@ -1,4 +1,4 @@
-package registry
+package server
 
 import (
 	"context"
@@ -6,40 +6,9 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/lariat-gw/lariat/registry"
 )
-
-// CreateModelRequest is the body of registered-models/create.
-type CreateModelRequest struct {
-	Name        string `json:"name"`
-	Tags        []Tag  `json:"tags,omitempty"`
-	Description string `json:"description,omitempty"`
-}
-
-// CreateVersionRequest is the body of model-versions/create, with the gateway's fields.
-type CreateVersionRequest struct {
-	Name        string `json:"name"`
-	Source      string `json:"source"`
-	RunID       string `json:"run_id,omitempty"`
-	Tags        []Tag  `json:"tags,omitempty"`
-	RunLink     string `json:"run_link,omitempty"`
-	Description string `json:"description,omitempty"`
-
-	ServingEndpoint string             `json:"serving_endpoint,omitempty"`
-	TrainingJob     string             `json:"training_job,omitempty"`
-	Params          map[string]string  `json:"params,omitempty"`
-	Metrics         map[string]float64 `json:"metrics,omitempty"`
-	FeatureViews    []string           `json:"feature_views,omitempty"`
-}
-
-// UpdateVersionRequest is the body of model-versions/update. Nil fields are left as
-// they are; ServingEndpoint is the gateway's extension (MLflow updates only the
-// description).
-type UpdateVersionRequest struct {
-	Name            string  `json:"name"`
-	Version         string  `json:"version"`
-	Description     *string `json:"description,omitempty"`
-	ServingEndpoint *string `json:"serving_endpoint,omitempty"`
-}
 
 // Service implements the registry's operations on a Store. Its methods return *Error
 // for anything the caller got wrong (missing or invalid parameters, unknown or
@@ -61,14 +30,14 @@ func (s *Service) Store() Store {
 }
 
 // storeErr turns the store sentinels into API errors.
-func storeErr(err error, notFound func() *Error) error {
+func storeErr(err error, notFound func() *registry.Error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrNotFound) && notFound != nil:
 		return notFound()
 	}
-	var apiErr *Error
+	var apiErr *registry.Error
 	if errors.As(err, &apiErr) {
 		return apiErr
 	}
@@ -76,8 +45,8 @@ func storeErr(err error, notFound func() *Error) error {
 }
 
 // modelNotFound is passed to storeErr for operations on the model name.
-func modelNotFound(name string) func() *Error {
-	return func() *Error { return errModelNotFound(name) }
+func modelNotFound(name string) func() *registry.Error {
+	return func() *registry.Error { return errModelNotFound(name) }
 }
 
 // lockModel reads (and in an Update, locks) the model, mapping ErrNotFound to the API error.
@@ -89,7 +58,7 @@ func lockModel(tx Tx, name string) (*ModelRecord, error) {
 	return m, err
 }
 
-func getVersion(tx Tx, name string, n int64) (*ModelVersion, error) {
+func getVersion(tx Tx, name string, n int64) (*registry.ModelVersion, error) {
 	v, err := tx.Version(name, n)
 	if errors.Is(err, ErrNotFound) {
 		return nil, errVersionNotFound(name, formatVersion(n))
@@ -109,8 +78,8 @@ func versionAliases(m *ModelRecord, version string) []string {
 }
 
 // modelView builds the API object from a record and the model's versions.
-func modelView(m *ModelRecord, versions []*ModelVersion) *RegisteredModel {
-	rm := &RegisteredModel{
+func modelView(m *ModelRecord, versions []*registry.ModelVersion) *registry.RegisteredModel {
+	rm := &registry.RegisteredModel{
 		Name:                 m.Name,
 		CreationTimestamp:    m.CreationTimestamp,
 		LastUpdatedTimestamp: m.LastUpdatedTimestamp,
@@ -127,10 +96,10 @@ func modelView(m *ModelRecord, versions []*ModelVersion) *RegisteredModel {
 }
 
 // latestPerStage returns, for each stage in stages, the highest version in it.
-func latestPerStage(versions []*ModelVersion, stages []string) []*ModelVersion {
-	var out []*ModelVersion
+func latestPerStage(versions []*registry.ModelVersion, stages []string) []*registry.ModelVersion {
+	var out []*registry.ModelVersion
 	for _, st := range stages {
-		var best *ModelVersion
+		var best *registry.ModelVersion
 		var bestN int64
 		for _, v := range versions {
 			if v.CurrentStage != st {
@@ -151,16 +120,16 @@ func latestPerStage(versions []*ModelVersion, stages []string) []*ModelVersion {
 	return out
 }
 
-func collectVersions(tx Tx, name string) ([]*ModelVersion, error) {
-	var vs []*ModelVersion
-	err := tx.ScanVersions(name, func(v *ModelVersion) error {
+func collectVersions(tx Tx, name string) ([]*registry.ModelVersion, error) {
+	var vs []*registry.ModelVersion
+	err := tx.ScanVersions(name, func(v *registry.ModelVersion) error {
 		vs = append(vs, v)
 		return nil
 	})
 	return vs, err
 }
 
-func readModel(tx Tx, m *ModelRecord) (*RegisteredModel, error) {
+func readModel(tx Tx, m *ModelRecord) (*registry.RegisteredModel, error) {
 	vs, err := collectVersions(tx, m.Name)
 	if err != nil {
 		return nil, err
@@ -169,8 +138,8 @@ func readModel(tx Tx, m *ModelRecord) (*RegisteredModel, error) {
 }
 
 // CreateModel registers a new model.
-func (s *Service) CreateModel(ctx context.Context, req CreateModelRequest) (*RegisteredModel, error) {
-	if err := validateModelName("name", req.Name); err != nil {
+func (s *Service) CreateModel(ctx context.Context, req registry.CreateModelRequest) (*registry.RegisteredModel, error) {
+	if err := registry.ValidateModelName("name", req.Name); err != nil {
 		return nil, err
 	}
 	tags, err := normalizeTags(req.Tags)
@@ -187,7 +156,7 @@ func (s *Service) CreateModel(ctx context.Context, req CreateModelRequest) (*Reg
 	}
 	err = s.store.Update(ctx, func(tx Tx) error { return tx.InsertModel(m) })
 	if errors.Is(err, ErrAlreadyExists) {
-		return nil, newError(CodeResourceAlreadyExists, "Registered Model (name=%s) already exists.", req.Name)
+		return nil, registry.NewError(registry.CodeResourceAlreadyExists, "Registered Model (name=%s) already exists.", req.Name)
 	}
 	if err != nil {
 		return nil, storeErr(err, nil)
@@ -196,11 +165,11 @@ func (s *Service) CreateModel(ctx context.Context, req CreateModelRequest) (*Reg
 }
 
 // GetModel returns a registered model with its latest version per stage.
-func (s *Service) GetModel(ctx context.Context, name string) (*RegisteredModel, error) {
+func (s *Service) GetModel(ctx context.Context, name string) (*registry.RegisteredModel, error) {
 	if name == "" {
-		return nil, errMissing("name")
+		return nil, registry.MissingParameter("name")
 	}
-	var out *RegisteredModel
+	var out *registry.RegisteredModel
 	err := s.store.View(ctx, func(tx Tx) error {
 		m, err := lockModel(tx, name)
 		if err != nil {
@@ -214,7 +183,7 @@ func (s *Service) GetModel(ctx context.Context, name string) (*RegisteredModel, 
 
 // SearchModels returns one page of the models matching req and the token of the next
 // page ("" on the last page).
-func (s *Service) SearchModels(ctx context.Context, req SearchRequest) ([]RegisteredModel, string, error) {
+func (s *Service) SearchModels(ctx context.Context, req registry.SearchRequest) ([]registry.RegisteredModel, string, error) {
 	filter, err := parseFilter(req.Filter, searchModels)
 	if err != nil {
 		return nil, "", err
@@ -223,7 +192,7 @@ func (s *Service) SearchModels(ctx context.Context, req SearchRequest) ([]Regist
 	if err != nil {
 		return nil, "", err
 	}
-	var out []RegisteredModel
+	var out []registry.RegisteredModel
 	var next string
 	err = s.store.View(ctx, func(tx Tx) error {
 		out = nil
@@ -243,7 +212,7 @@ func (s *Service) SearchModels(ctx context.Context, req SearchRequest) ([]Regist
 			return err
 		}
 		next = nextTok
-		out = make([]RegisteredModel, 0, end-start)
+		out = make([]registry.RegisteredModel, 0, end-start)
 		for _, m := range ms[start:end] {
 			rm, err := readModel(tx, m)
 			if err != nil {
@@ -260,14 +229,14 @@ func (s *Service) SearchModels(ctx context.Context, req SearchRequest) ([]Regist
 }
 
 // RenameModel renames a registered model; its versions and aliases follow.
-func (s *Service) RenameModel(ctx context.Context, name, newName string) (*RegisteredModel, error) {
+func (s *Service) RenameModel(ctx context.Context, name, newName string) (*registry.RegisteredModel, error) {
 	if name == "" {
-		return nil, errMissing("name")
+		return nil, registry.MissingParameter("name")
 	}
-	if err := validateModelName("new_name", newName); err != nil {
+	if err := registry.ValidateModelName("new_name", newName); err != nil {
 		return nil, err
 	}
-	var out *RegisteredModel
+	var out *registry.RegisteredModel
 	err := s.store.Update(ctx, func(tx Tx) error {
 		m, err := lockModel(tx, name)
 		if err != nil {
@@ -276,7 +245,7 @@ func (s *Service) RenameModel(ctx context.Context, name, newName string) (*Regis
 		if newName != name {
 			err = tx.RenameModel(name, newName)
 			if errors.Is(err, ErrAlreadyExists) {
-				return newError(CodeResourceAlreadyExists, "Registered Model (name=%s) already exists.", newName)
+				return registry.NewError(registry.CodeResourceAlreadyExists, "Registered Model (name=%s) already exists.", newName)
 			}
 			if err != nil {
 				return err
@@ -294,11 +263,11 @@ func (s *Service) RenameModel(ctx context.Context, name, newName string) (*Regis
 }
 
 // UpdateModel sets a registered model's description.
-func (s *Service) UpdateModel(ctx context.Context, name, description string) (*RegisteredModel, error) {
+func (s *Service) UpdateModel(ctx context.Context, name, description string) (*registry.RegisteredModel, error) {
 	if name == "" {
-		return nil, errMissing("name")
+		return nil, registry.MissingParameter("name")
 	}
-	var out *RegisteredModel
+	var out *registry.RegisteredModel
 	err := s.store.Update(ctx, func(tx Tx) error {
 		m, err := lockModel(tx, name)
 		if err != nil {
@@ -318,7 +287,7 @@ func (s *Service) UpdateModel(ctx context.Context, name, description string) (*R
 // DeleteModel deletes a registered model and all its versions.
 func (s *Service) DeleteModel(ctx context.Context, name string) error {
 	if name == "" {
-		return errMissing("name")
+		return registry.MissingParameter("name")
 	}
 	err := s.store.Update(ctx, func(tx Tx) error {
 		if _, err := lockModel(tx, name); err != nil {
@@ -330,22 +299,22 @@ func (s *Service) DeleteModel(ctx context.Context, name string) error {
 }
 
 // LatestVersions returns the highest version in each of stages (all stages when empty).
-func (s *Service) LatestVersions(ctx context.Context, name string, stages []string) ([]ModelVersion, error) {
+func (s *Service) LatestVersions(ctx context.Context, name string, stages []string) ([]registry.ModelVersion, error) {
 	if name == "" {
-		return nil, errMissing("name")
+		return nil, registry.MissingParameter("name")
 	}
 	want := allStages
 	if len(stages) > 0 {
 		want = nil
 		for _, st := range stages {
-			c, ok := canonicalStage(st)
+			c, ok := registry.CanonicalStage(st)
 			if !ok {
-				return nil, errInvalid("Invalid Model Version stage: %s. Value must be one of None, Staging, Production, Archived.", st)
+				return nil, registry.InvalidParameter("Invalid Model Version stage: %s. Value must be one of None, Staging, Production, Archived.", st)
 			}
 			want = append(want, c)
 		}
 	}
-	var out []ModelVersion
+	var out []registry.ModelVersion
 	err := s.store.View(ctx, func(tx Tx) error {
 		m, err := lockModel(tx, name)
 		if err != nil {
@@ -368,7 +337,7 @@ func (s *Service) LatestVersions(ctx context.Context, name string, stages []stri
 // SetModelTag sets a tag on a registered model.
 func (s *Service) SetModelTag(ctx context.Context, name, key, value string) error {
 	if name == "" {
-		return errMissing("name")
+		return registry.MissingParameter("name")
 	}
 	if err := validateTag(key, value); err != nil {
 		return err
@@ -387,10 +356,10 @@ func (s *Service) SetModelTag(ctx context.Context, name, key, value string) erro
 // DeleteModelTag removes a tag from a registered model; a missing tag is not an error.
 func (s *Service) DeleteModelTag(ctx context.Context, name, key string) error {
 	if name == "" {
-		return errMissing("name")
+		return registry.MissingParameter("name")
 	}
 	if key == "" {
-		return errMissing("key")
+		return registry.MissingParameter("key")
 	}
 	err := s.store.Update(ctx, func(tx Tx) error {
 		m, err := lockModel(tx, name)
@@ -405,12 +374,12 @@ func (s *Service) DeleteModelTag(ctx context.Context, name, key string) error {
 
 // CreateVersion registers a new version of a model, numbered one above the last
 // version the model ever had.
-func (s *Service) CreateVersion(ctx context.Context, req CreateVersionRequest) (*ModelVersion, error) {
+func (s *Service) CreateVersion(ctx context.Context, req registry.CreateVersionRequest) (*registry.ModelVersion, error) {
 	if req.Name == "" {
-		return nil, errMissing("name")
+		return nil, registry.MissingParameter("name")
 	}
 	if req.Source == "" {
-		return nil, errMissing("source")
+		return nil, registry.MissingParameter("source")
 	}
 	tags, err := normalizeTags(req.Tags)
 	if err != nil {
@@ -418,10 +387,10 @@ func (s *Service) CreateVersion(ctx context.Context, req CreateVersionRequest) (
 	}
 	for _, fv := range req.FeatureViews {
 		if fv == "" {
-			return nil, errInvalid("Invalid value for parameter 'feature_views': empty feature view name")
+			return nil, registry.InvalidParameter("Invalid value for parameter 'feature_views': empty feature view name")
 		}
 	}
-	var out *ModelVersion
+	var out *registry.ModelVersion
 	err = s.store.Update(ctx, func(tx Tx) error {
 		m, err := lockModel(tx, req.Name)
 		if err != nil {
@@ -430,16 +399,16 @@ func (s *Service) CreateVersion(ctx context.Context, req CreateVersionRequest) (
 		now := s.now()
 		m.LastVersion++
 		m.LastUpdatedTimestamp = now
-		v := &ModelVersion{
+		v := &registry.ModelVersion{
 			Name:                 req.Name,
 			Version:              formatVersion(m.LastVersion),
 			CreationTimestamp:    now,
 			LastUpdatedTimestamp: now,
-			CurrentStage:         StageNone,
+			CurrentStage:         registry.StageNone,
 			Description:          req.Description,
 			Source:               req.Source,
 			RunID:                req.RunID,
-			Status:               StatusReady,
+			Status:               registry.StatusReady,
 			Tags:                 tags,
 			RunLink:              req.RunLink,
 			ServingEndpoint:      req.ServingEndpoint,
@@ -467,15 +436,15 @@ func (s *Service) CreateVersion(ctx context.Context, req CreateVersionRequest) (
 // (s.store.View or s.store.Update), locks the model, reads the version, calls
 // fn on both when fn is set, and returns the version with its aliases.
 func (s *Service) withVersion(ctx context.Context, txn func(context.Context, func(Tx) error) error, name, version string,
-	fn func(tx Tx, m *ModelRecord, v *ModelVersion) error) (*ModelVersion, error) {
+	fn func(tx Tx, m *ModelRecord, v *registry.ModelVersion) error) (*registry.ModelVersion, error) {
 	if name == "" {
-		return nil, errMissing("name")
+		return nil, registry.MissingParameter("name")
 	}
 	n, err := parseVersion(version)
 	if err != nil {
 		return nil, err
 	}
-	var out *ModelVersion
+	var out *registry.ModelVersion
 	err = txn(ctx, func(tx Tx) error {
 		m, err := lockModel(tx, name)
 		if err != nil {
@@ -498,13 +467,13 @@ func (s *Service) withVersion(ctx context.Context, txn func(context.Context, fun
 }
 
 // GetVersion returns a model version.
-func (s *Service) GetVersion(ctx context.Context, name, version string) (*ModelVersion, error) {
+func (s *Service) GetVersion(ctx context.Context, name, version string) (*registry.ModelVersion, error) {
 	return s.withVersion(ctx, s.store.View, name, version, nil)
 }
 
 // updateVersion runs change on a locked model version and stores the result.
-func (s *Service) updateVersion(ctx context.Context, name, version string, change func(m *ModelRecord, v *ModelVersion) error) (*ModelVersion, error) {
-	return s.withVersion(ctx, s.store.Update, name, version, func(tx Tx, m *ModelRecord, v *ModelVersion) error {
+func (s *Service) updateVersion(ctx context.Context, name, version string, change func(m *ModelRecord, v *registry.ModelVersion) error) (*registry.ModelVersion, error) {
+	return s.withVersion(ctx, s.store.Update, name, version, func(tx Tx, m *ModelRecord, v *registry.ModelVersion) error {
 		if err := change(m, v); err != nil {
 			return err
 		}
@@ -513,8 +482,8 @@ func (s *Service) updateVersion(ctx context.Context, name, version string, chang
 }
 
 // UpdateVersion changes a version's description and, as an extension, its serving endpoint.
-func (s *Service) UpdateVersion(ctx context.Context, req UpdateVersionRequest) (*ModelVersion, error) {
-	return s.updateVersion(ctx, req.Name, req.Version, func(_ *ModelRecord, v *ModelVersion) error {
+func (s *Service) UpdateVersion(ctx context.Context, req registry.UpdateVersionRequest) (*registry.ModelVersion, error) {
+	return s.updateVersion(ctx, req.Name, req.Version, func(_ *ModelRecord, v *registry.ModelVersion) error {
 		if req.Description != nil {
 			v.Description = *req.Description
 		}
@@ -529,7 +498,7 @@ func (s *Service) UpdateVersion(ctx context.Context, req UpdateVersionRequest) (
 // DeleteVersion deletes a model version and the aliases pointing at it.
 func (s *Service) DeleteVersion(ctx context.Context, name, version string) error {
 	if name == "" {
-		return errMissing("name")
+		return registry.MissingParameter("name")
 	}
 	n, err := parseVersion(version)
 	if err != nil {
@@ -560,7 +529,7 @@ func (s *Service) DeleteVersion(ctx context.Context, name, version string) error
 }
 
 // SearchVersions returns one page of the versions matching req and the next page token.
-func (s *Service) SearchVersions(ctx context.Context, req SearchRequest) ([]ModelVersion, string, error) {
+func (s *Service) SearchVersions(ctx context.Context, req registry.SearchRequest) ([]registry.ModelVersion, string, error) {
 	filter, err := parseFilter(req.Filter, searchVersions)
 	if err != nil {
 		return nil, "", err
@@ -570,12 +539,12 @@ func (s *Service) SearchVersions(ctx context.Context, req SearchRequest) ([]Mode
 		return nil, "", err
 	}
 	name, _ := filter.nameEquals()
-	var out []ModelVersion
+	var out []registry.ModelVersion
 	var next string
 	err = s.store.View(ctx, func(tx Tx) error {
 		out = nil
-		var vs []*ModelVersion
-		err := tx.ScanVersions(name, func(v *ModelVersion) error {
+		var vs []*registry.ModelVersion
+		err := tx.ScanVersions(name, func(v *registry.ModelVersion) error {
 			if filter.matchVersion(v) {
 				vs = append(vs, v)
 			}
@@ -591,7 +560,7 @@ func (s *Service) SearchVersions(ctx context.Context, req SearchRequest) ([]Mode
 		}
 		next = nextTok
 		models := map[string]*ModelRecord{}
-		out = make([]ModelVersion, 0, end-start)
+		out = make([]registry.ModelVersion, 0, end-start)
 		for _, v := range vs[start:end] {
 			m, ok := models[v.Name]
 			if !ok {
@@ -613,22 +582,22 @@ func (s *Service) SearchVersions(ctx context.Context, req SearchRequest) ([]Mode
 
 // TransitionStage moves a version to stage. With archiveExisting, the other versions
 // in that stage (Staging or Production only) move to Archived.
-func (s *Service) TransitionStage(ctx context.Context, name, version, stage string, archiveExisting bool) (*ModelVersion, error) {
+func (s *Service) TransitionStage(ctx context.Context, name, version, stage string, archiveExisting bool) (*registry.ModelVersion, error) {
 	if stage == "" {
-		return nil, errMissing("stage")
+		return nil, registry.MissingParameter("stage")
 	}
-	st, ok := canonicalStage(stage)
+	st, ok := registry.CanonicalStage(stage)
 	if !ok {
-		return nil, errInvalid("Invalid Model Version stage: %s. Value must be one of None, Staging, Production, Archived.", stage)
+		return nil, registry.InvalidParameter("Invalid Model Version stage: %s. Value must be one of None, Staging, Production, Archived.", stage)
 	}
-	if archiveExisting && st != StageStaging && st != StageProduction {
-		return nil, errInvalid("Model version transition cannot archive existing model versions because '%s' is not an Active stage. Valid stages are Staging and Production.", st)
+	if archiveExisting && st != registry.StageStaging && st != registry.StageProduction {
+		return nil, registry.InvalidParameter("Model version transition cannot archive existing model versions because '%s' is not an Active stage. Valid stages are Staging and Production.", st)
 	}
-	return s.withVersion(ctx, s.store.Update, name, version, func(tx Tx, _ *ModelRecord, v *ModelVersion) error {
+	return s.withVersion(ctx, s.store.Update, name, version, func(tx Tx, _ *ModelRecord, v *registry.ModelVersion) error {
 		now := s.now()
 		if archiveExisting {
-			var others []*ModelVersion
-			err := tx.ScanVersions(name, func(o *ModelVersion) error {
+			var others []*registry.ModelVersion
+			err := tx.ScanVersions(name, func(o *registry.ModelVersion) error {
 				if o.Version != v.Version && o.CurrentStage == st {
 					others = append(others, o)
 				}
@@ -638,7 +607,7 @@ func (s *Service) TransitionStage(ctx context.Context, name, version, stage stri
 				return err
 			}
 			for _, o := range others {
-				o.CurrentStage = StageArchived
+				o.CurrentStage = registry.StageArchived
 				o.LastUpdatedTimestamp = now
 				if err := tx.PutVersion(o); err != nil {
 					return err
@@ -665,7 +634,7 @@ func (s *Service) SetVersionTag(ctx context.Context, name, version, key, value s
 	if err := validateTag(key, value); err != nil {
 		return err
 	}
-	_, err := s.updateVersion(ctx, name, version, func(_ *ModelRecord, v *ModelVersion) error {
+	_, err := s.updateVersion(ctx, name, version, func(_ *ModelRecord, v *registry.ModelVersion) error {
 		v.Tags = setTag(v.Tags, key, value)
 		return nil
 	})
@@ -675,9 +644,9 @@ func (s *Service) SetVersionTag(ctx context.Context, name, version, key, value s
 // DeleteVersionTag removes a tag from a model version; a missing tag is not an error.
 func (s *Service) DeleteVersionTag(ctx context.Context, name, version, key string) error {
 	if key == "" {
-		return errMissing("key")
+		return registry.MissingParameter("key")
 	}
-	_, err := s.updateVersion(ctx, name, version, func(_ *ModelRecord, v *ModelVersion) error {
+	_, err := s.updateVersion(ctx, name, version, func(_ *ModelRecord, v *registry.ModelVersion) error {
 		v.Tags = deleteTag(v.Tags, key)
 		return nil
 	})
@@ -687,9 +656,9 @@ func (s *Service) DeleteVersionTag(ctx context.Context, name, version, key strin
 // SetAlias points alias at a version of a model, moving it if it exists.
 func (s *Service) SetAlias(ctx context.Context, name, alias, version string) error {
 	if name == "" {
-		return errMissing("name")
+		return registry.MissingParameter("name")
 	}
-	if err := validateAlias(alias); err != nil {
+	if err := registry.ValidateAlias(alias); err != nil {
 		return err
 	}
 	n, err := parseVersion(version)
@@ -713,7 +682,7 @@ func (s *Service) SetAlias(ctx context.Context, name, alias, version string) err
 			}
 		}
 		if !found {
-			m.Aliases = append(m.Aliases, Alias{Alias: alias, Version: version})
+			m.Aliases = append(m.Aliases, registry.Alias{Alias: alias, Version: version})
 			sort.Slice(m.Aliases, func(i, j int) bool { return m.Aliases[i].Alias < m.Aliases[j].Alias })
 		}
 		return tx.PutModel(m)
@@ -724,10 +693,10 @@ func (s *Service) SetAlias(ctx context.Context, name, alias, version string) err
 // DeleteAlias removes an alias; a missing alias is not an error.
 func (s *Service) DeleteAlias(ctx context.Context, name, alias string) error {
 	if name == "" {
-		return errMissing("name")
+		return registry.MissingParameter("name")
 	}
 	if alias == "" {
-		return errMissing("alias")
+		return registry.MissingParameter("alias")
 	}
 	err := s.store.Update(ctx, func(tx Tx) error {
 		m, err := lockModel(tx, name)
@@ -749,14 +718,14 @@ func (s *Service) DeleteAlias(ctx context.Context, name, alias string) error {
 // VersionByAlias returns the version an alias points at. As in MLflow, an unknown
 // alias of an existing model is INVALID_PARAMETER_VALUE, an unknown model
 // RESOURCE_DOES_NOT_EXIST.
-func (s *Service) VersionByAlias(ctx context.Context, name, alias string) (*ModelVersion, error) {
+func (s *Service) VersionByAlias(ctx context.Context, name, alias string) (*registry.ModelVersion, error) {
 	if name == "" {
-		return nil, errMissing("name")
+		return nil, registry.MissingParameter("name")
 	}
 	if alias == "" {
-		return nil, errMissing("alias")
+		return nil, registry.MissingParameter("alias")
 	}
-	var out *ModelVersion
+	var out *registry.ModelVersion
 	err := s.store.View(ctx, func(tx Tx) error {
 		m, err := lockModel(tx, name)
 		if err != nil {
@@ -778,7 +747,7 @@ func (s *Service) VersionByAlias(ctx context.Context, name, alias string) (*Mode
 			out = v
 			return nil
 		}
-		return errInvalid("Registered model alias %s not found.", alias)
+		return registry.InvalidParameter("Registered model alias %s not found.", alias)
 	})
 	return out, storeErr(err, nil)
 }

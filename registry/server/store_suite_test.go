@@ -1,4 +1,4 @@
-package registry
+package server
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/lariat-gw/lariat/internal/pgtest"
+	"github.com/lariat-gw/lariat/registry"
 )
 
 // TestStores runs the same suite against every Store implementation.
@@ -78,9 +79,9 @@ func testErrorResponses(t *testing.T, open func() Store) {
 		expectError(t, ts.call(t, method, path, body), status, code)
 	}
 	const (
-		notFound = CodeResourceDoesNotExist
-		exists   = CodeResourceAlreadyExists
-		invalid  = CodeInvalidParameterValue
+		notFound = registry.CodeResourceDoesNotExist
+		exists   = registry.CodeResourceAlreadyExists
+		invalid  = registry.CodeInvalidParameterValue
 	)
 	// Unknown resources.
 	f("GET", "registered-models/get?name=nope", "", 404, notFound)
@@ -143,20 +144,20 @@ func testErrorResponses(t *testing.T, open func() Store) {
 	f("POST", "model-versions/create", `{"name":"eta","source":"x","metrics":{"auc":"high"}}`, 400, invalid)
 
 	// Routing.
-	f("GET", "no-such-thing", "", 404, CodeEndpointNotFound)
-	f("GET", "/api/2.0/other/registered-models/get?name=eta", "", 404, CodeEndpointNotFound)
-	f("GET", "registered-models/create", "", 405, CodeBadRequest)
-	f("POST", "registered-models/get", `{"name":"eta"}`, 405, CodeBadRequest)
+	f("GET", "no-such-thing", "", 404, registry.CodeEndpointNotFound)
+	f("GET", "/api/2.0/other/registered-models/get?name=eta", "", 404, registry.CodeEndpointNotFound)
+	f("GET", "registered-models/create", "", 405, registry.CodeBadRequest)
+	f("POST", "registered-models/get", `{"name":"eta"}`, 405, registry.CodeBadRequest)
 
 	// The client surfaces API errors as *Error.
 	ctx := context.Background()
 	_, err := ts.Client.GetModel(ctx, "nope")
-	expectCode(t, err, CodeResourceDoesNotExist)
-	if !IsNotFound(err) {
+	expectCode(t, err, registry.CodeResourceDoesNotExist)
+	if !registry.IsNotFound(err) {
 		t.Fatalf("IsNotFound(%v) = false", err)
 	}
-	_, err = ts.Client.CreateModel(ctx, CreateModelRequest{Name: "eta"})
-	expectCode(t, err, CodeResourceAlreadyExists)
+	_, err = ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"})
+	expectCode(t, err, registry.CodeResourceAlreadyExists)
 }
 
 func testModelLifecycle(t *testing.T, open func() Store) {
@@ -191,20 +192,20 @@ func testModelLifecycle(t *testing.T, open func() Store) {
 	}
 
 	ctx := context.Background()
-	cm := must[*RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	cm := must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
 	if cm.Description != "new" || len(cm.Tags) != 2 {
 		t.Fatalf("client get: %+v", cm)
 	}
 	if m := expectOK(t, ts.call(t, "DELETE", "registered-models/delete", `{"name":"eta"}`)); len(m) != 0 {
 		t.Fatalf("delete answered %v, want {}", m)
 	}
-	expectError(t, ts.call(t, "GET", "registered-models/get?name=eta", ""), 404, CodeResourceDoesNotExist)
+	expectError(t, ts.call(t, "GET", "registered-models/get?name=eta", ""), 404, registry.CodeResourceDoesNotExist)
 }
 
 func testVersions(t *testing.T, open func() Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: "eta"}))
+	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
 
 	raw := expectOK(t, ts.call(t, "POST", "model-versions/create", `{"name":"eta","source":"s3://models/eta/1","run_id":"r1",
 		"tags":[{"key":"framework","value":"xgboost"}],"description":"first",
@@ -227,7 +228,7 @@ func testVersions(t *testing.T, open func() Store) {
 
 	// Versions count up per model; a version sent as a JSON number is accepted.
 	for i := 2; i <= 3; i++ {
-		v := must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "eta", Source: fmt.Sprintf("s3://models/eta/%d", i)}))
+		v := must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: fmt.Sprintf("s3://models/eta/%d", i)}))
 		if v.Version != strconv.Itoa(i) {
 			t.Fatalf("version %d got number %q", i, v.Version)
 		}
@@ -236,17 +237,17 @@ func testVersions(t *testing.T, open func() Store) {
 	if !reflect.DeepEqual(got, mv) {
 		t.Fatalf("get = %v\nwant %v", got, mv)
 	}
-	v2 := must[*ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "2"))
+	v2 := must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "2"))
 	if v2.Source != "s3://models/eta/2" || v2.Params != nil {
 		t.Fatalf("version 2: %+v", v2)
 	}
 
 	desc, ep := "better", "http://127.0.0.1:9002/v2/models/eta/infer"
-	upd := must[*ModelVersion](t)(ts.Client.UpdateVersion(ctx, UpdateVersionRequest{Name: "eta", Version: "2", Description: &desc, ServingEndpoint: &ep}))
+	upd := must[*registry.ModelVersion](t)(ts.Client.UpdateVersion(ctx, registry.UpdateVersionRequest{Name: "eta", Version: "2", Description: &desc, ServingEndpoint: &ep}))
 	if upd.Description != desc || upd.ServingEndpoint != ep || upd.Source != "s3://models/eta/2" {
 		t.Fatalf("update: %+v", upd)
 	}
-	upd = must[*ModelVersion](t)(ts.Client.UpdateVersion(ctx, UpdateVersionRequest{Name: "eta", Version: "2"}))
+	upd = must[*registry.ModelVersion](t)(ts.Client.UpdateVersion(ctx, registry.UpdateVersionRequest{Name: "eta", Version: "2"}))
 	if upd.Description != desc || upd.ServingEndpoint != ep {
 		t.Fatalf("an empty update changed fields: %+v", upd)
 	}
@@ -259,14 +260,14 @@ func testVersions(t *testing.T, open func() Store) {
 
 	// Deleted numbers are never reused.
 	expectOK(t, ts.call(t, "DELETE", "model-versions/delete", `{"name":"eta","version":"3"}`))
-	expectError(t, ts.call(t, "GET", "model-versions/get?name=eta&version=3", ""), 404, CodeResourceDoesNotExist)
-	v4 := must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "eta", Source: "s3://models/eta/4"}))
+	expectError(t, ts.call(t, "GET", "model-versions/get?name=eta&version=3", ""), 404, registry.CodeResourceDoesNotExist)
+	v4 := must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://models/eta/4"}))
 	if v4.Version != "4" {
 		t.Fatalf("version after delete = %q, want 4", v4.Version)
 	}
 
 	// Model shows latest versions per stage.
-	m := must[*RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	m := must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
 	if len(m.LatestVersions) != 1 || m.LatestVersions[0].Version != "4" {
 		t.Fatalf("latest_versions = %+v", m.LatestVersions)
 	}
@@ -275,9 +276,9 @@ func testVersions(t *testing.T, open func() Store) {
 func testAliases(t *testing.T, open func() Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: "eta"}))
+	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
 	for i := 1; i <= 3; i++ {
-		must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "eta", Source: "s3://x", ServingEndpoint: fmt.Sprintf("http://127.0.0.1:900%d", i)}))
+		must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", ServingEndpoint: fmt.Sprintf("http://127.0.0.1:900%d", i)}))
 	}
 	if m := expectOK(t, ts.call(t, "POST", "registered-models/alias", `{"name":"eta","alias":"champion","version":"2"}`)); len(m) != 0 {
 		t.Fatalf("set alias answered %v", m)
@@ -287,8 +288,8 @@ func testAliases(t *testing.T, open func() Store) {
 	if mv["version"] != "2" || !reflect.DeepEqual(mv["aliases"], []any{"champion"}) || mv["serving_endpoint"] != "http://127.0.0.1:9002" {
 		t.Fatalf("by alias: %v", mv)
 	}
-	rm := must[*RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
-	want := []Alias{{"challenger", "3"}, {"champion", "2"}}
+	rm := must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	want := []registry.Alias{{Alias: "challenger", Version: "3"}, {Alias: "champion", Version: "2"}}
 	if !reflect.DeepEqual(rm.Aliases, want) {
 		t.Fatalf("model aliases = %v, want %v", rm.Aliases, want)
 	}
@@ -297,11 +298,11 @@ func testAliases(t *testing.T, open func() Store) {
 	if err := ts.Client.SetAlias(ctx, "eta", "champion", "3"); err != nil {
 		t.Fatal(err)
 	}
-	v := must[*ModelVersion](t)(ts.Client.VersionByAlias(ctx, "eta", "champion"))
+	v := must[*registry.ModelVersion](t)(ts.Client.VersionByAlias(ctx, "eta", "champion"))
 	if v.Version != "3" || !reflect.DeepEqual(v.Aliases, []string{"challenger", "champion"}) {
 		t.Fatalf("after move: %+v", v)
 	}
-	if v2 := must[*ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "2")); v2.Aliases != nil {
+	if v2 := must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "2")); v2.Aliases != nil {
 		t.Fatalf("version 2 keeps aliases %v", v2.Aliases)
 	}
 
@@ -309,15 +310,15 @@ func testAliases(t *testing.T, open func() Store) {
 	expectOK(t, ts.call(t, "DELETE", "registered-models/alias", `{"name":"eta","alias":"challenger"}`))
 	expectOK(t, ts.call(t, "DELETE", "registered-models/alias", `{"name":"eta","alias":"challenger"}`))
 	_, err := ts.Client.VersionByAlias(ctx, "eta", "challenger")
-	expectCode(t, err, CodeInvalidParameterValue)
+	expectCode(t, err, registry.CodeInvalidParameterValue)
 
 	// Deleting a version drops the aliases that pointed at it.
 	if err := ts.Client.SetAlias(ctx, "eta", "old", "1"); err != nil {
 		t.Fatal(err)
 	}
 	expectOK(t, ts.call(t, "DELETE", "model-versions/delete", `{"name":"eta","version":"1"}`))
-	rm = must[*RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
-	if !reflect.DeepEqual(rm.Aliases, []Alias{{"champion", "3"}}) {
+	rm = must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	if !reflect.DeepEqual(rm.Aliases, []registry.Alias{{Alias: "champion", Version: "3"}}) {
 		t.Fatalf("aliases after version delete = %v", rm.Aliases)
 	}
 }
@@ -325,22 +326,22 @@ func testAliases(t *testing.T, open func() Store) {
 func testTags(t *testing.T, open func() Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: "eta"}))
-	must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "eta", Source: "s3://x", Tags: []Tag{{"stage", "dev"}}}))
+	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
+	must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", Tags: []registry.Tag{{Key: "stage", Value: "dev"}}}))
 
 	if m := expectOK(t, ts.call(t, "POST", "registered-models/set-tag", `{"name":"eta","key":"owner","value":"ml"}`)); len(m) != 0 {
 		t.Fatalf("set-tag answered %v", m)
 	}
 	expectOK(t, ts.call(t, "POST", "registered-models/set-tag", `{"name":"eta","key":"owner","value":"ml-core"}`))
 	expectOK(t, ts.call(t, "POST", "registered-models/set-tag", `{"name":"eta","key":"empty","value":""}`))
-	rm := must[*RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
-	if !reflect.DeepEqual(rm.Tags, []Tag{{"empty", ""}, {"owner", "ml-core"}}) {
+	rm := must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	if !reflect.DeepEqual(rm.Tags, []registry.Tag{{Key: "empty", Value: ""}, {Key: "owner", Value: "ml-core"}}) {
 		t.Fatalf("model tags = %v", rm.Tags)
 	}
 	expectOK(t, ts.call(t, "DELETE", "registered-models/delete-tag", `{"name":"eta","key":"empty"}`))
 	expectOK(t, ts.call(t, "DELETE", "registered-models/delete-tag", `{"name":"eta","key":"never-set"}`))
-	rm = must[*RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
-	if !reflect.DeepEqual(rm.Tags, []Tag{{"owner", "ml-core"}}) {
+	rm = must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	if !reflect.DeepEqual(rm.Tags, []registry.Tag{{Key: "owner", Value: "ml-core"}}) {
 		t.Fatalf("model tags after delete = %v", rm.Tags)
 	}
 
@@ -348,11 +349,11 @@ func testTags(t *testing.T, open func() Store) {
 		t.Fatal(err)
 	}
 	expectOK(t, ts.call(t, "DELETE", "model-versions/delete-tag", `{"name":"eta","version":"1","key":"stage"}`))
-	v := must[*ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "1"))
-	if !reflect.DeepEqual(v.Tags, []Tag{{"quality", "good"}}) {
+	v := must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "1"))
+	if !reflect.DeepEqual(v.Tags, []registry.Tag{{Key: "quality", Value: "good"}}) {
 		t.Fatalf("version tags = %v", v.Tags)
 	}
-	if err := ts.Client.SetModelTag(ctx, "eta", string(make([]byte, maxTagKeyLen+1)), "v"); ErrorCode(err) != CodeInvalidParameterValue {
+	if err := ts.Client.SetModelTag(ctx, "eta", string(make([]byte, maxTagKeyLen+1)), "v"); registry.ErrorCode(err) != registry.CodeInvalidParameterValue {
 		t.Fatalf("overlong key: %v", err)
 	}
 }
@@ -360,25 +361,25 @@ func testTags(t *testing.T, open func() Store) {
 func testStages(t *testing.T, open func() Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: "eta"}))
+	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
 	for i := 0; i < 3; i++ {
-		must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "eta", Source: "s3://x"}))
+		must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x"}))
 	}
 	mv := expectOK(t, ts.call(t, "POST", "model-versions/transition-stage",
 		`{"name":"eta","version":"1","stage":"production","archive_existing_versions":false}`))["model_version"].(map[string]any)
 	if mv["current_stage"] != "Production" {
 		t.Fatalf("stage = %v", mv["current_stage"])
 	}
-	must[*ModelVersion](t)(ts.Client.TransitionStage(ctx, "eta", "2", "Staging", false))
-	v := must[*ModelVersion](t)(ts.Client.TransitionStage(ctx, "eta", "2", "Production", true))
-	if v.CurrentStage != StageProduction {
+	must[*registry.ModelVersion](t)(ts.Client.TransitionStage(ctx, "eta", "2", "Staging", false))
+	v := must[*registry.ModelVersion](t)(ts.Client.TransitionStage(ctx, "eta", "2", "Production", true))
+	if v.CurrentStage != registry.StageProduction {
 		t.Fatalf("v2 stage = %s", v.CurrentStage)
 	}
-	if v1 := must[*ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "1")); v1.CurrentStage != StageArchived {
+	if v1 := must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "1")); v1.CurrentStage != registry.StageArchived {
 		t.Fatalf("v1 stage = %s, want Archived", v1.CurrentStage)
 	}
 
-	latest := must[[]ModelVersion](t)(ts.Client.LatestVersions(ctx, "eta", "Production"))
+	latest := must[[]registry.ModelVersion](t)(ts.Client.LatestVersions(ctx, "eta", "Production"))
 	if len(latest) != 1 || latest[0].Version != "2" {
 		t.Fatalf("latest Production = %+v", latest)
 	}
@@ -405,18 +406,18 @@ func testSearchModels(t *testing.T, open func() Store) {
 		if i%2 == 1 {
 			team = "risk"
 		}
-		must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: name, Tags: []Tag{{"team", team}}}))
+		must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: name, Tags: []registry.Tag{{Key: "team", Value: team}}}))
 	}
-	must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "eta", Source: "s3://x"}))
+	must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x"}))
 
-	names := func(ms []RegisteredModel) []string {
+	names := func(ms []registry.RegisteredModel) []string {
 		var out []string
 		for _, m := range ms {
 			out = append(out, m.Name)
 		}
 		return out
 	}
-	f := func(req SearchRequest, want ...string) {
+	f := func(req registry.SearchRequest, want ...string) {
 		t.Helper()
 		ms, next, err := ts.Client.SearchModels(ctx, req)
 		if err != nil {
@@ -429,21 +430,21 @@ func testSearchModels(t *testing.T, open func() Store) {
 			t.Fatalf("search %+v = %v, want %v", req, got, want)
 		}
 	}
-	f(SearchRequest{}, "Eta-old", "churn", "eta", "eta-v2", "fraud")
-	f(SearchRequest{Filter: "name = 'eta'"}, "eta")
-	f(SearchRequest{Filter: "name LIKE 'eta%'"}, "eta", "eta-v2")
-	f(SearchRequest{Filter: "name ILIKE 'eta%'"}, "Eta-old", "eta", "eta-v2")
-	f(SearchRequest{Filter: "name ILIKE 'e_a%' AND tags.team = 'ml'"}, "Eta-old", "eta", "eta-v2")
-	f(SearchRequest{Filter: "tags.team = 'risk'"}, "churn", "fraud")
-	f(SearchRequest{Filter: "tags.`team` != 'ml'"}, "churn", "fraud")
-	f(SearchRequest{Filter: "tags.missing = 'x'"})
-	f(SearchRequest{Filter: "name != 'eta' and name IN ('eta', 'churn', 'x')"}, "churn")
-	f(SearchRequest{OrderBy: []string{"name DESC"}}, "fraud", "eta-v2", "eta", "churn", "Eta-old")
+	f(registry.SearchRequest{}, "Eta-old", "churn", "eta", "eta-v2", "fraud")
+	f(registry.SearchRequest{Filter: "name = 'eta'"}, "eta")
+	f(registry.SearchRequest{Filter: "name LIKE 'eta%'"}, "eta", "eta-v2")
+	f(registry.SearchRequest{Filter: "name ILIKE 'eta%'"}, "Eta-old", "eta", "eta-v2")
+	f(registry.SearchRequest{Filter: "name ILIKE 'e_a%' AND tags.team = 'ml'"}, "Eta-old", "eta", "eta-v2")
+	f(registry.SearchRequest{Filter: "tags.team = 'risk'"}, "churn", "fraud")
+	f(registry.SearchRequest{Filter: "tags.`team` != 'ml'"}, "churn", "fraud")
+	f(registry.SearchRequest{Filter: "tags.missing = 'x'"})
+	f(registry.SearchRequest{Filter: "name != 'eta' and name IN ('eta', 'churn', 'x')"}, "churn")
+	f(registry.SearchRequest{OrderBy: []string{"name DESC"}}, "fraud", "eta-v2", "eta", "churn", "Eta-old")
 
 	// The MLflow client's own request: it adds the prompt exclusion to
 	// every filter, which models without the tag match; prompts are left out.
-	must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: "greeting",
-		Tags: []Tag{{"mlflow.prompt.is_prompt", "true"}}}))
+	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "greeting",
+		Tags: []registry.Tag{{Key: "mlflow.prompt.is_prompt", Value: "true"}}}))
 	clientSearch := func(filter string, want ...string) {
 		t.Helper()
 		q := url.Values{"max_results": {"100"}, "filter": {filter}}
@@ -460,17 +461,17 @@ func testSearchModels(t *testing.T, open func() Store) {
 	clientSearch("tag.`mlflow.prompt.is_prompt` != 'true'", "Eta-old", "churn", "eta", "eta-v2", "fraud")
 	clientSearch("tags.team = 'risk' AND tag.`mlflow.prompt.is_prompt` != 'true'", "churn", "fraud")
 	clientSearch("tags.`mlflow.prompt.is_prompt` = 'true'", "greeting")
-	f(SearchRequest{}, "Eta-old", "churn", "eta", "eta-v2", "fraud")
+	f(registry.SearchRequest{}, "Eta-old", "churn", "eta", "eta-v2", "fraud")
 
 	// The model's latest versions come along in search results.
-	ms, _, err := ts.Client.SearchModels(ctx, SearchRequest{Filter: "name='eta'"})
+	ms, _, err := ts.Client.SearchModels(ctx, registry.SearchRequest{Filter: "name='eta'"})
 	if err != nil || len(ms) != 1 || len(ms[0].LatestVersions) != 1 {
 		t.Fatalf("search with versions: %+v, %v", ms, err)
 	}
 
 	// Paging visits every model once, in order.
 	var all []string
-	req := SearchRequest{MaxResults: 2}
+	req := registry.SearchRequest{MaxResults: 2}
 	for page := 0; ; page++ {
 		if page > 5 {
 			t.Fatal("paging does not end")
@@ -502,25 +503,25 @@ func testSearchVersions(t *testing.T, open func() Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
 	for _, name := range []string{"eta", "fraud"} {
-		must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: name}))
+		must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: name}))
 		for i := 1; i <= 4; i++ {
-			must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{
+			must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{
 				Name: name, Source: fmt.Sprintf("s3://models/%s/%d", name, i), RunID: fmt.Sprintf("run-%d", i%2),
-				TrainingJob: fmt.Sprintf("job-%s-%d", name, i), Tags: []Tag{{"parity", strconv.Itoa(i % 2)}},
+				TrainingJob: fmt.Sprintf("job-%s-%d", name, i), Tags: []registry.Tag{{Key: "parity", Value: strconv.Itoa(i % 2)}},
 			}))
 		}
 	}
 	if err := ts.Client.SetAlias(ctx, "eta", "champion", "2"); err != nil {
 		t.Fatal(err)
 	}
-	ids := func(vs []ModelVersion) []string {
+	ids := func(vs []registry.ModelVersion) []string {
 		var out []string
 		for _, v := range vs {
 			out = append(out, v.Name+"/"+v.Version)
 		}
 		return out
 	}
-	f := func(req SearchRequest, want ...string) {
+	f := func(req registry.SearchRequest, want ...string) {
 		t.Helper()
 		vs, _, err := ts.Client.SearchVersions(ctx, req)
 		if err != nil {
@@ -531,25 +532,25 @@ func testSearchVersions(t *testing.T, open func() Store) {
 		}
 	}
 	byVersion := []string{"name ASC", "version_number ASC"}
-	f(SearchRequest{Filter: "name='eta'", OrderBy: byVersion}, "eta/1", "eta/2", "eta/3", "eta/4")
-	f(SearchRequest{Filter: "name = 'eta' AND version_number >= 3", OrderBy: byVersion}, "eta/3", "eta/4")
-	f(SearchRequest{Filter: "version < 2", OrderBy: byVersion}, "eta/1", "fraud/1")
-	f(SearchRequest{Filter: "run_id = 'run-0'", OrderBy: byVersion}, "eta/2", "eta/4", "fraud/2", "fraud/4")
-	f(SearchRequest{Filter: "run_id IN ('run-1') AND name = 'fraud'", OrderBy: byVersion}, "fraud/1", "fraud/3")
-	f(SearchRequest{Filter: "source_path LIKE 's3://models/fraud/%' AND version != 1", OrderBy: byVersion}, "fraud/2", "fraud/3", "fraud/4")
-	f(SearchRequest{Filter: "tags.parity = '1' AND name = 'eta'", OrderBy: byVersion}, "eta/1", "eta/3")
-	f(SearchRequest{Filter: "training_job = 'job-eta-4'"}, "eta/4")
-	f(SearchRequest{Filter: "name = 'nope'"})
-	f(SearchRequest{Filter: "name = 'eta'", OrderBy: []string{"version_number DESC"}}, "eta/4", "eta/3", "eta/2", "eta/1")
+	f(registry.SearchRequest{Filter: "name='eta'", OrderBy: byVersion}, "eta/1", "eta/2", "eta/3", "eta/4")
+	f(registry.SearchRequest{Filter: "name = 'eta' AND version_number >= 3", OrderBy: byVersion}, "eta/3", "eta/4")
+	f(registry.SearchRequest{Filter: "version < 2", OrderBy: byVersion}, "eta/1", "fraud/1")
+	f(registry.SearchRequest{Filter: "run_id = 'run-0'", OrderBy: byVersion}, "eta/2", "eta/4", "fraud/2", "fraud/4")
+	f(registry.SearchRequest{Filter: "run_id IN ('run-1') AND name = 'fraud'", OrderBy: byVersion}, "fraud/1", "fraud/3")
+	f(registry.SearchRequest{Filter: "source_path LIKE 's3://models/fraud/%' AND version != 1", OrderBy: byVersion}, "fraud/2", "fraud/3", "fraud/4")
+	f(registry.SearchRequest{Filter: "tags.parity = '1' AND name = 'eta'", OrderBy: byVersion}, "eta/1", "eta/3")
+	f(registry.SearchRequest{Filter: "training_job = 'job-eta-4'"}, "eta/4")
+	f(registry.SearchRequest{Filter: "name = 'nope'"})
+	f(registry.SearchRequest{Filter: "name = 'eta'", OrderBy: []string{"version_number DESC"}}, "eta/4", "eta/3", "eta/2", "eta/1")
 
-	vs, _, err := ts.Client.SearchVersions(ctx, SearchRequest{Filter: "name='eta' AND version=2"})
+	vs, _, err := ts.Client.SearchVersions(ctx, registry.SearchRequest{Filter: "name='eta' AND version=2"})
 	if err != nil || len(vs) != 1 || !reflect.DeepEqual(vs[0].Aliases, []string{"champion"}) {
 		t.Fatalf("search shows aliases: %+v, %v", vs, err)
 	}
 
 	// Paging through all eight versions.
 	seen := map[string]bool{}
-	req := SearchRequest{MaxResults: 3, OrderBy: byVersion}
+	req := registry.SearchRequest{MaxResults: 3, OrderBy: byVersion}
 	for page := 0; ; page++ {
 		if page > 5 {
 			t.Fatal("paging does not end")
@@ -577,9 +578,9 @@ func testSearchVersions(t *testing.T, open func() Store) {
 func testRenameAndDelete(t *testing.T, open func() Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: "eta", Tags: []Tag{{"k", "v"}}}))
+	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta", Tags: []registry.Tag{{Key: "k", Value: "v"}}}))
 	for i := 0; i < 2; i++ {
-		must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "eta", Source: "s3://x"}))
+		must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x"}))
 	}
 	if err := ts.Client.SetAlias(ctx, "eta", "champion", "2"); err != nil {
 		t.Fatal(err)
@@ -588,34 +589,34 @@ func testRenameAndDelete(t *testing.T, open func() Store) {
 	if rm["name"] != "eta2" {
 		t.Fatalf("rename answered %v", rm)
 	}
-	expectError(t, ts.call(t, "GET", "registered-models/get?name=eta", ""), 404, CodeResourceDoesNotExist)
-	v := must[*ModelVersion](t)(ts.Client.VersionByAlias(ctx, "eta2", "champion"))
+	expectError(t, ts.call(t, "GET", "registered-models/get?name=eta", ""), 404, registry.CodeResourceDoesNotExist)
+	v := must[*registry.ModelVersion](t)(ts.Client.VersionByAlias(ctx, "eta2", "champion"))
 	if v.Name != "eta2" || v.Version != "2" {
 		t.Fatalf("version after rename: %+v", v)
 	}
 	// The version counter moves with the model.
-	v3 := must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "eta2", Source: "s3://x"}))
+	v3 := must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta2", Source: "s3://x"}))
 	if v3.Version != "3" {
 		t.Fatalf("version after rename = %s, want 3", v3.Version)
 	}
 	// A new model under the old name starts from 1.
-	must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: "eta"}))
-	if v := must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "eta", Source: "s3://y"})); v.Version != "1" {
+	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
+	if v := must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://y"})); v.Version != "1" {
 		t.Fatalf("fresh model's first version = %s", v.Version)
 	}
 
 	if err := ts.Client.DeleteModel(ctx, "eta2"); err != nil {
 		t.Fatal(err)
 	}
-	vs, _, err := ts.Client.SearchVersions(ctx, SearchRequest{Filter: "name = 'eta2'"})
+	vs, _, err := ts.Client.SearchVersions(ctx, registry.SearchRequest{Filter: "name = 'eta2'"})
 	if err != nil || len(vs) != 0 {
 		t.Fatalf("versions of a deleted model: %v, %v", vs, err)
 	}
 	_, err = ts.Client.GetVersion(ctx, "eta2", "1")
-	expectCode(t, err, CodeResourceDoesNotExist)
+	expectCode(t, err, registry.CodeResourceDoesNotExist)
 	// Re-creating the name starts over.
-	must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: "eta2"}))
-	if v := must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "eta2", Source: "s3://z"})); v.Version != "1" {
+	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta2"}))
+	if v := must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta2", Source: "s3://z"})); v.Version != "1" {
 		t.Fatalf("re-created model's first version = %s", v.Version)
 	}
 }
@@ -624,8 +625,8 @@ func testReopen(t *testing.T, open func() Store) {
 	ctx := context.Background()
 	s := open()
 	svc := NewService(s)
-	must[*RegisteredModel](t)(svc.CreateModel(ctx, CreateModelRequest{Name: "eta", Description: "d"}))
-	must[*ModelVersion](t)(svc.CreateVersion(ctx, CreateVersionRequest{Name: "eta", Source: "s3://x", Metrics: map[string]float64{"rmse": 1.5}}))
+	must[*registry.RegisteredModel](t)(svc.CreateModel(ctx, registry.CreateModelRequest{Name: "eta", Description: "d"}))
+	must[*registry.ModelVersion](t)(svc.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", Metrics: map[string]float64{"rmse": 1.5}}))
 	if err := svc.SetAlias(ctx, "eta", "champion", "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -636,11 +637,11 @@ func testReopen(t *testing.T, open func() Store) {
 	s = open()
 	defer s.Close()
 	svc = NewService(s)
-	v := must[*ModelVersion](t)(svc.VersionByAlias(ctx, "eta", "champion"))
+	v := must[*registry.ModelVersion](t)(svc.VersionByAlias(ctx, "eta", "champion"))
 	if v.Version != "1" || v.Metrics["rmse"] != 1.5 {
 		t.Fatalf("after reopen: %+v", v)
 	}
-	if v := must[*ModelVersion](t)(svc.CreateVersion(ctx, CreateVersionRequest{Name: "eta", Source: "s3://y"})); v.Version != "2" {
+	if v := must[*registry.ModelVersion](t)(svc.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://y"})); v.Version != "2" {
 		t.Fatalf("numbering after reopen: %s", v.Version)
 	}
 }
@@ -650,8 +651,8 @@ func testReopen(t *testing.T, open func() Store) {
 func testConcurrentWriters(t *testing.T, open func() Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*RegisteredModel](t)(ts.Client.CreateModel(ctx, CreateModelRequest{Name: "race"}))
-	must[*ModelVersion](t)(ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "race", Source: "s3://base"}))
+	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "race"}))
+	must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "race", Source: "s3://base"}))
 
 	const workers, perWorker = 8, 15
 	var wg sync.WaitGroup
@@ -663,7 +664,7 @@ func testConcurrentWriters(t *testing.T, open func() Store) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < perWorker; i++ {
-				v, err := ts.Client.CreateVersion(ctx, CreateVersionRequest{Name: "race", Source: fmt.Sprintf("s3://w%d/%d", w, i)})
+				v, err := ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "race", Source: fmt.Sprintf("s3://w%d/%d", w, i)})
 				if err != nil {
 					errs <- err
 					continue
@@ -688,13 +689,13 @@ func testConcurrentWriters(t *testing.T, open func() Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := ts.Client.CreateModel(ctx, CreateModelRequest{Name: "contested"})
+			_, err := ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "contested"})
 			cmu.Lock()
 			defer cmu.Unlock()
 			switch {
 			case err == nil:
 				created++
-			case ErrorCode(err) == CodeResourceAlreadyExists:
+			case registry.ErrorCode(err) == registry.CodeResourceAlreadyExists:
 				existed++
 			default:
 				errs <- err
@@ -716,15 +717,15 @@ func testConcurrentWriters(t *testing.T, open func() Store) {
 			t.Fatalf("versions not distinct and contiguous from 2: %v", versions)
 		}
 	}
-	vs, _, err := ts.Client.SearchVersions(ctx, SearchRequest{Filter: "name = 'race'"})
+	vs, _, err := ts.Client.SearchVersions(ctx, registry.SearchRequest{Filter: "name = 'race'"})
 	if err != nil || len(vs) != workers*perWorker+1 {
 		t.Fatalf("stored %d versions (%v), want %d", len(vs), err, workers*perWorker+1)
 	}
-	m := must[*RegisteredModel](t)(ts.Client.GetModel(ctx, "race"))
+	m := must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "race"))
 	if len(m.Tags) != workers*perWorker {
 		t.Fatalf("model has %d tags, want %d", len(m.Tags), workers*perWorker)
 	}
-	v1 := must[*ModelVersion](t)(ts.Client.GetVersion(ctx, "race", "1"))
+	v1 := must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "race", "1"))
 	if len(v1.Tags) != workers*perWorker {
 		t.Fatalf("version 1 has %d tags, want %d", len(v1.Tags), workers*perWorker)
 	}

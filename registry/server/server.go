@@ -1,4 +1,4 @@
-package registry
+package server
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/internal/promexpo"
+	"github.com/lariat-gw/lariat/registry"
 )
 
 // API path prefixes; the UI variant is served too.
@@ -152,18 +153,18 @@ func (s *Server) Handler(rc *fasthttp.RequestCtx) {
 		return
 	}
 	s.metrics.requests.Inc()
-	rest, ok := strings.CutPrefix(path, apiPrefix)
+	rest, ok := strings.CutPrefix(path, registry.APIPrefix)
 	if !ok {
 		rest, ok = strings.CutPrefix(path, ajaxAPIPrefix)
 	}
 	methods := s.routes[rest]
 	if !ok || methods == nil {
-		s.writeError(rc, &Error{Code: CodeEndpointNotFound, Message: fmt.Sprintf("No API endpoint %s %s", rc.Method(), path)})
+		s.writeError(rc, &registry.Error{Code: registry.CodeEndpointNotFound, Message: fmt.Sprintf("No API endpoint %s %s", rc.Method(), path)})
 		return
 	}
 	h := methods[string(rc.Method())]
 	if h == nil {
-		s.writeError(rc, &Error{Code: CodeBadRequest, Status: fasthttp.StatusMethodNotAllowed,
+		s.writeError(rc, &registry.Error{Code: registry.CodeBadRequest, Status: fasthttp.StatusMethodNotAllowed,
 			Message: fmt.Sprintf("Method %s is not allowed on %s", rc.Method(), path)})
 		return
 	}
@@ -189,13 +190,13 @@ func writeJSON(rc *fasthttp.RequestCtx, status int, v any) {
 }
 
 func (s *Server) writeError(rc *fasthttp.RequestCtx, err error) {
-	var apiErr *Error
+	var apiErr *registry.Error
 	if errors.As(err, &apiErr) {
 		s.metrics.clientErrors.Inc()
 	} else {
 		s.metrics.serverErrors.Inc()
 		s.opts.Logf("registry: %s %s: %v", rc.Method(), rc.Path(), err)
-		apiErr = &Error{Code: CodeInternalError, Message: err.Error()}
+		apiErr = &registry.Error{Code: registry.CodeInternalError, Message: err.Error()}
 	}
 	writeJSON(rc, apiErr.HTTPStatus(), apiErr)
 }
@@ -222,13 +223,13 @@ func decode(rc *fasthttp.RequestCtx, dst any) error {
 			case queryIntFields[key]:
 				n, err := strconv.ParseInt(val, 10, 64)
 				if err != nil && bad == nil {
-					bad = errInvalid("Invalid value %q for parameter '%s': expected an integer", val, key)
+					bad = registry.InvalidParameter("Invalid value %q for parameter '%s': expected an integer", val, key)
 				}
 				obj[key] = n
 			case queryBoolFields[key]:
 				b, err := strconv.ParseBool(val)
 				if err != nil && bad == nil {
-					bad = errInvalid("Invalid value %q for parameter '%s': expected true or false", val, key)
+					bad = registry.InvalidParameter("Invalid value %q for parameter '%s': expected true or false", val, key)
 				}
 				obj[key] = b
 			default:
@@ -253,7 +254,7 @@ func decode(rc *fasthttp.RequestCtx, dst any) error {
 
 func unmarshalRequest(data []byte, dst any) error {
 	if err := json.Unmarshal(data, dst); err != nil {
-		return errInvalid("Malformed request: %v", err)
+		return registry.InvalidParameter("Malformed request: %v", err)
 	}
 	return nil
 }
@@ -304,28 +305,6 @@ func (f *flexBool) UnmarshalJSON(data []byte) error {
 
 type empty struct{}
 
-type modelResponse struct {
-	RegisteredModel *RegisteredModel `json:"registered_model"`
-}
-
-type versionResponse struct {
-	ModelVersion *ModelVersion `json:"model_version"`
-}
-
-type modelsPage struct {
-	RegisteredModels []RegisteredModel `json:"registered_models"`
-	NextPageToken    string            `json:"next_page_token,omitempty"`
-}
-
-type versionsPage struct {
-	ModelVersions []ModelVersion `json:"model_versions"`
-	NextPageToken string         `json:"next_page_token,omitempty"`
-}
-
-type versionsList struct {
-	ModelVersions []ModelVersion `json:"model_versions"`
-}
-
 type downloadURIResponse struct {
 	ArtifactURI string `json:"artifact_uri"`
 }
@@ -353,7 +332,7 @@ type aliasArgs struct {
 }
 
 func handleCreateModel(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
-	var req CreateModelRequest
+	var req registry.CreateModelRequest
 	if err := decode(rc, &req); err != nil {
 		return nil, err
 	}
@@ -361,7 +340,7 @@ func handleCreateModel(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) 
 	if err != nil {
 		return nil, err
 	}
-	return modelResponse{m}, nil
+	return registry.ModelResponse{RegisteredModel: m}, nil
 }
 
 func handleGetModel(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
@@ -373,11 +352,11 @@ func handleGetModel(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (an
 	if err != nil {
 		return nil, err
 	}
-	return modelResponse{m}, nil
+	return registry.ModelResponse{RegisteredModel: m}, nil
 }
 
 func handleSearchModels(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
-	var req SearchRequest
+	var req registry.SearchRequest
 	if err := decode(rc, &req); err != nil {
 		return nil, err
 	}
@@ -385,7 +364,7 @@ func handleSearchModels(s *Server, ctx context.Context, rc *fasthttp.RequestCtx)
 	if err != nil {
 		return nil, err
 	}
-	return modelsPage{RegisteredModels: ms, NextPageToken: next}, nil
+	return registry.ModelsPage{RegisteredModels: ms, NextPageToken: next}, nil
 }
 
 func handleRenameModel(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
@@ -400,7 +379,7 @@ func handleRenameModel(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) 
 	if err != nil {
 		return nil, err
 	}
-	return modelResponse{m}, nil
+	return registry.ModelResponse{RegisteredModel: m}, nil
 }
 
 func handleUpdateModel(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
@@ -415,7 +394,7 @@ func handleUpdateModel(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) 
 	if err != nil {
 		return nil, err
 	}
-	return modelResponse{m}, nil
+	return registry.ModelResponse{RegisteredModel: m}, nil
 }
 
 func handleDeleteModel(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
@@ -438,7 +417,7 @@ func handleLatestVersions(s *Server, ctx context.Context, rc *fasthttp.RequestCt
 	if err != nil {
 		return nil, err
 	}
-	return versionsList{ModelVersions: vs}, nil
+	return registry.VersionsList{ModelVersions: vs}, nil
 }
 
 func handleSetModelTag(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
@@ -482,11 +461,11 @@ func handleGetAlias(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (an
 	if err != nil {
 		return nil, err
 	}
-	return versionResponse{v}, nil
+	return registry.VersionResponse{ModelVersion: v}, nil
 }
 
 func handleCreateVersion(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
-	var req CreateVersionRequest
+	var req registry.CreateVersionRequest
 	if err := decode(rc, &req); err != nil {
 		return nil, err
 	}
@@ -494,7 +473,7 @@ func handleCreateVersion(s *Server, ctx context.Context, rc *fasthttp.RequestCtx
 	if err != nil {
 		return nil, err
 	}
-	return versionResponse{v}, nil
+	return registry.VersionResponse{ModelVersion: v}, nil
 }
 
 func handleGetVersion(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
@@ -506,7 +485,7 @@ func handleGetVersion(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (
 	if err != nil {
 		return nil, err
 	}
-	return versionResponse{v}, nil
+	return registry.VersionResponse{ModelVersion: v}, nil
 }
 
 func handleUpdateVersion(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
@@ -519,14 +498,14 @@ func handleUpdateVersion(s *Server, ctx context.Context, rc *fasthttp.RequestCtx
 	if err := decode(rc, &req); err != nil {
 		return nil, err
 	}
-	v, err := s.svc.UpdateVersion(ctx, UpdateVersionRequest{
+	v, err := s.svc.UpdateVersion(ctx, registry.UpdateVersionRequest{
 		Name: string(req.Name), Version: string(req.Version),
 		Description: req.Description, ServingEndpoint: req.ServingEndpoint,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return versionResponse{v}, nil
+	return registry.VersionResponse{ModelVersion: v}, nil
 }
 
 func handleDeleteVersion(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
@@ -538,7 +517,7 @@ func handleDeleteVersion(s *Server, ctx context.Context, rc *fasthttp.RequestCtx
 }
 
 func handleSearchVersions(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
-	var req SearchRequest
+	var req registry.SearchRequest
 	if err := decode(rc, &req); err != nil {
 		return nil, err
 	}
@@ -546,7 +525,7 @@ func handleSearchVersions(s *Server, ctx context.Context, rc *fasthttp.RequestCt
 	if err != nil {
 		return nil, err
 	}
-	return versionsPage{ModelVersions: vs, NextPageToken: next}, nil
+	return registry.VersionsPage{ModelVersions: vs, NextPageToken: next}, nil
 }
 
 func handleTransitionStage(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
@@ -563,7 +542,7 @@ func handleTransitionStage(s *Server, ctx context.Context, rc *fasthttp.RequestC
 	if err != nil {
 		return nil, err
 	}
-	return versionResponse{v}, nil
+	return registry.VersionResponse{ModelVersion: v}, nil
 }
 
 func handleDownloadURI(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
@@ -594,17 +573,13 @@ func handleDeleteVersionTag(s *Server, ctx context.Context, rc *fasthttp.Request
 	return empty{}, s.svc.DeleteVersionTag(ctx, string(req.Name), string(req.Version), string(req.Key))
 }
 
-type runResponse struct {
-	Run *Run `json:"run"`
-}
-
 type runsPage struct {
-	Runs          []Run  `json:"runs"`
-	NextPageToken string `json:"next_page_token,omitempty"`
+	Runs          []registry.Run `json:"runs"`
+	NextPageToken string         `json:"next_page_token,omitempty"`
 }
 
 type experimentResponse struct {
-	Experiment *Experiment `json:"experiment"`
+	Experiment *registry.Experiment `json:"experiment"`
 }
 
 // runArgs are the run id parameters; older clients send run_uuid.
@@ -630,11 +605,11 @@ func handleGetRun(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any,
 	if err != nil {
 		return nil, err
 	}
-	return runResponse{r}, nil
+	return registry.RunResponse{Run: r}, nil
 }
 
 func handleSearchRuns(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
-	var req RunSearchRequest
+	var req registry.RunSearchRequest
 	if err := decode(rc, &req); err != nil {
 		return nil, err
 	}
@@ -648,7 +623,7 @@ func handleSearchRuns(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (
 // handleRecordRun is Lariat's write of a whole run (MLflow has none such):
 // lariat-train records each job as a run.
 func handleRecordRun(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
-	var req RunRecord
+	var req registry.RunRecord
 	if err := decode(rc, &req); err != nil {
 		return nil, err
 	}
@@ -656,7 +631,7 @@ func handleRecordRun(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (a
 	if err != nil {
 		return nil, err
 	}
-	return runResponse{r.toRun()}, nil
+	return registry.RunResponse{Run: toRun(r)}, nil
 }
 
 func handleMetricHistory(s *Server, ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
@@ -669,7 +644,7 @@ func handleMetricHistory(s *Server, ctx context.Context, rc *fasthttp.RequestCtx
 		return nil, err
 	}
 	return struct {
-		Metrics []Metric `json:"metrics"`
+		Metrics []registry.Metric `json:"metrics"`
 	}{ms}, nil
 }
 
