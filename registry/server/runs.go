@@ -1,18 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"slices"
 	"strings"
 
 	"github.com/lariat-gw/lariat/registry"
-)
-
-// Run search limits, as MLflow sets them.
-const (
-	defaultRunResults = 1000
-	maxRunResults     = 50000
 )
 
 func errRunNotFound(id string) *registry.Error {
@@ -164,45 +159,24 @@ func (s *Service) SearchRuns(ctx context.Context, req registry.RunSearchRequest)
 	default:
 		return nil, "", registry.InvalidParameter("Invalid run_view_type %q: want ACTIVE_ONLY, DELETED_ONLY or ALL", req.RunViewType)
 	}
-	limit := int64(defaultRunResults)
-	switch {
-	case req.MaxResults < 0:
-		return nil, "", registry.InvalidParameter("Invalid value %d for parameter 'max_results': it must be positive", req.MaxResults)
-	case req.MaxResults > maxRunResults:
-		return nil, "", registry.InvalidParameter("Invalid value %d for parameter 'max_results': it must be at most %d", req.MaxResults, maxRunResults)
-	case req.MaxResults > 0:
-		limit = req.MaxResults
-	}
-	start, err := decodePageToken(req.PageToken)
-	if err != nil {
-		return nil, "", err
-	}
-	var runs []*registry.RunRecord
-	if !strings.EqualFold(req.RunViewType, "DELETED_ONLY") { // runs are never deleted
-		err = s.store.View(ctx, func(tx Tx) error {
-			return tx.ScanRuns(func(r *registry.RunRecord) error {
-				if len(req.ExperimentIDs) > 0 && !slices.Contains(req.ExperimentIDs, registry.ExperimentID(r.Experiment)) {
-					return nil
-				}
-				if filter.matchRun(r) {
-					runs = append(runs, r)
-				}
-				return nil
-			})
-		})
-		if err != nil {
-			return nil, "", storeErr(err, nil)
+	scan := func(yield func(*registry.RunRecord) error) error {
+		if strings.EqualFold(req.RunViewType, "DELETED_ONLY") { // runs are never deleted
+			return nil
 		}
+		return s.store.View(ctx, func(tx Tx) error { return tx.ScanRuns(yield) })
 	}
-	sortRuns(runs, order)
-	start = min(start, len(runs))
-	end := min(start+int(limit), len(runs))
-	next := ""
-	if end < len(runs) {
-		next = encodePageToken(end)
+	match := func(r *registry.RunRecord) bool {
+		if len(req.ExperimentIDs) > 0 && !slices.Contains(req.ExperimentIDs, registry.ExperimentID(r.Experiment)) {
+			return false
+		}
+		return filter.matchRun(r)
 	}
-	out := make([]registry.Run, 0, end-start)
-	for _, r := range runs[start:end] {
+	page, next, err := searchPage(runLimits, req.MaxResults, req.PageToken, scan, match, compareRuns(order))
+	if err != nil {
+		return nil, "", storeErr(err, nil)
+	}
+	out := make([]registry.Run, 0, len(page))
+	for _, r := range page {
 		out = append(out, *toRun(r))
 	}
 	return out, next, nil
@@ -378,9 +352,10 @@ func parseRunOrderBy(clauses []string) ([]runOrderKey, error) {
 	return keys, nil
 }
 
-// sortRuns orders runs by keys; runs lacking a metric, param or tag come last.
-func sortRuns(runs []*registry.RunRecord, keys []runOrderKey) {
-	slices.SortStableFunc(runs, func(a, b *registry.RunRecord) int {
+// compareRuns returns the order of keys; runs lacking a metric, param or tag
+// come last.
+func compareRuns(keys []runOrderKey) func(a, b *registry.RunRecord) int {
+	return func(a, b *registry.RunRecord) int {
 		for _, k := range keys {
 			var c int
 			switch k.kind {
@@ -399,9 +374,9 @@ func sortRuns(runs []*registry.RunRecord, keys []runOrderKey) {
 			default:
 				switch k.key {
 				case "start_time":
-					c = cmpInt(a.StartTime, b.StartTime)
+					c = cmp.Compare(a.StartTime, b.StartTime)
 				case "end_time":
-					c = cmpInt(a.EndTime, b.EndTime)
+					c = cmp.Compare(a.EndTime, b.EndTime)
 				default:
 					c = strings.Compare(runAttr(a, k.key), runAttr(b, k.key))
 				}
@@ -414,12 +389,12 @@ func sortRuns(runs []*registry.RunRecord, keys []runOrderKey) {
 			}
 		}
 		return 0
-	})
+	}
 }
 
 // cmpPresent compares two optional values, missing ones last in either
 // direction.
-func cmpPresent(oka, okb bool, cmp func() int, desc bool) int {
+func cmpPresent(oka, okb bool, compare func() int, desc bool) int {
 	switch {
 	case !oka && !okb:
 		return 0
@@ -429,9 +404,9 @@ func cmpPresent(oka, okb bool, cmp func() int, desc bool) int {
 		return -1
 	}
 	if desc {
-		return -cmp()
+		return -compare()
 	}
-	return cmp()
+	return compare()
 }
 
 func cmpFloat(a, b float64) int {

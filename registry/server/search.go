@@ -1,23 +1,12 @@
 package server
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/lariat-gw/lariat/registry"
-)
-
-// Search limits, as MLflow sets them.
-const (
-	defaultModelResults   = 100
-	maxModelResults       = 1000
-	defaultVersionResults = 10000
-	maxVersionResults     = 200000
 )
 
 type searchKind int
@@ -559,11 +548,6 @@ func (f searchFilter) nameEquals() (string, bool) {
 	return "", false
 }
 
-type orderKey struct {
-	field string
-	desc  bool
-}
-
 var modelOrderFields = map[string]string{
 	"name":                   "name",
 	"timestamp":              "creation_timestamp",
@@ -628,119 +612,4 @@ func parseOrderBy(clauses []string, kind searchKind) ([]orderKey, error) {
 		}
 	}
 	return keys, nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func sortModels(ms []*ModelRecord, keys []orderKey) {
-	sort.SliceStable(ms, func(i, j int) bool {
-		a, b := ms[i], ms[j]
-		for _, k := range keys {
-			var c int
-			switch k.field {
-			case "name":
-				c = strings.Compare(a.Name, b.Name)
-			case "creation_timestamp":
-				c = cmpInt(a.CreationTimestamp, b.CreationTimestamp)
-			case "last_updated_timestamp":
-				c = cmpInt(a.LastUpdatedTimestamp, b.LastUpdatedTimestamp)
-			}
-			if c != 0 {
-				return (c < 0) != k.desc
-			}
-		}
-		return false
-	})
-}
-
-func sortVersions(vs []*registry.ModelVersion, keys []orderKey) {
-	num := func(v *registry.ModelVersion) int64 {
-		n, _ := strconv.ParseInt(v.Version, 10, 64)
-		return n
-	}
-	sort.SliceStable(vs, func(i, j int) bool {
-		a, b := vs[i], vs[j]
-		for _, k := range keys {
-			var c int
-			switch k.field {
-			case "name":
-				c = strings.Compare(a.Name, b.Name)
-			case "version":
-				c = cmpInt(num(a), num(b))
-			case "creation_timestamp":
-				c = cmpInt(a.CreationTimestamp, b.CreationTimestamp)
-			case "last_updated_timestamp":
-				c = cmpInt(a.LastUpdatedTimestamp, b.LastUpdatedTimestamp)
-			}
-			if c != 0 {
-				return (c < 0) != k.desc
-			}
-		}
-		return false
-	})
-}
-
-// pageToken is the decoded form of a page_token: base64 of {"offset": N}, as MLflow
-// encodes its tokens.
-type pageToken struct {
-	Offset int `json:"offset"`
-}
-
-func encodePageToken(offset int) string {
-	data, _ := json.Marshal(pageToken{Offset: offset})
-	return base64.StdEncoding.EncodeToString(data)
-}
-
-func decodePageToken(s string) (int, error) {
-	if s == "" {
-		return 0, nil
-	}
-	data, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return 0, registry.InvalidParameter("Invalid page token, could not base64-decode")
-	}
-	var t pageToken
-	if err := json.Unmarshal(data, &t); err != nil || t.Offset < 0 {
-		return 0, registry.InvalidParameter("Invalid page token, could not decode offset")
-	}
-	return t.Offset, nil
-}
-
-// pageBounds checks max_results and the page token and returns the slice bounds of
-// the page within n results and the next page token.
-func pageBounds(req *registry.SearchRequest, n int, kind searchKind) (start, end int, next string, err error) {
-	limit, maxLimit := int64(defaultModelResults), int64(maxModelResults)
-	if kind == searchVersions {
-		limit, maxLimit = defaultVersionResults, maxVersionResults
-	}
-	switch {
-	case req.MaxResults < 0:
-		return 0, 0, "", registry.InvalidParameter("Invalid value %d for parameter 'max_results': it must be positive", req.MaxResults)
-	case req.MaxResults > maxLimit:
-		return 0, 0, "", registry.InvalidParameter("Invalid value %d for parameter 'max_results': it must be at most %d", req.MaxResults, maxLimit)
-	case req.MaxResults > 0:
-		limit = req.MaxResults
-	}
-	start, err = decodePageToken(req.PageToken)
-	if err != nil {
-		return 0, 0, "", err
-	}
-	if start > n {
-		start = n
-	}
-	end = start + int(limit)
-	if end < n {
-		next = encodePageToken(end)
-	} else {
-		end = n
-	}
-	return start, end, next, nil
 }

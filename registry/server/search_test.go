@@ -152,7 +152,8 @@ func TestOrderByAndPageTokens(t *testing.T) {
 		}
 	}
 	// A page token past the end yields an empty page.
-	start, end, next, err := pageBounds(&registry.SearchRequest{PageToken: encodePageToken(99)}, 5, searchModels)
+	size, offset, err := modelLimits.parse(0, encodePageToken(99))
+	start, end, next := pageBounds(offset, size, 5)
 	if err != nil || start != 5 || end != 5 || next != "" {
 		t.Fatalf("past the end: %d %d %q %v", start, end, next, err)
 	}

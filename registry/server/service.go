@@ -195,25 +195,14 @@ func (s *Service) SearchModels(ctx context.Context, req registry.SearchRequest) 
 	var out []registry.RegisteredModel
 	var next string
 	err = s.store.View(ctx, func(tx Tx) error {
-		out = nil
-		var ms []*ModelRecord
-		err := tx.ScanModels(func(m *ModelRecord) error {
-			if filter.matchModel(m) {
-				ms = append(ms, m)
-			}
-			return nil
-		})
+		var page []*ModelRecord
+		page, next, err = searchPage(modelLimits, req.MaxResults, req.PageToken,
+			tx.ScanModels, filter.matchModel, compareBy(keys, compareModelField))
 		if err != nil {
 			return err
 		}
-		sortModels(ms, keys)
-		start, end, nextTok, err := pageBounds(&req, len(ms), searchModels)
-		if err != nil {
-			return err
-		}
-		next = nextTok
-		out = make([]registry.RegisteredModel, 0, end-start)
-		for _, m := range ms[start:end] {
+		out = make([]registry.RegisteredModel, 0, len(page))
+		for _, m := range page {
 			rm, err := readModel(tx, m)
 			if err != nil {
 				return err
@@ -542,26 +531,16 @@ func (s *Service) SearchVersions(ctx context.Context, req registry.SearchRequest
 	var out []registry.ModelVersion
 	var next string
 	err = s.store.View(ctx, func(tx Tx) error {
-		out = nil
-		var vs []*registry.ModelVersion
-		err := tx.ScanVersions(name, func(v *registry.ModelVersion) error {
-			if filter.matchVersion(v) {
-				vs = append(vs, v)
-			}
-			return nil
-		})
+		scan := func(yield func(*registry.ModelVersion) error) error { return tx.ScanVersions(name, yield) }
+		var page []*registry.ModelVersion
+		page, next, err = searchPage(versionLimits, req.MaxResults, req.PageToken,
+			scan, filter.matchVersion, compareBy(keys, compareVersionField))
 		if err != nil {
 			return err
 		}
-		sortVersions(vs, keys)
-		start, end, nextTok, err := pageBounds(&req, len(vs), searchVersions)
-		if err != nil {
-			return err
-		}
-		next = nextTok
 		models := map[string]*ModelRecord{}
-		out = make([]registry.ModelVersion, 0, end-start)
-		for _, v := range vs[start:end] {
+		out = make([]registry.ModelVersion, 0, len(page))
+		for _, v := range page {
 			m, ok := models[v.Name]
 			if !ok {
 				if m, err = tx.Model(v.Name); err != nil {
