@@ -1,16 +1,15 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/httpjson"
 )
 
 // Client calls a registry server's REST API. Its methods return *Error (check with
@@ -18,7 +17,7 @@ import (
 // and wrapped transport errors otherwise. It is safe for concurrent use.
 type Client struct {
 	base string
-	hc   *http.Client
+	api  *httpjson.Client
 }
 
 // NewClient returns a Client for the server at baseURL (e.g. "http://127.0.0.1:8070").
@@ -27,7 +26,8 @@ func NewClient(baseURL string, hc *http.Client) *Client {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), hc: hc}
+	base := strings.TrimRight(baseURL, "/")
+	return &Client{base: base, api: httpjson.New("registry", base+APIPrefix, hc, apiError)}
 }
 
 // BaseURL returns the server URL the client talks to.
@@ -35,52 +35,17 @@ func (c *Client) BaseURL() string {
 	return c.base
 }
 
-// maxResponseSize bounds what the client reads from one response.
-const maxResponseSize = 64 << 20
-
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
-	u := c.base + APIPrefix + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("cannot encode %s request: %w", path, err)
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return fmt.Errorf("cannot build %s request: %w", path, err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("registry %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))
-	if err != nil {
-		return fmt.Errorf("registry %s %s: cannot read response: %w", method, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		apiErr := &Error{Status: resp.StatusCode}
-		if json.Unmarshal(data, apiErr) != nil || apiErr.Code == "" {
-			return fmt.Errorf("registry %s %s: unexpected status %d: %.200s", method, path, resp.StatusCode, data)
-		}
-		return apiErr
-	}
-	if out == nil {
+// apiError decodes an error answer in MLflow's shape.
+func apiError(status int, body []byte) error {
+	e := &Error{Status: status}
+	if json.Unmarshal(body, e) != nil || e.Code == "" {
 		return nil
 	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("registry %s %s: cannot decode response: %w", method, path, err)
-	}
-	return nil
+	return e
+}
+
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	return c.api.DoJSON(ctx, method, httpjson.WithQuery(path, query), body, out)
 }
 
 // CreateModel registers a model.
