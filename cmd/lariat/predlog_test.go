@@ -22,6 +22,7 @@ import (
 	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/predlog"
+	"github.com/lariat-gw/lariat/predlog/sink"
 	"github.com/lariat-gw/lariat/registry"
 )
 
@@ -65,7 +66,8 @@ type logFixture struct {
 	bin, routes, views, seed, registry string
 }
 
-// sharedBin is one build of lariat for the prediction log tests.
+// sharedBin is one build of lariat and lariat-predlog for the prediction
+// log tests.
 var sharedBin struct {
 	once sync.Once
 	dir  string
@@ -88,7 +90,9 @@ func sharedLariat(t *testing.T) string {
 			return
 		}
 		sharedBin.path = filepath.Join(sharedBin.dir, "lariat")
-		out, err := exec.Command("go", "build", "-o", sharedBin.path, ".").CombinedOutput()
+		// The gateway starts the prediction log's sink process from its
+		// own folder.
+		out, err := exec.Command("go", "build", "-o", sharedBin.dir, ".", "../lariat-predlog").CombinedOutput()
 		if err != nil {
 			sharedBin.err = fmt.Errorf("go build: %w\n%s", err, out)
 		}
@@ -350,7 +354,7 @@ func TestPredictionLogSIGTERM(t *testing.T) {
 	seed := seedValues(t)
 	seen := make(map[string]bool, n)
 	arms := map[string]int{}
-	err := predlog.Read(dir, func(r *predlog.Record) error {
+	err := sink.Read(dir, func(r *predlog.Record) error {
 		a, ok := sent[r.RequestID]
 		if !ok || seen[r.RequestID] {
 			return fmt.Errorf("record %q: unknown or read twice", r.RequestID)
@@ -427,7 +431,7 @@ func TestPredictionLogKill9(t *testing.T) {
 	// interval (plus 300ms for a loaded machine) are all there.
 	seed := seedValues(t)
 	found := map[string]bool{}
-	err := predlog.Read(dir, func(r *predlog.Record) error {
+	err := sink.Read(dir, func(r *predlog.Record) error {
 		a, ok := sent[r.RequestID]
 		if !ok {
 			return fmt.Errorf("record %q of an unknown request", r.RequestID)
@@ -467,7 +471,7 @@ func TestPredictionLogKill9(t *testing.T) {
 	}
 	assertNoTempFiles(t, dir)
 	n := 0
-	if err := predlog.Read(dir, func(*predlog.Record) error { n++; return nil }); err != nil || n != len(found)+1 {
+	if err := sink.Read(dir, func(*predlog.Record) error { n++; return nil }); err != nil || n != len(found)+1 {
 		t.Fatalf("after restart: %d records (%v), want %d", n, err, len(found)+1)
 	}
 }

@@ -1,4 +1,4 @@
-package predlog
+package sink
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lariat-gw/lariat/predlog"
 	"github.com/parquet-go/parquet-go"
 )
 
@@ -43,15 +44,15 @@ func Files(path string) ([]string, error) {
 
 // ReadFile calls fn for each record of one Parquet file of the log. The
 // record is reused between calls.
-func ReadFile(path string, fn func(r *Record) error) error {
+func ReadFile(path string, fn func(r *predlog.Record) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("cannot read prediction log file: %w", err)
 	}
 	defer f.Close()
-	rd := parquet.NewGenericReader[Record](f)
+	rd := parquet.NewGenericReader[predlog.Record](f)
 	defer rd.Close()
-	buf := make([]Record, 64)
+	buf := make([]predlog.Record, 64)
 	for {
 		n, err := rd.Read(buf)
 		for i := 0; i < n; i++ {
@@ -69,7 +70,7 @@ func ReadFile(path string, fn func(r *Record) error) error {
 }
 
 // Read calls fn for each record of every complete file under path.
-func Read(path string, fn func(r *Record) error) error {
+func Read(path string, fn func(r *predlog.Record) error) error {
 	files, err := Files(path)
 	if err != nil {
 		return err

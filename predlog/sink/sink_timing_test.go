@@ -1,30 +1,32 @@
-package predlog
+package sink
 
 import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/lariat-gw/lariat/predlog"
 )
 
 // BenchmarkSinks measures the writer side of one record shaped like the
 // fan-out-2 route's (two tasks, one output): into a file:// sink, and
 // encoded as the JSON a kafka:// sink produces.
 func BenchmarkSinks(b *testing.B) {
-	rec := func(i int) *Record {
-		return &Record{RequestID: fmt.Sprintf("%032x", i), Time: time.Now(), Route: "fanout2", RouteVersion: "a1b2c3d4e5f6", Status: 200, LatencyMs: 0.4,
-			Tasks: []Task{
-				{Name: "m1", Kind: "http", Status: TaskOK, Code: 200, LatencyMs: 0.2},
-				{Name: "m2", Kind: "http", Status: TaskOK, Code: 200, LatencyMs: 0.2},
+	rec := func(i int) *predlog.Record {
+		return &predlog.Record{RequestID: fmt.Sprintf("%032x", i), Time: time.Now(), Route: "fanout2", RouteVersion: "a1b2c3d4e5f6", Status: 200, LatencyMs: 0.4,
+			Tasks: []predlog.Task{
+				{Name: "m1", Kind: "http", Status: predlog.TaskOK, Code: 200, LatencyMs: 0.2},
+				{Name: "m2", Kind: "http", Status: predlog.TaskOK, Code: 200, LatencyMs: 0.2},
 			},
-			Outputs: []Output{{Path: "response.body.m1.score", Value: "0.91"}},
+			Outputs: []predlog.Output{{Path: "response.body.m1.score", Value: "0.91"}},
 		}
 	}
 	b.Run("file", func(b *testing.B) {
-		s, err := NewFileSink("file://"+b.TempDir(), Options{})
+		s, err := NewFileSink("file://"+b.TempDir(), predlog.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		batch := make([]*Record, 256)
+		batch := make([]*predlog.Record, 256)
 		for i := range batch {
 			batch[i] = rec(i)
 		}

@@ -1,4 +1,4 @@
-package predlog
+package sink
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lariat-gw/lariat/predlog"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -28,7 +29,7 @@ import (
 //
 // While the brokers are unreachable the client buffers records up to
 // max_buffered; beyond that new records are dropped and counted
-// (lariat_prediction_log_dropped_total{reason="queue_full"}), and the log
+// (TakeDrops; lariat_prediction_log_dropped_total{reason="queue_full"}), and the log
 // reports the stall in /readyz once nothing has been delivered for three
 // flush intervals (at least 1s) with records waiting.
 //
@@ -49,14 +50,25 @@ type KafkaSink struct {
 	stall time.Duration
 	pool  sync.Pool
 
-	lastOK  atomic.Int64 // unix nanos of the last delivery
-	errMu   sync.Mutex
-	lastErr error
-	errAt   time.Time
-	connErr error // the last failed connection (dial, TLS or SASL), until one succeeds
+	lastOK atomic.Int64 // unix nanos of the last delivery
+	// full and failed count records dropped since TakeDrops: the
+	// producer's buffer was full, or their delivery failed.
+	full, failed atomic.Int64
+	errMu        sync.Mutex
+	lastErr      error
+	errAt        time.Time
+	connErr      error // the last failed connection (dial, TLS or SASL), until one succeeds
 }
 
-var _ kgo.HookBrokerConnect = (*KafkaSink)(nil)
+var (
+	_ kgo.HookBrokerConnect = (*KafkaSink)(nil)
+	_ predlog.DropCounter   = (*KafkaSink)(nil)
+)
+
+// TakeDrops implements predlog.DropCounter.
+func (s *KafkaSink) TakeDrops() (full, failed int) {
+	return int(s.full.Swap(0)), int(s.failed.Swap(0))
+}
 
 // OnBrokerConnect remembers why connecting to a broker failed, for Check.
 func (s *KafkaSink) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
@@ -86,7 +98,7 @@ type KafkaConfig struct {
 func ParseKafkaURL(rawURL string) (KafkaConfig, error) {
 	c := KafkaConfig{Compression: kgo.Lz4Compression(), Linger: 10 * time.Millisecond, MaxBuffered: 100_000, ClientID: "lariat"}
 	bad := func(format string, args ...any) (KafkaConfig, error) {
-		return c, fmt.Errorf("invalid prediction log URL %q: %s", redact(rawURL), fmt.Sprintf(format, args...))
+		return c, fmt.Errorf("invalid prediction log URL %q: %s", predlog.RedactURL(rawURL), fmt.Sprintf(format, args...))
 	}
 	rest, ok := strings.CutPrefix(rawURL, "kafka://")
 	if !ok {
@@ -168,8 +180,8 @@ func ParseKafkaURL(rawURL string) (KafkaConfig, error) {
 
 // NewKafkaSink starts a producer for a kafka:// URL. It does not wait for
 // the brokers: an unreachable cluster is reported by Check, not here.
-func NewKafkaSink(rawURL string, opts Options) (*KafkaSink, error) {
-	opts.defaults()
+func NewKafkaSink(rawURL string, opts predlog.Options) (*KafkaSink, error) {
+	opts.Defaults()
 	c, err := ParseKafkaURL(rawURL)
 	if err != nil {
 		return nil, err
@@ -222,14 +234,14 @@ func NewKafkaSink(rawURL string, opts Options) (*KafkaSink, error) {
 	s.cl = cl
 	s.lastOK.Store(time.Now().UnixNano())
 	s.pool.New = func() any {
-		return &kgo.Record{Headers: []kgo.RecordHeader{{Key: "lariat-schema", Value: []byte(SchemaVersion)}}}
+		return &kgo.Record{Headers: []kgo.RecordHeader{{Key: "lariat-schema", Value: []byte(predlog.SchemaVersion)}}}
 	}
 	return s, nil
 }
 
 // Write encodes and hands the records to the producer without blocking.
 // Records the producer cannot buffer are dropped and counted.
-func (s *KafkaSink) Write(recs []*Record) (int, error) {
+func (s *KafkaSink) Write(recs []*predlog.Record) (int, error) {
 	for _, r := range recs {
 		kr := s.pool.Get().(*kgo.Record)
 		kr.Key = append(kr.Key[:0], r.Route...)
@@ -246,9 +258,9 @@ func (s *KafkaSink) delivered(kr *kgo.Record, err error) {
 	case err == nil:
 		s.lastOK.Store(time.Now().UnixNano())
 	case errors.Is(err, kgo.ErrMaxBuffered):
-		droppedFull.Inc()
+		s.full.Add(1)
 	default:
-		droppedSink.Inc()
+		s.failed.Add(1)
 		s.errMu.Lock()
 		s.lastErr, s.errAt = err, time.Now()
 		s.errMu.Unlock()

@@ -1,4 +1,4 @@
-package predlog
+package sink
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lariat-gw/lariat/predlog"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/snappy"
 )
@@ -36,7 +37,7 @@ type FileSink struct {
 	lastErr error
 	// idle writers are reused for new files: their column buffers keep
 	// their capacity, so a file costs no regrowth.
-	idle []*parquet.GenericWriter[Record]
+	idle []*parquet.GenericWriter[predlog.Record]
 }
 
 type partKey struct {
@@ -47,9 +48,9 @@ type partKey struct {
 type openFile struct {
 	key        partKey
 	f          *os.File
-	w          *parquet.GenericWriter[Record]
+	w          *parquet.GenericWriter[predlog.Record]
 	tmp, final string
-	rows       []Record
+	rows       []predlog.Record
 	n          int
 	size       int64
 }
@@ -63,8 +64,8 @@ const (
 // needed, and removes the temporary files a crashed writer left behind:
 // those of a process of this host that no longer runs, and any not
 // modified for a minute and two flush intervals.
-func NewFileSink(rawURL string, opts Options) (*FileSink, error) {
-	opts.defaults()
+func NewFileSink(rawURL string, opts predlog.Options) (*FileSink, error) {
+	opts.Defaults()
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "file" || (u.Host != "" && u.Host != "localhost") || !strings.HasPrefix(u.Path, "/") {
 		return nil, fmt.Errorf("invalid prediction log URL %q: want file:///ABSOLUTE/DIR", rawURL)
@@ -139,7 +140,7 @@ func tempOwner(name, host string) (int, bool) {
 func (s *FileSink) Dir() string { return s.dir }
 
 // Write adds the records to the open file of their partition.
-func (s *FileSink) Write(recs []*Record) (int, error) {
+func (s *FileSink) Write(recs []*predlog.Record) (int, error) {
 	lost := 0
 	var firstErr error
 	for _, r := range recs {
@@ -160,7 +161,7 @@ func (s *FileSink) Write(recs []*Record) (int, error) {
 			s.touched = append(s.touched, of)
 		}
 		of.rows = append(of.rows, *r)
-		of.size += r.size()
+		of.size += recordSize(r)
 	}
 	for _, of := range s.touched {
 		_, err := of.w.Write(of.rows)
@@ -208,14 +209,14 @@ func (s *FileSink) open(key partKey) (*openFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot create prediction log file: %w", err)
 	}
-	var w *parquet.GenericWriter[Record]
+	var w *parquet.GenericWriter[predlog.Record]
 	if n := len(s.idle); n > 0 {
 		w, s.idle = s.idle[n-1], s.idle[:n-1]
 		w.Reset(f)
 	} else {
-		w = parquet.NewGenericWriter[Record](f,
+		w = parquet.NewGenericWriter[predlog.Record](f,
 			parquet.Compression(&snappy.Codec{}),
-			parquet.KeyValueMetadata("lariat.schema", SchemaVersion),
+			parquet.KeyValueMetadata("lariat.schema", predlog.SchemaVersion),
 		)
 	}
 	return &openFile{key: key, f: f, w: w, tmp: tmp, final: filepath.Join(dir, name)}, nil
@@ -282,8 +283,8 @@ func (s *FileSink) Close() (int, error) { return s.Flush() }
 // Check returns the last write error until a file is written again.
 func (s *FileSink) Check() error { return s.lastErr }
 
-// size estimates the bytes a record adds to a file, before compression.
-func (r *Record) size() int64 {
+// recordSize estimates the bytes a record adds to a file, before compression.
+func recordSize(r *predlog.Record) int64 {
 	n := 64 + len(r.RequestID) + len(r.Route) + len(r.RouteVersion) + len(r.Error) + len(r.Request)
 	for i := range r.Arms {
 		n += len(r.Arms[i].Gate) + len(r.Arms[i].Arm) + 8

@@ -1,4 +1,4 @@
-package predlog
+package sink
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lariat-gw/lariat/predlog"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -87,7 +88,7 @@ func TestKafkaURL(t *testing.T) {
 	bad("kafka://a:1/t?compression=brotli", "compression \"brotli\"")
 	bad("kafka://a:1/t?lingr=1ms", `unknown parameter "lingr"`)
 	bad("kafka://a:1/t?max_buffered=0", "max_buffered")
-	if _, err := Open("redis://x", Options{}); err == nil || !strings.Contains(err.Error(), "want file:///DIR or kafka://") {
+	if _, err := Open("redis://x", predlog.Options{}); err == nil || !strings.Contains(err.Error(), "want file:///DIR or kafka://") {
 		t.Fatalf("unsupported scheme: %v", err)
 	}
 }
@@ -97,12 +98,12 @@ func TestKafkaURL(t *testing.T) {
 // records in one partition in order.
 func TestKafkaSinkProduces(t *testing.T) {
 	c, _ := startKafka(t, "predictions")
-	l, err := Open("kafka://"+c.ListenAddrs()[0]+"/predictions?linger=1ms", Options{Logger: quietLogger()})
+	l, err := OpenLog("kafka://"+c.ListenAddrs()[0]+"/predictions?linger=1ms", predlog.Options{Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 5, 1, 13, 0, 0, 0, time.UTC)
-	want := map[string]*Record{}
+	want := map[string]*predlog.Record{}
 	for i := 0; i < 300; i++ {
 		r := sampleRecord(fmt.Sprintf("r-%03d", i), now.Add(time.Duration(i)*time.Millisecond))
 		r.Route = []string{"a", "b", "c"}[i%3]
@@ -118,7 +119,7 @@ func TestKafkaSinkProduces(t *testing.T) {
 	partOf := map[string]int32{}
 	last := map[string]string{}
 	for _, kr := range recs {
-		var got Record
+		var got predlog.Record
 		if err := json.Unmarshal(kr.Value, &got); err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +128,7 @@ func TestKafkaSinkProduces(t *testing.T) {
 		if w == nil || !reflect.DeepEqual(&got, w) {
 			t.Fatalf("record %s:\n got %+v\nwant %+v", got.RequestID, got, w)
 		}
-		if string(kr.Key) != got.Route || len(kr.Headers) != 1 || kr.Headers[0].Key != "lariat-schema" || string(kr.Headers[0].Value) != SchemaVersion {
+		if string(kr.Key) != got.Route || len(kr.Headers) != 1 || kr.Headers[0].Key != "lariat-schema" || string(kr.Headers[0].Value) != predlog.SchemaVersion {
 			t.Fatalf("record %s: key %q headers %+v", got.RequestID, kr.Key, kr.Headers)
 		}
 		if p, ok := partOf[got.Route]; ok && p != kr.Partition {
@@ -147,10 +148,12 @@ func TestKafkaSinkProduces(t *testing.T) {
 // log is healthy again.
 func TestKafkaBrokerDown(t *testing.T) {
 	c, down := startKafka(t, "predictions")
-	l, err := Open("kafka://"+c.ListenAddrs()[0]+"/predictions?linger=1ms&max_buffered=50", Options{Logger: quietLogger(), FlushInterval: 50 * time.Millisecond})
+	opts := predlog.Options{Logger: quietLogger(), FlushInterval: 50 * time.Millisecond}
+	ks, err := NewKafkaSink("kafka://"+c.ListenAddrs()[0]+"/predictions?linger=1ms&max_buffered=50", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	l := predlog.New(ks, "kafka", opts)
 	submit := func(from, n int) {
 		for i := from; i < from+n; i++ {
 			rec := l.Acquire()
@@ -160,7 +163,7 @@ func TestKafkaBrokerDown(t *testing.T) {
 	}
 	submit(0, 20)
 	waitFor(t, "first records delivered", func() bool {
-		return l.Status().OK && l.Status().Written >= 20 && l.sink.(*KafkaSink).cl.BufferedProduceRecords() == 0
+		return l.Status().OK && l.Status().Written >= 20 && ks.cl.BufferedProduceRecords() == 0
 	})
 
 	down.Store(true)
@@ -240,10 +243,10 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := "kafka://" + c.ListenAddrs()[0] + "/predictions?linger=1ms&sasl=scram-sha-256&tls_ca=" + ca
-	if _, err := Open(url, Options{Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "needs a user and password") {
+	if _, err := Open(url, predlog.Options{Logger: quietLogger()}); err == nil || !strings.Contains(err.Error(), "needs a user and password") {
 		t.Fatalf("sasl without credentials: %v", err)
 	}
-	l, err := Open(url, Options{Logger: quietLogger(), KafkaUser: "gw", KafkaPassword: "s3cret"})
+	l, err := OpenLog(url, predlog.Options{Logger: quietLogger(), KafkaUser: "gw", KafkaPassword: "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +279,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 	}
 
 	// A wrong password: nothing is delivered, the log says so.
-	l, err = Open(url, Options{Logger: quietLogger(), FlushInterval: 50 * time.Millisecond, KafkaUser: "gw", KafkaPassword: "wrong"})
+	l, err = OpenLog(url, predlog.Options{Logger: quietLogger(), FlushInterval: 50 * time.Millisecond, KafkaUser: "gw", KafkaPassword: "wrong"})
 	if err != nil {
 		t.Fatal(err)
 	}

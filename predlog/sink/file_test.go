@@ -1,4 +1,4 @@
-package predlog
+package sink
 
 import (
 	"fmt"
@@ -10,15 +10,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lariat-gw/lariat/predlog"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // readAll reads every record under dir, keyed by request id.
-func readAll(t *testing.T, dir string) map[string]Record {
+func readAll(t *testing.T, dir string) map[string]predlog.Record {
 	t.Helper()
-	got := map[string]Record{}
-	err := Read(dir, func(r *Record) error {
+	got := map[string]predlog.Record{}
+	err := Read(dir, func(r *predlog.Record) error {
 		if _, dup := got[r.RequestID]; dup {
 			return fmt.Errorf("record %s read twice", r.RequestID)
 		}
@@ -33,13 +35,13 @@ func readAll(t *testing.T, dir string) map[string]Record {
 
 func TestFileSinkPartitionsAndReadsBack(t *testing.T) {
 	dir := t.TempDir()
-	l, err := Open("file://"+dir, Options{Logger: quietLogger(), FlushInterval: time.Hour})
+	l, err := OpenLog("file://"+dir, predlog.Options{Logger: quietLogger(), FlushInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h1 := time.Date(2026, 5, 1, 13, 59, 59, 0, time.UTC)
 	h2 := h1.Add(2 * time.Second)
-	want := map[string]*Record{}
+	want := map[string]*predlog.Record{}
 	for i := 0; i < 300; i++ {
 		tm := h1
 		if i%2 == 1 {
