@@ -2,6 +2,7 @@ package predlog
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -254,7 +255,7 @@ func (p *processSink) call(cmd string, recs []*Record, timeout time.Duration) (S
 	_ = sp.stdin.SetWriteDeadline(time.Now().Add(timeout))
 	var err error
 	for _, r := range recs {
-		p.buf = append(r.AppendJSON(p.buf[:0]), '\n')
+		p.buf = appendLine(p.buf[:0], r)
 		if _, err = sp.w.Write(p.buf); err != nil {
 			break
 		}
@@ -279,6 +280,18 @@ func (p *processSink) call(cmd string, recs []*Record, timeout time.Duration) (S
 	p.full += a.Full
 	p.failed += a.Failed
 	return a, nil
+}
+
+// appendLine appends r as one line of JSON. Raw JSON values (a request
+// body, an upstream's output) may hold newlines: outside strings, where
+// JSON escapes them, they are whitespace, written as spaces.
+func appendLine(b []byte, r *Record) []byte {
+	start := len(b)
+	b = r.AppendJSON(b)
+	for i := bytes.IndexByte(b[start:], '\n'); i >= 0; i = bytes.IndexByte(b[start:], '\n') {
+		b[start+i] = ' '
+	}
+	return append(b, '\n')
 }
 
 // down stops the process after err and sets back its next start.

@@ -173,3 +173,28 @@ func TestProcessSinkRestarts(t *testing.T) {
 		t.Fatalf("records read back: %d %v", len(got), got)
 	}
 }
+
+// TestProcessSinkRawNewlines sends raw JSON values that hold newlines (a
+// pretty-printed request body and output): each record stays one line, and
+// the values are stored compact.
+func TestProcessSinkRawNewlines(t *testing.T) {
+	dir := t.TempDir()
+	l, err := predlog.Open("file://"+dir, predlog.Options{Logger: quiet(), SinkCommand: predlogtest.Command()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record("pretty", time.Now())
+	r.Request = "{\n  \"drivers\": [\n    1001\n  ],\r\n  \"note\": \"a\\nb c\"\n}"
+	r.Outputs = []predlog.Output{{Path: "response.body", Value: "{\n\t\"score\": 0.5\n}"}}
+	submit(l, r, record("next", time.Now()))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := readBack(t, dir)
+	if len(got) != 2 || got["next"].RequestID == "" {
+		t.Fatalf("records read back: %v", got)
+	}
+	if p := got["pretty"]; p.Request != `{"drivers":[1001],"note":"a\nb c"}` || p.Outputs[0].Value != `{"score":0.5}` {
+		t.Fatalf("raw values: request %s, output %s", p.Request, p.Outputs[0].Value)
+	}
+}

@@ -55,9 +55,7 @@ func Serve(s predlog.Sink, in io.Reader, out io.Writer) error {
 			if n == len(recs) {
 				recs = append(recs, new(predlog.Record))
 			}
-			r := recs[n]
-			*r = predlog.Record{}
-			if err := json.Unmarshal(line, r); err != nil {
+			if err := decodeRecord(line, recs[n]); err != nil {
 				badRecs++
 				if badErr == nil {
 					badErr = fmt.Errorf("cannot decode a prediction log record: %w", err)

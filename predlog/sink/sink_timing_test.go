@@ -1,7 +1,9 @@
 package sink
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -55,4 +57,39 @@ func BenchmarkSinks(b *testing.B) {
 			buf = r.AppendJSON(buf[:0])
 		}
 	})
+}
+
+// BenchmarkServe measures the sink process's side of one record: decoding
+// its JSON line and writing it into a file:// sink, with a write command
+// every 256 records and a flush every 64 writes.
+func BenchmarkServe(b *testing.B) {
+	r := &predlog.Record{RequestID: fmt.Sprintf("%032x", 1), Time: time.Now(), Route: "fanout2", RouteVersion: "a1b2c3d4e5f6", Status: 200, LatencyMs: 0.4,
+		Tasks: []predlog.Task{
+			{Name: "m1", Kind: "http", Status: predlog.TaskOK, Code: 200, LatencyMs: 0.2},
+			{Name: "m2", Kind: "http", Status: predlog.TaskOK, Code: 200, LatencyMs: 0.2},
+		},
+		Outputs: []predlog.Output{{Path: "response.body.m1.score", Value: "0.91"}},
+	}
+	line := append(r.AppendJSON(nil), '\n')
+	var in bytes.Buffer
+	writes := 0
+	for done := 0; done < b.N; done += 256 {
+		for i := 0; i < min(256, b.N-done); i++ {
+			in.Write(line)
+		}
+		in.WriteString(predlog.CmdWrite + "\n")
+		if writes++; writes%64 == 0 {
+			in.WriteString(predlog.CmdFlush + "\n")
+		}
+	}
+	in.WriteString(predlog.CmdClose + "\n")
+	s, err := NewFileSink("file://"+b.TempDir(), predlog.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := Serve(s, &in, io.Discard); err != nil {
+		b.Fatal(err)
+	}
 }
