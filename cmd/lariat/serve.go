@@ -212,6 +212,11 @@ func serveCmd(args []string) int {
 // runServers serves g until SIGTERM or SIGINT, then shuts down gracefully.
 // started, if set, is called once both listeners are open.
 func runServers(g *gateway.Gateway, sf *serverFlags, log *slog.Logger, started func(traffic, admin net.Addr)) int {
+	// Signals are caught before anything is served: a SIGTERM right after
+	// the first answer shuts down gracefully.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
 	ln, err := net.Listen("tcp", sf.listen)
 	if err != nil {
 		log.Error("cannot listen", "addr", sf.listen, "error", err)
@@ -237,9 +242,6 @@ func runServers(g *gateway.Gateway, sf *serverFlags, log *slog.Logger, started f
 			log.Error("route files will reload only on SIGHUP or POST /-/reload", "error", err)
 		}
 	}()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sig)
 	code := 0
 wait:
 	for {

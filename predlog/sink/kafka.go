@@ -27,8 +27,10 @@ import (
 // name so a route's records keep their order in one partition. Each record
 // carries the header lariat-schema: SchemaVersion.
 //
-// While the brokers are unreachable the client buffers records up to
-// max_buffered; beyond that new records are dropped and counted
+// A batch larger than max_buffered waits for room while the brokers take
+// records (burstWait). While the brokers are unreachable the client
+// buffers records up to max_buffered; beyond that new records are dropped
+// and counted
 // (TakeDrops; lariat_prediction_log_dropped_total{reason="queue_full"}), and the log
 // reports the stall in /readyz once nothing has been delivered for three
 // flush intervals (at least 1s) with records waiting.
@@ -45,10 +47,11 @@ import (
 //	sasl              plain, scram-sha-256 or scram-sha-512, with Options.KafkaUser and
 //	                  Options.KafkaPassword (never in the URL)
 type KafkaSink struct {
-	cl    *kgo.Client
-	topic string
-	stall time.Duration
-	pool  sync.Pool
+	cl          *kgo.Client
+	topic       string
+	stall       time.Duration
+	maxBuffered int
+	pool        sync.Pool
 
 	lastOK atomic.Int64 // unix nanos of the last delivery
 	// full and failed count records dropped since TakeDrops: the
@@ -225,7 +228,7 @@ func NewKafkaSink(rawURL string, opts predlog.Options) (*KafkaSink, error) {
 			kopts = append(kopts, kgo.SASL(scram.Auth{User: opts.KafkaUser, Pass: opts.KafkaPassword}.AsSha512Mechanism()))
 		}
 	}
-	s := &KafkaSink{topic: c.Topic, stall: max(3*opts.FlushInterval, time.Second)}
+	s := &KafkaSink{topic: c.Topic, stall: max(3*opts.FlushInterval, time.Second), maxBuffered: c.MaxBuffered}
 	kopts = append(kopts, kgo.WithHooks(s))
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
@@ -239,10 +242,20 @@ func NewKafkaSink(rawURL string, opts predlog.Options) (*KafkaSink, error) {
 	return s, nil
 }
 
-// Write encodes and hands the records to the producer without blocking.
-// Records the producer cannot buffer are dropped and counted.
+// burstWait bounds how long Write waits for room in a full producer
+// buffer: a burst larger than max_buffered waits while the brokers take
+// records; when they take none, the rest is dropped and counted.
+const burstWait = 250 * time.Millisecond
+
+// Write encodes and hands the records to the producer. Records the
+// producer cannot buffer are dropped and counted, after waiting up to
+// burstWait (once per call) for the brokers to make room.
 func (s *KafkaSink) Write(recs []*predlog.Record) (int, error) {
+	deadline := time.Now().Add(burstWait)
 	for _, r := range recs {
+		for s.cl.BufferedProduceRecords() >= int64(s.maxBuffered) && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
 		kr := s.pool.Get().(*kgo.Record)
 		kr.Key = append(kr.Key[:0], r.Route...)
 		kr.Value = r.AppendJSON(kr.Value[:0])

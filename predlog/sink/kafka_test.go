@@ -187,6 +187,32 @@ func TestKafkaBrokerDown(t *testing.T) {
 	}
 }
 
+// TestKafkaBurstWaitsForRoom writes a batch four times max_buffered to a
+// broker that is up: every record is delivered, none dropped.
+func TestKafkaBurstWaitsForRoom(t *testing.T) {
+	c, _ := startKafka(t, "predictions")
+	s, err := NewKafkaSink("kafka://"+c.ListenAddrs()[0]+"/predictions?linger=5ms&max_buffered=50", predlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := make([]*predlog.Record, 200)
+	for i := range batch {
+		batch[i] = sampleRecord(fmt.Sprintf("r-%03d", i), time.Now())
+	}
+	if lost, err := s.Write(batch); lost != 0 || err != nil {
+		t.Fatalf("Write: %d lost, %v", lost, err)
+	}
+	if lost, err := s.Close(); lost != 0 || err != nil {
+		t.Fatalf("Close: %d lost, %v", lost, err)
+	}
+	if full, failed := s.TakeDrops(); full != 0 || failed != 0 {
+		t.Fatalf("dropped %d (buffer full) and %d (failed)", full, failed)
+	}
+	if recs := consume(t, c, "predictions", 200); len(recs) != 200 {
+		t.Fatalf("consumed %d records", len(recs))
+	}
+}
+
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
