@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,25 +72,31 @@ func BenchmarkServe(b *testing.B) {
 		Outputs: []predlog.Output{{Path: "response.body.m1.score", Value: "0.91"}},
 	}
 	line := append(r.AppendJSON(nil), '\n')
-	var in bytes.Buffer
-	writes := 0
+	// The input is made as Serve reads it, not held in memory.
+	var batch bytes.Buffer
+	for range 256 {
+		batch.Write(line)
+	}
+	batch.WriteString(predlog.CmdWrite + "\n")
+	var flush bytes.Buffer
+	flush.Write(batch.Bytes())
+	flush.WriteString(predlog.CmdFlush + "\n")
+	var readers []io.Reader
 	for done := 0; done < b.N; done += 256 {
-		for i := 0; i < min(256, b.N-done); i++ {
-			in.Write(line)
-		}
-		in.WriteString(predlog.CmdWrite + "\n")
-		if writes++; writes%64 == 0 {
-			in.WriteString(predlog.CmdFlush + "\n")
+		if (done/256+1)%64 == 0 {
+			readers = append(readers, bytes.NewReader(flush.Bytes()))
+		} else {
+			readers = append(readers, bytes.NewReader(batch.Bytes()))
 		}
 	}
-	in.WriteString(predlog.CmdClose + "\n")
+	readers = append(readers, strings.NewReader(predlog.CmdClose+"\n"))
 	s, err := NewFileSink("file://"+b.TempDir(), predlog.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	if err := Serve(s, &in, io.Discard); err != nil {
+	if err := Serve(s, io.MultiReader(readers...), io.Discard); err != nil {
 		b.Fatal(err)
 	}
 }
