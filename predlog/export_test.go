@@ -3,10 +3,10 @@ package predlog
 // SinkPID returns the pid of l's sink process, or 0 while it is down.
 func SinkPID(l *Log) int {
 	p, ok := l.sink.(*processSink)
-	if !ok || p.proc == nil {
+	if !ok {
 		return 0
 	}
-	return p.proc.cmd.Process.Pid
+	return int(p.pid.Load())
 }
 
 // SinkOf returns l's sink.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -80,6 +81,7 @@ type processSink struct {
 	env  []string
 
 	proc    *sinkProcess // nil while down
+	pid     atomic.Int64 // proc's pid, 0 while down; read by other goroutines
 	backoff time.Duration
 	retryAt time.Time
 	downErr error
@@ -194,6 +196,7 @@ func (p *processSink) start() error {
 		return err
 	}
 	p.proc = sp
+	p.pid.Store(int64(cmd.Process.Pid))
 	return nil
 }
 
@@ -299,6 +302,7 @@ func (p *processSink) down(err error) {
 	if p.proc != nil {
 		p.proc.kill()
 		p.proc = nil
+		p.pid.Store(0)
 	}
 	p.backoff = min(max(2*p.backoff, minRestartBackoff), maxRestartBackoff)
 	p.retryAt = time.Now().Add(p.backoff)
@@ -345,6 +349,7 @@ func (p *processSink) Close() (int, error) {
 	a, err := p.call(CmdClose, nil, closeTimeout)
 	if sp := p.proc; sp != nil {
 		p.proc = nil
+		p.pid.Store(0)
 		sp.stdin.Close()
 		select {
 		case <-sp.exited:

@@ -53,7 +53,9 @@ type KafkaSink struct {
 	maxBuffered int
 	pool        sync.Pool
 
-	lastOK atomic.Int64 // unix nanos of the last delivery
+	lastOK atomic.Int64 // unix nanos of the last delivery (or of the start)
+	// deliveredOnce is set by the first delivery.
+	deliveredOnce atomic.Bool
 	// full and failed count records dropped since TakeDrops: the
 	// producer's buffer was full, or their delivery failed.
 	full, failed atomic.Int64
@@ -242,19 +244,24 @@ func NewKafkaSink(rawURL string, opts predlog.Options) (*KafkaSink, error) {
 	return s, nil
 }
 
-// burstWait bounds how long Write waits for room in a full producer
-// buffer: a burst larger than max_buffered waits while the brokers take
-// records; when they take none, the rest is dropped and counted.
+// burstWait is how long after the last delivery Write still waits for
+// room in a full producer buffer: a burst larger than max_buffered waits
+// while the brokers take records, and is dropped and counted once they
+// have taken none for burstWait (or, before the first delivery, for the
+// stall time). It is well below the stall time, so that a stall is
+// reported after the records it cost are counted.
 const burstWait = 250 * time.Millisecond
 
 // Write encodes and hands the records to the producer. Records the
-// producer cannot buffer are dropped and counted, after waiting up to
-// burstWait (once per call) for the brokers to make room.
+// producer cannot buffer are dropped and counted, once the brokers stop
+// taking records (see burstWait).
 func (s *KafkaSink) Write(recs []*predlog.Record) (int, error) {
-	deadline := time.Now().Add(burstWait)
 	for _, r := range recs {
-		for s.cl.BufferedProduceRecords() >= int64(s.maxBuffered) && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
+		if !s.waitRoom() {
+			// Counted now rather than by the producer's promise, which
+			// comes later: a stall is then reported after its losses.
+			s.full.Add(1)
+			continue
 		}
 		kr := s.pool.Get().(*kgo.Record)
 		kr.Key = append(kr.Key[:0], r.Route...)
@@ -265,11 +272,25 @@ func (s *KafkaSink) Write(recs []*predlog.Record) (int, error) {
 	return 0, nil
 }
 
+// waitRoom waits while the producer's buffer is full and the brokers
+// take records (see burstWait). It reports whether there is room.
+func (s *KafkaSink) waitRoom() bool {
+	for s.cl.BufferedProduceRecords() >= int64(s.maxBuffered) {
+		idle := time.Since(time.Unix(0, s.lastOK.Load()))
+		if idle >= burstWait && (s.deliveredOnce.Load() || idle >= s.stall) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
 // delivered is the producer's promise: it counts failures and frees kr.
 func (s *KafkaSink) delivered(kr *kgo.Record, err error) {
 	switch {
 	case err == nil:
 		s.lastOK.Store(time.Now().UnixNano())
+		s.deliveredOnce.Store(true)
 	case errors.Is(err, kgo.ErrMaxBuffered):
 		s.full.Add(1)
 	default:
