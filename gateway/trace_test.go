@@ -103,10 +103,12 @@ func TestBatchedCallsCarryTraceAndHeaders(t *testing.T) {
 		mu.Unlock()
 	}
 	model.mu.Unlock()
-	// A wide batching window, so that a busy machine still batches: a
-	// call waits for others unless its deadline is within three windows.
-	route := strings.Replace(inferGatewayRoute("traced-batch", features.URL("/f"), model.URL(""), "      batch: {max_size: 64, max_wait: 500ms}"),
-		"timeout: 2s\n", "timeout: 5s\npropagate_headers: [X-Tenant]\n", 1)
+	// A wide batching window, so that a busy machine still batches, and a
+	// far deadline: a call waits for others unless its deadline is within
+	// the window plus twice the recent call time, which a busy machine
+	// stretches.
+	route := strings.Replace(inferGatewayRoute("traced-batch", features.URL("/f"), model.URL(""), "      batch: {max_size: 64, max_wait: 1s}"),
+		"timeout: 2s\n", "timeout: 30s\npropagate_headers: [X-Tenant]\n", 1)
 	tg := startGateway(t, map[string]string{"b.yaml": route}, nil, func(o *Options) { o.Env.Tracer = tp.Tracer("lariat") })
 	var wg sync.WaitGroup
 	for i := 0; i < 16; i++ {

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 )
 
@@ -26,12 +29,18 @@ func writeOrderRoute(mode string, timeout string, tasks ...[2]string) string {
 // Writes apply in the order the tasks finish, whatever their declaration
 // order: a fast task declared first or last is the first writer.
 func TestWritesApplyInCompletionOrder(t *testing.T) {
-	fast := upstreamtest.Start(t, nil)
-	fast.Set(fast.Delay(10*time.Millisecond, upstreamtest.JSON(`"fast"`)))
+	fast := upstreamtest.Start(t, upstreamtest.JSON(`"fast"`))
 	slow := upstreamtest.Start(t, nil)
-	slow.Set(slow.Delay(300*time.Millisecond, upstreamtest.JSON(`"slow"`)))
 	f := func(mode, want string, fastFirst bool) {
 		t.Helper()
+		// The slow task answers once the fast one has, and 100ms more for
+		// the gateway to take the fast answer on a loaded machine.
+		before := fast.Completed()
+		slow.Set(func(n int64, rc *fasthttp.RequestCtx) {
+			testwait.Within(testwait.Timeout, func() bool { return fast.Completed() > before })
+			time.Sleep(100 * time.Millisecond)
+			upstreamtest.JSON(`"slow"`)(n, rc)
+		})
 		tasks := [][2]string{{"fast", fast.URL("/")}, {"slow", slow.URL("/")}}
 		if !fastFirst {
 			tasks[0], tasks[1] = tasks[1], tasks[0]
@@ -56,7 +65,9 @@ func TestDeadlineDefaultsApplyInDeclarationOrder(t *testing.T) {
 	fast := upstreamtest.Start(t, upstreamtest.JSON(`"fast"`))
 	f := func(want string, tasks ...[2]string) {
 		t.Helper()
-		tg := startGateway(t, map[string]string{"o.yaml": writeOrderRoute("append", "300ms", tasks...)}, nil)
+		// The deadline leaves the fast task a generous time on a loaded
+		// machine; the others hang until it.
+		tg := startGateway(t, map[string]string{"o.yaml": writeOrderRoute("append", "1s", tasks...)}, nil)
 		if a := tg.post(t, "/order", `{}`); a.status != 200 || a.body != want {
 			t.Fatalf("answer %d %s, want %s", a.status, a.body, want)
 		}
