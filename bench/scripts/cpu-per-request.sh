@@ -8,6 +8,8 @@
 #   floor       the hand-written fasthttp floor doing fanout2
 #               (lariat-bench floor --scenario fanout2)
 #   fanout2     Lariat's fanout2 route: two fake models in parallel, merged
+#   fanout2-pipelined  the same through a second Lariat started with
+#               --upstream-pipeline HOST:PORT=1 for both models
 #   feast-1x50  Lariat's POST /get-online-features, 1 entity x 50 features
 #   feast-20x10 the same, 20 entities x 10 features
 #   feat-20x10  a route with one feature task, 20 entities x 10 features
@@ -42,7 +44,7 @@ THREADS="${THREADS:-2}"
 CONNECTIONS="${CONNECTIONS:-50}"
 OPEN_DURATION="${OPEN_DURATION:-10s}"
 MODEL_LATENCY="${MODEL_LATENCY:-0s}"
-TARGETS="${TARGETS:-direct floor fanout2 feast-1x50 feast-20x10 feat-20x10 cache-20x10 open}"
+TARGETS="${TARGETS:-direct floor fanout2 fanout2-pipelined feast-1x50 feast-20x10 feat-20x10 cache-20x10 open}"
 COMPARE_BIN="${COMPARE_BIN:-}"
 
 need() { # command package
@@ -225,18 +227,22 @@ EOF
 done
 
 declare -A lariat_port lariat_pid
-start_lariat() { # name binary
-  local pl pa
+start_lariat() { # name binary [flags...]
+  local pl pa name="$1" bin="$2"
+  shift 2
   pl="$(free_port)"
   pa="$(free_port)"
-  "$2" serve --routes "$tmp/routes" --listen "127.0.0.1:$pl" --admin-listen "127.0.0.1:$pa" \
-    --feature-views "$tmp/views.yaml" --redis "127.0.0.1:$rp" >"$tmp/lariat-$1.log" 2>&1 &
+  "$bin" serve --routes "$tmp/routes" --listen "127.0.0.1:$pl" --admin-listen "127.0.0.1:$pa" \
+    --feature-views "$tmp/views.yaml" --redis "127.0.0.1:$rp" "$@" >"$tmp/lariat-$name.log" 2>&1 &
   pids+=($!)
-  lariat_pid[$1]=$!
-  lariat_port[$1]=$pl
+  lariat_pid[$name]=$!
+  lariat_port[$name]=$pl
   wait_http "http://127.0.0.1:$pa/readyz"
 }
 start_lariat A "$tmp/lariat"
+if [[ " $TARGETS " == *" fanout2-pipelined "* ]]; then
+  start_lariat P "$tmp/lariat" --upstream-pipeline "127.0.0.1:$p1=1" --upstream-pipeline "127.0.0.1:$p2=1"
+fi
 variants=(A)
 if [ -n "$COMPARE_BIN" ]; then
   cp "$COMPARE_BIN" "$tmp/lariat-B"
@@ -262,6 +268,10 @@ for t in $TARGETS; do
   floor)
     add_target floor "http://127.0.0.1:$pf/" "$pid_floor" "$body_fanout"
     order+=(floor)
+    ;;
+  fanout2-pipelined)
+    add_target "$t" "http://127.0.0.1:${lariat_port[P]}/v1/fanout2" "${lariat_pid[P]}" "$body_fanout"
+    order+=("$t")
     ;;
   fanout2 | feast-1x50 | feast-20x10 | feat-20x10 | cache-20x10)
     for v in "${variants[@]}"; do
@@ -317,7 +327,7 @@ run_wrk() {
   rate="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
   awk -v t="$t" -v r="$rate" -v n="$reqs" -v c="$((after - before))" -v hz="$HZ" -v round="$2" 'BEGIN {
     us = c / hz * 1e6 / n
-    printf "  round %d %-14s %9.0f req/s %7.1f us CPU/request\n", round, t, r, us > "/dev/stderr"
+    printf "  round %d %-18s %9.0f req/s %7.1f us CPU/request\n", round, t, r, us > "/dev/stderr"
     printf "%s\t%f\t%f\n", t, r, us
   }' >>"$results"
 }
@@ -339,10 +349,10 @@ for t in "${order[@]}"; do
   cpus="$(awk -v t="$t" '$1 == t {print $3}' "$results" | tr '\n' ' ')"
   med_rate[$t]="$(median <<<"$rates")"
   med_cpu[$t]="$(median <<<"$cpus")"
-  printf "%-14s %9.0f req/s [%s]   %6.1f us CPU/request [%s]\n" "$t" "${med_rate[$t]}" \
-    "$(tr ' ' '\n' <<<"$rates" | sort -g | sed -n '1p;$p' | awk '{printf "%s%.0f", NR > 1 ? "-" : "", $1}')" \
+  printf "%-18s %9.0f req/s [%s]   %6.1f us CPU/request [%s]\n" "$t" "${med_rate[$t]}" \
+    "$(tr ' ' '\n' <<<"$rates" | sort -g | sed -n '1p;$p' | awk '{printf "%s%.0f", (NR > 1 ? "-" : ""), $1}')" \
     "${med_cpu[$t]}" \
-    "$(tr ' ' '\n' <<<"$cpus" | sort -g | sed -n '1p;$p' | awk '{printf "%s%.1f", NR > 1 ? "-" : "", $1}')"
+    "$(tr ' ' '\n' <<<"$cpus" | sort -g | sed -n '1p;$p' | awk '{printf "%s%.1f", (NR > 1 ? "-" : ""), $1}')"
 done
 
 ratio() { # label num den
@@ -359,6 +369,9 @@ echo "== ratios of the medians"
 ratio "CPU/request fanout2 / direct" fanout2 direct
 ratio "CPU/request fanout2 / floor" fanout2 floor
 rratio "req/s fanout2 / floor" fanout2 floor
+ratio "CPU/request fanout2-pipelined / direct" fanout2-pipelined direct
+ratio "CPU/request fanout2-pipelined / floor" fanout2-pipelined floor
+rratio "req/s fanout2-pipelined / floor" fanout2-pipelined floor
 ratio "CPU/request feast 20x10 / feast 1x50" feast-20x10 feast-1x50
 ratio "CPU/request cache hit / Redis (20x10 task)" cache-20x10 feat-20x10
 if [ -n "$COMPARE_BIN" ]; then
@@ -372,7 +385,8 @@ if [[ " $TARGETS " == *" open "* ]] && [ -n "${med_rate[fanout2]:-}" ]; then
   rate="$(awk -v r="${med_rate[fanout2]}" 'BEGIN {printf "%d", r / 2}')"
   conns=$((rate / 10 > CONNECTIONS ? rate / 10 : CONNECTIONS))
   echo "== open loop: lariat-bench run --mode open --rate $rate --connections $conns --duration $OPEN_DURATION"
-  for t in fanout2 floor; do
+  for t in fanout2 fanout2-pipelined floor; do
+    [ -n "${t_pid[$t]:-}" ] || continue
     before="$(cpu_ticks "${t_pid[$t]}")"
     "$tmp/lariat-bench" run --quiet --name "$t" --url "${t_url[$t]}" --method POST --body "${t_body[$t]}" \
       --mode open --rate "$rate" --connections "$conns" --duration "$OPEN_DURATION" --json "$tmp/open-$t.json" >/dev/null
