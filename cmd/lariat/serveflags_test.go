@@ -2,6 +2,7 @@ package main
 
 import (
 	"maps"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -30,4 +31,19 @@ func TestUpstreamPipelineFlag(t *testing.T) {
 	f([]string{"model.svc=2"}, nil, `invalid --upstream-pipeline "model.svc=2": want HOST:PORT=N`)
 	f([]string{"model.svc:80=0"}, nil, "N at least 1")
 	f([]string{"model.svc:80"}, nil, "want HOST:PORT=N")
+}
+
+func TestGCPercentDefault(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	t.Setenv("GOGC", "")
+	setGCPercent()
+	if got := debug.SetGCPercent(100); got != defaultGCPercent {
+		t.Fatalf("GOGC unset: GC percent %d, want %d", got, defaultGCPercent)
+	}
+	t.Setenv("GOGC", "50")
+	setGCPercent()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("GOGC set: GC percent changed to %d", got)
+	}
 }
