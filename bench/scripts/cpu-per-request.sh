@@ -310,7 +310,7 @@ done
 
 results="$tmp/results.tsv"
 : >"$results"
-# run_wrk TARGET ROUND runs wrk once and appends "target rate us_per_req".
+# run_wrk TARGET ROUND runs wrk once and appends "target rate us_per_req round".
 run_wrk() {
   local t="$1" lua="$tmp/post-$1.lua" out before after reqs rate
   body="${t_body[$t]//\\/\\\\}"
@@ -328,7 +328,7 @@ run_wrk() {
   awk -v t="$t" -v r="$rate" -v n="$reqs" -v c="$((after - before))" -v hz="$HZ" -v round="$2" 'BEGIN {
     us = c / hz * 1e6 / n
     printf "  round %d %-18s %9.0f req/s %7.1f us CPU/request\n", round, t, r, us > "/dev/stderr"
-    printf "%s\t%f\t%f\n", t, r, us
+    printf "%s\t%f\t%f\t%d\n", t, r, us, round
   }' >>"$results"
 }
 
@@ -339,44 +339,46 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-# median LIST prints the median of whitespace-separated numbers.
-median() { tr ' ' '\n' | sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+# stats prints the median and [min-max] of the numbers on stdin, one a
+# line, with format FMT.
+stats() {
+  sort -g | awk -v f="$1" '{a[NR] = $1} END {
+    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+    printf f " [" f "-" f "]", m, a[1], a[NR]
+  }'
+}
 
 echo "== closed loop (wrk): median [min-max] over $ROUNDS rounds"
-declare -A med_rate med_cpu
+declare -A med_rate
 for t in "${order[@]}"; do
-  rates="$(awk -v t="$t" '$1 == t {print $2}' "$results" | tr '\n' ' ')"
-  cpus="$(awk -v t="$t" '$1 == t {print $3}' "$results" | tr '\n' ' ')"
-  med_rate[$t]="$(median <<<"$rates")"
-  med_cpu[$t]="$(median <<<"$cpus")"
-  printf "%-18s %9.0f req/s [%s]   %6.1f us CPU/request [%s]\n" "$t" "${med_rate[$t]}" \
-    "$(tr ' ' '\n' <<<"$rates" | sort -g | sed -n '1p;$p' | awk '{printf "%s%.0f", (NR > 1 ? "-" : ""), $1}')" \
-    "${med_cpu[$t]}" \
-    "$(tr ' ' '\n' <<<"$cpus" | sort -g | sed -n '1p;$p' | awk '{printf "%s%.1f", (NR > 1 ? "-" : ""), $1}')"
+  med_rate[$t]="$(awk -v t="$t" '$1 == t {print $2}' "$results" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}')"
+  printf "%-18s %s req/s   %s us CPU/request\n" "$t" \
+    "$(awk -v t="$t" '$1 == t {print $2}' "$results" | stats "%.0f")" \
+    "$(awk -v t="$t" '$1 == t {print $3}' "$results" | stats "%.1f")"
 done
 
-ratio() { # label num den
-  if [ -n "${med_cpu[$2]:-}" ] && [ -n "${med_cpu[$3]:-}" ]; then
-    awk -v a="${med_cpu[$2]}" -v b="${med_cpu[$3]}" -v l="$1" 'BEGIN {printf "%-44s %5.2f\n", l, a / b}'
-  fi
+# ratio LABEL COLUMN A B prints the median [min-max] over the rounds of
+# A / B in the same round (column 2: req/s, 3: CPU per request), which
+# leaves out most of the machine's load changes between rounds.
+ratio() {
+  [ -n "${med_rate[$3]:-}" ] && [ -n "${med_rate[$4]:-}" ] || return 0
+  printf "%-44s %s\n" "$1" "$(awk -v c="$2" -v a="$3" -v b="$4" '
+    $1 == a {x[$4] = $c} $1 == b {y[$4] = $c}
+    END {for (r in x) if (r in y && y[r] > 0) print x[r] / y[r]}' "$results" | stats "%.2f")"
 }
-rratio() { # label num den
-  if [ -n "${med_rate[$2]:-}" ] && [ -n "${med_rate[$3]:-}" ]; then
-    awk -v a="${med_rate[$2]}" -v b="${med_rate[$3]}" -v l="$1" 'BEGIN {printf "%-44s %5.2f\n", l, a / b}'
-  fi
-}
-echo "== ratios of the medians"
-ratio "CPU/request fanout2 / direct" fanout2 direct
-ratio "CPU/request fanout2 / floor" fanout2 floor
-rratio "req/s fanout2 / floor" fanout2 floor
-ratio "CPU/request fanout2-pipelined / direct" fanout2-pipelined direct
-ratio "CPU/request fanout2-pipelined / floor" fanout2-pipelined floor
-rratio "req/s fanout2-pipelined / floor" fanout2-pipelined floor
-ratio "CPU/request feast 20x10 / feast 1x50" feast-20x10 feast-1x50
-ratio "CPU/request cache hit / Redis (20x10 task)" cache-20x10 feat-20x10
+echo "== ratios in the same round: median [min-max] over $ROUNDS rounds"
+ratio "CPU/request fanout2 / direct" 3 fanout2 direct
+ratio "CPU/request fanout2 / floor" 3 fanout2 floor
+ratio "req/s fanout2 / floor" 2 fanout2 floor
+ratio "CPU/request fanout2-pipelined / direct" 3 fanout2-pipelined direct
+ratio "CPU/request fanout2-pipelined / floor" 3 fanout2-pipelined floor
+ratio "CPU/request fanout2-pipelined / fanout2" 3 fanout2-pipelined fanout2
+ratio "req/s fanout2-pipelined / floor" 2 fanout2-pipelined floor
+ratio "CPU/request feast 20x10 / feast 1x50" 3 feast-20x10 feast-1x50
+ratio "CPU/request cache hit / Redis (20x10 task)" 3 cache-20x10 feat-20x10
 if [ -n "$COMPARE_BIN" ]; then
   for t in fanout2 feast-1x50 feast-20x10 feat-20x10 cache-20x10; do
-    ratio "CPU/request $t A / B" "$t" "$t-B"
+    ratio "CPU/request $t A / B" 3 "$t" "$t-B"
   done
 fi
 
@@ -385,7 +387,7 @@ if [[ " $TARGETS " == *" open "* ]] && [ -n "${med_rate[fanout2]:-}" ]; then
   rate="$(awk -v r="${med_rate[fanout2]}" 'BEGIN {printf "%d", r / 2}')"
   conns=$((rate / 10 > CONNECTIONS ? rate / 10 : CONNECTIONS))
   echo "== open loop: lariat-bench run --mode open --rate $rate --connections $conns --duration $OPEN_DURATION"
-  for t in fanout2 fanout2-pipelined floor; do
+  for t in floor fanout2 fanout2-pipelined; do
     [ -n "${t_pid[$t]:-}" ] || continue
     before="$(cpu_ticks "${t_pid[$t]}")"
     "$tmp/lariat-bench" run --quiet --name "$t" --url "${t_url[$t]}" --method POST --body "${t_body[$t]}" \
@@ -396,7 +398,11 @@ import json, sys
 r = json.load(open(sys.argv[1]))["runs"][0]
 cpu = int(sys.argv[3]) / int(sys.argv[4]) * 1e6 / max(r["requests"], 1)
 print(f'{sys.argv[2]:<14} {r["throughput_rps"]:9.0f} req/s  p50 {r["latency"]["p50_ms"]:.2f} ms  p99 {r["latency"]["p99_ms"]:.2f} ms  '
-      f'service p99 {r["service_time"]["p99_ms"]:.2f} ms  {cpu:.1f} us CPU/request  errors {r["errors"]["total"]}')
+      f'service p99 {r["service_time"]["p99_ms"]:.2f} ms  {cpu:.1f} us CPU/request')
+e = r["errors"]
+if e["total"]:
+    print(f'{"":<14} errors {e["total"]}: status {e["status"]} {r.get("status_codes", {})}, timeout {e["timeout"]}, '
+          f'connection {e["connection"]}, other {e["other"]}')
 EOF
       echo "$t: see $tmp/open-$t.json"
   done
