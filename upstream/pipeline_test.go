@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -77,4 +78,37 @@ func TestPipelinedRetryResendsTheBody(t *testing.T) {
 	if got := string(req.Body()); got != body {
 		t.Fatalf("request body after the call: %q, want %q", got, body)
 	}
+}
+
+// TestPipelinedHangClosesTheConnection: an upstream that holds one answer
+// past PipelineReadTimeout fails the call waiting on it, the pipelined
+// connection is closed, and the next call gets its answer on a new one.
+func TestPipelinedHangClosesTheConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var up *upstreamtest.Server
+		up = upstreamtest.StartWith(t, func(n int64, rc *fasthttp.RequestCtx) {
+			if n == 1 {
+				up.Delay(PipelineReadTimeout+time.Second, upstreamtest.Echo())(n, rc)
+				return
+			}
+			upstreamtest.Echo()(n, rc)
+		}, upstreamtest.Options{InMemory: true})
+		p := NewPool(nil, Options{Pipeline: map[string]int{up.Addr: 1}, IdleTimeout: time.Second, Dial: upstreamtest.DialMemory})
+		defer endBubble(p, up)
+		tg := realTarget(p, up, BreakerSettings{Disabled: true})
+		c := newCaller(Policy{TryTimeout: 10 * time.Second})
+		start := time.Now()
+		if res, out, err := callOnce(c, tg, 10*time.Second); err == nil || out.Reason != ReasonTimeout {
+			t.Fatalf("call on the hanging answer: %s, %v (%+v); want a timeout", res, err, out)
+		}
+		if d := time.Since(start); d < PipelineReadTimeout || d > PipelineReadTimeout+time.Second {
+			t.Fatalf("the hanging call failed after %v, want %v", d, PipelineReadTimeout)
+		}
+		if res, _, err := callOnce(c, tg, 10*time.Second); err != nil || string(res) != `{}` {
+			t.Fatalf("call after the hang: %s, %v", res, err)
+		}
+		if n := up.Conns.Load(); n != 2 {
+			t.Fatalf("upstream accepted %d connections, want 2", n)
+		}
+	})
 }

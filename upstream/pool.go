@@ -234,15 +234,17 @@ func (p *Pool) host(tlsOn bool, hostPort string) *Host {
 	}
 	if n := p.o.Pipeline[strings.ToLower(hostPort)]; n > 0 {
 		h.pipe = &fasthttp.PipelineClient{
-			Addr:                          dialAddr,
-			Name:                          "lariat",
-			IsTLS:                         tlsOn,
-			TLSConfig:                     h.client.TLSConfig,
-			MaxConns:                      n,
-			MaxPendingRequests:            p.o.MaxConns,
-			MaxIdleConnDuration:           p.o.IdleTimeout,
-			MaxResponseBodySize:           p.o.MaxBodySize,
-			ReadTimeout:                   PipelineReadTimeout,
+			Addr:                dialAddr,
+			Name:                "lariat",
+			IsTLS:               tlsOn,
+			TLSConfig:           h.client.TLSConfig,
+			MaxConns:            n,
+			MaxPendingRequests:  p.o.MaxConns,
+			MaxIdleConnDuration: p.o.IdleTimeout,
+			MaxResponseBodySize: p.o.MaxBodySize,
+			ReadTimeout:         PipelineReadTimeout,
+			// A failed connection fails the calls on it, which count it.
+			Logger:                        quietLogger{},
 			DisableHeaderNamesNormalizing: true,
 			DisablePathNormalizing:        true,
 			Dial: func(addr string) (net.Conn, error) {
@@ -342,6 +344,11 @@ func roundTrip(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline
 	settle(resp, err == nil)
 	return err
 }
+
+// quietLogger drops fasthttp's log lines.
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}
 
 // pipelined sends req on a pipelined connection. The pipeline takes the
 // request's body and may still write it after a timeout returned, so it
