@@ -302,7 +302,8 @@ func (p *Pool) CloseIdle() {
 	}
 }
 
-// OpenConns counts the open upstream connections, busy and idle.
+// OpenConns counts the open upstream connections, busy and idle, but for
+// pipelined ones (Options.Pipeline).
 func (p *Pool) OpenConns() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
