@@ -1498,10 +1498,12 @@ func TestDockerfile(t *testing.T) {
 	if err := json.Unmarshal([]byte(entrypoint), &ep); err != nil || len(ep) == 0 || ep[0] != binDir+"lariat" {
 		t.Errorf("ENTRYPOINT %s: want exec form starting with %slariat", entrypoint, binDir)
 	}
-	// Every cmd/ folder ends up in the image, and the gateway is among them.
+	// Every cmd/ folder ends up in the image, and the gateway is among
+	// them with the prediction log's sink process, which it starts from
+	// its own folder.
 	bins := cmdBinaries(t)
-	if !slices.Contains(bins, "lariat") {
-		t.Errorf("no cmd/lariat main package; found %q", bins)
+	if !slices.Contains(bins, "lariat") || !slices.Contains(bins, "lariat-predlog") {
+		t.Errorf("no cmd/lariat or cmd/lariat-predlog main package; found %q", bins)
 	}
 	t.Logf("image installs %s{%s}", binDir, strings.Join(bins, ","))
 

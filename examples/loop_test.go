@@ -24,6 +24,7 @@ import (
 	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/gateway"
 	"github.com/lariat-gw/lariat/ingest"
+	"github.com/lariat-gw/lariat/internal/predlogtest"
 	"github.com/lariat-gw/lariat/internal/redistest"
 	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/internal/testwait"
@@ -291,7 +292,7 @@ timeout: 2m
 	// Every answer is recorded with the feature values served.
 	logDir := filepath.Join(dir, "predictions")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	plog, err := predlog.Open("file://"+logDir, predlog.Options{FlushInterval: 50 * time.Millisecond, Logger: quiet})
+	plog, err := predlog.Open("file://"+logDir, predlog.Options{FlushInterval: 50 * time.Millisecond, Logger: quiet, SinkCommand: predlogtest.Command()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/lariat-gw/lariat/internal/promexpo"
 	"github.com/lariat-gw/lariat/router"
@@ -67,8 +66,8 @@ func (g *Gateway) handleAdmin(rc *fasthttp.RequestCtx) {
 	case "/", "/ui":
 		g.serveUI(rc, nil)
 	default:
-		if strings.HasPrefix(path, "/debug/pprof/") {
-			pprofhandler.PprofHandler(rc)
+		if name, ok := strings.CutPrefix(path, "/debug/pprof/"); ok {
+			servePprof(rc, name)
 			return
 		}
 		router.WriteError(rc, fasthttp.StatusNotFound, "unknown admin path; see / (routes page), /healthz, /readyz, /metrics, /routes, /routes/stats, /tenants, /debug/pprof/, POST /-/reload", "", "")

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/internal/predlogtest"
 	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/predlog"
+	"github.com/lariat-gw/lariat/predlog/sink"
 	"github.com/lariat-gw/lariat/tasks"
 )
 
@@ -73,7 +75,7 @@ func startLoggedGateway(t *testing.T, logBlock, dir string) (*testGateway, *pred
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl, err := predlog.Open("file://"+dir, predlog.Options{FlushInterval: 50 * time.Millisecond, Logger: discardLogger()})
+	pl, err := predlog.Open("file://"+dir, predlog.Options{FlushInterval: 50 * time.Millisecond, Logger: discardLogger(), SinkCommand: predlogtest.Command()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +150,7 @@ func TestPredictionLogRecords(t *testing.T) {
 		}
 	}
 	n := 0
-	err := predlog.Read(dir, func(r *predlog.Record) error {
+	err := sink.Read(dir, func(r *predlog.Record) error {
 		n++
 		w, ok := want[r.RequestID]
 		if !ok {
@@ -257,7 +259,7 @@ func TestPredictionLogFailures(t *testing.T) {
 	failing := upstreamtest.Start(t, upstreamtest.Status(503))
 	slow := upstreamtest.Start(t, nil)
 	slow.Set(slow.Delay(2*time.Second, upstreamtest.JSON(`{"score":0.1}`)))
-	pl, err := predlog.Open("file://"+dir, predlog.Options{FlushInterval: 50 * time.Millisecond, Logger: discardLogger()})
+	pl, err := predlog.Open("file://"+dir, predlog.Options{FlushInterval: 50 * time.Millisecond, Logger: discardLogger(), SinkCommand: predlogtest.Command()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +301,7 @@ log: {outputs: [response.body.a.score]}
 		t.Fatal(err)
 	}
 	got := map[string]string{}
-	err = predlog.Read(dir, func(r *predlog.Record) error {
+	err = sink.Read(dir, func(r *predlog.Record) error {
 		var tasks []string
 		for _, tk := range r.Tasks {
 			tasks = append(tasks, fmt.Sprintf("%s:%s:%d:%v", tk.Name, tk.Status, tk.Code, tk.Defaulted))

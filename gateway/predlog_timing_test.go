@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/lariat-gw/lariat/internal/predlogtest"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/tasks"
@@ -46,7 +47,7 @@ log: {sample: 1, outputs: [response.body.m1.score]}
 	if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(route), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	pl, err := predlog.Open("file://"+b.TempDir(), predlog.Options{Logger: discardLogger()})
+	pl, err := predlog.Open("file://"+b.TempDir(), predlog.Options{Logger: discardLogger(), SinkCommand: predlogtest.Command()})
 	if err != nil {
 		b.Fatal(err)
 	}

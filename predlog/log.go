@@ -1,7 +1,10 @@
-// Package predlog owns the prediction log: the Record of one answered
-// request (route version, arm, model versions, features served, outputs)
-// and the sinks that store records off the request path, Parquet files
-// partitioned by route and hour (file://) or a Kafka topic (kafka://).
+// Package predlog owns the prediction log on the gateway's side: the Record
+// of one answered request (route version, arm, model versions, features
+// served, outputs), the Log that takes records off the request path, and
+// the sink process it feeds. The sinks themselves, Parquet files
+// partitioned by route and hour (file://) and a Kafka topic (kafka://), are
+// package predlog/sink, run by the lariat-predlog process (see Open), so
+// that the gateway links neither Parquet nor Kafka.
 //
 // The request path hands a record to Log.Submit, which never blocks: a
 // bounded queue sits between requests and the one goroutine that writes
@@ -52,9 +55,14 @@ type Options struct {
 	// KafkaUser and KafkaPassword authenticate a kafka:// sink with
 	// sasl=... in its URL.
 	KafkaUser, KafkaPassword string
+	// SinkCommand is the sink process Open starts: the program and its
+	// first arguments. Default: lariat-predlog next to the running
+	// executable, else on PATH.
+	SinkCommand []string
 }
 
-func (o *Options) defaults() {
+// Defaults sets the zero fields of o to their defaults.
+func (o *Options) Defaults() {
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = DefaultFlushInterval
 	}
@@ -72,6 +80,9 @@ func (o *Options) defaults() {
 // Sink stores batches of records. Its methods are called from the log's
 // one writer goroutine. A sink must not keep a record after Write
 // returns. lost counts the records that an error made it drop.
+//
+// A sink that also drops records after Write returned (a producer whose
+// buffer is full, a delivery that failed later) implements DropCounter.
 type Sink interface {
 	// Write stores or sends the records.
 	Write(recs []*Record) (lost int, err error)
@@ -82,6 +93,14 @@ type Sink interface {
 	// Check reports a standing problem (such as a broker that does not
 	// answer), or nil. It is called at every flush interval.
 	Check() error
+}
+
+// DropCounter is a Sink that drops records after Write returned. The log
+// takes its counts after every call of a Sink method.
+type DropCounter interface {
+	// TakeDrops returns the records dropped since the last call because
+	// a buffer was full (full) or their delivery failed (failed).
+	TakeDrops() (full, failed int)
 }
 
 // Metrics of the prediction log.
@@ -140,29 +159,26 @@ type Log struct {
 //	file:///DIR                             Parquet files under DIR
 //	kafka://HOST:PORT[,HOST:PORT]/TOPIC     JSON records to a Kafka topic
 //
-// See NewFileSink and NewKafkaSink for the query parameters.
+// The sink runs in its own process (opts.SinkCommand, lariat-predlog by
+// default) that the log feeds one JSON record per line; see package
+// predlog/sink for the URLs' query parameters. Open fails when the process
+// cannot start or cannot open the sink (a bad URL, a folder it cannot
+// create).
 func Open(rawURL string, opts Options) (*Log, error) {
-	opts.defaults()
-	var (
-		sink Sink
-		err  error
-	)
-	switch {
-	case strings.HasPrefix(rawURL, "file://"):
-		sink, err = NewFileSink(rawURL, opts)
-	case strings.HasPrefix(rawURL, "kafka://"):
-		sink, err = NewKafkaSink(rawURL, opts)
-	default:
+	opts.Defaults()
+	if !strings.HasPrefix(rawURL, "file://") && !strings.HasPrefix(rawURL, "kafka://") {
 		return nil, fmt.Errorf("%w %q: want file:///DIR or kafka://HOST:PORT[,HOST:PORT]/TOPIC", errNotSupported, rawURL)
 	}
+	sink, err := startProcessSink(rawURL, opts)
 	if err != nil {
 		return nil, err
 	}
-	return New(sink, redact(rawURL), opts), nil
+	return New(sink, RedactURL(rawURL), opts), nil
 }
 
-// redact drops the query and any user information from a URL for display.
-func redact(u string) string {
+// RedactURL drops the query and any user information from a URL, for
+// display.
+func RedactURL(u string) string {
 	if i := strings.IndexByte(u, '?'); i >= 0 {
 		u = u[:i]
 	}
@@ -177,7 +193,7 @@ func redact(u string) string {
 
 // New starts a log writing to sink; name describes the sink in Status.
 func New(sink Sink, name string, opts Options) *Log {
-	opts.defaults()
+	opts.Defaults()
 	l := &Log{
 		sink: sink,
 		name: name,
@@ -260,6 +276,7 @@ func (l *Log) run() {
 			writeQueued()
 			lost, err := l.sink.Close()
 			l.account(lost, err, "close")
+			l.takeDrops()
 			return
 		}
 	}
@@ -282,6 +299,7 @@ func (l *Log) write(batch []*Record) {
 	lost, err := l.sink.Write(batch)
 	recordsWritten.Add(len(batch))
 	l.account(lost, err, "write")
+	l.takeDrops()
 	for i, r := range batch {
 		l.Release(r)
 		batch[i] = nil
@@ -295,6 +313,7 @@ func (l *Log) flush() {
 		err = l.sink.Check()
 	}
 	l.account(lost, err, "flush")
+	l.takeDrops()
 	if err == nil {
 		l.mu.Lock()
 		recovered := l.lastErr != nil
@@ -303,6 +322,15 @@ func (l *Log) flush() {
 		if recovered {
 			l.opts.Logger.Info("prediction log: the sink works again", "sink", l.name)
 		}
+	}
+}
+
+// takeDrops counts the records a DropCounter sink dropped on its own.
+func (l *Log) takeDrops() {
+	if dc, ok := l.sink.(DropCounter); ok {
+		full, failed := dc.TakeDrops()
+		droppedFull.Add(full)
+		droppedSink.Add(failed)
 	}
 }
 

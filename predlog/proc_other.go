@@ -1,6 +1,9 @@
-//go:build !unix
+//go:build !linux
 
 package predlog
 
-// processRuns cannot tell elsewhere; temporary files then go by age.
-func processRuns(pid int) bool { return true }
+import "os/exec"
+
+// setParentDeathSignal does nothing here: the sink process stops when its
+// input ends.
+func setParentDeathSignal(*exec.Cmd) {}

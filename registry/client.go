@@ -1,16 +1,15 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/httpjson"
 )
 
 // Client calls a registry server's REST API. Its methods return *Error (check with
@@ -18,7 +17,7 @@ import (
 // and wrapped transport errors otherwise. It is safe for concurrent use.
 type Client struct {
 	base string
-	hc   *http.Client
+	api  *httpjson.Client
 }
 
 // NewClient returns a Client for the server at baseURL (e.g. "http://127.0.0.1:8070").
@@ -27,7 +26,8 @@ func NewClient(baseURL string, hc *http.Client) *Client {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), hc: hc}
+	base := strings.TrimRight(baseURL, "/")
+	return &Client{base: base, api: httpjson.New("registry", base+APIPrefix, hc, apiError)}
 }
 
 // BaseURL returns the server URL the client talks to.
@@ -35,57 +35,22 @@ func (c *Client) BaseURL() string {
 	return c.base
 }
 
-// maxResponseSize bounds what the client reads from one response.
-const maxResponseSize = 64 << 20
-
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
-	u := c.base + apiPrefix + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("cannot encode %s request: %w", path, err)
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return fmt.Errorf("cannot build %s request: %w", path, err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("registry %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))
-	if err != nil {
-		return fmt.Errorf("registry %s %s: cannot read response: %w", method, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		apiErr := &Error{Status: resp.StatusCode}
-		if json.Unmarshal(data, apiErr) != nil || apiErr.Code == "" {
-			return fmt.Errorf("registry %s %s: unexpected status %d: %.200s", method, path, resp.StatusCode, data)
-		}
-		return apiErr
-	}
-	if out == nil {
+// apiError decodes an error answer in MLflow's shape.
+func apiError(status int, body []byte) error {
+	e := &Error{Status: status}
+	if json.Unmarshal(body, e) != nil || e.Code == "" {
 		return nil
 	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("registry %s %s: cannot decode response: %w", method, path, err)
-	}
-	return nil
+	return e
+}
+
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	return c.api.DoJSON(ctx, method, httpjson.WithQuery(path, query), body, out)
 }
 
 // CreateModel registers a model.
 func (c *Client) CreateModel(ctx context.Context, req CreateModelRequest) (*RegisteredModel, error) {
-	var out modelResponse
+	var out ModelResponse
 	if err := c.do(ctx, http.MethodPost, "registered-models/create", nil, req, &out); err != nil {
 		return nil, err
 	}
@@ -103,7 +68,7 @@ func (c *Client) EnsureModel(ctx context.Context, req CreateModelRequest) (*Regi
 
 // GetModel returns a registered model.
 func (c *Client) GetModel(ctx context.Context, name string) (*RegisteredModel, error) {
-	var out modelResponse
+	var out ModelResponse
 	if err := c.do(ctx, http.MethodGet, "registered-models/get", url.Values{"name": {name}}, nil, &out); err != nil {
 		return nil, err
 	}
@@ -129,7 +94,7 @@ func searchQuery(req SearchRequest) url.Values {
 
 // SearchModels returns one page of models and the next page token.
 func (c *Client) SearchModels(ctx context.Context, req SearchRequest) ([]RegisteredModel, string, error) {
-	var out modelsPage
+	var out ModelsPage
 	if err := c.do(ctx, http.MethodGet, "registered-models/search", searchQuery(req), nil, &out); err != nil {
 		return nil, "", err
 	}
@@ -149,7 +114,7 @@ func (c *Client) SetModelTag(ctx context.Context, name, key, value string) error
 
 // CreateVersion registers a new version of a model.
 func (c *Client) CreateVersion(ctx context.Context, req CreateVersionRequest) (*ModelVersion, error) {
-	var out versionResponse
+	var out VersionResponse
 	if err := c.do(ctx, http.MethodPost, "model-versions/create", nil, req, &out); err != nil {
 		return nil, err
 	}
@@ -158,7 +123,7 @@ func (c *Client) CreateVersion(ctx context.Context, req CreateVersionRequest) (*
 
 // GetVersion returns a model version.
 func (c *Client) GetVersion(ctx context.Context, name, version string) (*ModelVersion, error) {
-	var out versionResponse
+	var out VersionResponse
 	if err := c.do(ctx, http.MethodGet, "model-versions/get", url.Values{"name": {name}, "version": {version}}, nil, &out); err != nil {
 		return nil, err
 	}
@@ -167,7 +132,7 @@ func (c *Client) GetVersion(ctx context.Context, name, version string) (*ModelVe
 
 // UpdateVersion changes a version's description and/or serving endpoint.
 func (c *Client) UpdateVersion(ctx context.Context, req UpdateVersionRequest) (*ModelVersion, error) {
-	var out versionResponse
+	var out VersionResponse
 	if err := c.do(ctx, http.MethodPatch, "model-versions/update", nil, req, &out); err != nil {
 		return nil, err
 	}
@@ -176,7 +141,7 @@ func (c *Client) UpdateVersion(ctx context.Context, req UpdateVersionRequest) (*
 
 // SearchVersions returns one page of model versions and the next page token.
 func (c *Client) SearchVersions(ctx context.Context, req SearchRequest) ([]ModelVersion, string, error) {
-	var out versionsPage
+	var out VersionsPage
 	if err := c.do(ctx, http.MethodGet, "model-versions/search", searchQuery(req), nil, &out); err != nil {
 		return nil, "", err
 	}
@@ -185,7 +150,7 @@ func (c *Client) SearchVersions(ctx context.Context, req SearchRequest) ([]Model
 
 // LatestVersions returns the highest version per stage (all stages when none given).
 func (c *Client) LatestVersions(ctx context.Context, name string, stages ...string) ([]ModelVersion, error) {
-	var out versionsList
+	var out VersionsList
 	q := url.Values{"name": {name}}
 	for _, st := range stages {
 		q.Add("stages", st)
@@ -216,7 +181,7 @@ func (c *Client) DeleteAlias(ctx context.Context, name, alias string) error {
 
 // VersionByAlias returns the version alias points at.
 func (c *Client) VersionByAlias(ctx context.Context, name, alias string) (*ModelVersion, error) {
-	var out versionResponse
+	var out VersionResponse
 	if err := c.do(ctx, http.MethodGet, "registered-models/alias", url.Values{"name": {name}, "alias": {alias}}, nil, &out); err != nil {
 		return nil, err
 	}
@@ -225,7 +190,7 @@ func (c *Client) VersionByAlias(ctx context.Context, name, alias string) (*Model
 
 // TransitionStage moves a version to stage.
 func (c *Client) TransitionStage(ctx context.Context, name, version, stage string, archiveExisting bool) (*ModelVersion, error) {
-	var out versionResponse
+	var out VersionResponse
 	body := map[string]any{"name": name, "version": version, "stage": stage, "archive_existing_versions": archiveExisting}
 	if err := c.do(ctx, http.MethodPost, "model-versions/transition-stage", nil, body, &out); err != nil {
 		return nil, err
@@ -236,7 +201,7 @@ func (c *Client) TransitionStage(ctx context.Context, name, version, stage strin
 // RecordRun stores a training run (Lariat's runs/record), replacing one of
 // the same id.
 func (c *Client) RecordRun(ctx context.Context, r RunRecord) (*Run, error) {
-	var out runResponse
+	var out RunResponse
 	if err := c.do(ctx, http.MethodPost, "runs/record", nil, r, &out); err != nil {
 		return nil, err
 	}
@@ -245,7 +210,7 @@ func (c *Client) RecordRun(ctx context.Context, r RunRecord) (*Run, error) {
 
 // GetRun returns a run with MLflow's shape.
 func (c *Client) GetRun(ctx context.Context, runID string) (*Run, error) {
-	var out runResponse
+	var out RunResponse
 	if err := c.do(ctx, http.MethodGet, "runs/get", url.Values{"run_id": {runID}}, nil, &out); err != nil {
 		return nil, err
 	}

@@ -78,28 +78,28 @@ func parseRef(ref string) (modelRef, error) {
 	s := strings.TrimPrefix(ref, "models:/")
 	if i := strings.IndexByte(s, '@'); i >= 0 {
 		r := modelRef{name: s[:i], selector: s[i+1:], kind: refAlias}
-		if r.name == "" || validateModelName("name", r.name) != nil {
+		if r.name == "" || ValidateModelName("name", r.name) != nil {
 			return modelRef{}, fmt.Errorf("invalid model reference %q: bad model name", ref)
 		}
-		if validateAlias(r.selector) != nil {
+		if ValidateAlias(r.selector) != nil {
 			return modelRef{}, fmt.Errorf("invalid model reference %q: bad alias %q", ref, r.selector)
 		}
 		return r, nil
 	}
 	name, sel, ok := strings.Cut(s, "/")
-	if !ok || name == "" || sel == "" || validateModelName("name", name) != nil {
+	if !ok || name == "" || sel == "" || ValidateModelName("name", name) != nil {
 		return modelRef{}, fmt.Errorf("invalid model reference %q: want name@alias, name/<version>, name/latest or name/<stage>", ref)
 	}
 	if n, err := strconv.ParseInt(sel, 10, 64); err == nil {
 		if n <= 0 {
 			return modelRef{}, fmt.Errorf("invalid model reference %q: version must be positive", ref)
 		}
-		return modelRef{name: name, selector: formatVersion(n), kind: refVersion}, nil
+		return modelRef{name: name, selector: strconv.FormatInt(n, 10), kind: refVersion}, nil
 	}
 	if strings.EqualFold(sel, "latest") {
 		return modelRef{name: name, kind: refLatest}, nil
 	}
-	if st, ok := canonicalStage(sel); ok {
+	if st, ok := CanonicalStage(sel); ok {
 		return modelRef{name: name, selector: st, kind: refStage}, nil
 	}
 	return modelRef{}, fmt.Errorf("invalid model reference %q: %q is neither a version, latest nor a stage", ref, sel)

@@ -78,20 +78,6 @@ type ModelVersion struct {
 	FeatureViews []string `json:"feature_views,omitempty"`
 }
 
-// ModelRecord is a registered model as a Store keeps it: the stored fields of
-// RegisteredModel plus the last version number handed out, so that numbers are never
-// reused after a version is deleted.
-type ModelRecord struct {
-	Name                 string  `json:"name"`
-	CreationTimestamp    int64   `json:"creation_timestamp"`
-	LastUpdatedTimestamp int64   `json:"last_updated_timestamp"`
-	UserID               string  `json:"user_id,omitempty"`
-	Description          string  `json:"description,omitempty"`
-	Tags                 []Tag   `json:"tags,omitempty"`
-	Aliases              []Alias `json:"aliases,omitempty"`
-	LastVersion          int64   `json:"last_version"`
-}
-
 // Error codes used in API errors, as MLflow names them.
 const (
 	CodeResourceDoesNotExist  = "RESOURCE_DOES_NOT_EXIST"
@@ -148,163 +134,80 @@ func IsNotFound(err error) bool {
 	return ErrorCode(err) == CodeResourceDoesNotExist
 }
 
-func newError(code, format string, args ...any) *Error {
+// NewError returns an API error with code and the formatted message.
+func NewError(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-func errInvalid(format string, args ...any) *Error {
-	return newError(CodeInvalidParameterValue, format, args...)
+// InvalidParameter returns an INVALID_PARAMETER_VALUE error with the formatted message.
+func InvalidParameter(format string, args ...any) *Error {
+	return NewError(CodeInvalidParameterValue, format, args...)
 }
 
-func errMissing(param string) *Error {
-	return errInvalid("Missing value for required parameter '%s'. See the API docs for more information about request parameters.", param)
+// MissingParameter returns the error MLflow answers when a required parameter is missing.
+func MissingParameter(param string) *Error {
+	return InvalidParameter("Missing value for required parameter '%s'. See the API docs for more information about request parameters.", param)
 }
 
-func errModelNotFound(name string) *Error {
-	return newError(CodeResourceDoesNotExist, "Registered Model with name=%s not found", name)
-}
-
-func errVersionNotFound(name, version string) *Error {
-	return newError(CodeResourceDoesNotExist, "Model Version (name=%s, version=%s) not found", name, version)
-}
-
-// Limits on user input, as MLflow enforces them.
+// Limits on names, as MLflow enforces them.
 const (
-	maxNameLen     = 256
-	maxTagKeyLen   = 250
-	maxTagValueLen = 5000
-	maxAliasLen    = 255
+	maxNameLen  = 256
+	maxAliasLen = 255
 )
 
-// validateModelName checks a registered model name. Besides being non-empty, a name
+// ValidateModelName checks a registered model name. Besides being non-empty, a name
 // may not contain '/' or '@', which separate names from versions and aliases in
 // model references ("eta/3", "eta@champion").
-func validateModelName(param, name string) error {
+func ValidateModelName(param, name string) error {
 	if name == "" {
-		return errMissing(param)
+		return MissingParameter(param)
 	}
 	if len(name) > maxNameLen {
-		return errInvalid("Parameter '%s' is longer than %d characters", param, maxNameLen)
+		return InvalidParameter("Parameter '%s' is longer than %d characters", param, maxNameLen)
 	}
 	if strings.ContainsAny(name, "/@") {
-		return errInvalid("Invalid value %q for parameter '%s': model names may not contain '/' or '@'", name, param)
+		return InvalidParameter("Invalid value %q for parameter '%s': model names may not contain '/' or '@'", name, param)
 	}
 	for _, r := range name {
 		if r < 0x20 || r == 0x7f {
-			return errInvalid("Invalid value %q for parameter '%s': control characters are not allowed", name, param)
+			return InvalidParameter("Invalid value %q for parameter '%s': control characters are not allowed", name, param)
 		}
 	}
 	return nil
 }
 
-// parseVersion checks a version parameter: a positive integer in decimal.
-func parseVersion(v string) (int64, error) {
-	if v == "" {
-		return 0, errMissing("version")
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, errInvalid("Parameter 'version' must be a positive integer, got %q", v)
-	}
-	return n, nil
-}
-
-func validateTag(key, value string) error {
-	if key == "" {
-		return errMissing("key")
-	}
-	if len(key) > maxTagKeyLen {
-		return errInvalid("Tag key %q is longer than %d characters", key, maxTagKeyLen)
-	}
-	if len(value) > maxTagValueLen {
-		return errInvalid("Tag value for key %q is longer than %d characters", key, maxTagValueLen)
-	}
-	return nil
-}
-
-// validateAlias follows MLflow: an alias is made of letters, digits, '_' and '-',
+// ValidateAlias follows MLflow: an alias is made of letters, digits, '_' and '-',
 // and neither "latest" nor of the form "v<digits>" (those would read as versions).
-func validateAlias(alias string) error {
+func ValidateAlias(alias string) error {
 	if alias == "" {
-		return errMissing("alias")
+		return MissingParameter("alias")
 	}
 	if len(alias) > maxAliasLen {
-		return errInvalid("Alias %q is longer than %d characters", alias, maxAliasLen)
+		return InvalidParameter("Alias %q is longer than %d characters", alias, maxAliasLen)
 	}
 	for _, r := range alias {
 		ok := r == '_' || r == '-' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
 		if !ok {
-			return errInvalid("Invalid alias name %q: only letters, digits, '_' and '-' are allowed", alias)
+			return InvalidParameter("Invalid alias name %q: only letters, digits, '_' and '-' are allowed", alias)
 		}
 	}
 	if strings.EqualFold(alias, "latest") {
-		return errInvalid("'latest' alias name (case insensitive) is reserved.")
+		return InvalidParameter("'latest' alias name (case insensitive) is reserved.")
 	}
 	if len(alias) > 1 && (alias[0] == 'v' || alias[0] == 'V') {
 		if _, err := strconv.ParseUint(alias[1:], 10, 64); err == nil {
-			return errInvalid("Version alias name %q is reserved.", alias)
+			return InvalidParameter("Version alias name %q is reserved.", alias)
 		}
 	}
 	return nil
 }
 
-// canonicalStage matches s case-insensitively against the stage names.
-func canonicalStage(s string) (string, bool) {
+// CanonicalStage matches s case-insensitively against the stage names.
+func CanonicalStage(s string) (string, bool) {
 	for _, st := range allStages {
 		if strings.EqualFold(s, st) {
 			return st, true
 		}
 	}
 	return "", false
-}
-
-// setTag sets key to value in tags, keeping tags sorted by key.
-func setTag(tags []Tag, key, value string) []Tag {
-	for i := range tags {
-		if tags[i].Key == key {
-			tags[i].Value = value
-			return tags
-		}
-	}
-	tags = append(tags, Tag{Key: key, Value: value})
-	for i := len(tags) - 1; i > 0 && tags[i].Key < tags[i-1].Key; i-- {
-		tags[i], tags[i-1] = tags[i-1], tags[i]
-	}
-	return tags
-}
-
-// deleteTag removes key from tags.
-func deleteTag(tags []Tag, key string) []Tag {
-	for i := range tags {
-		if tags[i].Key == key {
-			return append(tags[:i], tags[i+1:]...)
-		}
-	}
-	return tags
-}
-
-// normalizeTags validates tags and returns them sorted by key, the last value of a
-// repeated key winning.
-func normalizeTags(in []Tag) ([]Tag, error) {
-	var out []Tag
-	for _, t := range in {
-		if err := validateTag(t.Key, t.Value); err != nil {
-			return nil, err
-		}
-		out = setTag(out, t.Key, t.Value)
-	}
-	return out, nil
-}
-
-func tagValue(tags []Tag, key string) (string, bool) {
-	for _, t := range tags {
-		if t.Key == key {
-			return t.Value, true
-		}
-	}
-	return "", false
-}
-
-func formatVersion(n int64) string {
-	return strconv.FormatInt(n, 10)
 }

@@ -1,7 +1,6 @@
 package training
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,14 +9,14 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/httpjson"
 )
 
 // Client calls a lariat-train server. It is safe for concurrent use.
 type Client struct {
 	base string
-	hc   *http.Client
-	// stream has no overall timeout, for following logs.
-	stream *http.Client
+	api  *httpjson.Client
 }
 
 // APIError is an error answer of the server.
@@ -37,41 +36,15 @@ func NewClient(baseURL string, hc *http.Client) *Client {
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), hc: hc, stream: &http.Client{Transport: hc.Transport}}
+	base := strings.TrimRight(baseURL, "/")
+	return &Client{base: base, api: httpjson.New("lariat-train", base, hc, apiError)}
 }
-
-const maxAnswerSize = 64 << 20
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, contentType string, out any) error {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return fmt.Errorf("cannot build request: %w", err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("lariat-train %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerSize))
-	if err != nil {
-		return fmt.Errorf("lariat-train %s %s: cannot read answer: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		return apiError(resp.StatusCode, data)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("lariat-train %s %s: cannot decode answer: %w", method, path, err)
-	}
-	return nil
+	return c.api.Do(ctx, method, path, body, contentType, out)
 }
 
+// apiError reads the server's {"error": "..."} answer, or else the start of the body.
 func apiError(status int, data []byte) error {
 	var e struct {
 		Error string `json:"error"`
@@ -149,20 +122,7 @@ func (c *Client) Logs(ctx context.Context, id string, follow bool) (io.ReadClose
 	if follow {
 		p += "?follow=true"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+p, nil)
-	if err != nil {
-		return nil, fmt.Errorf("cannot build request: %w", err)
-	}
-	resp, err := c.stream.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("lariat-train GET %s: %w", p, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return nil, apiError(resp.StatusCode, data)
-	}
-	return resp.Body, nil
+	return c.api.Stream(ctx, p)
 }
 
 // SubmitStudy submits a study spec (YAML or JSON).

@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Labels the Kubernetes backends put on their objects and pods.
@@ -40,9 +39,8 @@ const defaultTTLAfterFinished = 86400
 
 // KubernetesOptions configure the kubernetes backend.
 type KubernetesOptions struct {
-	// Client is a typed clientset (kubernetes.NewForConfig, or fake.NewClientset in
-	// tests). Required.
-	Client kubernetes.Interface
+	// Client calls the Kubernetes API (NewKubeAPI). Required.
+	Client KubeAPI
 	// Namespace is where jobs go unless their spec names one. Default "default".
 	Namespace string
 	// PollInterval is how often a job's status is read. Default 10s.
@@ -352,16 +350,15 @@ func nonEmpty(s, def string) string {
 
 // Run implements Backend.
 func (k *Kubernetes) Run(ctx context.Context, j Job, report func(Update)) (Outcome, error) {
-	jobs := k.opts.Client.BatchV1().Jobs(j.Handle.Namespace)
+	api, ns := k.opts.Client, j.Handle.Namespace
 	if j.Handle.Name == "" {
 		obj := k.Manifest(&j)
 		err := submitWithRetry(ctx, k.opts.Submit, k.opts.Logf, "batch/v1 Job "+obj.Namespace+"/"+obj.Name, func(ctx context.Context) error {
-			_, err := jobs.Create(ctx, obj, metav1.CreateOptions{})
-			return err
+			return api.CreateJob(ctx, obj)
 		})
 		if apierrors.IsAlreadyExists(err) {
 			var cur *batchv1.Job
-			if cur, err = jobs.Get(ctx, obj.Name, metav1.GetOptions{}); err == nil && cur.Labels[LabelJobID] != j.ID {
+			if cur, err = api.GetJob(ctx, ns, obj.Name); err == nil && cur.Labels[LabelJobID] != j.ID {
 				err = fmt.Errorf("a Job named %s/%s exists and is not this job's", obj.Namespace, obj.Name)
 			}
 		}
@@ -380,16 +377,14 @@ func (k *Kubernetes) Run(ctx context.Context, j Job, report func(Update)) (Outco
 	name := j.Handle.Name
 	out, err := pollUntilDone(ctx, k.opts.PollInterval, k.opts.Logf, report,
 		func(ctx context.Context) (observation, error) {
-			cur, err := jobs.Get(ctx, name, metav1.GetOptions{})
+			cur, err := api.GetJob(ctx, ns, name)
 			if err != nil {
 				return observation{}, err
 			}
 			return jobObservation(&cur.Status), nil
 		},
-		func(ctx context.Context) error {
-			bg := metav1.DeletePropagationBackground
-			return jobs.Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg})
-		}, "batch/v1 Job "+j.Handle.Namespace+"/"+name)
+		func(ctx context.Context) error { return api.DeleteJob(ctx, ns, name) },
+		"batch/v1 Job "+ns+"/"+name)
 	if err != nil || !out.Succeeded {
 		return out, err
 	}
@@ -450,16 +445,15 @@ func pollUntilDone(ctx context.Context, interval time.Duration, logf func(string
 }
 
 // jobPods returns the job's pods (of one replica type when given), newest first.
-func jobPods(ctx context.Context, c kubernetes.Interface, ns, jobID, replicaType string) ([]corev1.Pod, error) {
+func jobPods(ctx context.Context, c KubeAPI, ns, jobID, replicaType string) ([]corev1.Pod, error) {
 	sel := labels.Set{LabelJobID: jobID}
 	if replicaType != "" {
 		sel[LabelReplicaType] = replicaType
 	}
-	list, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	pods, err := c.ListPods(ctx, ns, sel.String())
 	if err != nil {
 		return nil, fmt.Errorf("cannot list the pods of job %s: %w", jobID, err)
 	}
-	pods := list.Items
 	sort.SliceStable(pods, func(a, b int) bool {
 		ta, tb := pods[a].CreationTimestamp, pods[b].CreationTimestamp
 		if !ta.Equal(&tb) {
@@ -472,7 +466,7 @@ func jobPods(ctx context.Context, c kubernetes.Interface, ns, jobID, replicaType
 
 // terminationMessage returns the termination message of the job's container that
 // exited 0 (the metrics the container wrote), or nil.
-func terminationMessage(ctx context.Context, c kubernetes.Interface, ns, jobID, container, replicaType string) []byte {
+func terminationMessage(ctx context.Context, c KubeAPI, ns, jobID, container, replicaType string) []byte {
 	pods, err := jobPods(ctx, c, ns, jobID, replicaType)
 	if err != nil {
 		return nil
@@ -492,15 +486,14 @@ func terminationMessage(ctx context.Context, c kubernetes.Interface, ns, jobID, 
 
 // podLogs streams the logs of the job's newest pod. With follow and no pod yet,
 // it waits for one until done or ctx ends.
-func podLogs(ctx context.Context, c kubernetes.Interface, ns, jobID, container, replicaType string, follow bool, done <-chan struct{}) (io.ReadCloser, error) {
+func podLogs(ctx context.Context, c KubeAPI, ns, jobID, container, replicaType string, follow bool, done <-chan struct{}) (io.ReadCloser, error) {
 	for {
 		pods, err := jobPods(ctx, c, ns, jobID, replicaType)
 		if err != nil {
 			return nil, err
 		}
 		if len(pods) > 0 {
-			req := c.CoreV1().Pods(ns).GetLogs(pods[0].Name, &corev1.PodLogOptions{Container: container, Follow: follow})
-			rc, err := req.Stream(ctx)
+			rc, err := c.PodLogs(ctx, ns, pods[0].Name, container, follow)
 			if err != nil {
 				return nil, fmt.Errorf("cannot read the logs of pod %s/%s: %w", ns, pods[0].Name, err)
 			}

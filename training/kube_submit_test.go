@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -58,7 +57,7 @@ func TestKubernetesSubmitRetriesRefusedConnection(t *testing.T) {
 	ln.Close()
 
 	// The fake server speaks JSON, not the default protobuf.
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "http://" + addr, Timeout: 10 * time.Second,
+	api, err := NewKubeAPI(&rest.Config{Host: "http://" + addr, Timeout: 10 * time.Second,
 		ContentConfig: rest.ContentConfig{ContentType: "application/json", AcceptContentTypes: "application/json"}})
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +66,7 @@ func TestKubernetesSubmitRetriesRefusedConnection(t *testing.T) {
 	var logs []string
 	retried := make(chan struct{}, 16)
 	kb := NewKubernetes(KubernetesOptions{
-		Client: cs, Namespace: "ml", PollInterval: 10 * time.Millisecond,
+		Client: api, Namespace: "ml", PollInterval: 10 * time.Millisecond,
 		Submit: SubmitRetry{Attempts: 6, Backoff: 200 * time.Millisecond},
 		Logf: func(format string, args ...any) {
 			mu.Lock()
@@ -132,12 +131,12 @@ func TestKubernetesSubmitGivesUp(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "http://" + addr})
+	api, err := NewKubeAPI(&rest.Config{Host: "http://" + addr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tries := 0
-	kb := NewKubernetes(KubernetesOptions{Client: cs, Namespace: "ml",
+	kb := NewKubernetes(KubernetesOptions{Client: api, Namespace: "ml",
 		Submit: SubmitRetry{Attempts: 3, Backoff: time.Millisecond},
 		Logf:   func(string, ...any) { tries++ }})
 	j := specJob(t, kb, nil)

@@ -43,7 +43,7 @@ func specJob(t *testing.T, b Backend, edit func(*JobSpec)) Job {
 }
 
 func TestGoldenManifests(t *testing.T) {
-	kb := NewKubernetes(KubernetesOptions{Client: fake.NewClientset()})
+	kb := NewKubernetes(KubernetesOptions{Client: clientsetAPI{fake.NewClientset()}})
 	j := specJob(t, kb, nil)
 	y, err := yaml.Marshal(kb.Manifest(&j))
 	if err != nil {
@@ -51,7 +51,7 @@ func TestGoldenManifests(t *testing.T) {
 	}
 	golden(t, "golden/job.yaml", y)
 
-	kf := NewKubeflow(KubeflowOptions{Dynamic: newDynamic(), Client: fake.NewClientset()})
+	kf := NewKubeflow(KubeflowOptions{Dynamic: newDynamic(), Client: clientsetAPI{fake.NewClientset()}})
 	for _, tc := range []struct {
 		file string
 		edit func(*JobSpec)
@@ -209,7 +209,7 @@ func TestKubernetesBackend(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	kb := NewKubernetes(KubernetesOptions{Client: cs, Namespace: "ml", PollInterval: 5 * time.Millisecond})
+	kb := NewKubernetes(KubernetesOptions{Client: clientsetAPI{cs}, Namespace: "ml", PollInterval: 5 * time.Millisecond})
 	m := newManager(t, t.TempDir(), kb, nil)
 	jobs := cs.BatchV1().Jobs("ml")
 
@@ -335,7 +335,7 @@ func TestKubernetesResume(t *testing.T) {
 	ctx := context.Background()
 	cs := fake.NewClientset()
 	dir := t.TempDir()
-	kb := NewKubernetes(KubernetesOptions{Client: cs, PollInterval: 5 * time.Millisecond})
+	kb := NewKubernetes(KubernetesOptions{Client: clientsetAPI{cs}, PollInterval: 5 * time.Millisecond})
 	m1, err := NewManager(Options{StateDir: dir, Backend: kb, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
@@ -385,7 +385,7 @@ func TestKubeflowBackend(t *testing.T) {
 	ctx := context.Background()
 	dyn := newDynamic()
 	cs := fake.NewClientset()
-	kf := NewKubeflow(KubeflowOptions{Dynamic: dyn, Client: cs, Namespace: "ml", PollInterval: 5 * time.Millisecond})
+	kf := NewKubeflow(KubeflowOptions{Dynamic: dyn, Client: clientsetAPI{cs}, Namespace: "ml", PollInterval: 5 * time.Millisecond})
 	m := newManager(t, t.TempDir(), kf, nil)
 
 	for _, kind := range []string{KindPyTorchJob, KindTFJob} {

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Kubeflow training-operator resources (kubeflow.org/v1).
@@ -28,7 +27,7 @@ type KubeflowOptions struct {
 	// Dynamic creates and reads PyTorchJob and TFJob objects. Required.
 	Dynamic dynamic.Interface
 	// Client reads pods (logs, termination messages). Required.
-	Client kubernetes.Interface
+	Client KubeAPI
 	// Namespace is where jobs go unless their spec names one. Default "default".
 	Namespace string
 	// PollInterval is how often a job's status is read. Default 10s.

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/internal/cli"
-	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/registry/server"
 )
 
 func main() {
@@ -81,11 +81,11 @@ func serve(args []string, stderr io.Writer) error {
 			fs.DurationVar(&requestTimeout, "request-timeout", 30*time.Second, "limit on the store work of one request")
 		},
 		Open: func(ctx context.Context, logger *log.Logger) (*cli.Opened, error) {
-			store, err := registry.OpenStore(ctx, storeSpec)
+			store, err := server.OpenStore(ctx, storeSpec)
 			if err != nil {
 				return nil, err
 			}
-			srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{
+			srv := server.NewServer(server.NewService(store), server.ServerOptions{
 				RequestTimeout: requestTimeout,
 				Logf:           logger.Printf,
 			})

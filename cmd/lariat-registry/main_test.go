@@ -15,6 +15,7 @@ import (
 
 	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/registry/server"
 )
 
 // runMainEnv makes the test binary act as lariat-registry with its arguments.
@@ -200,12 +201,12 @@ func TestServeStopsGracefullyOnSIGTERM(t *testing.T) {
 	}
 
 	// The file was closed (its lock released) and holds the writes.
-	store, err := registry.OpenBoltStore(dbPath)
+	store, err := server.OpenBoltStore(dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	v, err := registry.NewService(store).GetVersion(context.Background(), "eta", "1")
+	v, err := server.NewService(store).GetVersion(context.Background(), "eta", "1")
 	if err != nil || v.Source != "s3://x" {
 		t.Fatalf("after restart: %+v, %v", v, err)
 	}

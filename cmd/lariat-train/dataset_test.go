@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/predlog"
+	"github.com/lariat-gw/lariat/predlog/sink"
 	"github.com/lariat-gw/lariat/training/dataset"
 	"github.com/lariat-gw/lariat/training/report"
 )
@@ -22,7 +23,7 @@ import (
 // canary with score 0.8; one entity each with a conv_rate feature.
 func writePredictions(t *testing.T, dir string, n int) {
 	t.Helper()
-	l, err := predlog.Open("file://"+dir, predlog.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l, err := sink.OpenLog("file://"+dir, predlog.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

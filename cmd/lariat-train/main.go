@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -166,19 +165,19 @@ func newBackend(o *serveOptions, logger *log.Logger) (training.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	api, err := training.NewKubeAPI(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("cannot make a Kubernetes client: %w", err)
+		return nil, err
 	}
 	if o.backend == "kubernetes" {
-		return training.NewKubernetes(training.KubernetesOptions{Client: cs, Namespace: o.namespace,
+		return training.NewKubernetes(training.KubernetesOptions{Client: api, Namespace: o.namespace,
 			PollInterval: o.pollInterval, Logf: logger.Printf}), nil
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot make a Kubernetes client: %w", err)
 	}
-	return training.NewKubeflow(training.KubeflowOptions{Dynamic: dyn, Client: cs, Namespace: o.namespace,
+	return training.NewKubeflow(training.KubeflowOptions{Dynamic: dyn, Client: api, Namespace: o.namespace,
 		PollInterval: o.pollInterval, Logf: logger.Printf}), nil
 }
 

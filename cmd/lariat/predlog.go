@@ -15,6 +15,7 @@ type predlogFlags struct {
 	queue                    int
 	maxFileSize              int64
 	kafkaUser, kafkaPassword string
+	sink                     string
 }
 
 func (f *predlogFlags) register(fs *flag.FlagSet) {
@@ -25,6 +26,7 @@ func (f *predlogFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&f.maxFileSize, "prediction-log-max-file-size", predlog.DefaultMaxFileSize, "file:// prediction log: start a new file after about this many bytes")
 	fs.StringVar(&f.kafkaUser, "prediction-log-kafka-user", "", "kafka:// prediction log with sasl=...: the user")
 	fs.StringVar(&f.kafkaPassword, "prediction-log-kafka-password", "", "kafka:// prediction log with sasl=...: the password (prefer its environment variable)")
+	fs.StringVar(&f.sink, "prediction-log-sink", "", "the prediction log's sink process, which writes the files or produces to Kafka; default: "+predlog.SinkProgram+" next to this program, else on PATH")
 }
 
 // open starts the prediction log, or returns nil when it is off.
@@ -32,8 +34,12 @@ func (f *predlogFlags) open(log *slog.Logger) (*predlog.Log, error) {
 	if f.url == "" {
 		return nil, nil
 	}
-	l, err := predlog.Open(f.url, predlog.Options{FlushInterval: f.flush, QueueSize: f.queue, MaxFileSize: f.maxFileSize, Logger: log,
-		KafkaUser: f.kafkaUser, KafkaPassword: f.kafkaPassword})
+	opts := predlog.Options{FlushInterval: f.flush, QueueSize: f.queue, MaxFileSize: f.maxFileSize, Logger: log,
+		KafkaUser: f.kafkaUser, KafkaPassword: f.kafkaPassword}
+	if f.sink != "" {
+		opts.SinkCommand = []string{f.sink}
+	}
+	l, err := predlog.Open(f.url, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/predlog"
+	"github.com/lariat-gw/lariat/predlog/sink"
 	"github.com/lariat-gw/lariat/registry"
 )
 
@@ -67,8 +68,9 @@ type logFixture struct {
 	bin, routes, views, seed, registry string
 }
 
-// sharedBin is the one lariat binary the tests run: scripts/test.sh's
-// (see testbin), or else one built into a temporary folder.
+// sharedBin is the lariat and lariat-predlog binaries the tests run:
+// scripts/test.sh's (see testbin), or else ones built into a temporary
+// folder (the gateway starts the sink process from its own folder).
 var sharedBin struct {
 	once sync.Once
 	dir  string
@@ -93,6 +95,7 @@ func sharedLariat(t *testing.T) string {
 			}
 			sharedBin.dir = dir
 		}
+		testbin.Path(t, "lariat-predlog", sharedBin.dir)
 		sharedBin.path = testbin.Path(t, "lariat", sharedBin.dir)
 	})
 	if sharedBin.path == "" {
@@ -352,7 +355,7 @@ func TestPredictionLogSIGTERM(t *testing.T) {
 	seed := seedValues(t)
 	seen := make(map[string]bool, n)
 	arms := map[string]int{}
-	err := predlog.Read(dir, func(r *predlog.Record) error {
+	err := sink.Read(dir, func(r *predlog.Record) error {
 		a, ok := sent[r.RequestID]
 		if !ok || seen[r.RequestID] {
 			return fmt.Errorf("record %q: unknown or read twice", r.RequestID)
@@ -442,7 +445,7 @@ func TestPredictionLogKill9(t *testing.T) {
 	// interval (plus the margin) are all there.
 	seed := seedValues(t)
 	found := map[string]bool{}
-	err := predlog.Read(dir, func(r *predlog.Record) error {
+	err := sink.Read(dir, func(r *predlog.Record) error {
 		a, ok := sent[r.RequestID]
 		if !ok {
 			return fmt.Errorf("record %q of an unknown request", r.RequestID)
@@ -482,7 +485,7 @@ func TestPredictionLogKill9(t *testing.T) {
 	}
 	assertNoTempFiles(t, dir)
 	n := 0
-	if err := predlog.Read(dir, func(*predlog.Record) error { n++; return nil }); err != nil || n != len(found)+1 {
+	if err := sink.Read(dir, func(*predlog.Record) error { n++; return nil }); err != nil || n != len(found)+1 {
 		t.Fatalf("after restart: %d records (%v), want %d", n, err, len(found)+1)
 	}
 }

@@ -7,8 +7,10 @@
 // html/template, whose use of reflect.Value.MethodByName turns off the
 // linker's dead-method elimination for the whole binary (about 25 MB of
 // 41 MB). This package speaks the same protocol with the standard
-// library's HTTP client (HTTP/2, with or without TLS, for gRPC) and the
-// OTLP message types, which do not link gRPC.
+// library's HTTP client (HTTP/2, with or without TLS, for gRPC) and
+// encodes the OTLP messages with protowire: the generated OTLP message
+// types would link the protobuf runtime, whose descriptor formatting calls
+// MethodByName too.
 package otlp
 
 import (
@@ -20,6 +22,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -30,13 +33,11 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 )
 
 // Protocol is an OTLP transport.
@@ -183,10 +184,7 @@ func (e *Exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpa
 	if stopped || len(spans) == 0 {
 		return nil
 	}
-	msg, err := exportRequest(spans)
-	if err != nil {
-		return err
-	}
+	msg := exportRequest(spans)
 	if e.c.Protocol == GRPC {
 		return e.sendGRPC(ctx, msg)
 	}
@@ -296,106 +294,195 @@ func (e *Exporter) compress(msg []byte) ([]byte, string, error) {
 	return b.Bytes(), "gzip", nil
 }
 
-// exportRequest encodes an ExportTraceServiceRequest: field 1 repeated,
-// one ResourceSpans per resource.
-func exportRequest(spans []sdktrace.ReadOnlySpan) ([]byte, error) {
-	var out []byte
-	for _, rs := range resourceSpans(spans) {
-		b, err := proto.Marshal(rs)
-		if err != nil {
-			return nil, fmt.Errorf("otlp: cannot encode spans: %w", err)
-		}
-		out = protowire.AppendTag(out, 1, protowire.BytesType)
-		out = protowire.AppendBytes(out, b)
-	}
-	return out, nil
-}
+// The OTLP messages are encoded with protowire, field by field as
+// opentelemetry-proto defines them: the generated message types register
+// their descriptors with the protobuf runtime, which formats descriptors
+// with reflect.Value.MethodByName and so turns off the linker's dead-method
+// elimination for the whole binary. Fields holding their zero value are
+// left out, as protobuf does.
 
-// resourceSpans groups spans by resource and instrumentation scope.
-func resourceSpans(spans []sdktrace.ReadOnlySpan) []*tracepb.ResourceSpans {
+// Field numbers of the messages encoded.
+const (
+	fExportResourceSpans = 1 // ExportTraceServiceRequest.resource_spans
+
+	fResourceSpansResource   = 1
+	fResourceSpansScopeSpans = 2
+	fResourceSpansSchemaURL  = 3
+
+	fResourceAttributes = 1
+
+	fScopeSpansScope     = 1
+	fScopeSpansSpans     = 2
+	fScopeSpansSchemaURL = 3
+
+	fScopeName    = 1
+	fScopeVersion = 2
+
+	fSpanTraceID           = 1
+	fSpanSpanID            = 2
+	fSpanTraceState        = 3
+	fSpanParentSpanID      = 4
+	fSpanName              = 5
+	fSpanKind              = 6
+	fSpanStartTime         = 7
+	fSpanEndTime           = 8
+	fSpanAttributes        = 9
+	fSpanDroppedAttributes = 10
+	fSpanEvents            = 11
+	fSpanDroppedEvents     = 12
+	fSpanLinks             = 13
+	fSpanDroppedLinks      = 14
+	fSpanStatus            = 15
+	fSpanFlags             = 16
+
+	fEventTime              = 1
+	fEventName              = 2
+	fEventAttributes        = 3
+	fEventDroppedAttributes = 4
+
+	fLinkTraceID           = 1
+	fLinkSpanID            = 2
+	fLinkTraceState        = 3
+	fLinkAttributes        = 4
+	fLinkDroppedAttributes = 5
+	fLinkFlags             = 6
+
+	fStatusMessage = 2
+	fStatusCode    = 3
+
+	fKeyValueKey   = 1
+	fKeyValueValue = 2
+
+	fAnyString = 1
+	fAnyBool   = 2
+	fAnyInt    = 3
+	fAnyDouble = 4
+	fAnyArray  = 5
+
+	fArrayValues = 1
+)
+
+// Enum values of Status.code.
+const (
+	statusUnset = 0
+	statusOK    = 1
+	statusError = 2
+)
+
+// exportRequest encodes an ExportTraceServiceRequest: one ResourceSpans per
+// resource, one ScopeSpans per instrumentation scope within it, in the
+// order the spans come.
+func exportRequest(spans []sdktrace.ReadOnlySpan) []byte {
+	type scopeGroup struct {
+		scope instrumentation.Scope
+		spans []sdktrace.ReadOnlySpan
+	}
+	type resourceGroup struct {
+		res    *resource.Resource
+		scopes []*scopeGroup
+	}
 	type scopeKey struct {
 		res   attribute.Distinct
-		name  string
-		vers  string
-		schem string
+		scope instrumentation.Scope
 	}
-	var out []*tracepb.ResourceSpans
-	byRes := map[attribute.Distinct]*tracepb.ResourceSpans{}
-	byScope := map[scopeKey]*tracepb.ScopeSpans{}
+	var groups []*resourceGroup
+	byRes := map[attribute.Distinct]*resourceGroup{}
+	byScope := map[scopeKey]*scopeGroup{}
 	for _, s := range spans {
 		res := s.Resource()
 		var rk attribute.Distinct
 		if res != nil {
 			rk = res.Equivalent()
 		}
-		rs := byRes[rk]
-		if rs == nil {
-			rs = &tracepb.ResourceSpans{Resource: &resourcepb.Resource{}}
-			if res != nil {
-				rs.Resource.Attributes = keyValues(res.Attributes())
-				rs.SchemaUrl = res.SchemaURL()
-			}
-			byRes[rk] = rs
-			out = append(out, rs)
+		rg := byRes[rk]
+		if rg == nil {
+			rg = &resourceGroup{res: res}
+			byRes[rk] = rg
+			groups = append(groups, rg)
 		}
 		is := s.InstrumentationScope()
-		sk := scopeKey{rk, is.Name, is.Version, is.SchemaURL}
-		ss := byScope[sk]
-		if ss == nil {
-			ss = &tracepb.ScopeSpans{Scope: &commonpb.InstrumentationScope{Name: is.Name, Version: is.Version}, SchemaUrl: is.SchemaURL}
-			byScope[sk] = ss
-			rs.ScopeSpans = append(rs.ScopeSpans, ss)
+		sk := scopeKey{rk, instrumentation.Scope{Name: is.Name, Version: is.Version, SchemaURL: is.SchemaURL}}
+		sg := byScope[sk]
+		if sg == nil {
+			sg = &scopeGroup{scope: sk.scope}
+			byScope[sk] = sg
+			rg.scopes = append(rg.scopes, sg)
 		}
-		ss.Spans = append(ss.Spans, span(s))
+		sg.spans = append(sg.spans, s)
+	}
+	var out, rs, sc, buf []byte
+	for _, rg := range groups {
+		rs = rs[:0]
+		buf = buf[:0]
+		if rg.res != nil {
+			buf = appendKeyValues(buf, fResourceAttributes, rg.res.Attributes())
+		}
+		rs = appendMessage(rs, fResourceSpansResource, buf) // present even when empty
+		for _, sg := range rg.scopes {
+			sc = sc[:0]
+			buf = appendString(buf[:0], fScopeName, sg.scope.Name)
+			buf = appendString(buf, fScopeVersion, sg.scope.Version)
+			sc = appendMessage(sc, fScopeSpansScope, buf)
+			for _, s := range sg.spans {
+				buf = appendSpan(buf[:0], s)
+				sc = appendMessage(sc, fScopeSpansSpans, buf)
+			}
+			sc = appendString(sc, fScopeSpansSchemaURL, sg.scope.SchemaURL)
+			rs = appendMessage(rs, fResourceSpansScopeSpans, sc)
+		}
+		if rg.res != nil {
+			rs = appendString(rs, fResourceSpansSchemaURL, rg.res.SchemaURL())
+		}
+		out = appendMessage(out, fExportResourceSpans, rs)
 	}
 	return out
 }
 
-func span(s sdktrace.ReadOnlySpan) *tracepb.Span {
+// appendSpan appends the fields of a Span.
+func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	sc := s.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
-	p := &tracepb.Span{
-		TraceId:                tid[:],
-		SpanId:                 sid[:],
-		TraceState:             sc.TraceState().String(),
-		Name:                   s.Name(),
-		Kind:                   tracepb.Span_SpanKind(kind(s.SpanKind())),
-		StartTimeUnixNano:      uint64(s.StartTime().UnixNano()),
-		EndTimeUnixNano:        uint64(s.EndTime().UnixNano()),
-		Attributes:             keyValues(s.Attributes()),
-		DroppedAttributesCount: uint32(s.DroppedAttributes()),
-		DroppedEventsCount:     uint32(s.DroppedEvents()),
-		DroppedLinksCount:      uint32(s.DroppedLinks()),
-		Flags:                  uint32(sc.TraceFlags()) | 0x100, // has the parent's remote flag
-		Status:                 &tracepb.Status{Code: statusCode(s.Status().Code), Message: s.Status().Description},
-	}
+	b = appendBytes(b, fSpanTraceID, tid[:])
+	b = appendBytes(b, fSpanSpanID, sid[:])
+	b = appendString(b, fSpanTraceState, sc.TraceState().String())
+	flags := uint32(sc.TraceFlags()) | 0x100 // has the parent's remote flag
 	if parent := s.Parent(); parent.IsValid() {
 		psid := parent.SpanID()
-		p.ParentSpanId = psid[:]
+		b = appendBytes(b, fSpanParentSpanID, psid[:])
 		if parent.IsRemote() {
-			p.Flags |= 0x200
+			flags |= 0x200
 		}
 	}
+	b = appendString(b, fSpanName, s.Name())
+	b = appendVarint(b, fSpanKind, uint64(kind(s.SpanKind())))
+	b = appendFixed64(b, fSpanStartTime, uint64(s.StartTime().UnixNano()))
+	b = appendFixed64(b, fSpanEndTime, uint64(s.EndTime().UnixNano()))
+	b = appendKeyValues(b, fSpanAttributes, s.Attributes())
+	b = appendVarint(b, fSpanDroppedAttributes, uint64(s.DroppedAttributes()))
+	var msg []byte
 	for _, ev := range s.Events() {
-		p.Events = append(p.Events, &tracepb.Span_Event{
-			TimeUnixNano:           uint64(ev.Time.UnixNano()),
-			Name:                   ev.Name,
-			Attributes:             keyValues(ev.Attributes),
-			DroppedAttributesCount: uint32(ev.DroppedAttributeCount),
-		})
+		msg = appendFixed64(msg[:0], fEventTime, uint64(ev.Time.UnixNano()))
+		msg = appendString(msg, fEventName, ev.Name)
+		msg = appendKeyValues(msg, fEventAttributes, ev.Attributes)
+		msg = appendVarint(msg, fEventDroppedAttributes, uint64(ev.DroppedAttributeCount))
+		b = appendMessage(b, fSpanEvents, msg)
 	}
+	b = appendVarint(b, fSpanDroppedEvents, uint64(s.DroppedEvents()))
 	for _, l := range s.Links() {
 		ltid, lsid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
-		p.Links = append(p.Links, &tracepb.Span_Link{
-			TraceId:                ltid[:],
-			SpanId:                 lsid[:],
-			TraceState:             l.SpanContext.TraceState().String(),
-			Attributes:             keyValues(l.Attributes),
-			DroppedAttributesCount: uint32(l.DroppedAttributeCount),
-			Flags:                  linkFlags(l.SpanContext),
-		})
+		msg = appendBytes(msg[:0], fLinkTraceID, ltid[:])
+		msg = appendBytes(msg, fLinkSpanID, lsid[:])
+		msg = appendString(msg, fLinkTraceState, l.SpanContext.TraceState().String())
+		msg = appendKeyValues(msg, fLinkAttributes, l.Attributes)
+		msg = appendVarint(msg, fLinkDroppedAttributes, uint64(l.DroppedAttributeCount))
+		msg = appendFixed32(msg, fLinkFlags, linkFlags(l.SpanContext))
+		b = appendMessage(b, fSpanLinks, msg)
 	}
-	return p
+	b = appendVarint(b, fSpanDroppedLinks, uint64(s.DroppedLinks()))
+	msg = appendString(msg[:0], fStatusMessage, s.Status().Description)
+	msg = appendVarint(msg, fStatusCode, statusCode(s.Status().Code))
+	b = appendMessage(b, fSpanStatus, msg) // present even when empty
+	return appendFixed32(b, fSpanFlags, flags)
 }
 
 // linkFlags are a linked span context's trace flags and whether it is
@@ -419,53 +506,107 @@ func kind(k trace.SpanKind) int32 {
 
 // statusCode maps a span status to OTLP's (whose Ok and Error are swapped
 // relative to the API's).
-func statusCode(c codes.Code) tracepb.Status_StatusCode {
+func statusCode(c codes.Code) uint64 {
 	switch c {
 	case codes.Ok:
-		return tracepb.Status_STATUS_CODE_OK
+		return statusOK
 	case codes.Error:
-		return tracepb.Status_STATUS_CODE_ERROR
+		return statusError
 	}
-	return tracepb.Status_STATUS_CODE_UNSET
+	return statusUnset
 }
 
-func keyValues(attrs []attribute.KeyValue) []*commonpb.KeyValue {
-	if len(attrs) == 0 {
-		return nil
+// appendKeyValues appends each attribute as a KeyValue in field num.
+func appendKeyValues(b []byte, num protowire.Number, attrs []attribute.KeyValue) []byte {
+	var kv []byte
+	for _, a := range attrs {
+		kv = appendString(kv[:0], fKeyValueKey, string(a.Key))
+		kv = appendMessage(kv, fKeyValueValue, appendAnyValue(nil, a.Value))
+		b = appendMessage(b, num, kv)
 	}
-	out := make([]*commonpb.KeyValue, 0, len(attrs))
-	for _, kv := range attrs {
-		out = append(out, &commonpb.KeyValue{Key: string(kv.Key), Value: anyValue(kv.Value)})
-	}
-	return out
+	return b
 }
 
-func anyValue(v attribute.Value) *commonpb.AnyValue {
+// appendAnyValue appends the fields of an AnyValue: one of its oneof,
+// present even when zero.
+func appendAnyValue(b []byte, v attribute.Value) []byte {
 	switch v.Type() {
 	case attribute.BOOL:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: v.AsBool()}}
+		b = protowire.AppendTag(b, fAnyBool, protowire.VarintType)
+		return protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
 	case attribute.INT64:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v.AsInt64()}}
+		b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(v.AsInt64()))
 	case attribute.FLOAT64:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: v.AsFloat64()}}
+		b = protowire.AppendTag(b, fAnyDouble, protowire.Fixed64Type)
+		return protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
 	case attribute.STRING:
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v.AsString()}}
+		b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
+		return protowire.AppendString(b, v.AsString())
 	case attribute.BOOLSLICE:
-		return array(v.AsBoolSlice(), func(b bool) *commonpb.AnyValue { return anyValue(attribute.BoolValue(b)) })
+		return appendArray(b, v.AsBoolSlice(), attribute.BoolValue)
 	case attribute.INT64SLICE:
-		return array(v.AsInt64Slice(), func(i int64) *commonpb.AnyValue { return anyValue(attribute.Int64Value(i)) })
+		return appendArray(b, v.AsInt64Slice(), attribute.Int64Value)
 	case attribute.FLOAT64SLICE:
-		return array(v.AsFloat64Slice(), func(f float64) *commonpb.AnyValue { return anyValue(attribute.Float64Value(f)) })
+		return appendArray(b, v.AsFloat64Slice(), attribute.Float64Value)
 	case attribute.STRINGSLICE:
-		return array(v.AsStringSlice(), func(s string) *commonpb.AnyValue { return anyValue(attribute.StringValue(s)) })
+		return appendArray(b, v.AsStringSlice(), attribute.StringValue)
 	}
-	return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v.Emit()}}
+	b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
+	return protowire.AppendString(b, v.Emit())
 }
 
-func array[T any](vs []T, f func(T) *commonpb.AnyValue) *commonpb.AnyValue {
-	arr := &commonpb.ArrayValue{Values: make([]*commonpb.AnyValue, len(vs))}
-	for i, v := range vs {
-		arr.Values[i] = f(v)
+// appendArray appends an AnyValue holding an ArrayValue of vs.
+func appendArray[T any](b []byte, vs []T, value func(T) attribute.Value) []byte {
+	var arr []byte
+	for _, v := range vs {
+		arr = appendMessage(arr, fArrayValues, appendAnyValue(nil, value(v)))
 	}
-	return &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: arr}}
+	return appendMessage(b, fAnyArray, arr)
+}
+
+// appendMessage appends an embedded message (its encoded fields) in field num.
+func appendMessage(b []byte, num protowire.Number, msg []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, msg)
+}
+
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func appendFixed64(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
+	return protowire.AppendFixed64(b, v)
+}
+
+func appendFixed32(b []byte, num protowire.Number, v uint32) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.Fixed32Type)
+	return protowire.AppendFixed32(b, v)
 }

@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/registry/server"
 )
 
 // Start serves a registry until the test ends and returns its base URL.
 func Start(tb testing.TB) string {
 	tb.Helper()
-	store, err := registry.OpenBoltStore(filepath.Join(tb.TempDir(), "registry.db"))
+	store, err := server.OpenBoltStore(filepath.Join(tb.TempDir(), "registry.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func Start(tb testing.TB) string {
 		_ = store.Close()
 		tb.Fatal(err)
 	}
-	srv := registry.NewServer(registry.NewService(store), registry.ServerOptions{Logf: tb.Logf})
+	srv := server.NewServer(server.NewService(store), server.ServerOptions{Logf: tb.Logf})
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	tb.Cleanup(func() {

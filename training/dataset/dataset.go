@@ -20,6 +20,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/lariat-gw/lariat/predlog"
+	"github.com/lariat-gw/lariat/predlog/sink"
 )
 
 // Options say how to build a training set from a prediction log.
@@ -106,7 +107,7 @@ func Build(o Options) (*Stats, error) {
 	byName := map[string][]string{}
 	joinKeys := map[string]bool{}
 	var gates, models, outputs []string
-	err = predlog.Read(o.Predictions, func(r *predlog.Record) error {
+	err = sink.Read(o.Predictions, func(r *predlog.Record) error {
 		if !wanted[r.RequestID] || served[r.RequestID] != nil || (o.Route != "" && r.Route != o.Route) {
 			return nil
 		}

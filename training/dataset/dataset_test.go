@@ -14,12 +14,13 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/lariat-gw/lariat/predlog"
+	"github.com/lariat-gw/lariat/predlog/sink"
 )
 
 // writeLog writes records into a file:// prediction log under dir.
 func writeLog(t *testing.T, dir string, recs []*predlog.Record) {
 	t.Helper()
-	l, err := predlog.Open("file://"+dir, predlog.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l, err := sink.OpenLog("file://"+dir, predlog.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

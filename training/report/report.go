@@ -19,6 +19,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/lariat-gw/lariat/predlog"
+	"github.com/lariat-gw/lariat/predlog/sink"
 	"github.com/lariat-gw/lariat/training/dataset"
 )
 
@@ -169,7 +170,7 @@ func Build(o Options) (*Report, error) {
 	rep := &Report{Generated: time.Now().UTC(), Predictions: o.Predictions, Labels: o.Labels, Alpha: o.Alpha}
 	routes := map[string]*Route{}
 	variants := map[string]map[string]*Variant{}
-	err := predlog.Read(o.Predictions, func(r *predlog.Record) error {
+	err := sink.Read(o.Predictions, func(r *predlog.Record) error {
 		if o.Route != "" && r.Route != o.Route {
 			return nil
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/predlog"
+	"github.com/lariat-gw/lariat/predlog/sink"
 )
 
 func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
@@ -63,7 +64,7 @@ func TestStatistics(t *testing.T) {
 // one 502 in ten. It returns the labels CSV.
 func writeExperiment(t *testing.T, dir string, n int) string {
 	t.Helper()
-	l, err := predlog.Open("file://"+dir, predlog.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l, err := sink.OpenLog("file://"+dir, predlog.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,235 @@
+package registry_test
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/registry/server"
+)
+
+// testServer is a registry server on 127.0.0.1 with a client of it.
+type testServer struct {
+	Client *registry.Client
+	srv    *server.Server
+	ln     net.Listener
+	done   chan error
+}
+
+// serveOn serves a registry on store at ln until the test ends or Stop.
+func serveOn(t *testing.T, store server.Store, ln net.Listener) *testServer {
+	t.Helper()
+	srv := server.NewServer(server.NewService(store), server.ServerOptions{Logf: t.Logf})
+	ts := &testServer{Client: registry.NewClient("http://"+ln.Addr().String(), nil), srv: srv, ln: ln, done: make(chan error, 1)}
+	go func() { ts.done <- srv.Serve(ln) }()
+	t.Cleanup(ts.Stop)
+	return ts
+}
+
+// Stop shuts the server down; it may be called more than once.
+func (ts *testServer) Stop() {
+	if ts.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = ts.srv.Shutdown(ctx)
+	<-ts.done
+	ts.srv = nil
+}
+
+func must[T any](t *testing.T) func(v T, err error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+// resolverFixture is a registry server with model "eta" (versions 1..3 with serving
+// endpoints, alias champion -> 1, version 2 in Production).
+func resolverFixture(t *testing.T) (*testServer, server.Store) {
+	t.Helper()
+	store, err := server.OpenBoltStore(filepath.Join(t.TempDir(), "registry.db"))
+	if err != nil {
+		t.Fatalf("open bolt store: %v", err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := serveOn(t, store, ln)
+	ctx := context.Background()
+	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
+	for _, ep := range []string{"http://127.0.0.1:9001", "http://127.0.0.1:9002", "http://127.0.0.1:9003"} {
+		must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", ServingEndpoint: ep}))
+	}
+	if err := ts.Client.SetAlias(ctx, "eta", "champion", "1"); err != nil {
+		t.Fatal(err)
+	}
+	must[*registry.ModelVersion](t)(ts.Client.TransitionStage(ctx, "eta", "2", "Production", false))
+	return ts, store
+}
+
+func TestResolverResolvesAndFollowsAliasMoves(t *testing.T) {
+	ts, _ := resolverFixture(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var changes []string
+	r := registry.NewResolver(ts.Client, registry.ResolverOptions{
+		Interval: time.Hour, // refreshed by hand below
+		OnChange: func(ref string, from, to registry.Resolved) {
+			mu.Lock()
+			changes = append(changes, ref+":"+from.Version+"->"+to.Version)
+			mu.Unlock()
+		},
+	})
+	defer r.Stop()
+
+	f := func(ref string, version, endpoint string) {
+		t.Helper()
+		got, err := r.Register(ctx, ref)
+		if err != nil {
+			t.Fatalf("Register(%q): %v", ref, err)
+		}
+		want := registry.Resolved{Name: "eta", Version: version, ServingEndpoint: endpoint}
+		if got != want {
+			t.Fatalf("Register(%q) = %+v, want %+v", ref, got, want)
+		}
+		if got, ok := r.Lookup(ref); !ok || got != want {
+			t.Fatalf("Lookup(%q) = %+v, %v", ref, got, ok)
+		}
+	}
+	f("eta@champion", "1", "http://127.0.0.1:9001")
+	f("eta/3", "3", "http://127.0.0.1:9003")
+	f("eta/latest", "3", "http://127.0.0.1:9003")
+	f("eta/Production", "2", "http://127.0.0.1:9002")
+	f("models:/eta@champion", "1", "http://127.0.0.1:9001")
+
+	if _, ok := r.Lookup("eta@other"); ok {
+		t.Fatal("Lookup of an unregistered ref succeeded")
+	}
+	if _, err := r.Register(ctx, "eta@other"); err == nil {
+		t.Fatal("Register of an unknown alias succeeded")
+	}
+	if _, err := r.Register(ctx, "nope/1"); err == nil {
+		t.Fatal("Register of an unknown model succeeded")
+	}
+	if _, err := r.Register(ctx, "not a ref"); err == nil {
+		t.Fatal("Register of a malformed ref succeeded")
+	}
+
+	// Move the alias: the mapping changes at the next refresh, not before.
+	if err := ts.Client.SetAlias(ctx, "eta", "champion", "3"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.Lookup("eta@champion"); got.Version != "1" {
+		t.Fatalf("mapping changed before a refresh: %+v", got)
+	}
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.Lookup("eta@champion"); got.Version != "3" || got.ServingEndpoint != "http://127.0.0.1:9003" {
+		t.Fatalf("after refresh: %+v", got)
+	}
+	mu.Lock()
+	gotChanges := strings.Join(changes, ",")
+	mu.Unlock()
+	if !strings.Contains(gotChanges, "eta@champion:1->3") {
+		t.Fatalf("OnChange calls = %q", gotChanges)
+	}
+	st := r.Status()
+	if st.Stale || st.LastError != "" || st.LastSuccess.IsZero() || st.Refs != 5 {
+		t.Fatalf("status after a good refresh: %+v", st)
+	}
+
+	r.Forget("eta/3")
+	if _, ok := r.Lookup("eta/3"); ok {
+		t.Fatal("Lookup of a forgotten ref succeeded")
+	}
+}
+
+func TestResolverBackgroundRefresh(t *testing.T) {
+	ts, _ := resolverFixture(t)
+	ctx := context.Background()
+	r := registry.NewResolver(ts.Client, registry.ResolverOptions{Interval: 20 * time.Millisecond})
+	defer r.Stop()
+	if _, err := r.Register(ctx, "eta@champion"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Client.SetAlias(ctx, "eta", "champion", "2"); err != nil {
+		t.Fatal(err)
+	}
+	// Bounded wait for the background loop; no timing is asserted.
+	for i := 0; ; i++ {
+		if got, _ := r.Lookup("eta@champion"); got.Version == "2" {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("background refresh never picked up the alias move")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.Stop()
+	r.Stop() // idempotent
+}
+
+func TestResolverKeepsLastGoodMappingWhenRegistryIsDown(t *testing.T) {
+	ts, store := resolverFixture(t)
+	ctx := context.Background()
+	r := registry.NewResolver(ts.Client, registry.ResolverOptions{Interval: time.Hour, Timeout: time.Second})
+	defer r.Stop()
+	want, err := r.Register(ctx, "eta@champion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lastGood := r.Status().LastSuccess
+	addr := ts.ln.Addr().String()
+	errorsBefore := registry.RefreshErrors(r)
+
+	ts.Stop()
+	if err := r.Refresh(ctx); err == nil {
+		t.Fatal("refresh against a stopped registry succeeded")
+	}
+	if got, ok := r.Lookup("eta@champion"); !ok || got != want {
+		t.Fatalf("mapping lost while the registry is down: %+v, %v", got, ok)
+	}
+	st := r.Status()
+	if !st.Stale || st.LastError == "" || !st.LastSuccess.Equal(lastGood) {
+		t.Fatalf("status while down: %+v", st)
+	}
+	if registry.RefreshErrors(r) <= errorsBefore {
+		t.Fatal("refresh errors were not counted")
+	}
+	// A new ref cannot be registered, a known one still can (from the cache).
+	if _, err := r.Register(ctx, "eta/3"); err == nil {
+		t.Fatal("Register of an uncached ref succeeded while the registry is down")
+	}
+	if got, err := r.Register(ctx, "eta@champion"); err != nil || got != want {
+		t.Fatalf("Register of a cached ref while down = %+v, %v", got, err)
+	}
+
+	// The registry comes back on the same address: the next refresh clears the state.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	serveOn(t, store, ln)
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatalf("refresh after the registry came back: %v", err)
+	}
+	if st := r.Status(); st.Stale || st.LastError != "" {
+		t.Fatalf("status after recovery: %+v", st)
+	}
+}

@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lariat-gw/lariat/registry"
+)
+
+// storeFactory makes a fresh storage location for one test and returns a function
+// opening a Store on it; the function may be called again after Close to reopen.
+type storeFactory func(t *testing.T) (open func() Store)
+
+func boltFactory(t *testing.T) func() Store {
+	path := filepath.Join(t.TempDir(), "registry.db")
+	return func() Store {
+		s, err := OpenBoltStore(path)
+		if err != nil {
+			t.Fatalf("open bolt store: %v", err)
+		}
+		return s
+	}
+}
+
+// testServer is a registry server on 127.0.0.1.
+type testServer struct {
+	URL    string
+	Client *registry.Client
+	srv    *Server
+	ln     net.Listener
+	done   chan error
+}
+
+func startServer(t *testing.T, store Store) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveOn(t, store, ln)
+}
+
+func serveOn(t *testing.T, store Store, ln net.Listener) *testServer {
+	t.Helper()
+	srv := NewServer(NewService(store), ServerOptions{Logf: t.Logf})
+	ts := &testServer{URL: "http://" + ln.Addr().String(), srv: srv, ln: ln, done: make(chan error, 1)}
+	ts.Client = registry.NewClient(ts.URL, nil)
+	go func() { ts.done <- srv.Serve(ln) }()
+	t.Cleanup(ts.Stop)
+	return ts
+}
+
+// Stop shuts the server down; it may be called more than once.
+func (ts *testServer) Stop() {
+	if ts.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = ts.srv.Shutdown(ctx)
+	<-ts.done
+	ts.srv = nil
+}
+
+// apiResult is a raw API response.
+type apiResult struct {
+	Status int
+	Body   []byte
+}
+
+// JSON decodes the body into a generic value.
+func (r apiResult) JSON(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("response %d is not a JSON object: %v: %s", r.Status, err, r.Body)
+	}
+	return m
+}
+
+// call sends a raw request to path under /api/2.0/mlflow/ (or to an absolute path).
+func (ts *testServer) call(t *testing.T, method, path, body string) apiResult {
+	t.Helper()
+	u := ts.URL + "/api/2.0/mlflow/" + path
+	if strings.HasPrefix(path, "/") {
+		u = ts.URL + path
+	}
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return apiResult{Status: resp.StatusCode, Body: data}
+}
+
+// expectError checks an error response's status and code.
+func expectError(t *testing.T, r apiResult, status int, code string) {
+	t.Helper()
+	if r.Status != status {
+		t.Fatalf("status = %d, want %d; body %s", r.Status, status, r.Body)
+	}
+	m := r.JSON(t)
+	if m["error_code"] != code {
+		t.Fatalf("error_code = %v, want %s; body %s", m["error_code"], code, r.Body)
+	}
+	if msg, _ := m["message"].(string); msg == "" {
+		t.Fatalf("error without message: %s", r.Body)
+	}
+}
+
+func expectOK(t *testing.T, r apiResult) map[string]any {
+	t.Helper()
+	if r.Status != http.StatusOK {
+		t.Fatalf("status = %d, want 200; body %s", r.Status, r.Body)
+	}
+	return r.JSON(t)
+}
+
+// expectCode checks that err is an API error with code.
+func expectCode(t *testing.T, err error, code string) {
+	t.Helper()
+	var apiErr *registry.Error
+	if !errors.As(err, &apiErr) || apiErr.Code != code {
+		t.Fatalf("want API error %s, got %v", code, err)
+	}
+}
+
+func must[T any](t *testing.T) func(v T, err error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
