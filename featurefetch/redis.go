@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/VictoriaMetrics/metrics"
 	"net/url"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -152,6 +153,13 @@ func NewRedisStore(opt RedisOptions) (*RedisStore, error) {
 	co, err := opt.ClientOption()
 	if err != nil {
 		return nil, err
+	}
+	if !opt.Cluster && runtime.GOMAXPROCS(0) <= 2 {
+		// rueidis pipelines over two connections on two CPUs, and splits
+		// a cached multi-key read between them on goroutines: one
+		// connection serves client-side cache hits with 13% less CPU
+		// and reads from Redis alike (bench/README.md).
+		co.PipelineMultiplex = -1
 	}
 	c, err := rueidis.NewClient(co)
 	if err != nil {

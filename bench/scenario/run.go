@@ -79,6 +79,11 @@ type Options struct {
 	// (DefaultModelLatency, DefaultModelJitter) when not nil.
 	ModelLatency *time.Duration
 	ModelJitter  *time.Duration
+	// Pipeline, when positive, starts the gateway with
+	// --upstream-pipeline MODEL=Pipeline for every fake model: its calls
+	// are pipelined over that many connections per model (the floor's
+	// are not).
+	Pipeline int
 
 	// Out is the folder the reports are written to; created if missing.
 	Out string
@@ -529,6 +534,11 @@ func (e *env) startGateway(ctx context.Context) error {
 	}
 	if e.sp.features {
 		extra = append(extra, "--feature-views", filepath.Join(e.tmp, "views.yaml"), "--redis", e.redis)
+	}
+	if e.opt.Pipeline > 0 {
+		for _, m := range e.sp.models {
+			extra = append(extra, "--upstream-pipeline", e.models[m.key]+"="+strconv.Itoa(e.opt.Pipeline))
+		}
 	}
 	p, addrs, err := startServer(ctx, "lariat", e.tmp, e.opt.LariatBin, 2, func(a []string) []string {
 		return append([]string{"serve", "--routes", routes, "--listen", a[0], "--admin-listen", a[1]}, extra...)

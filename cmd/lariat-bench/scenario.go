@@ -60,6 +60,7 @@ func scenarioCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opt.DeadlineMargin, "deadline-margin", scenario.DefaultDeadlineMargin, "faults: an answer meets the deadline within the route timeout plus this")
 	fs.DurationVar(&latency, "model-latency", scenario.DefaultModelLatency, "base latency of the fake models")
 	fs.DurationVar(&jitter, "model-jitter", scenario.DefaultModelJitter, "uniform jitter of the fake models' latency (±)")
+	fs.IntVar(&opt.Pipeline, "pipeline", 0, "pipeline lariat's calls to each fake model over `N` connections (lariat serve --upstream-pipeline); 0: off")
 	fs.StringVar(&opt.Out, "out", scenario.DefaultOut, "`folder` for the JSON and HTML reports")
 	fs.StringVar(&opt.CPUProfile, "cpuprofile", "", "`folder` for CPU profiles of the gateway and the floor, one per loop and process")
 	fs.StringVar(&opt.LariatBin, "lariat-bin", "", "gateway binary (default: go build ./cmd/lariat of the repository around the working directory)")
