@@ -61,6 +61,10 @@ type Result struct {
 	// ServiceTime (open mode only) is measured from the actual send time: it
 	// is what a naive generator would report.
 	ServiceTime *Latency `json:"service_time,omitempty"`
+	// ServiceTimeShed (open mode, runs with refusals) is ServiceTime of the
+	// 429 and 503 answers: how fast the server refused a request once it
+	// was sent, without the generator's own lag.
+	ServiceTimeShed *Latency `json:"service_time_shed,omitempty"`
 	// Generator (open mode only) tells whether the generator kept its
 	// schedule.
 	Generator *Generator `json:"generator,omitempty"`
@@ -246,9 +250,9 @@ func (r *runner) result() *Result {
 	}
 
 	lat, latOK, latShed := newHist(histDigits), newHist(histDigits), newHist(histDigits)
-	var svc, lag *hdrhistogram.Histogram
+	var svc, svcShed, lag *hdrhistogram.Histogram
 	if cfg.Mode == ModeOpen {
-		svc, lag = newHist(histDigits), newHist(secondDigits)
+		svc, svcShed, lag = newHist(histDigits), newHist(histDigits), newHist(secondDigits)
 	}
 	var status [maxStatus]int64
 	var last time.Duration
@@ -261,6 +265,7 @@ func (r *runner) result() *Result {
 		latShed.Merge(w.latShed)
 		if svc != nil {
 			svc.Merge(w.svc)
+			svcShed.Merge(w.svcShed)
 			lag.Merge(w.lag)
 		}
 		for code, n := range w.status {
@@ -307,6 +312,10 @@ func (r *runner) result() *Result {
 	if svc != nil {
 		s := summarize(svc, true)
 		res.ServiceTime = &s
+		if svcShed.TotalCount() > 0 {
+			s := summarize(svcShed, true)
+			res.ServiceTimeShed = &s
+		}
 		l := summarize(lag, false)
 		g := &Generator{
 			Planned:  r.planned(),
@@ -394,6 +403,9 @@ func (res *Result) WriteText(w io.Writer) error {
 	}
 	if res.ServiceTime != nil {
 		writeLatency("service", res.ServiceTime)
+	}
+	if res.ServiceTimeShed != nil {
+		writeLatency("refused svc", res.ServiceTimeShed)
 	}
 	e := &res.Errors
 	fmt.Fprintf(&b, "  errors      %d (status %d, timeout %d, connection %d, other %d)\n",

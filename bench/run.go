@@ -185,6 +185,9 @@ type worker struct {
 	latOK   *hdrhistogram.Histogram
 	latShed *hdrhistogram.Histogram
 	svc     *hdrhistogram.Histogram // from actual send time (open loop)
+	// svcShed is svc of the 429/503 answers: how long the server took to
+	// refuse once the request was on the wire (open loop).
+	svcShed *hdrhistogram.Histogram
 	lag     *hdrhistogram.Histogram // actual minus scheduled send time (open loop)
 
 	sent       int64
@@ -219,6 +222,7 @@ func newWorker(r *runner, id int, seed uint64) *worker {
 	}
 	if t.cfg.Mode == ModeOpen {
 		w.svc = newHist(histDigits)
+		w.svcShed = newHist(histDigits)
 		w.lag = newHist(secondDigits)
 		w.timer = time.NewTimer(time.Hour)
 		w.timer.Stop()
@@ -362,6 +366,9 @@ func (w *worker) do(seq uint64, sched, sent time.Duration) {
 			recordDur(w.latOK, end-sched)
 		case code == 429 || code == 503:
 			recordDur(w.latShed, end-sched)
+			if w.svcShed != nil {
+				recordDur(w.svcShed, end-sent)
+			}
 		}
 	}
 	if err == nil && t.cfg.Deadline > 0 && end-sched <= t.cfg.Deadline {

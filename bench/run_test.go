@@ -229,6 +229,37 @@ func TestOpenLoopRequestsBound(t *testing.T) {
 	}
 }
 
+// TestRefusalsAreTimedApart: 429 and 503 answers are counted in the
+// refused histograms, from the scheduled and from the actual send time,
+// and the admitted ones apart from them.
+func TestRefusalsAreTimedApart(t *testing.T) {
+	var n atomic.Int64
+	url := startServer(t, func(ctx *fasthttp.RequestCtx) {
+		switch n.Add(1) % 4 {
+		case 1:
+			ctx.SetStatusCode(fasthttp.StatusTooManyRequests)
+		case 2:
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		case 3:
+			ctx.SetStatusCode(fasthttp.StatusBadGateway)
+		}
+	})
+	res := mustRun(t, bench.Config{URL: url, Mode: bench.ModeOpen, Rate: 500, Connections: 1, Requests: 40})
+	if res.Requests != 40 {
+		t.Fatalf("requests %d", res.Requests)
+	}
+	if res.LatencyOK == nil || res.LatencyShed == nil || res.ServiceTimeShed == nil {
+		t.Fatalf("admitted %+v, refused %+v, refused service time %+v", res.LatencyOK, res.LatencyShed, res.ServiceTimeShed)
+	}
+	if res.LatencyOK.Count != 10 || res.LatencyShed.Count != 20 || res.ServiceTimeShed.Count != 20 {
+		t.Fatalf("admitted %d, refused %d (service time %d); want 10, 20, 20", res.LatencyOK.Count, res.LatencyShed.Count, res.ServiceTimeShed.Count)
+	}
+	var text strings.Builder
+	if err := res.WriteText(&text); err != nil || !strings.Contains(text.String(), "refused svc") {
+		t.Fatalf("text report has no refused service time (%v):\n%s", err, text.String())
+	}
+}
+
 func TestErrorsByKind(t *testing.T) {
 	t.Run("status", func(t *testing.T) {
 		var n, failed atomic.Int64

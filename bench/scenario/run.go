@@ -388,6 +388,9 @@ func (e *env) start(ctx context.Context) error {
 		if err := e.startRedis(ctx); err != nil {
 			return err
 		}
+		if err := e.seedFeatures(ctx); err != nil {
+			return err
+		}
 	}
 	if err := e.startModels(ctx); err != nil {
 		return err
@@ -446,7 +449,13 @@ func (e *env) startRedis(ctx context.Context) error {
 	}
 	e.procs = append(e.procs, p)
 	e.redis = addrs[0]
+	e.logf("redis-server on %s", e.redis)
+	return nil
+}
 
+// seedFeatures writes the scenario's feature rows into e.redis, and its
+// feature views into the temporary folder for the gateway.
+func (e *env) seedFeatures(ctx context.Context) error {
 	views, err := featurefetch.ParseViews("views.yaml", ViewsYAML())
 	if err != nil {
 		return fmt.Errorf("BUG: scenario feature views do not parse: %w", err)
@@ -463,7 +472,7 @@ func (e *env) startRedis(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(e.tmp, "views.yaml"), ViewsYAML(), 0o644); err != nil {
 		return fmt.Errorf("cannot write feature views: %w", err)
 	}
-	e.logf("redis-server on %s, seeded with %d rows", e.redis, n)
+	e.logf("redis-server seeded with %d rows", n)
 	e.setup = append(e.setup, fmt.Sprintf("redis-server on %s: %d entities x %d features in Feast's layout", e.redis, n, len(featureNames)))
 	return nil
 }

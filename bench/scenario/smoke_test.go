@@ -90,3 +90,38 @@ func TestScenarioSmoke(t *testing.T) {
 	f(Fanout2, 500*time.Millisecond, 1, callsPerRequest)
 	f(FeaturesFanout2, 400*time.Millisecond, 2, callsPerRequest)
 }
+
+// TestTenantsSmoke runs the tenants scenario briefly with real processes
+// and checks that every phase ran and refused what was over quota. It
+// asserts nothing about timing.
+func TestTenantsSmoke(t *testing.T) {
+	benchBin, lariatBin := buildBinaries(t)
+	out := t.TempDir()
+	var log, stdout strings.Builder
+	o, err := RunTenants(context.Background(), TenantsOptions{
+		Quota: 50, Rate: 50, Duration: time.Second, Out: out,
+		BenchBin: benchBin, LariatBin: lariatBin, Log: &log, Stdout: &stdout,
+	})
+	if err != nil {
+		t.Fatalf("%v\nlog:\n%s", err, log.String())
+	}
+	for name, r := range map[string]*bench.Result{"b alone": o.BAlone, "a": o.A, "b": o.B, "g through gateway 1": o.G1, "g through gateway 2": o.G2} {
+		if r == nil || r.Requests == 0 || r.Errors.Connection+r.Errors.Other+r.Errors.Timeout != 0 {
+			t.Fatalf("%s: %+v", name, r)
+		}
+	}
+	// 150 requests a second against a rate of 50 and a burst of 5: some
+	// are refused whatever the machine's speed.
+	if o.A.StatusCodes["429"] == 0 || o.G1.StatusCodes["429"]+o.G2.StatusCodes["429"] == 0 {
+		t.Fatalf("no 429s: a %v, g %v %v", o.A.StatusCodes, o.G1.StatusCodes, o.G2.StatusCodes)
+	}
+	if o.B.OK != o.B.Requests || o.BAlone.OK != o.BAlone.Requests {
+		t.Fatalf("tenant b refused: %v alone, %v next to a", o.BAlone.StatusCodes, o.B.StatusCodes)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "tenants-summary.json")); err != nil || fi.Size() == 0 {
+		t.Fatalf("summary not written: %v", err)
+	}
+	if !strings.Contains(stdout.String(), "tenant g: offered") {
+		t.Fatalf("summary:\n%s", stdout.String())
+	}
+}

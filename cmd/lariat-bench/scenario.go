@@ -125,11 +125,12 @@ func scenarioCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 // tenantsCmd runs the tenants scenario: tenant a, with a quota of --rate,
-// offered three times as much, next to tenant b at --rate.
+// offered three times as much, next to tenant b at --rate; then tenant g
+// with a global quota of --rate, offered three times it through two gateways.
 func tenantsCmd(opt scenario.Options, latency time.Duration, quiet bool, stdout, stderr io.Writer) int {
 	o := scenario.TenantsOptions{
 		Quota: opt.Rate, Rate: opt.Rate, Duration: opt.Duration, ModelLatency: latency,
-		Out: opt.Out, LariatBin: opt.LariatBin, BenchBin: opt.BenchBin, Stdout: stdout,
+		Out: opt.Out, LariatBin: opt.LariatBin, BenchBin: opt.BenchBin, RedisServer: opt.RedisServer, Stdout: stdout,
 	}
 	if !quiet {
 		o.Log = stderr
