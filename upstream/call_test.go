@@ -374,8 +374,8 @@ func TestLimitFollowsLatency(t *testing.T) {
 		if grown <= 20 {
 			t.Fatalf("limit %d after full use at a steady latency, want above 20", grown)
 		}
-		// The same load, four times slower: a queue at the upstream.
-		run(grown, 40*time.Millisecond, 3*time.Second)
+		// The same load, 2.5 times slower: a queue at the upstream.
+		run(grown, 25*time.Millisecond, 3*time.Second)
 		shrunk := l.Limit()
 		if shrunk >= grown {
 			t.Fatalf("limit %d after latency rose 4x, want below %d", shrunk, grown)
@@ -408,6 +408,51 @@ func TestLimitFollowsLatency(t *testing.T) {
 		}
 		if l.Limit() >= shrunk {
 			t.Fatalf("limit %d after timeouts, want below %d", l.Limit(), shrunk)
+		}
+	})
+}
+
+// TestLimitCutsLongQueueAtOnce: when the latency jumps far above the
+// tolerated one, the limit is cut as soon as a window's worth of answers
+// shows it, once per wave of calls: the answers of calls sent before a cut
+// do not cut again.
+func TestLimitCutsLongQueueAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := NewLimiter("http://limit-cut-test:80", LimitSettings{Initial: 64, Min: 4, Max: 200, Tolerance: 1.5})
+		// wave keeps the limit's worth of calls of latency d in flight
+		// once, and waits for them.
+		wave := func(d time.Duration) {
+			var wg sync.WaitGroup
+			for l.Acquire() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					time.Sleep(d)
+					l.Release(d, ReasonNone, 200)
+				}()
+			}
+			wg.Wait()
+		}
+		for range 10 {
+			wave(10 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond) // a window holds two waves
+		}
+		before := l.Limit()
+		if before < 64 {
+			t.Fatalf("limit %d after full use at a steady latency, want at least 64", before)
+		}
+		// Ten times slower: the first answers of the wave cut the limit
+		// to about half at once (smoothed steps would take a tenth off),
+		// the rest of the wave (sent before the cut) not further.
+		wave(100 * time.Millisecond)
+		if got := l.Limit(); got < before/2 || got > before*3/4 {
+			t.Fatalf("limit %d after one slow wave from %d, want about half", got, before)
+		}
+		// A second slow wave, sent after the cut, cuts again.
+		after := l.Limit()
+		wave(100 * time.Millisecond)
+		if l.Limit() >= after*3/4 {
+			t.Fatalf("limit %d after a second slow wave from %d, want about half", l.Limit(), after)
 		}
 	})
 }

@@ -77,6 +77,9 @@ type Limiter struct {
 	winN     int
 	winPeak  int64
 	winDrop  bool
+	// cut is when the limit was last cut at once (see update): answers
+	// of calls that started before it tell of the queue before the cut.
+	cut time.Time
 
 	rejected *metrics.Counter
 }
@@ -166,21 +169,32 @@ func (l *Limiter) Release(rtt time.Duration, r Reason, status int) {
 		l.winStart = now
 	}
 	l.winPeak = max(l.winPeak, inflight)
-	if drop {
+	switch {
+	case drop:
 		l.winDrop = true
-	} else {
+	case now.Sub(l.cut) < rtt:
+		// Sent before the last cut: its wait is already acted on.
+		return
+	default:
 		l.winSum += float64(rtt)
 		l.winN++
 	}
-	if now.Sub(l.winStart) < limitWindow || (!l.winDrop && l.winN < limitSamples) {
+	full := l.winDrop || l.winN >= limitSamples
+	// A window closes after limitWindow, or as soon as it is full when its
+	// latency says a long queue has formed (see update).
+	if !full || now.Sub(l.winStart) < limitWindow && !(l.windows > 0 && l.winN > 0 && l.winSum/float64(l.winN) > queueFactor*l.s.Tolerance*l.base) {
 		return
 	}
-	l.update()
+	l.update(now)
 	l.winStart, l.winSum, l.winN, l.winPeak, l.winDrop = now, 0, 0, 0, false
 }
 
+// queueFactor: a window whose mean latency exceeds the tolerated latency
+// this many times over is a long queue, cut at once (see update).
+const queueFactor = 2.0
+
 // update moves the limit at the end of a window.
-func (l *Limiter) update() {
+func (l *Limiter) update(now time.Time) {
 	if l.winDrop {
 		// The upstream said it is overloaded: back off.
 		l.set(l.est * 0.9)
@@ -216,6 +230,16 @@ func (l *Limiter) update() {
 		return
 	}
 	next := l.est*math.Max(0.5, gradient) + math.Sqrt(l.est)
+	if gradient < 1/queueFactor {
+		// The latency is more than queueFactor times what the tolerance
+		// allows: a long queue has formed (a burst, or a limit far above
+		// what the upstream serves). Cut at once, not over seconds of
+		// smoothed steps the callers would spend in the queue, and judge
+		// the next cut only by calls sent after this one.
+		l.set(next)
+		l.cut = now
+		return
+	}
 	l.set(l.est*(1-limitSmoothing) + next*limitSmoothing)
 }
 

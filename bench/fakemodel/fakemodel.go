@@ -1,7 +1,8 @@
 // Package fakemodel owns the fake model server of the benchmark scenarios: a
 // small fasthttp server that answers every request with a fixed JSON body
 // after a configurable latency (base plus uniform jitter, with a share of slow
-// answers) and fails a configurable share of requests with status 500. It
+// answers), optionally working on a fixed number of requests at a time as a
+// model server's worker pool does (the rest wait in line), and fails a configurable share of requests with status 500. It
 // runs as its own process (lariat-bench upstream) so that it does not share a
 // Go scheduler with the gateway it serves.
 //
@@ -49,12 +50,17 @@ type Config struct {
 	Slow time.Duration
 	// Body is the JSON answer; default DefaultBody.
 	Body []byte
+	// Workers, when positive, is how many requests are worked on at once;
+	// the others wait in line, first come first served, so the server's
+	// capacity is about Workers / Latency requests per second and its
+	// latency grows with the line when offered more.
+	Workers int
 }
 
 // Validate reports whether c is usable.
 func (c *Config) Validate() error {
-	if c.Latency < 0 || c.Jitter < 0 || c.Slow < 0 {
-		return errors.New("latency, jitter and slow must not be negative")
+	if c.Latency < 0 || c.Jitter < 0 || c.Slow < 0 || c.Workers < 0 {
+		return errors.New("latency, jitter, slow and workers must not be negative")
 	}
 	if !(c.ErrorRate >= 0 && c.ErrorRate <= 1) || !(c.SlowRate >= 0 && c.SlowRate <= 1) {
 		return fmt.Errorf("error and slow rates must be in [0, 1], got %v and %v", c.ErrorRate, c.SlowRate)
@@ -70,9 +76,10 @@ func (c *Config) Validate() error {
 
 // Server is a fake model server.
 type Server struct {
-	cfg  Config
-	body []byte
-	srv  *fasthttp.Server
+	cfg     Config
+	body    []byte
+	srv     *fasthttp.Server
+	workers chan struct{} // a token per request worked on; nil: no bound
 
 	requests atomic.Int64
 	errs     atomic.Int64
@@ -92,6 +99,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("invalid fake model: %w", err)
 	}
 	s := &Server{cfg: cfg, body: cfg.Body}
+	if cfg.Workers > 0 {
+		s.workers = make(chan struct{}, cfg.Workers)
+	}
 	if len(s.body) == 0 {
 		s.body = []byte(DefaultBody)
 	}
@@ -153,6 +163,10 @@ func (s *Server) Handle(rc *fasthttp.RequestCtx) {
 	s.requests.Add(1)
 	if s.armed.Load() {
 		s.capture(rc.PostBody())
+	}
+	if s.workers != nil {
+		s.workers <- struct{}{}
+		defer func() { <-s.workers }()
 	}
 	d, slow := s.latency()
 	if slow {

@@ -368,21 +368,8 @@ func Run(ctx context.Context, opt Options) (*Outcome, error) {
 
 // start builds what is missing and starts every process.
 func (e *env) start(ctx context.Context) error {
-	opt := &e.opt
-	if opt.BenchBin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("cannot find the lariat-bench executable: %w", err)
-		}
-		opt.BenchBin = exe
-	}
-	if opt.LariatBin == "" {
-		bin, err := buildGateway(ctx, e.tmp)
-		if err != nil {
-			return err
-		}
-		e.logf("built the gateway into %s", bin)
-		opt.LariatBin = bin
+	if err := e.prepareBinaries(ctx); err != nil {
+		return err
 	}
 	if e.sp.features {
 		if err := e.startRedis(ctx); err != nil {
@@ -406,6 +393,28 @@ func (e *env) stopAll() {
 		e.procs[i].stop()
 	}
 	e.procs = nil
+}
+
+// prepareBinaries fills in the lariat-bench binary (this executable) and
+// builds the gateway when the options name none.
+func (e *env) prepareBinaries(ctx context.Context) error {
+	opt := &e.opt
+	if opt.BenchBin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("cannot find the lariat-bench executable: %w", err)
+		}
+		opt.BenchBin = exe
+	}
+	if opt.LariatBin == "" {
+		bin, err := buildGateway(ctx, e.tmp)
+		if err != nil {
+			return err
+		}
+		e.logf("built the gateway into %s", bin)
+		opt.LariatBin = bin
+	}
+	return nil
 }
 
 // buildGateway builds ./cmd/lariat of the module the working directory is in.
@@ -506,6 +515,9 @@ func (e *env) startModels(ctx context.Context) error {
 		if cfg.ErrorRate > 0 {
 			desc += fmt.Sprintf(", %g%% status 500", 100*cfg.ErrorRate)
 		}
+		if cfg.Workers > 0 {
+			desc += fmt.Sprintf(", %d workers (the rest wait in line)", cfg.Workers)
+		}
 		e.logf("%s", desc)
 		e.setup = append(e.setup, desc)
 	}
@@ -520,6 +532,9 @@ func modelArgs(cfg fakemodel.Config) []string {
 	}
 	if cfg.SlowRate > 0 {
 		args = append(args, "--slow-rate", strconv.FormatFloat(cfg.SlowRate, 'g', -1, 64), "--slow", cfg.Slow.String())
+	}
+	if cfg.Workers > 0 {
+		args = append(args, "--workers", strconv.Itoa(cfg.Workers))
 	}
 	if len(cfg.Body) > 0 {
 		args = append(args, "--body", string(cfg.Body))
@@ -549,28 +564,39 @@ func (e *env) startGateway(ctx context.Context) error {
 			extra = append(extra, "--upstream-pipeline", e.models[m.key]+"="+strconv.Itoa(e.opt.Pipeline))
 		}
 	}
-	p, addrs, err := startServer(ctx, "lariat", e.tmp, e.opt.LariatBin, 2, func(a []string) []string {
-		return append([]string{"serve", "--routes", routes, "--listen", a[0], "--admin-listen", a[1]}, extra...)
-	}, func(ctx context.Context, a []string) error {
-		if _, err := httpGet(ctx, "http://"+a[1]+"/readyz"); err != nil {
-			return err
-		}
-		return checkRoute(ctx, "http://"+a[1]+"/routes", e.sp.endpoint)
-	})
+	p, base, admin, err := e.startLariat(ctx, routes, extra, e.sp.endpoint)
 	if err != nil {
 		return err
 	}
 	e.procs = append(e.procs, p)
 	e.lariatProc = p
-	e.lariatURL = "http://" + addrs[0] + e.sp.endpoint
-	e.lariatAdmin = "http://" + addrs[1]
+	e.lariatURL = base + e.sp.endpoint
+	e.lariatAdmin = admin
 	e.logf("lariat serving %s (admin %s)", e.lariatURL, e.lariatAdmin)
-	desc := "lariat serve on " + addrs[0]
+	desc := "lariat serve on " + strings.TrimPrefix(base, "http://")
 	if len(extra) > 0 {
 		desc += " " + strings.ReplaceAll(strings.Join(extra, " "), e.tmp+string(filepath.Separator), "")
 	}
 	e.setup = append(e.setup, desc)
 	return nil
+}
+
+// startLariat starts "lariat serve" on the routes folder with flags and
+// waits until it is ready and serves endpoint. It returns the process and
+// the base URLs of its listener and of its admin listener.
+func (e *env) startLariat(ctx context.Context, routes string, flags []string, endpoint string) (p *proc, base, admin string, err error) {
+	p, addrs, err := startServer(ctx, "lariat", e.tmp, e.opt.LariatBin, 2, func(a []string) []string {
+		return append([]string{"serve", "--routes", routes, "--listen", a[0], "--admin-listen", a[1]}, flags...)
+	}, func(ctx context.Context, a []string) error {
+		if _, err := httpGet(ctx, "http://"+a[1]+"/readyz"); err != nil {
+			return err
+		}
+		return checkRoute(ctx, "http://"+a[1]+"/routes", endpoint)
+	})
+	if err != nil {
+		return nil, "", "", err
+	}
+	return p, "http://" + addrs[0], "http://" + addrs[1], nil
 }
 
 // checkRoute fails unless the gateway serves endpoint and every route file

@@ -125,3 +125,42 @@ func TestTenantsSmoke(t *testing.T) {
 		t.Fatalf("summary:\n%s", stdout.String())
 	}
 }
+
+// TestOverloadSmoke runs the overload scenario briefly with real processes
+// and checks that every run happened, that the gateway's defaults refused
+// part of twice the model's capacity and that with its limits off it
+// refused nothing. It asserts nothing about timing.
+func TestOverloadSmoke(t *testing.T) {
+	benchBin, lariatBin := buildBinaries(t)
+	out := t.TempDir()
+	var log, stdout strings.Builder
+	o, err := RunOverload(context.Background(), OverloadOptions{
+		Workers: 4, Duration: time.Second, Out: out,
+		BenchBin: benchBin, LariatBin: lariatBin, Log: &log, Stdout: &stdout,
+	})
+	if err != nil {
+		t.Fatalf("%v\nlog:\n%s", err, log.String())
+	}
+	if o.CapacityRPS <= 0 || len(o.Gateways) != 2 {
+		t.Fatalf("capacity %g, %d gateways", o.CapacityRPS, len(o.Gateways))
+	}
+	for _, g := range o.Gateways {
+		for _, r := range []*bench.Result{g.Unloaded, g.Overloaded, g.Sustained} {
+			if r == nil || r.Requests == 0 || r.OK == 0 {
+				t.Fatalf("%s: %+v", g.Name, r)
+			}
+		}
+	}
+	if d := o.Gateways[0]; d.Refused == 0 || d.Overloaded.StatusCodes["503"] != d.Refused {
+		t.Fatalf("defaults refused %d of twice the capacity: %v", d.Refused, d.Overloaded.StatusCodes)
+	}
+	if off := o.Gateways[1]; off.Refused != 0 {
+		t.Fatalf("limits off refused %d: %v", off.Refused, off.Overloaded.StatusCodes)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "overload-summary.json")); err != nil || fi.Size() == 0 {
+		t.Fatalf("summary not written: %v", err)
+	}
+	if !strings.Contains(stdout.String(), "model capacity") {
+		t.Fatalf("summary:\n%s", stdout.String())
+	}
+}

@@ -228,20 +228,8 @@ func RunTenants(ctx context.Context, o TenantsOptions) (*TenantsOutcome, error) 
 // tenant b (no quota) and tenant g (the same quota, global), each with a
 // route calling the model. It returns the gateways' base URLs.
 func (e *env) startTenants(ctx context.Context, quota float64) ([]string, error) {
-	opt := &e.opt
-	if opt.BenchBin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("cannot find the lariat-bench executable: %w", err)
-		}
-		opt.BenchBin = exe
-	}
-	if opt.LariatBin == "" {
-		bin, err := buildGateway(ctx, e.tmp)
-		if err != nil {
-			return nil, err
-		}
-		opt.LariatBin = bin
+	if err := e.prepareBinaries(ctx); err != nil {
+		return nil, err
 	}
 	if err := e.startRedis(ctx); err != nil {
 		return nil, err
@@ -275,20 +263,13 @@ func (e *env) startTenants(ctx context.Context, quota float64) ([]string, error)
 	e.sp.gatewayFlags = []string{"--resolve", "model.a=" + m, "--resolve", "model.b=" + m, "--resolve", "model.g=" + m, "--quota-redis", e.redis}
 	var bases []string
 	for i := range 2 {
-		p, addrs, err := startServer(ctx, "lariat", e.tmp, opt.LariatBin, 2, func(a []string) []string {
-			return append([]string{"serve", "--routes", routes, "--listen", a[0], "--admin-listen", a[1]}, e.sp.gatewayFlags...)
-		}, func(ctx context.Context, a []string) error {
-			if _, err := httpGet(ctx, "http://"+a[1]+"/readyz"); err != nil {
-				return err
-			}
-			return checkRoute(ctx, "http://"+a[1]+"/routes", "/g/score")
-		})
+		p, base, _, err := e.startLariat(ctx, routes, e.sp.gatewayFlags, "/g/score")
 		if err != nil {
 			return nil, err
 		}
 		e.procs = append(e.procs, p)
-		bases = append(bases, "http://"+addrs[0])
-		e.logf("lariat %d serving tenants a, b and g on %s", i+1, addrs[0])
+		bases = append(bases, base)
+		e.logf("lariat %d serving tenants a, b and g on %s", i+1, base)
 	}
 	e.setup = append(e.setup,
 		fmt.Sprintf("two lariat serve processes sharing redis-server %s for global quotas: tenant a (quota %g/s, burst %d, per gateway), tenant b (no quota) and tenant g (quota %g/s, burst %d, global), one route each calling the model; phases 1 and 2 use the first gateway only", e.redis, quota, burst, quota, burst))

@@ -29,6 +29,8 @@ func scenarioList() string {
 		fmt.Fprintf(&b, "  %-18s %s\n", n, about)
 	}
 	fmt.Fprintf(&b, "  %-18s %s (--rate sets the quota and b's rate, default %g/s)\n", scenario.Tenants, scenario.TenantsAbout, scenario.DefaultTenantRate)
+	fmt.Fprintf(&b, "  %-18s %s (--model-workers and --model-latency shape the model server, default %d and %s)\n",
+		scenario.Overload, scenario.OverloadAbout, scenario.DefaultOverloadWorkers, scenario.DefaultOverloadLatency)
 	return b.String()
 }
 
@@ -46,6 +48,7 @@ func scenarioCmd(args []string, stdout, stderr io.Writer) int {
 		latency  time.Duration
 		jitter   time.Duration
 		noWarmup bool
+		workers  int
 	)
 	fs.DurationVar(&opt.Duration, "duration", scenario.DefaultDuration, "length of each measured run")
 	fs.IntVar(&opt.Connections, "connections", scenario.DefaultConnections, "generator connections in the closed loop")
@@ -59,6 +62,7 @@ func scenarioCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opt.Timeout, "timeout", scenario.DefaultTimeout, "generator per-request timeout")
 	fs.DurationVar(&opt.DeadlineMargin, "deadline-margin", scenario.DefaultDeadlineMargin, "faults: an answer meets the deadline within the route timeout plus this")
 	fs.DurationVar(&latency, "model-latency", scenario.DefaultModelLatency, "base latency of the fake models")
+	fs.IntVar(&workers, "model-workers", 0, "overload: requests the model server works on at once (default 8)")
 	fs.DurationVar(&jitter, "model-jitter", scenario.DefaultModelJitter, "uniform jitter of the fake models' latency (±)")
 	fs.IntVar(&opt.Pipeline, "pipeline", 0, "pipeline lariat's calls to each fake model over `N` connections (lariat serve --upstream-pipeline); 0: off")
 	fs.StringVar(&opt.Out, "out", scenario.DefaultOut, "`folder` for the JSON and HTML reports")
@@ -91,6 +95,18 @@ func scenarioCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if name == scenario.Tenants {
 		return tenantsCmd(opt, latency, quiet, stdout, stderr)
+	}
+	if name == scenario.Overload {
+		o := scenario.OverloadOptions{Workers: workers, Duration: opt.Duration, Out: opt.Out, LariatBin: opt.LariatBin, BenchBin: opt.BenchBin, Stdout: stdout}
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "model-latency" {
+				o.ModelLatency = latency
+			}
+		})
+		if !quiet {
+			o.Log = stderr
+		}
+		return overloadCmd(o, stderr)
 	}
 	if _, ok := scenario.About(name); !ok {
 		fmt.Fprintf(stderr, "unknown scenario %q; available scenarios:\n%s", name, scenarioList())
@@ -144,6 +160,17 @@ func tenantsCmd(opt scenario.Options, latency time.Duration, quiet bool, stdout,
 	return 0
 }
 
+// overloadCmd runs the overload scenario.
+func overloadCmd(o scenario.OverloadOptions, stderr io.Writer) int {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if _, err := scenario.RunOverload(ctx, o); err != nil {
+		fmt.Fprintf(stderr, "scenario %s: %s\n", scenario.Overload, err)
+		return 1
+	}
+	return 0
+}
+
 func summaryPath(dir, name string) string {
 	return strings.TrimSuffix(dir, "/") + "/" + strings.ReplaceAll(name, "+", "-") + "-summary.json"
 }
@@ -190,6 +217,7 @@ func upstreamCmd(args []string, stderr io.Writer) int {
 	fs.Float64Var(&cfg.ErrorRate, "error-rate", 0, "share of requests answered with status 500, in [0, 1]")
 	fs.Float64Var(&cfg.SlowRate, "slow-rate", 0, "share of requests answered after --slow instead, in [0, 1]")
 	fs.DurationVar(&cfg.Slow, "slow", 0, "latency of slow answers")
+	fs.IntVar(&cfg.Workers, "workers", 0, "work on at most `N` requests at once, the others waiting in line (0: no bound)")
 	fs.StringVar(&body, "body", fakemodel.DefaultBody, "the JSON answer")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return cli.ExitCode("lariat-bench", err, stderr)
