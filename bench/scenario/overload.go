@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -42,14 +40,7 @@ type OverloadOptions struct {
 	// about Workers / ModelLatency requests per second.
 	Workers      int
 	ModelLatency time.Duration
-	// Duration is the length of each measured run.
-	Duration time.Duration
-	// Out is the folder of the JSON summary.
-	Out string
-	// LariatBin, BenchBin: as in Options.
-	LariatBin, BenchBin string
-	// Log receives steps; Stdout the summary.
-	Log, Stdout io.Writer
+	Own
 }
 
 // OverloadOutcome is what the overload scenario measured.
@@ -108,44 +99,28 @@ func RunOverload(ctx context.Context, o OverloadOptions) (*OverloadOutcome, erro
 	if o.ModelLatency == 0 {
 		o.ModelLatency = DefaultOverloadLatency
 	}
-	if o.Duration == 0 {
-		o.Duration = DefaultDuration
-	}
-	if o.Out == "" {
-		o.Out = DefaultOut
-	}
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
-	if o.Stdout == nil {
-		o.Stdout = io.Discard
-	}
+	o.setDefaults()
 	if o.Workers < 0 || o.ModelLatency < 0 || o.Duration < 0 {
 		return nil, errors.New("workers, model latency and duration must not be negative")
 	}
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("cannot create output folder: %w", err)
-	}
-	tmp, err := os.MkdirTemp("", "lariat-scenario-*")
-	if err != nil {
-		return nil, fmt.Errorf("cannot create a temporary folder: %w", err)
-	}
-	defer os.RemoveAll(tmp)
 	lat, jit := o.ModelLatency, o.ModelLatency/5
 	sp := &spec{
 		name:     Overload,
 		endpoint: "/v1/score",
 		models:   []modelSpec{{key: "m", cfg: fakemodel.Config{Body: []byte(bodyM1), Workers: o.Workers}}},
 	}
-	e := &env{opt: Options{Name: Overload, LariatBin: o.LariatBin, BenchBin: o.BenchBin, Log: o.Log, ModelLatency: &lat, ModelJitter: &jit}, sp: sp, tmp: tmp, models: map[string]string{}}
-	defer e.stopAll()
+	e, done, err := ownEnv(&o.Own, sp, Options{Name: Overload, ModelLatency: &lat, ModelJitter: &jit})
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if err := e.prepareBinaries(ctx); err != nil {
 		return nil, err
 	}
 	if err := e.startModels(ctx); err != nil {
 		return nil, err
 	}
-	routes := filepath.Join(tmp, "routes")
+	routes := filepath.Join(e.tmp, "routes")
 	if err := os.MkdirAll(routes, 0o755); err != nil {
 		return nil, err
 	}
@@ -196,13 +171,9 @@ func RunOverload(ctx context.Context, o OverloadOptions) (*OverloadOutcome, erro
 			g.Name, g.UnloadedP99Ms, g.Unloaded.Rate, g.Overloaded.Rate, g.AdmittedP99Ms, g.P99Ratio, g.SustainedP99Ms, g.SustainedRatio,
 			g.GoodputRPS, g.GoodputRatio, g.Refused, g.RefusedP50Ms, g.RefusedP99Ms, g.RefusedMaxMs, g.Failed, g.BreakerOpenings)
 	}
-	path := filepath.Join(o.Out, "overload-summary.json")
-	data, err := json.MarshalIndent(out, "", "  ")
+	path, err := writeSummary(o.Out, Overload, out)
 	if err != nil {
 		return nil, err
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		return nil, fmt.Errorf("cannot write summary: %w", err)
 	}
 	fmt.Fprintf(o.Stdout, "summary: %s\n", path)
 	return out, nil

@@ -948,15 +948,69 @@ func (e *env) printPhase(ph *Phase) {
 }
 
 func (e *env) writeSummary(out *Outcome) error {
-	path := filepath.Join(e.opt.Out, fileName(out.Scenario)+"-summary.json")
-	return writeFile(path, func(w io.Writer) error {
+	_, err := writeSummary(e.opt.Out, out.Scenario, out)
+	return err
+}
+
+// writeSummary writes v as the summary of scenario name into the folder out
+// and returns the file's path.
+func writeSummary(out, name string, v any) (string, error) {
+	path := filepath.Join(out, fileName(name)+"-summary.json")
+	return path, writeFile(path, func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return enc.Encode(v)
 	})
 }
 
-// fileName makes a scenario name safe for file names.
+// Own holds the options shared by the scenarios that run their own phases
+// (tenants, overload). Zero values take the defaults of Options.
+type Own struct {
+	// Duration is the length of each measured run.
+	Duration time.Duration
+	// Out is the folder of the JSON summary.
+	Out string
+	// LariatBin, BenchBin: as in Options.
+	LariatBin, BenchBin string
+	// Log receives steps; Stdout the summary.
+	Log, Stdout io.Writer
+}
+
+func (o *Own) setDefaults() {
+	if o.Duration == 0 {
+		o.Duration = DefaultDuration
+	}
+	if o.Out == "" {
+		o.Out = DefaultOut
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+}
+
+// ownEnv prepares a scenario that runs its own phases with options own: it
+// creates the output folder and a temporary folder, and returns the
+// scenario's env with options opt (binaries and log taken from own); done
+// stops the env's processes and removes the temporary folder.
+func ownEnv(own *Own, sp *spec, opt Options) (e *env, done func(), err error) {
+	opt.LariatBin, opt.BenchBin, opt.Log = own.LariatBin, own.BenchBin, own.Log
+	if err := os.MkdirAll(own.Out, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("cannot create output folder: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "lariat-scenario-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot create a temporary folder: %w", err)
+	}
+	e = &env{opt: opt, sp: sp, tmp: tmp, models: map[string]string{}}
+	return e, func() {
+		e.stopAll()
+		os.RemoveAll(tmp)
+	}, nil
+}
+
 func fileName(name string) string {
 	return strings.ReplaceAll(name, "+", "-")
 }

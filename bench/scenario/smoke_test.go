@@ -99,8 +99,8 @@ func TestTenantsSmoke(t *testing.T) {
 	out := t.TempDir()
 	var log, stdout strings.Builder
 	o, err := RunTenants(context.Background(), TenantsOptions{
-		Quota: 50, Rate: 50, Duration: time.Second, Out: out,
-		BenchBin: benchBin, LariatBin: lariatBin, Log: &log, Stdout: &stdout,
+		Quota: 50, Rate: 50,
+		Own: Own{Duration: time.Second, Out: out, BenchBin: benchBin, LariatBin: lariatBin, Log: &log, Stdout: &stdout},
 	})
 	if err != nil {
 		t.Fatalf("%v\nlog:\n%s", err, log.String())
@@ -135,8 +135,8 @@ func TestOverloadSmoke(t *testing.T) {
 	out := t.TempDir()
 	var log, stdout strings.Builder
 	o, err := RunOverload(context.Background(), OverloadOptions{
-		Workers: 4, Duration: time.Second, Out: out,
-		BenchBin: benchBin, LariatBin: lariatBin, Log: &log, Stdout: &stdout,
+		Workers: 4,
+		Own:     Own{Duration: time.Second, Out: out, BenchBin: benchBin, LariatBin: lariatBin, Log: &log, Stdout: &stdout},
 	})
 	if err != nil {
 		t.Fatalf("%v\nlog:\n%s", err, log.String())

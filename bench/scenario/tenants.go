@@ -2,10 +2,8 @@ package scenario
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -39,16 +37,11 @@ type TenantsOptions struct {
 	Quota float64
 	// Rate is tenant b's steady rate (no quota).
 	Rate float64
-	// Duration is the length of each phase.
-	Duration time.Duration
 	// ModelLatency is the fake model's latency (jitter a half of it).
 	ModelLatency time.Duration
-	// Out is the folder of the JSON summary.
-	Out string
-	// LariatBin, BenchBin, RedisServer: as in Options.
-	LariatBin, BenchBin, RedisServer string
-	// Log receives steps; Stdout the summary.
-	Log, Stdout io.Writer
+	// RedisServer: as in Options.
+	RedisServer string
+	Own
 }
 
 // TenantsOutcome is what the tenants scenario measured.
@@ -97,40 +90,24 @@ func RunTenants(ctx context.Context, o TenantsOptions) (*TenantsOutcome, error) 
 	if o.Rate == 0 {
 		o.Rate = DefaultTenantRate
 	}
-	if o.Duration == 0 {
-		o.Duration = DefaultDuration
-	}
 	if o.ModelLatency == 0 {
 		o.ModelLatency = DefaultModelLatency
 	}
-	if o.Out == "" {
-		o.Out = DefaultOut
-	}
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
-	if o.Stdout == nil {
-		o.Stdout = io.Discard
-	}
+	o.setDefaults()
 	if o.Quota < 0 || o.Rate < 0 || o.Duration < 0 {
 		return nil, errors.New("quota, rate and duration must not be negative")
 	}
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("cannot create output folder: %w", err)
-	}
-	tmp, err := os.MkdirTemp("", "lariat-scenario-*")
-	if err != nil {
-		return nil, fmt.Errorf("cannot create a temporary folder: %w", err)
-	}
-	defer os.RemoveAll(tmp)
 	lat, jit := o.ModelLatency, o.ModelLatency/2
 	sp := &spec{
 		name:     Tenants,
 		endpoint: "/a/score",
 		models:   []modelSpec{{key: "m", cfg: fakemodel.Config{Body: []byte(bodyM1)}}},
 	}
-	e := &env{opt: Options{Name: Tenants, LariatBin: o.LariatBin, BenchBin: o.BenchBin, Log: o.Log, ModelLatency: &lat, ModelJitter: &jit}, sp: sp, tmp: tmp, models: map[string]string{}}
-	defer e.stopAll()
+	e, done, err := ownEnv(&o.Own, sp, Options{Name: Tenants, ModelLatency: &lat, ModelJitter: &jit})
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	e.opt.RedisServer = o.RedisServer
 	bases, err := e.startTenants(ctx, o.Quota)
 	if err != nil {
@@ -210,13 +187,9 @@ func RunTenants(ctx context.Context, o TenantsOptions) (*TenantsOutcome, error) 
 		o.Rate, out.BAloneP99Ms, out.BWithAP99Ms, out.BP99RatioToB0, out.BWithAErrors, out.B.Requests)
 	fmt.Fprintf(o.Stdout, "tenant g: offered %.0f/s through two gateways (3x its global quota of %g/s), admitted %.0f/s together (%.3fx the quota); 429 answers %d\n",
 		3*o.Quota, o.Quota, out.GAdmittedRPS, out.GRatio, out.G1.StatusCodes["429"]+out.G2.StatusCodes["429"])
-	path := filepath.Join(o.Out, "tenants-summary.json")
-	data, err := json.MarshalIndent(out, "", "  ")
+	path, err := writeSummary(o.Out, Tenants, out)
 	if err != nil {
 		return nil, err
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		return nil, fmt.Errorf("cannot write summary: %w", err)
 	}
 	fmt.Fprintf(o.Stdout, "summary: %s\n", path)
 	return out, nil

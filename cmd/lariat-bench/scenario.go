@@ -93,20 +93,29 @@ func scenarioCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: lariat-bench scenario NAME [flags]\n\nscenarios:\n%s", scenarioList())
 		return 2
 	}
-	if name == scenario.Tenants {
-		return tenantsCmd(opt, latency, quiet, stdout, stderr)
+	own := scenario.Own{Duration: opt.Duration, Out: opt.Out, LariatBin: opt.LariatBin, BenchBin: opt.BenchBin, Stdout: stdout}
+	if !quiet {
+		own.Log = stderr
 	}
-	if name == scenario.Overload {
-		o := scenario.OverloadOptions{Workers: workers, Duration: opt.Duration, Out: opt.Out, LariatBin: opt.LariatBin, BenchBin: opt.BenchBin, Stdout: stdout}
+	switch name {
+	case scenario.Tenants:
+		// Tenant a's quota and tenant b's rate are --rate.
+		o := scenario.TenantsOptions{Quota: opt.Rate, Rate: opt.Rate, ModelLatency: latency, RedisServer: opt.RedisServer, Own: own}
+		return runOwn(name, stderr, func(ctx context.Context) error {
+			_, err := scenario.RunTenants(ctx, o)
+			return err
+		})
+	case scenario.Overload:
+		o := scenario.OverloadOptions{Workers: workers, Own: own}
 		fs.Visit(func(f *flag.Flag) {
 			if f.Name == "model-latency" {
 				o.ModelLatency = latency
 			}
 		})
-		if !quiet {
-			o.Log = stderr
-		}
-		return overloadCmd(o, stderr)
+		return runOwn(name, stderr, func(ctx context.Context) error {
+			_, err := scenario.RunOverload(ctx, o)
+			return err
+		})
 	}
 	if _, ok := scenario.About(name); !ok {
 		fmt.Fprintf(stderr, "unknown scenario %q; available scenarios:\n%s", name, scenarioList())
@@ -140,32 +149,13 @@ func scenarioCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// tenantsCmd runs the tenants scenario: tenant a, with a quota of --rate,
-// offered three times as much, next to tenant b at --rate; then tenant g
-// with a global quota of --rate, offered three times it through two gateways.
-func tenantsCmd(opt scenario.Options, latency time.Duration, quiet bool, stdout, stderr io.Writer) int {
-	o := scenario.TenantsOptions{
-		Quota: opt.Rate, Rate: opt.Rate, Duration: opt.Duration, ModelLatency: latency,
-		Out: opt.Out, LariatBin: opt.LariatBin, BenchBin: opt.BenchBin, RedisServer: opt.RedisServer, Stdout: stdout,
-	}
-	if !quiet {
-		o.Log = stderr
-	}
+// runOwn runs a scenario that runs its own phases, until it ends or
+// SIGTERM or SIGINT.
+func runOwn(name string, stderr io.Writer, run func(ctx context.Context) error) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	if _, err := scenario.RunTenants(ctx, o); err != nil {
-		fmt.Fprintf(stderr, "scenario %s: %s\n", scenario.Tenants, err)
-		return 1
-	}
-	return 0
-}
-
-// overloadCmd runs the overload scenario.
-func overloadCmd(o scenario.OverloadOptions, stderr io.Writer) int {
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	if _, err := scenario.RunOverload(ctx, o); err != nil {
-		fmt.Fprintf(stderr, "scenario %s: %s\n", scenario.Overload, err)
+	if err := run(ctx); err != nil {
+		fmt.Fprintf(stderr, "scenario %s: %s\n", name, err)
 		return 1
 	}
 	return 0
