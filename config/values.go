@@ -2,8 +2,6 @@ package config
 
 import (
 	"encoding/json"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -61,29 +59,8 @@ func (d *Duration) UnmarshalNode(file string, n *yaml.Node) error {
 // ParseDuration parses s as a bare number of milliseconds or a Go duration
 // string. Negative durations are rejected.
 func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, errorString("empty duration")
-	}
-	if ms, err := strconv.ParseFloat(s, 64); err == nil {
-		if ms < 0 || ms > maxDurationMillis {
-			return 0, errorString("duration " + s + "ms is out of range")
-		}
-		return time.Duration(ms * float64(time.Millisecond)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, errorString("invalid duration " + strconv.Quote(s) + ": use milliseconds (140) or a unit (150ms, 2s)")
-	}
-	if d < 0 {
-		return 0, errorString("duration " + strconv.Quote(s) + " is negative")
-	}
-	return d, nil
+	return yamlstrict.ParseDuration(s, time.Millisecond, maxDurationMillis*time.Millisecond)
 }
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
 
 // WriteMode says how a task's output is written into the response document.
 type WriteMode uint8

@@ -2,9 +2,9 @@ package featurefetch
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -154,21 +154,9 @@ func (t *ttl) UnmarshalNode(file string, n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return yamlstrict.Errorf(pos, "ttl must be a duration such as \"24h\" or a number of seconds")
 	}
-	var d time.Duration
-	if n.ShortTag() == "!!int" {
-		secs, err := strconv.ParseInt(n.Value, 10, 64)
-		if err != nil || secs < 0 || secs > int64(1<<63-1)/int64(time.Second) {
-			return yamlstrict.Errorf(pos, "ttl: invalid number of seconds %q", n.Value)
-		}
-		d = time.Duration(secs) * time.Second
-	} else {
-		var err error
-		if d, err = time.ParseDuration(n.Value); err != nil {
-			return yamlstrict.Errorf(pos, "ttl: %s", err)
-		}
-	}
-	if d < 0 {
-		return yamlstrict.Errorf(pos, "ttl must not be negative")
+	d, err := yamlstrict.ParseDuration(n.Value, time.Second, math.MaxInt64)
+	if err != nil {
+		return yamlstrict.Errorf(pos, "ttl: %v", err)
 	}
 	*t = ttl(d)
 	return nil

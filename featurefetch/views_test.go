@@ -91,9 +91,9 @@ func TestParseViewsErrors(t *testing.T) {
 	f(ents+"feature_views:\n  - name: v\n    features:\n      - {name: a, dtype: INT64}\n      - {name: a, dtype: FLOAT}\n",
 		`views.yaml:8:9: duplicate feature "a"`)
 	f(ents+"feature_views:\n  - name: v\n    ttl: soon\n    features: [{name: a, dtype: INT64}]\n",
-		`views.yaml:6:10: ttl: time: invalid duration "soon"`)
+		`views.yaml:6:10: ttl: invalid duration "soon": use a number of seconds or a unit (90m, 2h)`)
 	f(ents+"feature_views:\n  - name: v\n    ttl: -1h\n    features: [{name: a, dtype: INT64}]\n",
-		`views.yaml:6:10: ttl must not be negative`)
+		`views.yaml:6:10: ttl: duration "-1h" is negative`)
 	f(ents+"feature_views:\n  - {name: v, features: [{name: a, dtype: INT64}]}\n  - {name: v, features: [{name: b, dtype: INT64}]}\n",
 		`views.yaml:6:5: duplicate feature view "v"`)
 	f(ents+"feature_views:\n  - features: [{name: a, dtype: INT64}]\n",

@@ -182,21 +182,7 @@ func (d *Duration) UnmarshalNode(file string, n *yaml.Node) error {
 }
 
 func parseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if sec, err := strconv.ParseFloat(s, 64); err == nil {
-		if sec < 0 || sec > float64(365*24*3600) {
-			return 0, fmt.Errorf("duration %ss is out of range", s)
-		}
-		return time.Duration(sec * float64(time.Second)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q: use a number of seconds or a unit (90m, 2h)", s)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("duration %q is negative", s)
-	}
-	return d, nil
+	return yamlstrict.ParseDuration(s, time.Second, 365*24*time.Hour)
 }
 
 // MarshalJSON encodes d as a string ("" for zero).

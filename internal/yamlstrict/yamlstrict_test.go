@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -215,5 +216,36 @@ func TestPrefixKeepsPositionAndPath(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Error() != "f:2:3: task x: bad" || e.Path != "a.b" {
 		t.Fatalf("prefixed %#v", err)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		unit time.Duration
+		want time.Duration
+		err  string
+	}{
+		{"140", time.Millisecond, 140 * time.Millisecond, ""},
+		{" 1.5 ", time.Second, 1500 * time.Millisecond, ""},
+		{"150ms", time.Millisecond, 150 * time.Millisecond, ""},
+		{"90m", time.Second, 90 * time.Minute, ""},
+		{"", time.Millisecond, 0, "empty duration"},
+		{"-1", time.Millisecond, 0, "duration -1ms is out of range"},
+		{"100000000", time.Millisecond, 0, "duration 100000000ms is out of range"},
+		{"-2s", time.Second, 0, `duration "-2s" is negative`},
+		{"soon", time.Millisecond, 0, `invalid duration "soon": use milliseconds (140) or a unit (150ms, 2s)`},
+		{"soon", time.Second, 0, `invalid duration "soon": use a number of seconds or a unit (90m, 2h)`},
+	} {
+		got, err := ParseDuration(c.in, c.unit, 24*time.Hour)
+		if c.err != "" {
+			if err == nil || err.Error() != c.err {
+				t.Errorf("ParseDuration(%q, %v): %v, want error %q", c.in, c.unit, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("ParseDuration(%q, %v) = %v, %v; want %v", c.in, c.unit, got, err, c.want)
+		}
 	}
 }
