@@ -138,6 +138,17 @@ func readModel(tx Tx, m *ModelRecord) (*registry.RegisteredModel, error) {
 	return modelView(m, vs), nil
 }
 
+// viewModel reads the model name in a View transaction and calls read on it.
+func (s *Service) viewModel(ctx context.Context, name string, read func(tx Tx, m *ModelRecord) error) error {
+	return s.store.View(ctx, func(tx Tx) error {
+		m, err := lockModel(tx, name)
+		if err != nil {
+			return err
+		}
+		return read(tx, m)
+	})
+}
+
 // changeModel is the read-modify-write of every change to a model, inside tx: it
 // locks the model name, lets change modify its record (change may also write
 // other records through tx) and stores the record.
@@ -209,11 +220,7 @@ func (s *Service) GetModel(ctx context.Context, name string) (*registry.Register
 		return nil, registry.MissingParameter("name")
 	}
 	var out *registry.RegisteredModel
-	err := s.store.View(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	err := s.viewModel(ctx, name, func(tx Tx, m *ModelRecord) (err error) {
 		out, err = readModel(tx, m)
 		return err
 	})
@@ -325,11 +332,7 @@ func (s *Service) LatestVersions(ctx context.Context, name string, stages []stri
 		}
 	}
 	var out []registry.ModelVersion
-	err := s.store.View(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	err := s.viewModel(ctx, name, func(tx Tx, m *ModelRecord) error {
 		vs, err := collectVersions(tx, name)
 		if err != nil {
 			return err
@@ -687,11 +690,7 @@ func (s *Service) VersionByAlias(ctx context.Context, name, alias string) (*regi
 		return nil, registry.MissingParameter("alias")
 	}
 	var out *registry.ModelVersion
-	err := s.store.View(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	err := s.viewModel(ctx, name, func(tx Tx, m *ModelRecord) error {
 		for _, a := range m.Aliases {
 			if a.Alias != alias {
 				continue
