@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -12,17 +12,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lariat-gw/lariat/registry/server"
+
 	"github.com/lariat-gw/lariat/registry"
 )
 
 // storeFactory makes a fresh storage location for one test and returns a function
 // opening a Store on it; the function may be called again after Close to reopen.
-type storeFactory func(t *testing.T) (open func() Store)
+type storeFactory func(t *testing.T) (open func() server.Store)
 
-func boltFactory(t *testing.T) func() Store {
+func boltFactory(t *testing.T) func() server.Store {
 	path := filepath.Join(t.TempDir(), "registry.db")
-	return func() Store {
-		s, err := OpenBoltStore(path)
+	return func() server.Store {
+		s, err := server.OpenBoltStore(path)
 		if err != nil {
 			t.Fatalf("open bolt store: %v", err)
 		}
@@ -34,12 +36,12 @@ func boltFactory(t *testing.T) func() Store {
 type testServer struct {
 	URL    string
 	Client *registry.Client
-	srv    *Server
+	srv    *server.Server
 	ln     net.Listener
 	done   chan error
 }
 
-func startServer(t *testing.T, store Store) *testServer {
+func startServer(t *testing.T, store server.Store) *testServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,9 +50,9 @@ func startServer(t *testing.T, store Store) *testServer {
 	return serveOn(t, store, ln)
 }
 
-func serveOn(t *testing.T, store Store, ln net.Listener) *testServer {
+func serveOn(t *testing.T, store server.Store, ln net.Listener) *testServer {
 	t.Helper()
-	srv := NewServer(NewService(store), ServerOptions{Logf: t.Logf})
+	srv := server.NewServer(server.NewService(store), server.ServerOptions{Logf: t.Logf})
 	ts := &testServer{URL: "http://" + ln.Addr().String(), srv: srv, ln: ln, done: make(chan error, 1)}
 	ts.Client = registry.NewClient(ts.URL, nil)
 	go func() { ts.done <- srv.Serve(ln) }()

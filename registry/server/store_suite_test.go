@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/lariat-gw/lariat/registry/server"
 
 	"github.com/lariat-gw/lariat/internal/pgtest"
 	"github.com/lariat-gw/lariat/registry"
@@ -24,10 +26,10 @@ func TestStores(t *testing.T) {
 			t.Skip("starts a PostgreSQL server")
 		}
 		pg := pgtest.Start(t)
-		runStoreSuite(t, func(t *testing.T) func() Store {
+		runStoreSuite(t, func(t *testing.T) func() server.Store {
 			dsn := pg.NewDatabase(t)
-			return func() Store {
-				s, err := OpenPostgresStore(context.Background(), dsn)
+			return func() server.Store {
+				s, err := server.OpenPostgresStore(context.Background(), dsn)
 				if err != nil {
 					t.Fatalf("open postgres store: %v", err)
 				}
@@ -40,7 +42,7 @@ func TestStores(t *testing.T) {
 func runStoreSuite(t *testing.T, factory storeFactory) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, open func() Store)
+		fn   func(t *testing.T, open func() server.Store)
 	}{
 		{"ErrorResponses", testErrorResponses},
 		{"ModelLifecycle", testModelLifecycle},
@@ -63,13 +65,13 @@ func runStoreSuite(t *testing.T, factory storeFactory) {
 	}
 }
 
-func openServer(t *testing.T, open func() Store) *testServer {
+func openServer(t *testing.T, open func() server.Store) *testServer {
 	s := open()
 	t.Cleanup(func() { _ = s.Close() })
 	return startServer(t, s)
 }
 
-func testErrorResponses(t *testing.T, open func() Store) {
+func testErrorResponses(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	expectOK(t, ts.call(t, "POST", "registered-models/create", `{"name":"eta"}`))
 	expectOK(t, ts.call(t, "POST", "model-versions/create", `{"name":"eta","source":"s3://m/eta/1"}`))
@@ -160,7 +162,7 @@ func testErrorResponses(t *testing.T, open func() Store) {
 	expectCode(t, err, registry.CodeResourceAlreadyExists)
 }
 
-func testModelLifecycle(t *testing.T, open func() Store) {
+func testModelLifecycle(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	m := expectOK(t, ts.call(t, "POST", "registered-models/create",
 		`{"name":"eta","description":"arrival time","tags":[{"key":"team","value":"ml"},{"key":"a","value":"1"},{"key":"team","value":"ml-core"}]}`))
@@ -202,7 +204,7 @@ func testModelLifecycle(t *testing.T, open func() Store) {
 	expectError(t, ts.call(t, "GET", "registered-models/get?name=eta", ""), 404, registry.CodeResourceDoesNotExist)
 }
 
-func testVersions(t *testing.T, open func() Store) {
+func testVersions(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
 	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
@@ -273,7 +275,7 @@ func testVersions(t *testing.T, open func() Store) {
 	}
 }
 
-func testAliases(t *testing.T, open func() Store) {
+func testAliases(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
 	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
@@ -323,7 +325,7 @@ func testAliases(t *testing.T, open func() Store) {
 	}
 }
 
-func testTags(t *testing.T, open func() Store) {
+func testTags(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
 	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
@@ -353,12 +355,12 @@ func testTags(t *testing.T, open func() Store) {
 	if !reflect.DeepEqual(v.Tags, []registry.Tag{{Key: "quality", Value: "good"}}) {
 		t.Fatalf("version tags = %v", v.Tags)
 	}
-	if err := ts.Client.SetModelTag(ctx, "eta", string(make([]byte, maxTagKeyLen+1)), "v"); registry.ErrorCode(err) != registry.CodeInvalidParameterValue {
+	if err := ts.Client.SetModelTag(ctx, "eta", string(make([]byte, server.MaxTagKeyLen+1)), "v"); registry.ErrorCode(err) != registry.CodeInvalidParameterValue {
 		t.Fatalf("overlong key: %v", err)
 	}
 }
 
-func testStages(t *testing.T, open func() Store) {
+func testStages(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
 	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
@@ -398,7 +400,7 @@ func testStages(t *testing.T, open func() Store) {
 	}
 }
 
-func testSearchModels(t *testing.T, open func() Store) {
+func testSearchModels(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
 	for i, name := range []string{"eta", "fraud", "eta-v2", "churn", "Eta-old"} {
@@ -499,7 +501,7 @@ func testSearchModels(t *testing.T, open func() Store) {
 	}
 }
 
-func testSearchVersions(t *testing.T, open func() Store) {
+func testSearchVersions(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
 	for _, name := range []string{"eta", "fraud"} {
@@ -575,7 +577,7 @@ func testSearchVersions(t *testing.T, open func() Store) {
 	}
 }
 
-func testRenameAndDelete(t *testing.T, open func() Store) {
+func testRenameAndDelete(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
 	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta", Tags: []registry.Tag{{Key: "k", Value: "v"}}}))
@@ -621,10 +623,10 @@ func testRenameAndDelete(t *testing.T, open func() Store) {
 	}
 }
 
-func testReopen(t *testing.T, open func() Store) {
+func testReopen(t *testing.T, open func() server.Store) {
 	ctx := context.Background()
 	s := open()
-	svc := NewService(s)
+	svc := server.NewService(s)
 	must[*registry.RegisteredModel](t)(svc.CreateModel(ctx, registry.CreateModelRequest{Name: "eta", Description: "d"}))
 	must[*registry.ModelVersion](t)(svc.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", Metrics: map[string]float64{"rmse": 1.5}}))
 	if err := svc.SetAlias(ctx, "eta", "champion", "1"); err != nil {
@@ -636,7 +638,7 @@ func testReopen(t *testing.T, open func() Store) {
 
 	s = open()
 	defer s.Close()
-	svc = NewService(s)
+	svc = server.NewService(s)
 	v := must[*registry.ModelVersion](t)(svc.VersionByAlias(ctx, "eta", "champion"))
 	if v.Version != "1" || v.Metrics["rmse"] != 1.5 {
 		t.Fatalf("after reopen: %+v", v)
@@ -648,7 +650,7 @@ func testReopen(t *testing.T, open func() Store) {
 
 // testConcurrentWriters races writers of one model through the HTTP API: no write
 // may be lost and version numbers must be distinct and contiguous.
-func testConcurrentWriters(t *testing.T, open func() Store) {
+func testConcurrentWriters(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
 	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "race"}))
