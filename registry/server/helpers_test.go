@@ -1,20 +1,17 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/lariat-gw/lariat/registry/server"
-
+	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/registry/server"
 )
 
 // storeFactory makes a fresh storage location for one test and returns a function
@@ -32,44 +29,14 @@ func boltFactory(t *testing.T) func() server.Store {
 	}
 }
 
-// testServer is a registry server on 127.0.0.1.
+// testServer is a registry server on 127.0.0.1 that also takes raw API calls.
 type testServer struct {
-	URL    string
-	Client *registry.Client
-	srv    *server.Server
-	ln     net.Listener
-	done   chan error
+	*registrytest.Server
 }
 
 func startServer(t *testing.T, store server.Store) *testServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return serveOn(t, store, ln)
-}
-
-func serveOn(t *testing.T, store server.Store, ln net.Listener) *testServer {
-	t.Helper()
-	srv := server.NewServer(server.NewService(store), server.ServerOptions{Logf: t.Logf})
-	ts := &testServer{URL: "http://" + ln.Addr().String(), srv: srv, ln: ln, done: make(chan error, 1)}
-	ts.Client = registry.NewClient(ts.URL, nil)
-	go func() { ts.done <- srv.Serve(ln) }()
-	t.Cleanup(ts.Stop)
-	return ts
-}
-
-// Stop shuts the server down; it may be called more than once.
-func (ts *testServer) Stop() {
-	if ts.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = ts.srv.Shutdown(ctx)
-	<-ts.done
-	ts.srv = nil
+	return &testServer{registrytest.Serve(t, store)}
 }
 
 // apiResult is a raw API response.
@@ -147,15 +114,5 @@ func expectCode(t *testing.T, err error, code string) {
 	var apiErr *registry.Error
 	if !errors.As(err, &apiErr) || apiErr.Code != code {
 		t.Fatalf("want API error %s, got %v", code, err)
-	}
-}
-
-func must[T any](t *testing.T) func(v T, err error) T {
-	return func(v T, err error) T {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
 	}
 }

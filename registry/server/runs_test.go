@@ -7,9 +7,8 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/lariat-gw/lariat/registry/server"
-
 	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/registry/server"
 )
 
 // recordTrainingRuns records runs as lariat-train does: one finished run
