@@ -3,79 +3,31 @@ package registry_test
 import (
 	"context"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/registry"
 	"github.com/lariat-gw/lariat/registry/server"
 )
 
-// testServer is a registry server on 127.0.0.1 with a client of it.
-type testServer struct {
-	Client *registry.Client
-	srv    *server.Server
-	ln     net.Listener
-	done   chan error
-}
-
-// serveOn serves a registry on store at ln until the test ends or Stop.
-func serveOn(t *testing.T, store server.Store, ln net.Listener) *testServer {
-	t.Helper()
-	srv := server.NewServer(server.NewService(store), server.ServerOptions{Logf: t.Logf})
-	ts := &testServer{Client: registry.NewClient("http://"+ln.Addr().String(), nil), srv: srv, ln: ln, done: make(chan error, 1)}
-	go func() { ts.done <- srv.Serve(ln) }()
-	t.Cleanup(ts.Stop)
-	return ts
-}
-
-// Stop shuts the server down; it may be called more than once.
-func (ts *testServer) Stop() {
-	if ts.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = ts.srv.Shutdown(ctx)
-	<-ts.done
-	ts.srv = nil
-}
-
-func must[T any](t *testing.T) func(v T, err error) T {
-	return func(v T, err error) T {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-}
-
 // resolverFixture is a registry server with model "eta" (versions 1..3 with serving
 // endpoints, alias champion -> 1, version 2 in Production).
-func resolverFixture(t *testing.T) (*testServer, server.Store) {
+func resolverFixture(t *testing.T) (*registrytest.Server, server.Store) {
 	t.Helper()
-	store, err := server.OpenBoltStore(filepath.Join(t.TempDir(), "registry.db"))
-	if err != nil {
-		t.Fatalf("open bolt store: %v", err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := serveOn(t, store, ln)
+	store := registrytest.OpenBolt(t)
+	ts := registrytest.Serve(t, store)
 	ctx := context.Background()
-	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
+	registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
 	for _, ep := range []string{"http://127.0.0.1:9001", "http://127.0.0.1:9002", "http://127.0.0.1:9003"} {
-		must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", ServingEndpoint: ep}))
+		registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", ServingEndpoint: ep}))
 	}
 	if err := ts.Client.SetAlias(ctx, "eta", "champion", "1"); err != nil {
 		t.Fatal(err)
 	}
-	must[*registry.ModelVersion](t)(ts.Client.TransitionStage(ctx, "eta", "2", "Production", false))
+	registrytest.Must[*registry.ModelVersion](t)(ts.Client.TransitionStage(ctx, "eta", "2", "Production", false))
 	return ts, store
 }
 
@@ -195,7 +147,7 @@ func TestResolverKeepsLastGoodMappingWhenRegistryIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	lastGood := r.Status().LastSuccess
-	addr := ts.ln.Addr().String()
+	addr := ts.Addr
 	errorsBefore := registry.RefreshErrors(r)
 
 	ts.Stop()
@@ -225,7 +177,7 @@ func TestResolverKeepsLastGoodMappingWhenRegistryIsDown(t *testing.T) {
 	if err != nil {
 		t.Skipf("cannot listen on %s again: %v", addr, err)
 	}
-	serveOn(t, store, ln)
+	registrytest.ServeOn(t, store, ln)
 	if err := r.Refresh(ctx); err != nil {
 		t.Fatalf("refresh after the registry came back: %v", err)
 	}

@@ -1,28 +1,27 @@
-package server
+package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/registry/server"
 )
 
 // storeFactory makes a fresh storage location for one test and returns a function
 // opening a Store on it; the function may be called again after Close to reopen.
-type storeFactory func(t *testing.T) (open func() Store)
+type storeFactory func(t *testing.T) (open func() server.Store)
 
-func boltFactory(t *testing.T) func() Store {
+func boltFactory(t *testing.T) func() server.Store {
 	path := filepath.Join(t.TempDir(), "registry.db")
-	return func() Store {
-		s, err := OpenBoltStore(path)
+	return func() server.Store {
+		s, err := server.OpenBoltStore(path)
 		if err != nil {
 			t.Fatalf("open bolt store: %v", err)
 		}
@@ -30,44 +29,14 @@ func boltFactory(t *testing.T) func() Store {
 	}
 }
 
-// testServer is a registry server on 127.0.0.1.
+// testServer is a registry server on 127.0.0.1 that also takes raw API calls.
 type testServer struct {
-	URL    string
-	Client *registry.Client
-	srv    *Server
-	ln     net.Listener
-	done   chan error
+	*registrytest.Server
 }
 
-func startServer(t *testing.T, store Store) *testServer {
+func startServer(t *testing.T, store server.Store) *testServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return serveOn(t, store, ln)
-}
-
-func serveOn(t *testing.T, store Store, ln net.Listener) *testServer {
-	t.Helper()
-	srv := NewServer(NewService(store), ServerOptions{Logf: t.Logf})
-	ts := &testServer{URL: "http://" + ln.Addr().String(), srv: srv, ln: ln, done: make(chan error, 1)}
-	ts.Client = registry.NewClient(ts.URL, nil)
-	go func() { ts.done <- srv.Serve(ln) }()
-	t.Cleanup(ts.Stop)
-	return ts
-}
-
-// Stop shuts the server down; it may be called more than once.
-func (ts *testServer) Stop() {
-	if ts.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = ts.srv.Shutdown(ctx)
-	<-ts.done
-	ts.srv = nil
+	return &testServer{registrytest.Serve(t, store)}
 }
 
 // apiResult is a raw API response.
@@ -145,15 +114,5 @@ func expectCode(t *testing.T, err error, code string) {
 	var apiErr *registry.Error
 	if !errors.As(err, &apiErr) || apiErr.Code != code {
 		t.Fatalf("want API error %s, got %v", code, err)
-	}
-}
-
-func must[T any](t *testing.T) func(v T, err error) T {
-	return func(v T, err error) T {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
 	}
 }

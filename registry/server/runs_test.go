@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/registry/server"
 )
 
 // recordTrainingRuns records runs as lariat-train does: one finished run
@@ -45,7 +46,7 @@ func recordTrainingRuns(t *testing.T, ts *testServer) {
 // testRuns reads runs through MLflow's tracking endpoints with the requests
 // the Python client sends, and registers a model from a run the way
 // mlflow.register_model("runs:/<run_id>/model", name) does.
-func testRuns(t *testing.T, open func() Store) {
+func testRuns(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	recordTrainingRuns(t, ts)
 

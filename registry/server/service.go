@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -137,6 +138,55 @@ func readModel(tx Tx, m *ModelRecord) (*registry.RegisteredModel, error) {
 	return modelView(m, vs), nil
 }
 
+// viewModel reads the model name in a View transaction and calls read on it.
+func (s *Service) viewModel(ctx context.Context, name string, read func(tx Tx, m *ModelRecord) error) error {
+	return s.store.View(ctx, func(tx Tx) error {
+		m, err := lockModel(tx, name)
+		if err != nil {
+			return err
+		}
+		return read(tx, m)
+	})
+}
+
+// changeModel is the read-modify-write of every change to a model, inside tx: it
+// locks the model name, lets change modify its record (change may also write
+// other records through tx) and stores the record.
+func changeModel(tx Tx, name string, change func(tx Tx, m *ModelRecord) error) (*ModelRecord, error) {
+	m, err := lockModel(tx, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := change(tx, m); err != nil {
+		return nil, err
+	}
+	return m, tx.PutModel(m)
+}
+
+// updateModel runs changeModel in an Update transaction and returns the
+// transaction's error, for the caller to map with storeErr.
+func (s *Service) updateModel(ctx context.Context, name string, change func(tx Tx, m *ModelRecord) error) error {
+	return s.store.Update(ctx, func(tx Tx) error {
+		_, err := changeModel(tx, name, change)
+		return err
+	})
+}
+
+// updateModelView is updateModel that also returns the changed model as the API
+// shows it, read back in the same transaction.
+func (s *Service) updateModelView(ctx context.Context, name string, change func(tx Tx, m *ModelRecord) error) (*registry.RegisteredModel, error) {
+	var out *registry.RegisteredModel
+	err := s.store.Update(ctx, func(tx Tx) error {
+		m, err := changeModel(tx, name, change)
+		if err != nil {
+			return err
+		}
+		out, err = readModel(tx, m)
+		return err
+	})
+	return out, err
+}
+
 // CreateModel registers a new model.
 func (s *Service) CreateModel(ctx context.Context, req registry.CreateModelRequest) (*registry.RegisteredModel, error) {
 	if err := registry.ValidateModelName("name", req.Name); err != nil {
@@ -170,11 +220,7 @@ func (s *Service) GetModel(ctx context.Context, name string) (*registry.Register
 		return nil, registry.MissingParameter("name")
 	}
 	var out *registry.RegisteredModel
-	err := s.store.View(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	err := s.viewModel(ctx, name, func(tx Tx, m *ModelRecord) (err error) {
 		out, err = readModel(tx, m)
 		return err
 	})
@@ -225,14 +271,9 @@ func (s *Service) RenameModel(ctx context.Context, name, newName string) (*regis
 	if err := registry.ValidateModelName("new_name", newName); err != nil {
 		return nil, err
 	}
-	var out *registry.RegisteredModel
-	err := s.store.Update(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	out, err := s.updateModelView(ctx, name, func(tx Tx, m *ModelRecord) error {
 		if newName != name {
-			err = tx.RenameModel(name, newName)
+			err := tx.RenameModel(name, newName)
 			if errors.Is(err, ErrAlreadyExists) {
 				return registry.NewError(registry.CodeResourceAlreadyExists, "Registered Model (name=%s) already exists.", newName)
 			}
@@ -242,11 +283,7 @@ func (s *Service) RenameModel(ctx context.Context, name, newName string) (*regis
 		}
 		m.Name = newName
 		m.LastUpdatedTimestamp = s.now()
-		if err := tx.PutModel(m); err != nil {
-			return err
-		}
-		out, err = readModel(tx, m)
-		return err
+		return nil
 	})
 	return out, storeErr(err, modelNotFound(name))
 }
@@ -256,19 +293,10 @@ func (s *Service) UpdateModel(ctx context.Context, name, description string) (*r
 	if name == "" {
 		return nil, registry.MissingParameter("name")
 	}
-	var out *registry.RegisteredModel
-	err := s.store.Update(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	out, err := s.updateModelView(ctx, name, func(_ Tx, m *ModelRecord) error {
 		m.Description = description
 		m.LastUpdatedTimestamp = s.now()
-		if err := tx.PutModel(m); err != nil {
-			return err
-		}
-		out, err = readModel(tx, m)
-		return err
+		return nil
 	})
 	return out, storeErr(err, modelNotFound(name))
 }
@@ -304,11 +332,7 @@ func (s *Service) LatestVersions(ctx context.Context, name string, stages []stri
 		}
 	}
 	var out []registry.ModelVersion
-	err := s.store.View(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	err := s.viewModel(ctx, name, func(tx Tx, m *ModelRecord) error {
 		vs, err := collectVersions(tx, name)
 		if err != nil {
 			return err
@@ -331,13 +355,9 @@ func (s *Service) SetModelTag(ctx context.Context, name, key, value string) erro
 	if err := validateTag(key, value); err != nil {
 		return err
 	}
-	err := s.store.Update(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	err := s.updateModel(ctx, name, func(_ Tx, m *ModelRecord) error {
 		m.Tags = setTag(m.Tags, key, value)
-		return tx.PutModel(m)
+		return nil
 	})
 	return storeErr(err, modelNotFound(name))
 }
@@ -350,13 +370,9 @@ func (s *Service) DeleteModelTag(ctx context.Context, name, key string) error {
 	if key == "" {
 		return registry.MissingParameter("key")
 	}
-	err := s.store.Update(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	err := s.updateModel(ctx, name, func(_ Tx, m *ModelRecord) error {
 		m.Tags = deleteTag(m.Tags, key)
-		return tx.PutModel(m)
+		return nil
 	})
 	return storeErr(err, modelNotFound(name))
 }
@@ -380,11 +396,7 @@ func (s *Service) CreateVersion(ctx context.Context, req registry.CreateVersionR
 		}
 	}
 	var out *registry.ModelVersion
-	err = s.store.Update(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, req.Name)
-		if err != nil {
-			return err
-		}
+	err = s.updateModel(ctx, req.Name, func(tx Tx, m *ModelRecord) error {
 		now := s.now()
 		m.LastVersion++
 		m.LastUpdatedTimestamp = now
@@ -407,9 +419,6 @@ func (s *Service) CreateVersion(ctx context.Context, req registry.CreateVersionR
 			FeatureViews:         req.FeatureViews,
 		}
 		if err := tx.PutVersion(v); err != nil {
-			return err
-		}
-		if err := tx.PutModel(m); err != nil {
 			return err
 		}
 		out = v
@@ -493,26 +502,16 @@ func (s *Service) DeleteVersion(ctx context.Context, name, version string) error
 	if err != nil {
 		return err
 	}
-	err = s.store.Update(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	err = s.updateModel(ctx, name, func(tx Tx, m *ModelRecord) error {
 		if _, err := getVersion(tx, name, n); err != nil {
 			return err
 		}
 		if err := tx.DeleteVersion(name, n); err != nil {
 			return err
 		}
-		kept := m.Aliases[:0]
-		for _, a := range m.Aliases {
-			if a.Version != version {
-				kept = append(kept, a)
-			}
-		}
-		m.Aliases = kept
+		m.Aliases = slices.DeleteFunc(m.Aliases, func(a registry.Alias) bool { return a.Version == version })
 		m.LastUpdatedTimestamp = s.now()
-		return tx.PutModel(m)
+		return nil
 	})
 	return storeErr(err, nil)
 }
@@ -644,11 +643,7 @@ func (s *Service) SetAlias(ctx context.Context, name, alias, version string) err
 	if err != nil {
 		return err
 	}
-	err = s.store.Update(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	err = s.updateModel(ctx, name, func(tx Tx, m *ModelRecord) error {
 		if _, err := getVersion(tx, name, n); err != nil {
 			return err
 		}
@@ -664,7 +659,7 @@ func (s *Service) SetAlias(ctx context.Context, name, alias, version string) err
 			m.Aliases = append(m.Aliases, registry.Alias{Alias: alias, Version: version})
 			sort.Slice(m.Aliases, func(i, j int) bool { return m.Aliases[i].Alias < m.Aliases[j].Alias })
 		}
-		return tx.PutModel(m)
+		return nil
 	})
 	return storeErr(err, nil)
 }
@@ -677,19 +672,9 @@ func (s *Service) DeleteAlias(ctx context.Context, name, alias string) error {
 	if alias == "" {
 		return registry.MissingParameter("alias")
 	}
-	err := s.store.Update(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
-		kept := m.Aliases[:0]
-		for _, a := range m.Aliases {
-			if a.Alias != alias {
-				kept = append(kept, a)
-			}
-		}
-		m.Aliases = kept
-		return tx.PutModel(m)
+	err := s.updateModel(ctx, name, func(_ Tx, m *ModelRecord) error {
+		m.Aliases = slices.DeleteFunc(m.Aliases, func(a registry.Alias) bool { return a.Alias == alias })
+		return nil
 	})
 	return storeErr(err, nil)
 }
@@ -705,11 +690,7 @@ func (s *Service) VersionByAlias(ctx context.Context, name, alias string) (*regi
 		return nil, registry.MissingParameter("alias")
 	}
 	var out *registry.ModelVersion
-	err := s.store.View(ctx, func(tx Tx) error {
-		m, err := lockModel(tx, name)
-		if err != nil {
-			return err
-		}
+	err := s.viewModel(ctx, name, func(tx Tx, m *ModelRecord) error {
 		for _, a := range m.Aliases {
 			if a.Alias != alias {
 				continue

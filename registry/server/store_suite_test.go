@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/lariat-gw/lariat/internal/pgtest"
+	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/registry"
+	"github.com/lariat-gw/lariat/registry/server"
 )
 
 // TestStores runs the same suite against every Store implementation.
@@ -24,10 +26,10 @@ func TestStores(t *testing.T) {
 			t.Skip("starts a PostgreSQL server")
 		}
 		pg := pgtest.Start(t)
-		runStoreSuite(t, func(t *testing.T) func() Store {
+		runStoreSuite(t, func(t *testing.T) func() server.Store {
 			dsn := pg.NewDatabase(t)
-			return func() Store {
-				s, err := OpenPostgresStore(context.Background(), dsn)
+			return func() server.Store {
+				s, err := server.OpenPostgresStore(context.Background(), dsn)
 				if err != nil {
 					t.Fatalf("open postgres store: %v", err)
 				}
@@ -40,7 +42,7 @@ func TestStores(t *testing.T) {
 func runStoreSuite(t *testing.T, factory storeFactory) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, open func() Store)
+		fn   func(t *testing.T, open func() server.Store)
 	}{
 		{"ErrorResponses", testErrorResponses},
 		{"ModelLifecycle", testModelLifecycle},
@@ -63,13 +65,13 @@ func runStoreSuite(t *testing.T, factory storeFactory) {
 	}
 }
 
-func openServer(t *testing.T, open func() Store) *testServer {
+func openServer(t *testing.T, open func() server.Store) *testServer {
 	s := open()
 	t.Cleanup(func() { _ = s.Close() })
 	return startServer(t, s)
 }
 
-func testErrorResponses(t *testing.T, open func() Store) {
+func testErrorResponses(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	expectOK(t, ts.call(t, "POST", "registered-models/create", `{"name":"eta"}`))
 	expectOK(t, ts.call(t, "POST", "model-versions/create", `{"name":"eta","source":"s3://m/eta/1"}`))
@@ -160,7 +162,7 @@ func testErrorResponses(t *testing.T, open func() Store) {
 	expectCode(t, err, registry.CodeResourceAlreadyExists)
 }
 
-func testModelLifecycle(t *testing.T, open func() Store) {
+func testModelLifecycle(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	m := expectOK(t, ts.call(t, "POST", "registered-models/create",
 		`{"name":"eta","description":"arrival time","tags":[{"key":"team","value":"ml"},{"key":"a","value":"1"},{"key":"team","value":"ml-core"}]}`))
@@ -192,7 +194,7 @@ func testModelLifecycle(t *testing.T, open func() Store) {
 	}
 
 	ctx := context.Background()
-	cm := must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	cm := registrytest.Must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
 	if cm.Description != "new" || len(cm.Tags) != 2 {
 		t.Fatalf("client get: %+v", cm)
 	}
@@ -202,10 +204,10 @@ func testModelLifecycle(t *testing.T, open func() Store) {
 	expectError(t, ts.call(t, "GET", "registered-models/get?name=eta", ""), 404, registry.CodeResourceDoesNotExist)
 }
 
-func testVersions(t *testing.T, open func() Store) {
+func testVersions(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
+	registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
 
 	raw := expectOK(t, ts.call(t, "POST", "model-versions/create", `{"name":"eta","source":"s3://models/eta/1","run_id":"r1",
 		"tags":[{"key":"framework","value":"xgboost"}],"description":"first",
@@ -228,7 +230,7 @@ func testVersions(t *testing.T, open func() Store) {
 
 	// Versions count up per model; a version sent as a JSON number is accepted.
 	for i := 2; i <= 3; i++ {
-		v := must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: fmt.Sprintf("s3://models/eta/%d", i)}))
+		v := registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: fmt.Sprintf("s3://models/eta/%d", i)}))
 		if v.Version != strconv.Itoa(i) {
 			t.Fatalf("version %d got number %q", i, v.Version)
 		}
@@ -237,17 +239,17 @@ func testVersions(t *testing.T, open func() Store) {
 	if !reflect.DeepEqual(got, mv) {
 		t.Fatalf("get = %v\nwant %v", got, mv)
 	}
-	v2 := must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "2"))
+	v2 := registrytest.Must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "2"))
 	if v2.Source != "s3://models/eta/2" || v2.Params != nil {
 		t.Fatalf("version 2: %+v", v2)
 	}
 
 	desc, ep := "better", "http://127.0.0.1:9002/v2/models/eta/infer"
-	upd := must[*registry.ModelVersion](t)(ts.Client.UpdateVersion(ctx, registry.UpdateVersionRequest{Name: "eta", Version: "2", Description: &desc, ServingEndpoint: &ep}))
+	upd := registrytest.Must[*registry.ModelVersion](t)(ts.Client.UpdateVersion(ctx, registry.UpdateVersionRequest{Name: "eta", Version: "2", Description: &desc, ServingEndpoint: &ep}))
 	if upd.Description != desc || upd.ServingEndpoint != ep || upd.Source != "s3://models/eta/2" {
 		t.Fatalf("update: %+v", upd)
 	}
-	upd = must[*registry.ModelVersion](t)(ts.Client.UpdateVersion(ctx, registry.UpdateVersionRequest{Name: "eta", Version: "2"}))
+	upd = registrytest.Must[*registry.ModelVersion](t)(ts.Client.UpdateVersion(ctx, registry.UpdateVersionRequest{Name: "eta", Version: "2"}))
 	if upd.Description != desc || upd.ServingEndpoint != ep {
 		t.Fatalf("an empty update changed fields: %+v", upd)
 	}
@@ -261,24 +263,24 @@ func testVersions(t *testing.T, open func() Store) {
 	// Deleted numbers are never reused.
 	expectOK(t, ts.call(t, "DELETE", "model-versions/delete", `{"name":"eta","version":"3"}`))
 	expectError(t, ts.call(t, "GET", "model-versions/get?name=eta&version=3", ""), 404, registry.CodeResourceDoesNotExist)
-	v4 := must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://models/eta/4"}))
+	v4 := registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://models/eta/4"}))
 	if v4.Version != "4" {
 		t.Fatalf("version after delete = %q, want 4", v4.Version)
 	}
 
 	// Model shows latest versions per stage.
-	m := must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	m := registrytest.Must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
 	if len(m.LatestVersions) != 1 || m.LatestVersions[0].Version != "4" {
 		t.Fatalf("latest_versions = %+v", m.LatestVersions)
 	}
 }
 
-func testAliases(t *testing.T, open func() Store) {
+func testAliases(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
+	registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
 	for i := 1; i <= 3; i++ {
-		must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", ServingEndpoint: fmt.Sprintf("http://127.0.0.1:900%d", i)}))
+		registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", ServingEndpoint: fmt.Sprintf("http://127.0.0.1:900%d", i)}))
 	}
 	if m := expectOK(t, ts.call(t, "POST", "registered-models/alias", `{"name":"eta","alias":"champion","version":"2"}`)); len(m) != 0 {
 		t.Fatalf("set alias answered %v", m)
@@ -288,7 +290,7 @@ func testAliases(t *testing.T, open func() Store) {
 	if mv["version"] != "2" || !reflect.DeepEqual(mv["aliases"], []any{"champion"}) || mv["serving_endpoint"] != "http://127.0.0.1:9002" {
 		t.Fatalf("by alias: %v", mv)
 	}
-	rm := must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	rm := registrytest.Must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
 	want := []registry.Alias{{Alias: "challenger", Version: "3"}, {Alias: "champion", Version: "2"}}
 	if !reflect.DeepEqual(rm.Aliases, want) {
 		t.Fatalf("model aliases = %v, want %v", rm.Aliases, want)
@@ -298,11 +300,11 @@ func testAliases(t *testing.T, open func() Store) {
 	if err := ts.Client.SetAlias(ctx, "eta", "champion", "3"); err != nil {
 		t.Fatal(err)
 	}
-	v := must[*registry.ModelVersion](t)(ts.Client.VersionByAlias(ctx, "eta", "champion"))
+	v := registrytest.Must[*registry.ModelVersion](t)(ts.Client.VersionByAlias(ctx, "eta", "champion"))
 	if v.Version != "3" || !reflect.DeepEqual(v.Aliases, []string{"challenger", "champion"}) {
 		t.Fatalf("after move: %+v", v)
 	}
-	if v2 := must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "2")); v2.Aliases != nil {
+	if v2 := registrytest.Must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "2")); v2.Aliases != nil {
 		t.Fatalf("version 2 keeps aliases %v", v2.Aliases)
 	}
 
@@ -317,30 +319,30 @@ func testAliases(t *testing.T, open func() Store) {
 		t.Fatal(err)
 	}
 	expectOK(t, ts.call(t, "DELETE", "model-versions/delete", `{"name":"eta","version":"1"}`))
-	rm = must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	rm = registrytest.Must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
 	if !reflect.DeepEqual(rm.Aliases, []registry.Alias{{Alias: "champion", Version: "3"}}) {
 		t.Fatalf("aliases after version delete = %v", rm.Aliases)
 	}
 }
 
-func testTags(t *testing.T, open func() Store) {
+func testTags(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
-	must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", Tags: []registry.Tag{{Key: "stage", Value: "dev"}}}))
+	registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
+	registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", Tags: []registry.Tag{{Key: "stage", Value: "dev"}}}))
 
 	if m := expectOK(t, ts.call(t, "POST", "registered-models/set-tag", `{"name":"eta","key":"owner","value":"ml"}`)); len(m) != 0 {
 		t.Fatalf("set-tag answered %v", m)
 	}
 	expectOK(t, ts.call(t, "POST", "registered-models/set-tag", `{"name":"eta","key":"owner","value":"ml-core"}`))
 	expectOK(t, ts.call(t, "POST", "registered-models/set-tag", `{"name":"eta","key":"empty","value":""}`))
-	rm := must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	rm := registrytest.Must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
 	if !reflect.DeepEqual(rm.Tags, []registry.Tag{{Key: "empty", Value: ""}, {Key: "owner", Value: "ml-core"}}) {
 		t.Fatalf("model tags = %v", rm.Tags)
 	}
 	expectOK(t, ts.call(t, "DELETE", "registered-models/delete-tag", `{"name":"eta","key":"empty"}`))
 	expectOK(t, ts.call(t, "DELETE", "registered-models/delete-tag", `{"name":"eta","key":"never-set"}`))
-	rm = must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
+	rm = registrytest.Must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "eta"))
 	if !reflect.DeepEqual(rm.Tags, []registry.Tag{{Key: "owner", Value: "ml-core"}}) {
 		t.Fatalf("model tags after delete = %v", rm.Tags)
 	}
@@ -349,37 +351,37 @@ func testTags(t *testing.T, open func() Store) {
 		t.Fatal(err)
 	}
 	expectOK(t, ts.call(t, "DELETE", "model-versions/delete-tag", `{"name":"eta","version":"1","key":"stage"}`))
-	v := must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "1"))
+	v := registrytest.Must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "1"))
 	if !reflect.DeepEqual(v.Tags, []registry.Tag{{Key: "quality", Value: "good"}}) {
 		t.Fatalf("version tags = %v", v.Tags)
 	}
-	if err := ts.Client.SetModelTag(ctx, "eta", string(make([]byte, maxTagKeyLen+1)), "v"); registry.ErrorCode(err) != registry.CodeInvalidParameterValue {
+	if err := ts.Client.SetModelTag(ctx, "eta", string(make([]byte, server.MaxTagKeyLen+1)), "v"); registry.ErrorCode(err) != registry.CodeInvalidParameterValue {
 		t.Fatalf("overlong key: %v", err)
 	}
 }
 
-func testStages(t *testing.T, open func() Store) {
+func testStages(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
+	registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
 	for i := 0; i < 3; i++ {
-		must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x"}))
+		registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x"}))
 	}
 	mv := expectOK(t, ts.call(t, "POST", "model-versions/transition-stage",
 		`{"name":"eta","version":"1","stage":"production","archive_existing_versions":false}`))["model_version"].(map[string]any)
 	if mv["current_stage"] != "Production" {
 		t.Fatalf("stage = %v", mv["current_stage"])
 	}
-	must[*registry.ModelVersion](t)(ts.Client.TransitionStage(ctx, "eta", "2", "Staging", false))
-	v := must[*registry.ModelVersion](t)(ts.Client.TransitionStage(ctx, "eta", "2", "Production", true))
+	registrytest.Must[*registry.ModelVersion](t)(ts.Client.TransitionStage(ctx, "eta", "2", "Staging", false))
+	v := registrytest.Must[*registry.ModelVersion](t)(ts.Client.TransitionStage(ctx, "eta", "2", "Production", true))
 	if v.CurrentStage != registry.StageProduction {
 		t.Fatalf("v2 stage = %s", v.CurrentStage)
 	}
-	if v1 := must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "1")); v1.CurrentStage != registry.StageArchived {
+	if v1 := registrytest.Must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "eta", "1")); v1.CurrentStage != registry.StageArchived {
 		t.Fatalf("v1 stage = %s, want Archived", v1.CurrentStage)
 	}
 
-	latest := must[[]registry.ModelVersion](t)(ts.Client.LatestVersions(ctx, "eta", "Production"))
+	latest := registrytest.Must[[]registry.ModelVersion](t)(ts.Client.LatestVersions(ctx, "eta", "Production"))
 	if len(latest) != 1 || latest[0].Version != "2" {
 		t.Fatalf("latest Production = %+v", latest)
 	}
@@ -398,7 +400,7 @@ func testStages(t *testing.T, open func() Store) {
 	}
 }
 
-func testSearchModels(t *testing.T, open func() Store) {
+func testSearchModels(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
 	for i, name := range []string{"eta", "fraud", "eta-v2", "churn", "Eta-old"} {
@@ -406,9 +408,9 @@ func testSearchModels(t *testing.T, open func() Store) {
 		if i%2 == 1 {
 			team = "risk"
 		}
-		must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: name, Tags: []registry.Tag{{Key: "team", Value: team}}}))
+		registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: name, Tags: []registry.Tag{{Key: "team", Value: team}}}))
 	}
-	must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x"}))
+	registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x"}))
 
 	names := func(ms []registry.RegisteredModel) []string {
 		var out []string
@@ -443,7 +445,7 @@ func testSearchModels(t *testing.T, open func() Store) {
 
 	// The MLflow client's own request: it adds the prompt exclusion to
 	// every filter, which models without the tag match; prompts are left out.
-	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "greeting",
+	registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "greeting",
 		Tags: []registry.Tag{{Key: "mlflow.prompt.is_prompt", Value: "true"}}}))
 	clientSearch := func(filter string, want ...string) {
 		t.Helper()
@@ -499,13 +501,13 @@ func testSearchModels(t *testing.T, open func() Store) {
 	}
 }
 
-func testSearchVersions(t *testing.T, open func() Store) {
+func testSearchVersions(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
 	for _, name := range []string{"eta", "fraud"} {
-		must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: name}))
+		registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: name}))
 		for i := 1; i <= 4; i++ {
-			must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{
+			registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{
 				Name: name, Source: fmt.Sprintf("s3://models/%s/%d", name, i), RunID: fmt.Sprintf("run-%d", i%2),
 				TrainingJob: fmt.Sprintf("job-%s-%d", name, i), Tags: []registry.Tag{{Key: "parity", Value: strconv.Itoa(i % 2)}},
 			}))
@@ -575,12 +577,12 @@ func testSearchVersions(t *testing.T, open func() Store) {
 	}
 }
 
-func testRenameAndDelete(t *testing.T, open func() Store) {
+func testRenameAndDelete(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta", Tags: []registry.Tag{{Key: "k", Value: "v"}}}))
+	registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta", Tags: []registry.Tag{{Key: "k", Value: "v"}}}))
 	for i := 0; i < 2; i++ {
-		must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x"}))
+		registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x"}))
 	}
 	if err := ts.Client.SetAlias(ctx, "eta", "champion", "2"); err != nil {
 		t.Fatal(err)
@@ -590,18 +592,18 @@ func testRenameAndDelete(t *testing.T, open func() Store) {
 		t.Fatalf("rename answered %v", rm)
 	}
 	expectError(t, ts.call(t, "GET", "registered-models/get?name=eta", ""), 404, registry.CodeResourceDoesNotExist)
-	v := must[*registry.ModelVersion](t)(ts.Client.VersionByAlias(ctx, "eta2", "champion"))
+	v := registrytest.Must[*registry.ModelVersion](t)(ts.Client.VersionByAlias(ctx, "eta2", "champion"))
 	if v.Name != "eta2" || v.Version != "2" {
 		t.Fatalf("version after rename: %+v", v)
 	}
 	// The version counter moves with the model.
-	v3 := must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta2", Source: "s3://x"}))
+	v3 := registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta2", Source: "s3://x"}))
 	if v3.Version != "3" {
 		t.Fatalf("version after rename = %s, want 3", v3.Version)
 	}
 	// A new model under the old name starts from 1.
-	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
-	if v := must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://y"})); v.Version != "1" {
+	registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}))
+	if v := registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://y"})); v.Version != "1" {
 		t.Fatalf("fresh model's first version = %s", v.Version)
 	}
 
@@ -615,18 +617,18 @@ func testRenameAndDelete(t *testing.T, open func() Store) {
 	_, err = ts.Client.GetVersion(ctx, "eta2", "1")
 	expectCode(t, err, registry.CodeResourceDoesNotExist)
 	// Re-creating the name starts over.
-	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta2"}))
-	if v := must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta2", Source: "s3://z"})); v.Version != "1" {
+	registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta2"}))
+	if v := registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta2", Source: "s3://z"})); v.Version != "1" {
 		t.Fatalf("re-created model's first version = %s", v.Version)
 	}
 }
 
-func testReopen(t *testing.T, open func() Store) {
+func testReopen(t *testing.T, open func() server.Store) {
 	ctx := context.Background()
 	s := open()
-	svc := NewService(s)
-	must[*registry.RegisteredModel](t)(svc.CreateModel(ctx, registry.CreateModelRequest{Name: "eta", Description: "d"}))
-	must[*registry.ModelVersion](t)(svc.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", Metrics: map[string]float64{"rmse": 1.5}}))
+	svc := server.NewService(s)
+	registrytest.Must[*registry.RegisteredModel](t)(svc.CreateModel(ctx, registry.CreateModelRequest{Name: "eta", Description: "d"}))
+	registrytest.Must[*registry.ModelVersion](t)(svc.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", Metrics: map[string]float64{"rmse": 1.5}}))
 	if err := svc.SetAlias(ctx, "eta", "champion", "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -636,23 +638,23 @@ func testReopen(t *testing.T, open func() Store) {
 
 	s = open()
 	defer s.Close()
-	svc = NewService(s)
-	v := must[*registry.ModelVersion](t)(svc.VersionByAlias(ctx, "eta", "champion"))
+	svc = server.NewService(s)
+	v := registrytest.Must[*registry.ModelVersion](t)(svc.VersionByAlias(ctx, "eta", "champion"))
 	if v.Version != "1" || v.Metrics["rmse"] != 1.5 {
 		t.Fatalf("after reopen: %+v", v)
 	}
-	if v := must[*registry.ModelVersion](t)(svc.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://y"})); v.Version != "2" {
+	if v := registrytest.Must[*registry.ModelVersion](t)(svc.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://y"})); v.Version != "2" {
 		t.Fatalf("numbering after reopen: %s", v.Version)
 	}
 }
 
 // testConcurrentWriters races writers of one model through the HTTP API: no write
 // may be lost and version numbers must be distinct and contiguous.
-func testConcurrentWriters(t *testing.T, open func() Store) {
+func testConcurrentWriters(t *testing.T, open func() server.Store) {
 	ts := openServer(t, open)
 	ctx := context.Background()
-	must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "race"}))
-	must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "race", Source: "s3://base"}))
+	registrytest.Must[*registry.RegisteredModel](t)(ts.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "race"}))
+	registrytest.Must[*registry.ModelVersion](t)(ts.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "race", Source: "s3://base"}))
 
 	const workers, perWorker = 8, 15
 	var wg sync.WaitGroup
@@ -721,11 +723,11 @@ func testConcurrentWriters(t *testing.T, open func() Store) {
 	if err != nil || len(vs) != workers*perWorker+1 {
 		t.Fatalf("stored %d versions (%v), want %d", len(vs), err, workers*perWorker+1)
 	}
-	m := must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "race"))
+	m := registrytest.Must[*registry.RegisteredModel](t)(ts.Client.GetModel(ctx, "race"))
 	if len(m.Tags) != workers*perWorker {
 		t.Fatalf("model has %d tags, want %d", len(m.Tags), workers*perWorker)
 	}
-	v1 := must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "race", "1"))
+	v1 := registrytest.Must[*registry.ModelVersion](t)(ts.Client.GetVersion(ctx, "race", "1"))
 	if len(v1.Tags) != workers*perWorker {
 		t.Fatalf("version 1 has %d tags, want %d", len(v1.Tags), workers*perWorker)
 	}

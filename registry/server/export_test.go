@@ -1,0 +1,4 @@
+package server
+
+// MaxTagKeyLen is the longest tag key the service accepts.
+const MaxTagKeyLen = maxTagKeyLen
