@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -24,9 +25,9 @@ type testGateway struct {
 	dir   string
 }
 
-// startGateway writes routes (file name → YAML) into a folder and serves
-// them on 127.0.0.1.
-func startGateway(t testing.TB, routes map[string]string, resolve map[string]string, opts ...func(*Options)) *testGateway {
+// writeRoutes writes routes (file name → YAML) into a new folder and
+// returns it.
+func writeRoutes(t testing.TB, routes map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, y := range routes {
@@ -38,6 +39,14 @@ func startGateway(t testing.TB, routes map[string]string, resolve map[string]str
 			t.Fatal(err)
 		}
 	}
+	return dir
+}
+
+// startGateway writes routes (file name → YAML) into a folder and serves
+// them on 127.0.0.1.
+func startGateway(t testing.TB, routes map[string]string, resolve map[string]string, opts ...func(*Options)) *testGateway {
+	t.Helper()
+	dir := writeRoutes(t, routes)
 	o := Options{RoutesDir: dir, Env: tasks.NewEnv(resolve), Logger: discardLogger()}
 	for _, f := range opts {
 		f(&o)
@@ -70,6 +79,60 @@ func startGateway(t testing.TB, routes map[string]string, resolve map[string]str
 }
 
 var testClient = &http.Client{Timeout: 10 * time.Second}
+
+// httpRoute is a route at /name whose one task, m, calls addr with the
+// other inputs given (YAML lines); m's answer is the route's answer.
+func httpRoute(name, timeout, addr, inputs string) string {
+	return fmt.Sprintf(`
+name: %[1]s
+endpoint: /%[1]s
+timeout: %[2]s
+tasks:
+  m:
+    type: http
+    inputs:
+      address: %[3]s
+%[4]s
+    output: {path: response.body}
+`, name, timeout, addr, indent(inputs, "      "))
+}
+
+// oneTaskRoute is httpRoute at /one, 1s, sending the request as the body.
+func oneTaskRoute(addr, inputs string) string {
+	return httpRoute("one", "1s", addr, "body: '{{ .request }}'\n"+inputs)
+}
+
+func indent(s, pre string) string {
+	if s == "" {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := range lines {
+		lines[i] = pre + lines[i]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// fanout2Route is a route at /fanout2 that sends the request to m1 and m2
+// in parallel and answers with both answers, under the tasks' names;
+// extra is YAML added at the route's end.
+func fanout2Route(timeout, m1, m2, extra string) string {
+	return fmt.Sprintf(`
+name: fanout2
+endpoint: /fanout2
+timeout: %s
+tasks:
+  m1:
+    type: http
+    inputs: {address: %s, body: '{{ .request }}'}
+    output: {path: response.body.m1}
+  m2:
+    type: http
+    inputs: {address: %s, body: '{{ .request }}'}
+    output: {path: response.body.m2}
+%s
+`, timeout, m1, m2, extra)
+}
 
 type answer struct {
 	status int
