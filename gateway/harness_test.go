@@ -13,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
 	"github.com/lariat-gw/lariat/internal/testwait"
+	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/tasks"
 )
 
@@ -198,4 +202,61 @@ func waitNoGoroutinesIn(t *testing.T, pkgs ...string) {
 		return
 	}
 	t.Fatalf("%d goroutines still in the request path after %s:\n%s", len(stuck), testwait.Timeout, strings.Join(stuck, "\n\n"))
+}
+
+// What the fan-out benchmarks send, and the answers of m1 and of
+// fanout2Route over their two fake models.
+const (
+	fanout2Request = `{"user":{"id":"u-1"},"features":[0.1,0.2,0.3]}`
+	m1Answer       = `{"score":0.91,"model":"m1"}`
+	fanout2Answer  = `{"m1":{"score":0.91,"model":"m1"},"m2":{"score":0.13,"model":"m2"}}`
+)
+
+// fanout2Routes starts the two fake models of the fan-out benchmarks and
+// writes a routes folder holding fanout2Route over them (1s, extra
+// added); it returns the folder and the first model.
+func fanout2Routes(b *testing.B, extra string) (string, *upstreamtest.Server) {
+	m1 := upstreamtest.Start(b, upstreamtest.JSON(m1Answer))
+	m2 := upstreamtest.Start(b, upstreamtest.JSON(`{"score":0.13,"model":"m2"}`))
+	return writeRoutes(b, map[string]string{"r.yaml": fanout2Route("1s", m1.URL("/predict"), m2.URL("/predict"), extra)}), m1
+}
+
+// serveInMemory serves the routes in dir, with the options opts set, on
+// an in-memory listener until b ends, and returns a client of it.
+func serveInMemory(b *testing.B, dir string, opts ...func(*Options)) *fasthttp.HostClient {
+	o := Options{RoutesDir: dir, Env: tasks.NewEnv(nil), Logger: discardLogger()}
+	for _, f := range opts {
+		f(&o)
+	}
+	g := New(o)
+	if errs := g.Load(); len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	go g.Serve(ln)
+	b.Cleanup(func() { g.server.Shutdown() })
+	return &fasthttp.HostClient{Addr: "gateway", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: 1024}
+}
+
+// postEach posts body to uri with c while next() is true; an error or an
+// answer other than 200 with a body of want bytes fails b and ends it.
+func postEach(b *testing.B, c *fasthttp.HostClient, uri string, body []byte, want int, next func() bool) {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	for next() {
+		req.SetRequestURI(uri)
+		req.Header.SetMethod("POST")
+		req.Header.SetContentType("application/json")
+		req.SetBody(body)
+		if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
+			b.Error(err)
+			return
+		}
+		if resp.StatusCode() != 200 || len(resp.Body()) != want {
+			b.Errorf("answer %d %s", resp.StatusCode(), resp.Body())
+			return
+		}
+	}
 }
