@@ -44,22 +44,8 @@ func TestParallelCallsOverlap(t *testing.T) {
 	rv := upstreamtest.NewRendezvous(2, 2*time.Second)
 	m1 := upstreamtest.Start(t, rv.Join(upstreamtest.JSON(`{"score":1}`)))
 	m2 := upstreamtest.Start(t, rv.Join(upstreamtest.JSON(`{"score":2}`)))
-	route := fmt.Sprintf(`
-name: fanout
-endpoint: /fanout
-timeout: 5s
-tasks:
-  m1:
-    type: http
-    inputs: {address: %s, body: '{{ .request }}'}
-    output: {path: response.body.m1}
-  m2:
-    type: http
-    inputs: {address: %s, body: '{{ .request }}'}
-    output: {path: response.body.m2}
-`, m1.URL("/predict"), m2.URL("/predict"))
-	tg := startGateway(t, map[string]string{"fanout.yaml": route}, nil)
-	a := tg.post(t, "/fanout", `{"x":1}`)
+	tg := startGateway(t, map[string]string{"fanout.yaml": fanout2Route("5s", m1.URL("/predict"), m2.URL("/predict"), "")}, nil)
+	a := tg.post(t, "/fanout2", `{"x":1}`)
 	if a.status != 200 || a.body != `{"m1":{"score":1},"m2":{"score":2}}` {
 		t.Fatalf("answer %d %s", a.status, a.body)
 	}
@@ -100,38 +86,10 @@ tasks:
 	}
 }
 
-func oneTaskRoute(addr, inputs, extra string) string {
-	return fmt.Sprintf(`
-name: one
-endpoint: /one
-timeout: 1s
-tasks:
-  m:
-    type: http
-    inputs:
-      address: %s
-      body: '{{ .request }}'
-%s
-    output: {path: response.body}
-%s
-`, addr, indent(inputs, "      "), indent(extra, "    "))
-}
-
-func indent(s, pre string) string {
-	if s == "" {
-		return ""
-	}
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for i := range lines {
-		lines[i] = pre + lines[i]
-	}
-	return strings.Join(lines, "\n")
-}
-
 func TestPerTryTimeoutAndRetries(t *testing.T) {
 	fake := upstreamtest.Start(t, nil)
 	fake.Set(fake.Delay(300*time.Millisecond, upstreamtest.JSON(`{}`)))
-	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 50ms\nretries: 2\nbackoff: {base: 5ms, max: 10ms}", "")}, nil)
+	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 50ms\nretries: 2\nbackoff: {base: 5ms, max: 10ms}")}, nil)
 	a := tg.post(t, "/one", `{}`)
 	if a.status != 504 || !strings.Contains(a.body, `upstream timed out after`) || !strings.Contains(a.body, `"task":"m"`) {
 		t.Fatalf("answer %d %s", a.status, a.body)
@@ -143,7 +101,7 @@ func TestPerTryTimeoutAndRetries(t *testing.T) {
 
 func TestRetryUntilSuccess(t *testing.T) {
 	fake := upstreamtest.Start(t, upstreamtest.Sequence(upstreamtest.Status(503), upstreamtest.Status(502), upstreamtest.JSON(`{"ok":true}`)))
-	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 100ms\nretries: 3\nbackoff: {base: 1ms, max: 2ms}", "")}, nil)
+	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 100ms\nretries: 3\nbackoff: {base: 1ms, max: 2ms}")}, nil)
 	a := tg.post(t, "/one", `{}`)
 	if a.status != 200 || a.body != `{"ok":true}` {
 		t.Fatalf("answer %d %s", a.status, a.body)
@@ -155,7 +113,7 @@ func TestRetryUntilSuccess(t *testing.T) {
 
 func TestNoRetryOnClientError(t *testing.T) {
 	fake := upstreamtest.Start(t, upstreamtest.Status(400))
-	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 100ms\nretries: 3\nbackoff: {base: 1ms, max: 2ms}", "")}, nil)
+	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 100ms\nretries: 3\nbackoff: {base: 1ms, max: 2ms}")}, nil)
 	a := tg.post(t, "/one", `{}`)
 	if a.status != 502 || !strings.Contains(a.body, "upstream answered 400") {
 		t.Fatalf("answer %d %s", a.status, a.body)
@@ -170,7 +128,7 @@ func TestRetryNotStartedWithoutBudget(t *testing.T) {
 	fake.Set(fake.Delay(150*time.Millisecond, upstreamtest.Status(503)))
 	// Route 1s, tries of 900ms: after a failed try at 150ms only 850ms
 	// are left, which cannot hold another 900ms try.
-	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 900ms\nretries: 3\nbackoff: {base: 1ms, max: 2ms}", "")}, nil)
+	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 900ms\nretries: 3\nbackoff: {base: 1ms, max: 2ms}")}, nil)
 	a := tg.post(t, "/one", `{}`)
 	if a.status != 502 {
 		t.Fatalf("answer %d %s", a.status, a.body)
@@ -183,7 +141,7 @@ func TestRetryNotStartedWithoutBudget(t *testing.T) {
 func TestRouteDeadlineWithHangingUpstream(t *testing.T) {
 	fake := upstreamtest.Start(t, nil)
 	fake.Set(fake.Hang())
-	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "", "")}, nil)
+	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "")}, nil)
 	a := tg.post(t, "/one", `{}`)
 	if a.status != 504 || !strings.Contains(a.body, `"task":"m"`) {
 		t.Fatalf("answer %d %s", a.status, a.body)
@@ -194,7 +152,7 @@ func TestRouteDeadlineWithHangingUpstream(t *testing.T) {
 
 func TestBreakerOpensAndFailsFast(t *testing.T) {
 	fake := upstreamtest.Start(t, upstreamtest.Status(500))
-	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "breaker: {failures: 3, open_for: 1m}", "")}, nil)
+	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "breaker: {failures: 3, open_for: 1m}")}, nil)
 	for i := 0; i < 3; i++ {
 		if a := tg.post(t, "/one", `{}`); a.status != 502 || !strings.Contains(a.body, "upstream answered 500") {
 			t.Fatalf("call %d: %d %s", i, a.status, a.body)
@@ -217,10 +175,7 @@ func TestOnErrorDefault(t *testing.T) {
 name: def
 endpoint: /def
 tasks:
-  good:
-    type: http
-    inputs: {address: %s}
-    output: {path: response.body.good}
+  good: {type: http, inputs: {address: %s}, output: {path: response.body.good}}
   bad:
     type: http
     inputs: {address: %s}
@@ -247,10 +202,7 @@ name: dl
 endpoint: /dl
 timeout: 500ms
 tasks:
-  fast:
-    type: http
-    inputs: {address: %s}
-    output: {path: response.body.fast}
+  fast: {type: http, inputs: {address: %s}, output: {path: response.body.fast}}
   slow:
     type: http
     inputs: {address: %s}
@@ -397,7 +349,7 @@ tasks:
 
 func TestRequestErrors(t *testing.T) {
 	fake := upstreamtest.Start(t, upstreamtest.JSON(`{}`))
-	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "", "")}, nil, func(o *Options) { o.MaxBodySize = 1024 })
+	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "")}, nil, func(o *Options) { o.MaxBodySize = 1024 })
 	f := func(method, path, body string, status int, msg string) {
 		t.Helper()
 		a := tg.do(t, method, path, body)
@@ -422,8 +374,8 @@ func TestUpstreamGarbageAndReset(t *testing.T) {
 	garbage := upstreamtest.Start(t, upstreamtest.Garbage())
 	reset := upstreamtest.Start(t, upstreamtest.Reset())
 	tg := startGateway(t, map[string]string{
-		"g.yaml": oneTaskRoute(garbage.URL("/"), "", ""),
-		"r.yaml": strings.Replace(strings.Replace(oneTaskRoute(reset.URL("/"), "retries: 1\nbackoff: {base: 1ms, max: 1ms}\ntimeout: 100ms", ""), "name: one", "name: two", 1), "/one", "/two", 1),
+		"g.yaml": oneTaskRoute(garbage.URL("/"), ""),
+		"r.yaml": httpRoute("two", "1s", reset.URL("/"), "body: '{{ .request }}'\nretries: 1\nbackoff: {base: 1ms, max: 1ms}\ntimeout: 100ms"),
 	}, nil)
 	if a := tg.post(t, "/one", `{}`); a.status != 502 || !strings.Contains(a.body, "invalid JSON") {
 		t.Fatalf("garbage: %d %s", a.status, a.body)
@@ -439,7 +391,7 @@ func TestUpstreamGarbageAndReset(t *testing.T) {
 func TestAdminEndpoints(t *testing.T) {
 	fake := upstreamtest.Start(t, upstreamtest.JSON(`{}`))
 	tg := startGateway(t, map[string]string{
-		"r.yaml":   oneTaskRoute(fake.URL("/"), "", ""),
+		"r.yaml":   oneTaskRoute(fake.URL("/"), ""),
 		"bad.yaml": "name: bad\nendpoint: /bad\ntasks: {x: {type: nope}}\n",
 	}, nil)
 	tg.post(t, "/one", `{}`)
@@ -479,7 +431,7 @@ func TestAdminEndpoints(t *testing.T) {
 func TestShutdownLetsRequestsFinish(t *testing.T) {
 	fake := upstreamtest.Start(t, nil)
 	fake.Set(fake.Delay(200*time.Millisecond, upstreamtest.JSON(`{"done":true}`)))
-	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "", "")}, nil)
+	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "")}, nil)
 	got := make(chan answer, 1)
 	go func() { got <- tg.post(t, "/one", `{}`) }()
 	testwait.Until(t, "the request to reach the upstream", func() bool { return fake.InFlight.Load() > 0 })

@@ -87,18 +87,9 @@ tasks:
         - when: .headers.X-Beta
           run: [beta_model]
       default: [base_model]
-  id_model:
-    type: http
-    inputs: {address: %s}
-    output: {path: response.body.model}
-  beta_model:
-    type: http
-    inputs: {address: %s}
-    output: {path: response.body.model}
-  base_model:
-    type: http
-    inputs: {address: %s}
-    output: {path: response.body.model}
+  id_model: {type: http, inputs: {address: %s}, output: {path: response.body.model}}
+  beta_model: {type: http, inputs: {address: %s}, output: {path: response.body.model}}
+  base_model: {type: http, inputs: {address: %s}, output: {path: response.body.model}}
   summary:
     type: http
     after: [id_model, beta_model, base_model]
@@ -150,14 +141,8 @@ tasks:
       arms:
         - {name: control, weight: 90, run: [a]}
         - {name: canary, weight: 10, run: [b]}
-  a:
-    type: http
-    inputs: {address: %s}
-    output: {path: response.body.arm}
-  b:
-    type: http
-    inputs: {address: %s}
-    output: {path: response.body.arm}
+  a: {type: http, inputs: {address: %s}, output: {path: response.body.arm}}
+  b: {type: http, inputs: {address: %s}, output: {path: response.body.arm}}
 `, name, name, sticky, control.URL("/"), canary.URL("/"))
 	}
 	tg := startGateway(t, map[string]string{
@@ -225,17 +210,7 @@ func TestHedgeThroughGateway(t *testing.T) {
 		}
 		upstreamtest.JSON(`{"from":"fast"}`)(n, rc)
 	})
-	route := fmt.Sprintf(`
-name: hedged
-endpoint: /hedged
-timeout: 3s
-tasks:
-  m:
-    type: http
-    inputs: {address: %s, timeout: 2500ms, hedge_after: 400ms}
-    output: {path: response.body}
-`, up.URL("/p"))
-	tg := startGateway(t, map[string]string{"h.yaml": route}, nil)
+	tg := startGateway(t, map[string]string{"h.yaml": httpRoute("hedged", "3s", up.URL("/p"), "timeout: 2500ms\nhedge_after: 400ms")}, nil)
 	wonSeries, lostSeries := `lariat_hedges_total{route="hedged",task="m",result="won"}`, `lariat_hedges_total{route="hedged",task="m",result="lost"}`
 	won0, lost0 := metricValue(t, tg, wonSeries), metricValue(t, tg, lostSeries)
 	for i := 0; i < 8; i++ {
@@ -257,21 +232,8 @@ func TestFallbackThroughGateway(t *testing.T) {
 	primary := upstreamtest.Start(t, nil)
 	primary.Set(primary.Delay(time.Second, upstreamtest.JSON(`{"from":"primary"}`)))
 	fallback := upstreamtest.Start(t, upstreamtest.JSON(`{"from":"fallback"}`))
-	route := fmt.Sprintf(`
-name: raced
-endpoint: /raced
-timeout: 2s
-tasks:
-  m:
-    type: http
-    inputs:
-      address: %s
-      body: '{{ .request }}'
-      fallback: {address: %s}
-      primary_within: 200ms
-    output: {path: response.body}
-`, primary.URL("/p"), fallback.URL("/f"))
-	tg := startGateway(t, map[string]string{"r.yaml": route}, nil)
+	inputs := "body: '{{ .request }}'\nfallback: {address: " + fallback.URL("/f") + "}\nprimary_within: 200ms"
+	tg := startGateway(t, map[string]string{"r.yaml": httpRoute("raced", "2s", primary.URL("/p"), inputs)}, nil)
 	fbSeries := `lariat_fallback_answers_total{route="raced",task="m",answer="fallback"}`
 	fb0 := metricValue(t, tg, fbSeries)
 	a := tg.post(t, "/raced", `{"x":1}`)
@@ -298,20 +260,12 @@ func TestShadowNeverOnTheCriticalPath(t *testing.T) {
 	primary := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.5}`))
 	shadow := upstreamtest.Start(t, nil)
 	shadow.Set(shadow.Hang())
-	route := fmt.Sprintf(`
-name: shadowed
-endpoint: /shadowed
-timeout: 500ms
-tasks:
-  m:
-    type: http
-    inputs:
-      address: %s
-      body: '{{ .request }}'
-      shadow: {address: %s, sample: 1, compare: score, timeout: 10s, max_in_flight: 3}
-    output: {path: response.body}
-`, primary.URL("/p"), shadow.URL("/s"))
-	tg := startGateway(t, map[string]string{"s.yaml": route}, nil)
+	// route is the route at /name whose task m calls primary and mirrors
+	// every call to shadowURL.
+	route := func(name, shadowURL string) string {
+		return httpRoute(name, "500ms", primary.URL("/p"), "body: '{{ .request }}'\nshadow: {address: "+shadowURL+", sample: 1, compare: score, timeout: 10s, max_in_flight: 3}")
+	}
+	tg := startGateway(t, map[string]string{"s.yaml": route("shadowed", shadow.URL("/s"))}, nil)
 	dropped := `lariat_shadow_total{route="shadowed",task="m",result="dropped"}`
 	dropped0 := metricValue(t, tg, dropped)
 	for i := 0; i < 10; i++ {
@@ -328,8 +282,7 @@ tasks:
 	// A shadow that answers is compared.
 	shadow.Close()
 	shadow2 := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.5}`))
-	route2 := strings.ReplaceAll(strings.ReplaceAll(route, shadow.URL("/s"), shadow2.URL("/s")), "shadowed", "shadowed2")
-	tg2 := startGateway(t, map[string]string{"s.yaml": route2}, nil)
+	tg2 := startGateway(t, map[string]string{"s.yaml": route("shadowed2", shadow2.URL("/s"))}, nil)
 	agree := `lariat_shadow_total{route="shadowed2",task="m",result="agree"}`
 	agree0 := metricValue(t, tg2, agree)
 	// One at a time: with max_in_flight 3, a fourth mirror started while
@@ -543,14 +496,8 @@ tasks:
       cases:
         - {name: beta, when: .headers.X-Beta, run: [beta_model]}
       default: [base_model]
-  beta_model:
-    type: http
-    inputs: {address: %s}
-    output: {path: response.body}
-  base_model:
-    type: http
-    inputs: {address: %s}
-    output: {path: response.body}
+  beta_model: {type: http, inputs: {address: %s}, output: {path: response.body}}
+  base_model: {type: http, inputs: {address: %s}, output: {path: response.body}}
 `, beta.URL("/"), base.URL("/"))
 	tg := startGateway(t, map[string]string{"flag.yaml": route}, nil)
 	f := func(want string, hdr ...string) {

@@ -36,35 +36,8 @@ func (m staticModels) Lookup(ref string) (tasks.ResolvedModel, bool) {
 	return r, ok
 }
 
-const loggedRoute = `
-name: ranked
-endpoint: /ranked
-timeout: 2s
-tasks:
-  features:
-    type: feature
-    inputs:
-      entities: {driver_id: '{{ .request.driver }}'}
-      features: [driver_stats:conv_rate, driver_stats:rating]
-  experiment:
-    type: split
-    inputs:
-      sticky: '{{ .request.user }}'
-      arms:
-        - {name: control, weight: 50, run: [ctrl]}
-        - {name: canary, weight: 50, run: [cand]}
-  ctrl:
-    type: http
-    inputs: {model: rank@control, body: '{"f": {{ .tasks.features.body }}}'}
-    output: {path: response.body.score, from: score}
-  cand:
-    type: http
-    inputs: {model: rank@canary, body: '{"f": {{ .tasks.features.body }}}'}
-    output: {path: response.body.score, from: score}
-%s
-`
-
-// startLoggedGateway serves loggedRoute (with the log block given) over
+// startLoggedGateway serves predlogtest.RankedRoute (with the log block
+// given) over
 // the demo feature store, two model versions behind a split, and a
 // prediction log writing Parquet files into dir.
 func startLoggedGateway(t *testing.T, logBlock, dir string) (*testGateway, *predlog.Log) {
@@ -79,7 +52,7 @@ func startLoggedGateway(t *testing.T, logBlock, dir string) (*testGateway, *pred
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := startGateway(t, map[string]string{"r.yaml": fmt.Sprintf(loggedRoute, logBlock)}, nil, func(o *Options) {
+	tg := startGateway(t, map[string]string{"r.yaml": predlogtest.RankedRoute("2s", "", 50, logBlock)}, nil, func(o *Options) {
 		tasks.FeatureStore.Provide(o.Env, &tasks.FeatureEnv{Views: views, Store: store})
 		tasks.ModelRegistry.Provide(o.Env, staticModels{
 			"rank@control": {Name: "rank", Version: "3", Endpoint: ctrl.URL("/predict")},

@@ -36,6 +36,7 @@
 # comparisons of a change). wrk and redis-server are installed with
 # apt-get when missing.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 
 ROUNDS="${ROUNDS:-3}"
@@ -44,28 +45,13 @@ THREADS="${THREADS:-2}"
 CONNECTIONS="${CONNECTIONS:-50}"
 OPEN_DURATION="${OPEN_DURATION:-10s}"
 MODEL_LATENCY="${MODEL_LATENCY:-0s}"
+MODEL_JITTER=0s
 TARGETS="${TARGETS:-direct floor fanout2 fanout2-pipelined feast-1x50 feast-20x10 feat-20x10 cache-20x10 open}"
 COMPARE_BIN="${COMPARE_BIN:-}"
 
-need() { # command package
-  if ! command -v "$1" >/dev/null 2>&1; then
-    echo "== installing $2"
-    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$2" >/dev/null
-  fi
-}
 need wrk wrk
 need redis-server redis-server
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+make_tmp
 
 echo "== building lariat-bench, lariat-ingest and lariat"
 go build -o "$tmp/lariat-bench" ./cmd/lariat-bench
@@ -75,31 +61,6 @@ if [ -n "${LARIAT_BIN:-}" ]; then
 else
   go build -o "$tmp/lariat" ./cmd/lariat
 fi
-
-# free_port prints a 127.0.0.1 port nothing listens on.
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return
-    fi
-  done
-  echo "no free port found" >&2
-  return 1
-}
-
-# wait_http waits until URL answers 200.
-wait_http() {
-  for _ in $(seq 1 200); do
-    if curl -sf -o /dev/null "$1"; then return 0; fi
-    sleep 0.05
-  done
-  echo "$1 did not come up; logs:" >&2
-  tail -n 20 "$tmp"/*.log >&2
-  return 1
-}
 
 # cpu_ticks prints the utime+stime of PID in clock ticks.
 cpu_ticks() {
@@ -113,10 +74,7 @@ rp="$(free_port)"
 mkdir -p "$tmp/redis"
 redis-server --port "$rp" --bind 127.0.0.1 --dir "$tmp/redis" --save '' --appendonly no >"$tmp/redis.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$rp") 2>/dev/null; then break; fi
-  sleep 0.05
-done
+wait_port "$rp"
 
 types=(DOUBLE DOUBLE DOUBLE DOUBLE FLOAT FLOAT INT64 INT64 STRING BOOL)
 {
@@ -161,27 +119,14 @@ seed_csv narrow 10
 seed_csv wide 50
 
 # --- fake models and the floor -----------------------------------------
-start_model() { # name port body
-  "$tmp/lariat-bench" upstream --listen "127.0.0.1:$2" --latency "$MODEL_LATENCY" --jitter 0s \
-    --body "$3" >"$tmp/$1.log" 2>&1 &
-  pids+=($!)
-  wait_http "http://127.0.0.1:$2/-/healthz"
-}
-p1="$(free_port)"
-start_model m1 "$p1" '{"score":0.734,"model":"m1","version":"3"}'
-pid_m1="${pids[-1]}"
-p2="$(free_port)"
-start_model m2 "$p2" '{"score":0.291,"model":"m2","version":"8","labels":["a","b"]}'
+start_models
 
 pf="$(free_port)"
 "$tmp/lariat-bench" floor --scenario fanout2 --listen "127.0.0.1:$pf" \
   --model "m1=127.0.0.1:$p1" --model "m2=127.0.0.1:$p2" >"$tmp/floor.log" 2>&1 &
 pids+=($!)
 pid_floor=$!
-for _ in $(seq 1 100); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$pf") 2>/dev/null; then break; fi
-  sleep 0.05
-done
+wait_port "$pf"
 
 # --- the gateway (and the one compared with it) ------------------------
 ids="$(seq -s, 1 20)"
@@ -189,26 +134,7 @@ narrow="$(for i in $(seq 0 9); do printf '"narrow:f%d",' "$i"; done)"
 narrow="${narrow%,}"
 wide="$(for i in $(seq 0 49); do printf '"wide:f%d",' "$i"; done)"
 wide="${wide%,}"
-mkdir -p "$tmp/routes"
-cat >"$tmp/routes/fanout2.yaml" <<EOF
-apiVersion: v1
-name: fanout2
-endpoint: /v1/fanout2
-timeout: 1s
-tasks:
-  m1:
-    type: http
-    inputs:
-      address: http://127.0.0.1:$p1/predict
-      body: '{{ .request }}'
-    output: {path: response.body.m1}
-  m2:
-    type: http
-    inputs:
-      address: http://127.0.0.1:$p2/predict
-      body: '{{ .request }}'
-    output: {path: response.body.m2}
-EOF
+write_fanout2_route
 for r in features:0s features-cached:60s; do
   cat >"$tmp/routes/${r%%:*}.yaml" <<EOF
 apiVersion: v1
@@ -226,27 +152,15 @@ tasks:
 EOF
 done
 
-declare -A lariat_port lariat_pid
-start_lariat() { # name binary [flags...]
-  local pl pa name="$1" bin="$2"
-  shift 2
-  pl="$(free_port)"
-  pa="$(free_port)"
-  "$bin" serve --routes "$tmp/routes" --listen "127.0.0.1:$pl" --admin-listen "127.0.0.1:$pa" \
-    --feature-views "$tmp/views.yaml" --redis "127.0.0.1:$rp" "$@" >"$tmp/lariat-$name.log" 2>&1 &
-  pids+=($!)
-  lariat_pid[$name]=$!
-  lariat_port[$name]=$pl
-  wait_http "http://127.0.0.1:$pa/readyz"
-}
-start_lariat A "$tmp/lariat"
+feature_flags=(--feature-views "$tmp/views.yaml" --redis "127.0.0.1:$rp")
+start_lariat A "$tmp/lariat" "${feature_flags[@]}"
 if [[ " $TARGETS " == *" fanout2-pipelined "* ]]; then
-  start_lariat P "$tmp/lariat" --upstream-pipeline "127.0.0.1:$p1=1" --upstream-pipeline "127.0.0.1:$p2=1"
+  start_lariat P "$tmp/lariat" "${feature_flags[@]}" --upstream-pipeline "127.0.0.1:$p1=1" --upstream-pipeline "127.0.0.1:$p2=1"
 fi
 variants=(A)
 if [ -n "$COMPARE_BIN" ]; then
   cp "$COMPARE_BIN" "$tmp/lariat-B"
-  start_lariat B "$tmp/lariat-B"
+  start_lariat B "$tmp/lariat-B" "${feature_flags[@]}"
   variants=(A B)
 fi
 

@@ -13,6 +13,7 @@
 # MODEL_LATENCY (0s), MODEL_JITTER (0s). wrk is installed with apt-get when
 # missing.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 
 THREADS="${THREADS:-2}"
@@ -21,88 +22,17 @@ DURATION="${DURATION:-10s}"
 MODEL_LATENCY="${MODEL_LATENCY:-0s}"
 MODEL_JITTER="${MODEL_JITTER:-0s}"
 
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "== installing wrk"
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null
-fi
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+need wrk wrk
+make_tmp
 
 echo "== building lariat-bench and lariat"
 go build -o "$tmp/lariat-bench" ./cmd/lariat-bench
 go build -o "$tmp/lariat" ./cmd/lariat
 
-# free_port prints a 127.0.0.1 port nothing listens on.
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return
-    fi
-  done
-  echo "no free port found" >&2
-  return 1
-}
-
-# wait_http waits until URL answers 200.
-wait_http() {
-  for _ in $(seq 1 200); do
-    if curl -sf -o /dev/null "$1"; then return 0; fi
-    sleep 0.05
-  done
-  echo "$1 did not come up; logs:" >&2
-  tail -n 20 "$tmp"/*.log >&2
-  return 1
-}
-
-start_model() { # name port body
-  "$tmp/lariat-bench" upstream --listen "127.0.0.1:$2" --latency "$MODEL_LATENCY" --jitter "$MODEL_JITTER" \
-    --body "$3" >"$tmp/$1.log" 2>&1 &
-  pids+=($!)
-  wait_http "http://127.0.0.1:$2/-/healthz"
-}
-
-p1="$(free_port)"
-start_model m1 "$p1" '{"score":0.734,"model":"m1","version":"3"}'
-p2="$(free_port)"
-start_model m2 "$p2" '{"score":0.291,"model":"m2","version":"8","labels":["a","b"]}'
-
-mkdir -p "$tmp/routes"
-cat >"$tmp/routes/fanout2.yaml" <<EOF
-apiVersion: v1
-name: fanout2
-endpoint: /v1/fanout2
-timeout: 1s
-tasks:
-  m1:
-    type: http
-    inputs:
-      address: http://127.0.0.1:$p1/predict
-      body: '{{ .request }}'
-    output: {path: response.body.m1}
-  m2:
-    type: http
-    inputs:
-      address: http://127.0.0.1:$p2/predict
-      body: '{{ .request }}'
-    output: {path: response.body.m2}
-EOF
-pl="$(free_port)"
-pa="$(free_port)"
-"$tmp/lariat" serve --routes "$tmp/routes" --listen "127.0.0.1:$pl" --admin-listen "127.0.0.1:$pa" >"$tmp/lariat.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$pa/readyz"
+start_models
+write_fanout2_route
+start_lariat A "$tmp/lariat"
+pl="${lariat_port[A]}"
 
 cat >"$tmp/post.lua" <<'EOF'
 wrk.method = "POST"

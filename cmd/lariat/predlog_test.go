@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/internal/predlogtest"
 	"github.com/lariat-gw/lariat/internal/registrytest"
 	"github.com/lariat-gw/lariat/internal/testbin"
 	"github.com/lariat-gw/lariat/internal/testwait"
@@ -27,33 +28,6 @@ import (
 	"github.com/lariat-gw/lariat/predlog/sink"
 	"github.com/lariat-gw/lariat/registry"
 )
-
-const splitLogRoute = `name: ranked
-endpoint: /ranked
-timeout: 5s
-tasks:
-  features:
-    type: feature
-    inputs:
-      entities: {driver_id: '{{ .request.driver }}'}
-      features: [driver_stats:conv_rate, driver_stats:rating]
-  experiment:
-    type: split
-    inputs:
-      sticky: '{{ .request.user }}'
-      arms:
-        - {name: control, weight: 70, run: [ctrl]}
-        - {name: canary, weight: 30, run: [cand]}
-  ctrl:
-    type: http
-    inputs: {model: rank@control, timeout: 4s, body: '{"f": {{ .tasks.features.body }}}'}
-    output: {path: response.body.score, from: score}
-  cand:
-    type: http
-    inputs: {model: rank@canary, timeout: 4s, body: '{"f": {{ .tasks.features.body }}}'}
-    output: {path: response.body.score, from: score}
-log: {outputs: [response.body.score]}
-`
 
 // gatewayProc is a lariat serve subprocess.
 type gatewayProc struct {
@@ -112,7 +86,7 @@ func newLogFixture(t *testing.T) *logFixture {
 	if err := os.Mkdir(fx.routes, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(fx.routes, "ranked.yaml"), []byte(splitLogRoute), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(fx.routes, "ranked.yaml"), []byte(predlogtest.RankedRoute("5s", "4s", 70, "log: {outputs: [response.body.score]}")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	fx.views = filepath.Join(dir, "views.yaml")

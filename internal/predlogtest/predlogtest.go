@@ -1,7 +1,7 @@
 // Package predlogtest runs the prediction log's sink process in tests: a
 // test binary starts itself as the sink process (the code of
 // lariat-predlog), so that tests of a prediction log need no build of
-// lariat-predlog.
+// lariat-predlog. It also holds the route those tests serve (RankedRoute).
 package predlogtest
 
 import (
