@@ -317,29 +317,27 @@ func (b *batcher) sendBy(m *member, at time.Time) time.Time {
 func (b *batcher) loop() {
 	timer := time.NewTimer(batchIdle)
 	defer timer.Stop()
-	var carry *member
+	// open holds the batches being collected, one per group of propagated
+	// headers: calls of different groups arriving interleaved (one
+	// tenant's, another's) each join their own batch.
+	var open []*batchCall
 	for {
-		first := carry
-		carry = nil
-		if first == nil {
-			timer.Reset(batchIdle)
-			select {
-			case first = <-b.queue:
-			case <-timer.C:
-				b.running.Store(false)
-				// A member queued while stopping restarts the loop here,
-				// unless its caller already did.
-				if len(b.queue) == 0 || !b.running.CompareAndSwap(false, true) {
-					return
-				}
-				continue
+		timer.Reset(batchIdle)
+		var first *member
+		select {
+		case first = <-b.queue:
+		case <-timer.C:
+			b.running.Store(false)
+			// A member queued while stopping restarts the loop here,
+			// unless its caller already did.
+			if len(b.queue) == 0 || !b.running.CompareAndSwap(false, true) {
+				return
 			}
+			continue
 		}
-		bc := batchCallPool.Get().(*batchCall)
-		bc.add(first)
+		open = b.join(open, first)
 		flushAt := b.sendBy(first, first.enqueued.Add(b.spec().maxWait))
-	collect:
-		for bc.rows < b.spec().maxSize {
+		for len(open) > 0 {
 			d := time.Until(flushAt)
 			if d <= 0 {
 				break
@@ -347,19 +345,44 @@ func (b *batcher) loop() {
 			timer.Reset(d)
 			select {
 			case m := <-b.queue:
-				if bc.rows+m.rows > b.spec().maxSize || !bytes.Equal(m.prop, first.prop) {
-					carry = m
-					break collect
-				}
-				bc.add(m)
+				open = b.join(open, m)
 				flushAt = b.sendBy(m, flushAt)
+				continue
 			case <-timer.C:
-				break collect
 			}
+			break
 		}
 		timer.Stop()
-		go b.send(bc)
+		for i, bc := range open {
+			go b.send(bc)
+			open[i] = nil
+		}
+		open = open[:0]
 	}
+}
+
+// join adds m to the open batch of its header group, sending that batch
+// first when m would take it past max_size and after when m fills it, and
+// returns the open batches.
+func (b *batcher) join(open []*batchCall, m *member) []*batchCall {
+	maxSize := b.spec().maxSize
+	i := slices.IndexFunc(open, func(bc *batchCall) bool { return bytes.Equal(bc.members[0].prop, m.prop) })
+	if i >= 0 && open[i].rows+m.rows > maxSize {
+		go b.send(open[i])
+		open = slices.Delete(open, i, i+1)
+		i = -1
+	}
+	if i < 0 {
+		open = append(open, batchCallPool.Get().(*batchCall))
+		i = len(open) - 1
+	}
+	bc := open[i]
+	bc.add(m)
+	if bc.rows >= maxSize {
+		go b.send(bc)
+		open = slices.Delete(open, i, i+1)
+	}
+	return open
 }
 
 // batchCall is one batched call being sent.

@@ -118,6 +118,34 @@ func TestBatchWindow(t *testing.T) {
 	})
 }
 
+// TestBatchGroupsInterleaved: calls whose propagated headers differ go in
+// different batches; arriving interleaved (a, b, a, b, ...), each group
+// still fills its own batch within the window.
+func TestBatchGroupsInterleaved(t *testing.T) {
+	inBubble(t, func(b *bubble) {
+		t := b.t
+		m := b.startV2("ranker", "")
+		route := strings.Replace(batchRoute(m.URL(""), "{max_size: 12, max_wait: 300ms}"), "timeout: 2s\n", "timeout: 2s\npropagate_headers: [X-Tenant]\n", 1)
+		c := compileRoute(t, route, b.env)
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				time.Sleep(time.Duration(i) * time.Millisecond) // a, b, a, b, ... in this order
+				feats, body, want := rowsFor(i, 1)
+				x := c.exchange(body, map[string]string{"features": feats}, map[string]string{"X-Tenant": string(rune('a' + i%2))})
+				r := &x.Results[c.index["rank"]]
+				if err := c.tasks["rank"].Run(x, r); err != nil || string(r.Body) != want {
+					t.Errorf("request %d: %v %s", i, err, r.Body)
+				}
+			})
+		}
+		wg.Wait()
+		if calls, rows := m.Calls.Load(), m.Rows.Load(); calls != 2 || rows != 8 || m.MaxRows.Load() != 4 {
+			t.Fatalf("model saw %d calls, %d rows, %d at most; want two calls of 4", calls, rows, m.MaxRows.Load())
+		}
+	})
+}
+
 // TestBatchManyRequests sends more requests than fit in a batch, from
 // many goroutines, under the race detector.
 func TestBatchManyRequests(t *testing.T) {
