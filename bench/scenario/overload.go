@@ -194,14 +194,23 @@ func (e *env) overloadGateway(ctx context.Context, routes, name string, flags []
 	}
 	e.setup = append(e.setup, desc)
 	url := base + e.sp.endpoint
+	// One set of connections, opened before the first run, serves all
+	// runs: the onset of the overload is then the gateway's, not the
+	// generator's connection set-up.
+	nconns := max(50, int(2*capacity/10))
+	conns, err := bench.NewConns(url, nconns, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer conns.Close()
 	run := func(label string, rate float64) (*bench.Result, error) {
 		e.logf("lariat with %s: %s, open loop at %.0f/s for %s", name, label, rate, d)
 		return bench.Run(ctx, bench.Config{
 			Name: name + ", " + label, URL: url, Method: "POST", Body: `{"request_id":{{seq}}}`,
-			Mode: bench.ModeOpen, Rate: rate, Connections: max(50, int(rate/10)), Duration: d, Timeout: DefaultTimeout,
+			Mode: bench.ModeOpen, Rate: rate, Connections: nconns, Conns: conns, Duration: d, Timeout: DefaultTimeout,
 		})
 	}
-	if _, err := bench.Run(ctx, bench.Config{URL: url, Method: "POST", Body: `{}`, Mode: bench.ModeOpen, Rate: capacity / 4, Connections: 50, Duration: time.Second}); err != nil {
+	if _, err := bench.Run(ctx, bench.Config{URL: url, Method: "POST", Body: `{}`, Mode: bench.ModeOpen, Rate: capacity / 4, Connections: nconns, Conns: conns, Duration: time.Second}); err != nil {
 		return nil, err
 	}
 	g := &OverloadGateway{Name: name, Flags: flags}
