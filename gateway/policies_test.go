@@ -22,7 +22,7 @@ import (
 
 // metricValue reads one series from the admin /metrics page; 0 when the
 // series is absent.
-func metricValue(t *testing.T, tg *testGateway, series string) float64 {
+func metricValue(t testing.TB, tg *testGateway, series string) float64 {
 	t.Helper()
 	a := tg.adminGet(t, "/metrics")
 	sc := bufio.NewScanner(strings.NewReader(a.body))

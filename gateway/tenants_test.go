@@ -78,22 +78,6 @@ func (tg *testGateway) admin2(t testing.TB, method, path, token string) answer {
 	return answer{status: resp.StatusCode, body: string(b), header: resp.Header}
 }
 
-// seriesValue reads the value of series from the gateway's /metrics (0
-// when absent). Counters of tenants are global: tests compare deltas.
-func (tg *testGateway) seriesValue(t testing.TB, series string) float64 {
-	t.Helper()
-	for _, line := range strings.Split(tg.adminGet(t, "/metrics").body, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			var f float64
-			if _, err := fmt.Sscan(v, &f); err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return f
-		}
-	}
-	return 0
-}
-
 func (tg *testGateway) write(t testing.TB, name, data string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(tg.dir, name), []byte(data), 0o644); err != nil {
@@ -289,7 +273,7 @@ quotas:
 	}
 	var before []float64
 	for _, r := range rejected {
-		before = append(before, tg.seriesValue(t, r))
+		before = append(before, metricValue(t, tg, r))
 	}
 	calls := func() int64 { return up.Requests.Load() }
 	pass := func(n int, path string, hdr ...string) {
@@ -359,12 +343,12 @@ quotas:
 	pass(2, "/f/r")
 
 	for i, want := range []float64{2, 1, 1} {
-		if got := tg.seriesValue(t, rejected[i]) - before[i]; got != want {
+		if got := metricValue(t, tg, rejected[i]) - before[i]; got != want {
 			t.Errorf("%s grew by %g, want %g", rejected[i], got, want)
 		}
 	}
 	// Route series are the route's own: they start at zero.
-	if got := tg.seriesValue(t, `lariat_requests_total{tenant="a",route="a-r",status="429"}`); got != 2 {
+	if got := metricValue(t, tg, `lariat_requests_total{tenant="a",route="a-r",status="429"}`); got != 2 {
 		t.Errorf("429s of route a-r: %g", got)
 	}
 }
@@ -396,8 +380,8 @@ func TestTenantGlobalQuotaAcrossReplicas(t *testing.T) {
 		startGateway(t, routes, map[string]string{"m.models": up.Addr}, store),
 	}
 	const rejectedSeries = `lariat_quota_rejected_total{tenant="g",quota="rate"}`
-	rejectedBefore := replicas[0].seriesValue(t, rejectedSeries)
-	errorsBefore := replicas[0].seriesValue(t, "lariat_quota_store_errors_total")
+	rejectedBefore := metricValue(t, replicas[0], rejectedSeries)
+	errorsBefore := metricValue(t, replicas[0], "lariat_quota_store_errors_total")
 	const offered = 120
 	var admitted, refused atomic.Int64
 	var wg sync.WaitGroup
@@ -418,7 +402,7 @@ func TestTenantGlobalQuotaAcrossReplicas(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if e := replicas[0].seriesValue(t, "lariat_quota_store_errors_total"); e != errorsBefore {
+	if e := metricValue(t, replicas[0], "lariat_quota_store_errors_total"); e != errorsBefore {
 		t.Fatalf("%g quota store errors during the run", e-errorsBefore)
 	}
 	// GCRA admits the burst exactly; 10% is the bound asked of it.
@@ -428,7 +412,7 @@ func TestTenantGlobalQuotaAcrossReplicas(t *testing.T) {
 	if up.Requests.Load() != admitted.Load() {
 		t.Fatalf("upstream saw %d calls for %d admitted", up.Requests.Load(), admitted.Load())
 	}
-	if got := replicas[0].seriesValue(t, rejectedSeries) - rejectedBefore; got != float64(refused.Load()) {
+	if got := metricValue(t, replicas[0], rejectedSeries) - rejectedBefore; got != float64(refused.Load()) {
 		t.Fatalf("refusals counted %g, refused %d", got, refused.Load())
 	}
 
@@ -437,7 +421,7 @@ func TestTenantGlobalQuotaAcrossReplicas(t *testing.T) {
 	if a := replicas[0].post(t, "/g/r", `{}`); a.status != 200 {
 		t.Fatalf("with the quota store down: %d %s", a.status, a.body)
 	}
-	if replicas[0].seriesValue(t, "lariat_quota_store_errors_total") <= errorsBefore || !strings.Contains(replicas[0].adminGet(t, "/metrics").body, "lariat_quota_store_up 0") {
+	if metricValue(t, replicas[0], "lariat_quota_store_errors_total") <= errorsBefore || !strings.Contains(replicas[0].adminGet(t, "/metrics").body, "lariat_quota_store_up 0") {
 		t.Fatal("quota store failure not visible in metrics")
 	}
 }
