@@ -335,8 +335,10 @@ func (b *batcher) loop() {
 			}
 			continue
 		}
-		open = b.join(open, first)
+		// A member is read before join: once in a batch that is sent,
+		// it belongs to its request again.
 		flushAt := b.sendBy(first, first.enqueued.Add(b.spec().maxWait))
+		open = b.join(open, first)
 		for len(open) > 0 {
 			d := time.Until(flushAt)
 			if d <= 0 {
@@ -345,8 +347,8 @@ func (b *batcher) loop() {
 			timer.Reset(d)
 			select {
 			case m := <-b.queue:
-				open = b.join(open, m)
 				flushAt = b.sendBy(m, flushAt)
+				open = b.join(open, m)
 				continue
 			case <-timer.C:
 			}
