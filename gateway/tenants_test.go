@@ -486,3 +486,39 @@ auth:
 	f("h.example.com", token("read"), 401)
 	f("h.example.com", "", 401)
 }
+
+// TestTenantFeatureViews: a tenant's route that reads a feature view
+// outside the tenant's feature_views is rejected at load with file:line:col,
+// while its route reading an allowed view serves from the real store.
+func TestTenantFeatureViews(t *testing.T) {
+	feat := func(name, endpoint, feature string) string {
+		return fmt.Sprintf(`name: %s
+endpoint: %s
+timeout: 500ms
+tasks:
+  features:
+    type: feature
+    inputs:
+      entities: {driver_id: '{{ .request.candidates }}'}
+      features: [%s]
+    output: {path: response.body.features}
+`, name, endpoint, feature)
+	}
+	tg, _ := startFeatureGateway(t, map[string]string{
+		"f/tenant.yaml": "endpoints: [/f/]\nfeature_views: [driver_stats]\n",
+		"f/ok.yaml":     feat("f-ok", "/f/ok", "driver_stats:conv_rate"),
+		"f/bad.yaml":    feat("f-bad", "/f/bad", "driver_trips:recent_trip_km"),
+	})
+	res := tg.g.Reload()
+	errs := strings.Join(res.Errors, "\n")
+	want := filepath.Join(tg.dir, "f/bad.yaml") + `:9:18: task "features": inputs.features: feature view "driver_trips" is not among the feature_views of tenant "f"`
+	if res.OK || !strings.Contains(errs, want) {
+		t.Fatalf("errors:\n%s\nwant %s", errs, want)
+	}
+	if a := tg.post(t, "/f/ok", `{"candidates":[1001]}`); a.status != 200 || !strings.Contains(a.body, `"conv_rate":0.388`) {
+		t.Fatalf("allowed view: %d %s", a.status, a.body)
+	}
+	if a := tg.post(t, "/f/bad", `{"candidates":[1001]}`); a.status != 404 {
+		t.Fatalf("rejected route answered %d %s", a.status, a.body)
+	}
+}
