@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -45,11 +44,7 @@ type OverloadOptions struct {
 
 // OverloadOutcome is what the overload scenario measured.
 type OverloadOutcome struct {
-	Scenario  string    `json:"scenario"`
-	About     string    `json:"about"`
-	Generated time.Time `json:"generated"`
-	Host      Host      `json:"host"`
-	Setup     []string  `json:"setup"`
+	Header
 	// Capacity is the model server's throughput measured directly in a
 	// closed loop with four connections per worker.
 	Capacity    *bench.Result `json:"capacity"`
@@ -128,10 +123,7 @@ func RunOverload(ctx context.Context, o OverloadOptions) (*OverloadOutcome, erro
 	if err := os.WriteFile(filepath.Join(routes, "score.yaml"), []byte(route), 0o644); err != nil {
 		return nil, err
 	}
-	out := &OverloadOutcome{
-		Scenario: Overload, About: OverloadAbout, Generated: time.Now().Round(0),
-		Host: Host{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
-	}
+	out := &OverloadOutcome{}
 
 	e.logf("capacity: model m directly, closed loop with %d connections, for %s", 4*o.Workers, o.Duration/2)
 	direct := "http://" + e.models["m"] + "/predict"
@@ -162,7 +154,7 @@ func RunOverload(ctx context.Context, o OverloadOptions) (*OverloadOutcome, erro
 		}
 		out.Gateways = append(out.Gateways, og)
 	}
-	out.Setup = e.setup
+	out.Header = newHeader(Overload, OverloadAbout, e.setup)
 
 	fmt.Fprintf(o.Stdout, "model capacity (direct, closed loop): %.0f/s\n", out.CapacityRPS)
 	for _, g := range out.Gateways {

@@ -112,13 +112,27 @@ type Options struct {
 
 // Outcome is what a scenario run measured.
 type Outcome struct {
+	Header
+	Phases []*Phase `json:"phases"`
+}
+
+// Header opens the summary of every scenario: which one ran, when and
+// where.
+type Header struct {
 	Scenario  string    `json:"scenario"`
 	About     string    `json:"about"`
 	Generated time.Time `json:"generated"`
 	Host      Host      `json:"host"`
 	// Setup describes the processes and their settings.
-	Setup  []string `json:"setup"`
-	Phases []*Phase `json:"phases"`
+	Setup []string `json:"setup"`
+}
+
+// newHeader returns the header of scenario name on this machine, now.
+func newHeader(name, about string, setup []string) Header {
+	return Header{
+		Scenario: name, About: about, Generated: time.Now().Round(0), Setup: setup,
+		Host: Host{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
+	}
 }
 
 // Host describes the machine a scenario ran on.
@@ -336,13 +350,7 @@ func Run(ctx context.Context, opt Options) (*Outcome, error) {
 		e.logf("parity: the gateway and the floor give the same answers and send the same model requests")
 	}
 
-	out := &Outcome{
-		Scenario:  sp.name,
-		About:     sp.about,
-		Generated: time.Now().Round(0),
-		Host:      Host{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
-		Setup:     e.setup,
-	}
+	out := &Outcome{Header: newHeader(sp.name, sp.about, e.setup)}
 	mode, rate := opt.Mode, opt.Rate
 	ph, err := e.phase(ctx, mode, rate)
 	if err != nil {

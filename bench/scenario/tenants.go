@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
@@ -46,14 +45,10 @@ type TenantsOptions struct {
 
 // TenantsOutcome is what the tenants scenario measured.
 type TenantsOutcome struct {
-	Scenario  string    `json:"scenario"`
-	About     string    `json:"about"`
-	Generated time.Time `json:"generated"`
-	Host      Host      `json:"host"`
-	Setup     []string  `json:"setup"`
-	QuotaA    float64   `json:"quota_a_rps"`
-	OfferedA  float64   `json:"offered_a_rps"`
-	RateB     float64   `json:"rate_b_rps"`
+	Header
+	QuotaA   float64 `json:"quota_a_rps"`
+	OfferedA float64 `json:"offered_a_rps"`
+	RateB    float64 `json:"rate_b_rps"`
 	// BAlone is tenant b alone; A and B the two tenants in the same run.
 	BAlone *bench.Result `json:"b_alone"`
 	A      *bench.Result `json:"a"`
@@ -127,9 +122,7 @@ func RunTenants(ctx context.Context, o TenantsOptions) (*TenantsOutcome, error) 
 		return nil, err
 	}
 	out := &TenantsOutcome{
-		Scenario: Tenants, About: TenantsAbout, Generated: time.Now().Round(0),
-		Host:   Host{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
-		Setup:  e.setup,
+		Header: newHeader(Tenants, TenantsAbout, e.setup),
 		QuotaA: o.Quota, OfferedA: 3 * o.Quota, RateB: o.Rate,
 	}
 	e.logf("phase 1: tenant b alone at %g/s for %s", o.Rate, o.Duration)
