@@ -360,13 +360,16 @@ func (t *Tenant) AllowsUpstream(host string) bool {
 }
 
 // UpstreamList returns the allowed upstreams as written, for messages.
-func (t *Tenant) UpstreamList() string {
-	if len(t.Upstreams) == 0 {
+func (t *Tenant) UpstreamList() string { return listOrNone(t.Upstreams) }
+
+// listOrNone joins the values of l with commas, or says "none".
+func listOrNone(l []String) string {
+	if len(l) == 0 {
 		return "none"
 	}
-	out := make([]string, len(t.Upstreams))
-	for i, u := range t.Upstreams {
-		out[i] = u.Value
+	out := make([]string, len(l))
+	for i, v := range l {
+		out[i] = v.Value
 	}
 	return strings.Join(out, ", ")
 }
@@ -386,16 +389,7 @@ func (t *Tenant) AllowsFeatureView(view string) bool {
 }
 
 // FeatureViewList returns the allowed views as written, for messages.
-func (t *Tenant) FeatureViewList() string {
-	if len(t.FeatureViews) == 0 {
-		return "none"
-	}
-	out := make([]string, len(t.FeatureViews))
-	for i, v := range t.FeatureViews {
-		out[i] = v.Value
-	}
-	return strings.Join(out, ", ")
-}
+func (t *Tenant) FeatureViewList() string { return listOrNone(t.FeatureViews) }
 
 // TenantDir is one tenant folder of a routes folder.
 type TenantDir struct {
