@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
 	"strconv"
 	"strings"
@@ -33,11 +34,12 @@ type Options struct {
 	// MaxBodySize is the largest answer body read, chunked or not
 	// (16 MiB); a larger answer fails the try with ErrTooLarge.
 	MaxBodySize int
-	// BodyMemory bounds the bytes of large answers being read at once
-	// across all upstreams (16 MiB; the first 64 KiB of each answer are
-	// not counted): past it, the reads that need more memory fail as
-	// overloaded, so that many large answers at once cannot exhaust the
-	// gateway's memory. Raise it with the memory given to the gateway
+	// BodyMemory bounds the memory of large answers being read at once
+	// across all upstreams (16 MiB): the capacity their body buffers grow
+	// into, the first 64 KiB of each answer not counted. Past it, the
+	// reads that need more memory fail as overloaded, so that many large
+	// answers at once cannot exhaust the gateway's memory; an answer read
+	// alone is never refused. Raise it with the memory given to the gateway
 	// when upstreams answer megabytes routinely.
 	BodyMemory int64
 	// Breaker is the breaker of upstreams whose tasks set none.
@@ -384,7 +386,7 @@ func settle(resp *fasthttp.Response, answered bool) {
 	}
 }
 
-// memBudget counts the bytes of answers being read.
+// memBudget counts the memory of answers being read.
 type memBudget struct {
 	max  int64
 	used atomic.Int64
@@ -396,15 +398,15 @@ var errMemory = errors.New("answers being read exceed the gateway's answer memor
 
 // trackedConn is an upstream connection that knows whether it has carried
 // an answer (so a failure on it may be a dead kept-alive connection) and
-// charges what it reads to the answer memory budget until its answer is
-// settled.
+// charges the memory its answer takes to the answer memory budget until
+// the answer is settled.
 type trackedConn struct {
 	net.Conn
 	budget   *memBudget
 	addr     connAddr
 	answered atomic.Bool
-	// read counts the bytes of the answer being read; charged is what of
-	// them the budget holds.
+	// read counts the bytes of the answer being read; charged is what the
+	// budget holds for them.
 	read    atomic.Int64
 	charged atomic.Int64
 }
@@ -418,25 +420,38 @@ const maxRead = 64 << 10
 // rare large ones.
 const freeAnswerBytes = 64 << 10
 
+// answerMemory is what an answer of n bytes read holds: nothing up to
+// freeAnswerBytes, then the capacity of the body buffer that holds them,
+// which grows by doubling.
+func answerMemory(n int64) int64 {
+	if n <= freeAnswerBytes {
+		return 0
+	}
+	return 1 << bits.Len64(uint64(n-1))
+}
+
+// Read reserves the memory the answer will hold once b is read before
+// reading into it. A read that would take the budget past its maximum
+// fails, unless its answer is the only one charged: one answer up to the
+// largest size allowed can always be read.
 func (c *trackedConn) Read(b []byte) (int, error) {
 	if len(b) > maxRead {
 		b = b[:maxRead]
 	}
-	// Reserve the memory before reading into it.
-	read := c.read.Load()
-	want := int64(len(b)) - max(0, freeAnswerBytes-read)
-	if want > 0 && c.budget.used.Add(want) > c.budget.max {
-		c.budget.used.Add(-want)
-		return 0, errMemory
+	read, charged := c.read.Load(), c.charged.Load()
+	if want := answerMemory(read+int64(len(b))) - charged; want > 0 {
+		if used := c.budget.used.Add(want); used > c.budget.max && used != charged+want {
+			c.budget.used.Add(-want)
+			return 0, errMemory
+		}
+		charged = c.charged.Add(want)
 	}
 	n, err := c.Conn.Read(b)
-	c.read.Add(int64(n))
-	if want > 0 {
-		// Keep what was read, give back what was reserved and not.
-		got := int64(n) - max(0, freeAnswerBytes-read)
-		got = max(got, 0)
-		c.budget.used.Add(got - want)
-		c.charged.Add(got)
+	read = c.read.Add(int64(n))
+	// Give back what was reserved for bytes that did not come.
+	if over := charged - answerMemory(read); over > 0 {
+		c.charged.Add(-over)
+		c.budget.used.Add(-over)
 	}
 	return n, err
 }
@@ -500,7 +515,7 @@ var deadlineHeader = []byte("X-Lariat-Deadline-Ms")
 // pooledBodyMax is the largest answer body buffer kept for reuse: a
 // larger one, left by a rare large answer, goes back to the garbage
 // collector instead of holding memory in a pool.
-const pooledBodyMax = 1 << 20
+const pooledBodyMax = freeAnswerBytes
 
 // AcquireResponse returns an empty response from the pool, for Try.
 func AcquireResponse() *fasthttp.Response { return fasthttp.AcquireResponse() }

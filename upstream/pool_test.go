@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -258,4 +259,56 @@ func TestBusyPoolIsLocal(t *testing.T) {
 			t.Fatalf("breaker %s, want closed", s)
 		}
 	})
+}
+
+// endlessConn is a connection whose reads always fill the buffer.
+type endlessConn struct{ net.Conn }
+
+func (endlessConn) Read(b []byte) (int, error) { return len(b), nil }
+
+// readAnswer reads n bytes of an answer on c, as the body reader does.
+func readAnswer(c *trackedConn, n int) error {
+	buf := make([]byte, maxRead)
+	for got := 0; got < n; {
+		k, err := c.Read(buf[:min(len(buf), n-got)])
+		if err != nil {
+			return err
+		}
+		got += k
+	}
+	return nil
+}
+
+// TestAnswerMemoryCountsBufferCapacity: the budget holds the capacity the
+// body buffer grows to, not only the bytes read; a second large answer
+// is refused when that capacity fills the budget, while an answer alone
+// may always grow to the largest size allowed; settling gives it all
+// back.
+func TestAnswerMemoryCountsBufferCapacity(t *testing.T) {
+	budget := &memBudget{max: 1 << 20}
+	a := &trackedConn{Conn: endlessConn{}, budget: budget}
+	b := &trackedConn{Conn: endlessConn{}, budget: budget}
+	if err := readAnswer(a, 600<<10); err != nil {
+		t.Fatal(err)
+	}
+	if used := budget.used.Load(); used != 1<<20 {
+		t.Fatalf("600 KiB read holds %d bytes of the budget, want the 1 MiB buffer it grows into", used)
+	}
+	if err := readAnswer(b, freeAnswerBytes); err != nil {
+		t.Fatalf("the first bytes of an answer are free: %v", err)
+	}
+	if err := readAnswer(b, maxRead); !errors.Is(err, errMemory) {
+		t.Fatalf("second large answer: %v, want errMemory", err)
+	}
+	b.release()
+	if err := readAnswer(a, 3<<20); err != nil {
+		t.Fatalf("an answer alone is never refused: %v", err)
+	}
+	if used := budget.used.Load(); used != 4<<20 {
+		t.Fatalf("a alone holds %d bytes, want 4 MiB", used)
+	}
+	a.release()
+	if used := budget.used.Load(); used != 0 {
+		t.Fatalf("%d bytes still taken after settling", used)
+	}
 }

@@ -76,7 +76,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.upstream.MaxConns, "upstream-max-conns", d.MaxConns, "connections per upstream host; a try that finds them all busy gets 503, not counted against the upstream")
 	fs.DurationVar(&f.upstream.IdleTimeout, "upstream-idle-timeout", d.IdleTimeout, "close kept-alive upstream connections idle this long; keep it below the upstreams' own keep-alive timeout (uvicorn and Node: 5s)")
 	fs.IntVar(&f.upstream.MaxBodySize, "upstream-max-body-size", d.MaxBodySize, "largest upstream answer body read, in bytes (larger gets 502)")
-	fs.Int64Var(&f.upstream.BodyMemory, "upstream-body-memory", d.BodyMemory, "bytes of upstream answers read at once across all upstreams; reads past it fail with 503")
+	fs.Int64Var(&f.upstream.BodyMemory, "upstream-body-memory", d.BodyMemory, "memory of upstream answers read at once across all upstreams (their body buffers); reads past it fail with 503")
 	fs.UintVar(&f.breaker.failures, "upstream-breaker-failures", uint(d.Breaker.Failures), "consecutive upstream faults that open its breaker, for tasks that set no breaker")
 	fs.DurationVar(&f.breaker.openFor, "upstream-breaker-open-for", d.Breaker.OpenFor, "how long an open breaker waits before a trial request, for tasks that set no breaker")
 	fs.IntVar(&f.upstream.Limit.Max, "upstream-limit-max", d.Limit.Max, "most calls in flight to one upstream; the adaptive limit moves below it with the upstream's latency")
