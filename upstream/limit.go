@@ -75,11 +75,18 @@ type Limiter struct {
 	winStart time.Time
 	winSum   float64
 	winN     int
+	winAll   int
 	winPeak  int64
 	winDrop  bool
-	// cut is when the limit was last cut at once (see update): answers
-	// of calls that started before it tell of the queue before the cut.
-	cut time.Time
+	// cut is when the limit was last cut at once (see update); cutRTT
+	// and cutPeak are the latency and the calls in flight that made it
+	// cut. Calls started before cut+cutRTT wait behind the queue of
+	// before the cut, so their answers are not counted; the first window
+	// of later calls judges the cut (judging).
+	cut     time.Time
+	cutRTT  time.Duration
+	cutPeak int64
+	judging bool
 
 	rejected *metrics.Counter
 }
@@ -168,17 +175,19 @@ func (l *Limiter) Release(rtt time.Duration, r Reason, status int) {
 	if l.winStart.IsZero() {
 		l.winStart = now
 	}
-	l.winPeak = max(l.winPeak, inflight)
+	l.winAll++
 	switch {
 	case drop:
 		l.winDrop = true
-	case now.Sub(l.cut) < rtt:
-		// Sent before the last cut: its wait is already acted on.
+	case now.Sub(l.cut) < rtt+l.cutRTT:
+		// Sent before the queue of the last cut could drain: its wait is
+		// already acted on.
 		return
 	default:
 		l.winSum += float64(rtt)
 		l.winN++
 	}
+	l.winPeak = max(l.winPeak, inflight)
 	full := l.winDrop || l.winN >= limitSamples
 	// A window closes after limitWindow, or as soon as it is full when its
 	// latency says a long queue has formed (see update).
@@ -186,8 +195,17 @@ func (l *Limiter) Release(rtt time.Duration, r Reason, status int) {
 		return
 	}
 	l.update(now)
-	l.winStart, l.winSum, l.winN, l.winPeak, l.winDrop = now, 0, 0, 0, false
+	l.winStart, l.winSum, l.winN, l.winAll, l.winPeak, l.winDrop = now, 0, 0, 0, 0, false
 }
+
+// maxCut is the deepest one cut goes: to a fifth of the calls in flight.
+const maxCut = 0.2
+
+// queueAllowance is the queue a limit of est lets form at the upstream
+// beyond what the tolerance allows, so that the limit keeps probing for
+// more: half the square root of est (Gradient2 allows the whole square
+// root, which at small limits doubles the latency on its own).
+func queueAllowance(est float64) float64 { return math.Sqrt(est) / 2 }
 
 // queueFactor: a window whose mean latency exceeds the tolerated latency
 // this many times over is a long queue, cut at once (see update).
@@ -202,6 +220,18 @@ func (l *Limiter) update(now time.Time) {
 	}
 	rtt := l.winSum / float64(l.winN)
 	l.windows++
+	if l.judging {
+		l.judging = false
+		if rtt >= 0.8*float64(l.cutRTT) && float64(l.winPeak) <= 0.75*float64(l.cutPeak) {
+			// Far fewer calls in flight did not make the answers faster:
+			// the latency is not a queue of this gateway's calls (the
+			// upstream itself became slower, or this machine is short of
+			// CPU), and cutting again would only refuse calls. Take it
+			// as the new baseline instead.
+			l.base = rtt / l.s.Tolerance
+			return
+		}
+	}
 	// The baseline is the latency of the unloaded upstream: it follows a
 	// faster window quickly, a slower one under light use less quickly,
 	// and a slower one at the limit very slowly.
@@ -210,7 +240,9 @@ func (l *Limiter) update(now time.Time) {
 		l.base = rtt
 	case rtt < l.base:
 		l.base += (rtt - l.base) / 4
-	case float64(l.winPeak) < l.est/2:
+	case float64(l.winPeak) < l.est/2 || l.est <= float64(l.s.Min):
+		// Used lightly, or slow even at the smallest limit: the latency
+		// is not made by the queue this gateway's calls form.
 		l.base += (rtt - l.base) / lightWindows
 	default:
 		l.base += (rtt - l.base) / busyWindows
@@ -229,17 +261,24 @@ func (l *Limiter) update(now time.Time) {
 		l.set(l.est + math.Max(l.est/10, math.Sqrt(l.est)))
 		return
 	}
-	next := l.est*math.Max(0.5, gradient) + math.Sqrt(l.est)
 	if gradient < 1/queueFactor {
 		// The latency is more than queueFactor times what the tolerance
 		// allows: a long queue has formed (a burst, or a limit far above
 		// what the upstream serves). Cut at once, not over seconds of
-		// smoothed steps the callers would spend in the queue, and judge
-		// the next cut only by calls sent after this one.
-		l.set(next)
-		l.cut = now
+		// smoothed steps the callers would spend in the queue: to the
+		// calls the upstream keeps in flight at the tolerated latency, by
+		// Little's law the rate it answered at times that latency (or
+		// the calls in flight scaled by the gradient, when fewer). Then
+		// let the queue drain before judging the cut.
+		in := math.Min(l.est, float64(l.winPeak)) * math.Max(maxCut, gradient)
+		if d := now.Sub(l.winStart); d > 0 {
+			in = math.Min(in, float64(l.winAll)/d.Seconds()*l.s.Tolerance*l.base/float64(time.Second))
+		}
+		l.set(in + queueAllowance(in))
+		l.cut, l.cutRTT, l.cutPeak, l.judging = now, time.Duration(rtt), l.winPeak, true
 		return
 	}
+	next := l.est*math.Max(0.5, gradient) + queueAllowance(l.est)
 	l.set(l.est*(1-limitSmoothing) + next*limitSmoothing)
 }
 
