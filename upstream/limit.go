@@ -35,7 +35,7 @@ type LimitSettings struct {
 }
 
 // DefaultLimit is the adaptive limit of an upstream no setting changes.
-var DefaultLimit = LimitSettings{Initial: 128, Min: 16, Max: 1024, Tolerance: 1.5}
+var DefaultLimit = LimitSettings{Initial: 128, Min: 4, Max: 1024, Tolerance: 1.25}
 
 // limitSmoothing weighs a new limit estimate against the current one.
 const limitSmoothing = 0.2
