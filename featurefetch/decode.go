@@ -286,6 +286,9 @@ func appendJSONFloat(dst []byte, f float64, bits int) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(dst, "null"...)
 	}
+	if out, ok := appendShortDecimal(dst, f, bits); ok {
+		return out
+	}
 	format := byte('f')
 	if abs := math.Abs(f); abs != 0 {
 		if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
@@ -301,4 +304,83 @@ func appendJSONFloat(dst []byte, f float64, bits int) []byte {
 		}
 	}
 	return dst
+}
+
+// pow10 holds the powers of ten up to 1e6, exact in a float32 and a
+// float64.
+var pow10 = [...]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6}
+
+// shortDecimals is how many fraction digits appendShortDecimal handles at
+// most, for float64 and float32 values: at these, the scaled value stays
+// an exact integer for values below 9e9 and 16,777.
+const (
+	shortDecimals64 = 6
+	shortDecimals32 = 3
+)
+
+// appendShortDecimal appends f when it has a short decimal form, faster
+// than strconv's shortest formatting and with the same result. With k the
+// most fraction digits handled, it looks for the one decimal m/10^k that
+// reads back as f (the division of two exact floats is correctly
+// rounded, as reading the decimal is); the shortest form is m with its
+// trailing zeros dropped, since any shorter decimal that reads back is
+// also one with k digits. Feature values are mostly such decimals
+// (prices, rates, counts). It reports false when there is none, or more
+// than one (values past 9e9), and leaves those to strconv.
+func appendShortDecimal(dst []byte, f float64, bits int) ([]byte, bool) {
+	abs := math.Abs(f)
+	if abs == 0 {
+		if math.Signbit(f) {
+			return dst, false
+		}
+		return append(dst, '0'), true
+	}
+	k, limit := shortDecimals64, float64(1<<53)
+	if bits == 32 {
+		k, limit = shortDecimals32, 1<<24
+	}
+	m := math.Round(abs * float64(pow10[k]))
+	if m < 1 || m+1 >= limit {
+		return dst, false
+	}
+	back, below, above := readsBack(m, k, abs, bits), readsBack(m-1, k, abs, bits), readsBack(m+1, k, abs, bits)
+	switch {
+	case back && !below && !above:
+	case below && !back && !above:
+		m--
+	case above && !back && !below:
+		m++
+	default:
+		return dst, false
+	}
+	n := uint64(m)
+	for k > 0 && n%10 == 0 {
+		n /= 10
+		k--
+	}
+	if f < 0 {
+		dst = append(dst, '-')
+	}
+	if k == 0 {
+		return strconv.AppendUint(dst, n, 10), true
+	}
+	p := pow10[k]
+	dst = strconv.AppendUint(dst, n/p, 10)
+	dst = append(dst, '.')
+	var frac [shortDecimals64]byte
+	r := n % p
+	for i := k - 1; i >= 0; i-- {
+		frac[i] = byte('0' + r%10)
+		r /= 10
+	}
+	return append(dst, frac[:k]...), true
+}
+
+// readsBack reports whether the decimal m/10^k is read as abs at the bit
+// size.
+func readsBack(m float64, k int, abs float64, bits int) bool {
+	if bits == 32 {
+		return float32(m)/float32(pow10[k]) == float32(abs)
+	}
+	return m/float64(pow10[k]) == abs
 }

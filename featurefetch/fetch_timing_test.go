@@ -3,6 +3,7 @@ package featurefetch
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -285,5 +286,38 @@ func BenchmarkAppendOnlineFeatures(b *testing.B) {
 		if dst, err = v.AppendOnlineFeatures(context.Background(), s, req, dst[:0]); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkAppendJSONFloat: feature values with short decimal forms take
+// the short-decimal path; values with random bits pay for trying it
+// before strconv's shortest formatting, which "strconv" measures alone.
+func BenchmarkAppendJSONFloat(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	decimals := make([]float64, 1024)
+	random := make([]float64, 1024)
+	for i := range decimals {
+		decimals[i] = float64(rng.IntN(1_000_000)) / 1000
+		random[i] = rng.Float64() * 1000
+	}
+	dst := make([]byte, 0, 64)
+	for _, bc := range []struct {
+		name   string
+		values []float64
+		format func([]byte, float64) []byte
+	}{
+		{"decimals", decimals, func(d []byte, f float64) []byte { return appendJSONFloat(d, f, 64) }},
+		{"decimals/strconv", decimals, func(d []byte, f float64) []byte { return strconv.AppendFloat(d, f, 'f', -1, 64) }},
+		{"random", random, func(d []byte, f float64) []byte { return appendJSONFloat(d, f, 64) }},
+		{"random/strconv", random, func(d []byte, f float64) []byte { return strconv.AppendFloat(d, f, 'f', -1, 64) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				dst = bc.format(dst[:0], bc.values[i&1023])
+				i++
+			}
+		})
 	}
 }

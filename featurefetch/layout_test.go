@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -527,6 +528,55 @@ func TestAppendJSONFloatMatchesEncodingJSON(t *testing.T) {
 	}
 	if got := appendJSONFloat(nil, math.NaN(), 64); string(got) != "null" {
 		t.Fatalf("NaN: %s", got)
+	}
+}
+
+// TestShortDecimalsMatchEncodingJSON: the short-decimal path prints what
+// encoding/json prints, over decimals of every length it handles, values
+// on either side of them, integers up to the exact limits and values with
+// random bits (most of which take strconv's path).
+func TestShortDecimalsMatchEncodingJSON(t *testing.T) {
+	check64 := func(f float64) {
+		t.Helper()
+		want, _ := json.Marshal(f)
+		if got := appendJSONFloat(nil, f, 64); string(got) != string(want) {
+			t.Fatalf("float64 %b: got %s want %s", f, got, want)
+		}
+	}
+	check32 := func(f float32) {
+		t.Helper()
+		want, _ := json.Marshal(f)
+		if got := appendJSONFloat(nil, float64(f), 32); string(got) != string(want) {
+			t.Fatalf("float32 %b: got %s want %s", f, got, want)
+		}
+	}
+	rng := rand.New(rand.NewPCG(7, 11))
+	for k := 0; k <= shortDecimals64+2; k++ {
+		for range 5000 {
+			m := rng.Int64N(1 << 54)
+			if rng.IntN(2) == 0 {
+				m = rng.Int64N(100000)
+			}
+			f := float64(m) / math.Pow(10, float64(k))
+			for _, v := range []float64{f, -f, math.Nextafter(f, 0), math.Nextafter(f, math.Inf(1))} {
+				check64(v)
+				check32(float32(v))
+			}
+		}
+	}
+	for _, f := range []float64{1 << 53, 1<<53 - 1, 1<<53 + 2, 1 << 24, 1<<24 - 1, 1<<24 + 2, 1e15, 999999.9999995, 0.1 + 0.2, 1e-6, 1e-7, 5e-324, math.Copysign(0, -1)} {
+		check64(f)
+		check64(-f)
+		check32(float32(f))
+	}
+	for range 50000 {
+		// NaN and the infinities are null here, an error in encoding/json.
+		if f := math.Float64frombits(rng.Uint64()); !math.IsNaN(f) && !math.IsInf(f, 0) {
+			check64(f)
+		}
+		if f := math.Float32frombits(rng.Uint32()); !math.IsNaN(float64(f)) && !math.IsInf(float64(f), 0) {
+			check32(f)
+		}
 	}
 }
 
