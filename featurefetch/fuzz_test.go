@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"os"
 	"testing"
 )
@@ -95,6 +96,29 @@ func FuzzParseViews(f *testing.F) {
 		if len(feats) > 0 {
 			// Building a plan over every feature must not panic.
 			_, _ = v.NewPlan("", feats, PlanOptions{FullNames: true, Shape: ShapeColumns})
+		}
+	})
+}
+
+// FuzzAppendJSONFloat: a DOUBLE or FLOAT of any bits prints as
+// encoding/json prints it (NaN and the infinities, which encoding/json
+// refuses, print as null).
+func FuzzAppendJSONFloat(f *testing.F) {
+	for _, v := range []float64{0, 1, -1, 0.1, 0.3, 123.456, 9e9, 1 << 53, 1e-6, 1e21, 2.5e-7} {
+		f.Add(math.Float64bits(v))
+	}
+	f.Fuzz(func(t *testing.T, bits uint64) {
+		f64 := math.Float64frombits(bits)
+		f32 := math.Float32frombits(uint32(bits))
+		if want, err := json.Marshal(f64); err == nil {
+			if got := appendJSONFloat(nil, f64, 64); !bytes.Equal(got, want) {
+				t.Fatalf("float64 %b: got %s, want %s", f64, got, want)
+			}
+		}
+		if want, err := json.Marshal(f32); err == nil {
+			if got := appendJSONFloat(nil, float64(f32), 32); !bytes.Equal(got, want) {
+				t.Fatalf("float32 %b: got %s, want %s", f32, got, want)
+			}
 		}
 	})
 }
