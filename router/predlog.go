@@ -14,6 +14,7 @@ import (
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/internal/jsonutil"
+	"github.com/lariat-gw/lariat/internal/stickyhash"
 	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/tasks"
 )
@@ -134,7 +135,7 @@ func (e *exec) startLog(rc *fasthttp.RequestCtx) {
 			e.logKey = lp.sticky.Append(e.logKey[:0], &e.x)
 		}
 		if lp.sticky != nil && len(e.logKey) > 0 {
-			v = logHash(e.logKey)
+			v = stickyhash.Sum64(logHashOffset, e.logKey)
 		} else {
 			v = rand.Uint64()
 		}
@@ -166,22 +167,10 @@ func appendNewID(b []byte) []byte {
 	return b
 }
 
-// logHash hashes a sticky sampling key (FNV-1a with its own offset, then a
-// 64-bit finalizer). It is stable across processes, so replicas keep or
-// drop the same keys, and independent of the split kind's arm hash.
-func logHash(b []byte) uint64 {
-	h := uint64(0x9e3779b97f4a7c15)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
-}
+// logHashOffset is the FNV offset of the prediction log's sticky
+// sampling hash, not the split arms' one, so that the two decide
+// independently for the same key.
+const logHashOffset = 0x9e3779b97f4a7c15
 
 // endLog returns the request id and, when the request is sampled, hands
 // its record to the prediction log.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/lariat-gw/lariat/config"
 	"github.com/lariat-gw/lariat/internal/lazymetric"
+	"github.com/lariat-gw/lariat/internal/stickyhash"
 )
 
 func init() {
@@ -120,7 +121,7 @@ func (t *splitTask) Run(x *Exchange, r *Result) error {
 		r.scratch = t.sticky.Append(r.scratch[:0], x)
 	}
 	if t.sticky != nil && len(r.scratch) > 0 {
-		v = stickyHash(r.scratch) % t.total
+		v = stickyhash.Sum64(splitHashOffset, r.scratch) % t.total
 	} else {
 		v = rand.Uint64N(t.total)
 	}
@@ -136,19 +137,7 @@ func (t *splitTask) Run(x *Exchange, r *Result) error {
 	return nil
 }
 
-// stickyHash hashes a sticky key: FNV-1a, then a 64-bit finalizer so that
-// the low bits (used by the modulo) are well mixed. It is stable across
-// processes and versions, so replicas agree on every key's arm.
-func stickyHash(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
-}
+// splitHashOffset is the FNV offset of the split arms' sticky hash; the
+// prediction log samples with another, so that the two decide
+// independently for the same key.
+const splitHashOffset = 14695981039346656037

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/lariat-gw/lariat/internal/stickyhash"
 )
 
 func TestSplitArms(t *testing.T) {
@@ -66,7 +68,7 @@ tasks:
 		t.Fatalf("random arms %v", counts)
 	}
 	// The hash is fixed: replicas and restarts agree.
-	if b, _ := arm(`{"user":{"id":"u-42"}}`); stickyHash([]byte("u-42"))%100 >= 90 != (b == 2) {
+	if b, _ := arm(`{"user":{"id":"u-42"}}`); stickyhash.Sum64(splitHashOffset, []byte("u-42"))%100 >= 90 != (b == 2) {
 		t.Fatalf("arm %d does not follow the hash", b)
 	}
 }
