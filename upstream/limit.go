@@ -272,7 +272,8 @@ func (l *Limiter) update(now time.Time) {
 		// let the queue drain before judging the cut.
 		in := math.Min(l.est, float64(l.winPeak)) * math.Max(maxCut, gradient)
 		if d := now.Sub(l.winStart); d > 0 {
-			in = math.Min(in, float64(l.winAll)/d.Seconds()*l.s.Tolerance*l.base/float64(time.Second))
+			// Answers per nanosecond times the tolerated latency in ns.
+			in = math.Min(in, float64(l.winAll)/float64(d)*l.s.Tolerance*l.base)
 		}
 		l.set(in + queueAllowance(in))
 		l.cut, l.cutRTT, l.cutPeak, l.judging = now, time.Duration(rtt), l.winPeak, true
