@@ -348,7 +348,7 @@ func TestFallbackRace(t *testing.T) {
 // limit whatever its latency.
 func TestLimitFollowsLatency(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := NewLimiter("http://limit-test:80", LimitSettings{Initial: 20, Min: 4, Max: 200, Tolerance: 1.5})
+		l := newVirtualLimiter("http://limit-test:80", LimitSettings{Initial: 20, Min: 4, Max: 200, Tolerance: 1.5})
 		// run keeps n calls of latency d in flight for dur.
 		run := func(n int, d, dur time.Duration) {
 			var wg sync.WaitGroup
@@ -422,7 +422,7 @@ func TestLimitFollowsLatency(t *testing.T) {
 // latency becomes the baseline.
 func TestLimitCutsLongQueueAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := NewLimiter("http://limit-cut-test:80", LimitSettings{Initial: 64, Min: 4, Max: 200, Tolerance: 1.5})
+		l := newVirtualLimiter("http://limit-cut-test:80", LimitSettings{Initial: 64, Min: 4, Max: 200, Tolerance: 1.5})
 		// wave keeps the limit's worth of calls of latency d in flight
 		// once, and waits for them.
 		wave := func(d time.Duration) {
@@ -470,7 +470,7 @@ func TestLimitCutsLongQueueAtOnce(t *testing.T) {
 func TestLimitSettlesAtAQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const workers, service = 8, 5 * time.Millisecond
-		l := NewLimiter("http://limit-queue-test:80", LimitSettings{Initial: 128, Min: 4, Max: 1024, Tolerance: 1.5})
+		l := newVirtualLimiter("http://limit-queue-test:80", LimitSettings{Initial: 128, Min: 4, Max: 1024, Tolerance: 1.5})
 		// run keeps n callers calling for dur.
 		run := func(n int, dur time.Duration) {
 			var wg sync.WaitGroup

@@ -89,16 +89,32 @@ type Limiter struct {
 	judging bool
 
 	rejected *metrics.Counter
+	// cpuWait, when set, reports how long this process's goroutines
+	// waited for a CPU lately (see update).
+	cpuWait func(now time.Time) time.Duration
 }
+
+// A window is not judged when the goroutines of this process waited for a
+// CPU, on average, more than cpuWaitShare of the baseline latency and
+// more than cpuWaitFloor (on an idle machine they wait some 10µs).
+const (
+	cpuWaitShare = 0.1
+	cpuWaitFloor = 200 * time.Microsecond
+)
 
 // NewLimiter returns the limit of upstream name, exported as
 // lariat_upstream_limit, lariat_upstream_in_flight and
-// lariat_upstream_rejected_total{reason="limit"}.
+// lariat_upstream_rejected_total{reason="limit"}. Unlike the limits of
+// NewAdaptiveLimiter, it does not cut over windows in which this
+// process's goroutines waited long for a CPU (see update): it follows a
+// queue at the upstream, not the gateway's own saturation.
 func NewLimiter(name string, s LimitSettings) *Limiter {
 	l := NewAdaptiveLimiter(s)
 	if l == nil {
 		return nil
 	}
+	l.cpuWait = processCPUWait.recent
+	l.cpuWait(time.Now()) // the first reading, that the first window is compared with
 	label := `{upstream=` + strconv.Quote(name) + `}`
 	metrics.GetOrCreateGauge(`lariat_upstream_limit`+label, func() float64 { return float64(l.limit.Load()) })
 	metrics.GetOrCreateGauge(`lariat_upstream_in_flight`+label, func() float64 { return float64(l.inflight.Load()) })
@@ -219,6 +235,23 @@ func (l *Limiter) update(now time.Time) {
 		return
 	}
 	rtt := l.winSum / float64(l.winN)
+	if l.cpuWait != nil && l.windows > 0 {
+		if w := float64(l.cpuWait(now)); w > math.Max(cpuWaitShare*l.base, float64(cpuWaitFloor)) {
+			// This process's goroutines waited for a CPU for a sizeable
+			// part of the baseline: the latency was made on this machine
+			// (the gateway, or what runs beside it, is short of CPU)
+			// more than by a queue at the upstream. Cutting would refuse
+			// calls the upstream could serve without making the answers
+			// any faster (the route's own limit follows the gateway's
+			// saturation), so the limit and its baseline hold; it still
+			// grows when the latency is within the tolerance, and
+			// timeouts and 429/503 answers still shrink it.
+			if float64(l.winPeak) >= l.est/2 && rtt <= l.s.Tolerance*l.base {
+				l.grow()
+			}
+			return
+		}
+	}
 	l.windows++
 	if l.judging {
 		l.judging = false
@@ -255,10 +288,8 @@ func (l *Limiter) update(now time.Time) {
 	}
 	gradient := l.s.Tolerance * l.base / rtt
 	if gradient >= 1 {
-		// No queue is forming: grow by a tenth (at least the square root
-		// of the limit), so that a limit far below what the upstream
-		// serves catches up within seconds.
-		l.set(l.est + math.Max(l.est/10, math.Sqrt(l.est)))
+		// No queue is forming: grow.
+		l.grow()
 		return
 	}
 	if gradient < 1/queueFactor {
@@ -282,6 +313,10 @@ func (l *Limiter) update(now time.Time) {
 	next := l.est*math.Max(0.5, gradient) + queueAllowance(l.est)
 	l.set(l.est*(1-limitSmoothing) + next*limitSmoothing)
 }
+
+// grow raises the limit by a tenth, at least by its square root, so that
+// a limit far below what the upstream serves catches up within seconds.
+func (l *Limiter) grow() { l.set(l.est + math.Max(l.est/10, math.Sqrt(l.est))) }
 
 func (l *Limiter) set(est float64) {
 	l.est = math.Max(float64(l.s.Min), math.Min(float64(l.s.Max), est))

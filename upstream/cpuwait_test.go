@@ -1,0 +1,122 @@
+package upstream
+
+import (
+	"math"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// newVirtualLimiter is NewLimiter for tests under virtual time: the
+// latencies they release are simulated, so the real CPU wait of the test
+// process has no part in them.
+func newVirtualLimiter(name string, s LimitSettings) *Limiter {
+	l := NewLimiter(name, s)
+	l.cpuWait = nil
+	return l
+}
+
+func TestHistogramMeanSince(t *testing.T) {
+	h := &metrics.Float64Histogram{
+		Buckets: []float64{math.Inf(-1), 0, 10e-6, 1e-3, math.Inf(1)},
+		Counts:  []uint64{0, 10, 5, 1},
+	}
+	if got := histogramMeanSince(h, []uint64{0, 10, 5, 1}); got != 0 {
+		t.Fatalf("mean %v with nothing new, want 0", got)
+	}
+	// Since prev: 10 at 5µs, 2 at 505µs, 1 at 1ms (the open last bucket at
+	// its lower edge).
+	got := histogramMeanSince(h, []uint64{0, 0, 3, 0})
+	want := (10*5e-6 + 2*505e-6 + 1e-3) / 13
+	if math.Abs(got-want) > 1e-12 {
+		t.Fatalf("mean %v, want %v", got, want)
+	}
+}
+
+// TestCPUWaitSeesBusyProcessors: goroutines that wake while every
+// processor spins wait for one; the reader of the runtime's scheduling
+// latency sees it, and reads at most once per window.
+func TestCPUWaitSeesBusyProcessors(t *testing.T) {
+	w := &cpuWait{sample: [1]metrics.Sample{{Name: "/sched/latencies:seconds"}}}
+	start := time.Now()
+	w.recent(start)
+	end := start.Add(300 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+			}
+		}()
+	}
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	got := w.recent(time.Now())
+	t.Logf("mean wait for a CPU while every processor spun: %s", got)
+	if got < cpuWaitFloor {
+		t.Fatalf("mean wait %s while every processor spun, want above %s", got, cpuWaitFloor)
+	}
+	if again := w.recent(time.Now()); again != got {
+		t.Fatalf("a second reading within the window gave %s, want the first, %s", again, got)
+	}
+}
+
+// TestLimitHoldsWhileThisMachineIsShortOfCPU: an upstream that works on 8
+// calls at a time, offered far more: while this process's goroutines wait
+// for a CPU, its slower answers do not cut the limit (the latency cannot
+// be told from one made here); once the CPU is back, they do.
+func TestLimitHoldsWhileThisMachineIsShortOfCPU(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const workers, service = 8, 5 * time.Millisecond
+		l := newVirtualLimiter("http://limit-cpu-test:80", LimitSettings{Initial: 64, Min: 4, Max: 200, Tolerance: 1.5})
+		var wait atomic.Int64
+		l.cpuWait = func(time.Time) time.Duration { return time.Duration(wait.Load()) }
+		run := func(n int, dur time.Duration) {
+			var wg sync.WaitGroup
+			end := time.Now().Add(dur)
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for time.Now().Before(end) {
+						if !l.Acquire() {
+							time.Sleep(time.Millisecond)
+							continue
+						}
+						d := service * time.Duration((l.InFlight()+workers-1)/workers)
+						time.Sleep(d)
+						l.Release(d, ReasonNone, 200)
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		wait.Store(int64(20 * time.Microsecond)) // an idle machine
+		run(workers, time.Second)                // unloaded: the baseline
+		before := l.Limit()
+		wait.Store(int64(3 * time.Millisecond))
+		run(200, 2*time.Second)
+		held := l.Limit()
+		if held < before {
+			t.Fatalf("limit %d after a queue formed while this machine was short of CPU, want it held at %d or more", held, before)
+		}
+		wait.Store(int64(20 * time.Microsecond))
+		run(200, 2*time.Second)
+		if got := l.Limit(); got > held/2 {
+			t.Fatalf("limit %d after a queue formed at the upstream, want at most %d", got, held/2)
+		}
+	})
+}
