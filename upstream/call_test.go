@@ -471,28 +471,7 @@ func TestLimitSettlesAtAQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const workers, service = 8, 5 * time.Millisecond
 		l := newVirtualLimiter("http://limit-queue-test:80", LimitSettings{Initial: 128, Min: 4, Max: 1024, Tolerance: 1.5})
-		// run keeps n callers calling for dur.
-		run := func(n int, dur time.Duration) {
-			var wg sync.WaitGroup
-			end := time.Now().Add(dur)
-			for range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for time.Now().Before(end) {
-						if !l.Acquire() {
-							time.Sleep(time.Millisecond)
-							continue
-						}
-						// Served after the calls ahead of it in the queue.
-						d := service * time.Duration((l.InFlight()+workers-1)/workers)
-						time.Sleep(d)
-						l.Release(d, ReasonNone, 200)
-					}
-				}()
-			}
-			wg.Wait()
-		}
+		run := func(n int, dur time.Duration) { offerQueue(l, workers, service, n, dur) }
 		run(2, time.Second) // unloaded: the baseline
 		run(200, 5*time.Second)
 		if got := l.Limit(); got < workers || got > 3*workers {
@@ -537,4 +516,28 @@ func TestLimitRefusalIsLocal(t *testing.T) {
 			t.Fatalf("breaker %s after a refusal, want closed", s)
 		}
 	})
+}
+
+// offerQueue keeps n callers calling through l for dur (virtual time) an
+// upstream that works on workers calls at a time, each taking service,
+// and queues the rest: a call waits for the calls ahead of it.
+func offerQueue(l *Limiter, workers int, service time.Duration, n int, dur time.Duration) {
+	var wg sync.WaitGroup
+	end := time.Now().Add(dur)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				if !l.Acquire() {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				d := service * time.Duration((l.InFlight()+workers-1)/workers)
+				time.Sleep(d)
+				l.Release(d, ReasonNone, 200)
+			}
+		}()
+	}
+	wg.Wait()
 }

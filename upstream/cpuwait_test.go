@@ -84,26 +84,7 @@ func TestLimitHoldsWhileThisMachineIsShortOfCPU(t *testing.T) {
 		l := newVirtualLimiter("http://limit-cpu-test:80", LimitSettings{Initial: 64, Min: 4, Max: 200, Tolerance: 1.5})
 		var wait atomic.Int64
 		l.cpuWait = func(time.Time) time.Duration { return time.Duration(wait.Load()) }
-		run := func(n int, dur time.Duration) {
-			var wg sync.WaitGroup
-			end := time.Now().Add(dur)
-			for range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for time.Now().Before(end) {
-						if !l.Acquire() {
-							time.Sleep(time.Millisecond)
-							continue
-						}
-						d := service * time.Duration((l.InFlight()+workers-1)/workers)
-						time.Sleep(d)
-						l.Release(d, ReasonNone, 200)
-					}
-				}()
-			}
-			wg.Wait()
-		}
+		run := func(n int, dur time.Duration) { offerQueue(l, workers, service, n, dur) }
 		wait.Store(int64(20 * time.Microsecond)) // an idle machine
 		run(workers, time.Second)                // unloaded: the baseline
 		before := l.Limit()
