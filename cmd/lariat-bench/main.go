@@ -100,6 +100,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Duration, "duration", 0, "run length, e.g. 10s (at least one of --duration and --requests)")
 	fs.Int64Var(&cfg.Requests, "requests", 0, "number of requests to send")
 	fs.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "per-request timeout")
+	fs.DurationVar(&cfg.Deadline, "deadline", 0, "count the answers that arrive within this `duration` of their send, e.g. a route timeout plus a margin (0: off)")
 	fs.StringVar(&jsonOut, "json", "", "write the JSON report to `file`")
 	fs.StringVar(&htmlOut, "html", "", "write the HTML report to `file`")
 	fs.StringVar(&title, "title", "", "report title (default: the run's name and URL)")

@@ -115,6 +115,25 @@ func TestRunAndReportVerbs(t *testing.T) {
 	}
 }
 
+// TestRunVerbCountsAnswersWithinADeadline: --deadline counts the answers
+// that came within it of their send.
+func TestRunVerbCountsAnswersWithinADeadline(t *testing.T) {
+	var n atomic.Int64
+	url := startServer(t, func(ctx *fasthttp.RequestCtx) {
+		if n.Add(1)%3 == 0 {
+			time.Sleep(1500 * time.Millisecond)
+		}
+	})
+	code, stdout, stderr := runMain("run", "--url", url, "--connections", "1", "--requests", "6",
+		"--timeout", "3s", "--deadline", "1s", "--quiet")
+	if code != 0 {
+		t.Fatalf("code %d stderr %q", code, stderr)
+	}
+	if !strings.Contains(stdout, "deadline    4 of 6 (66.67%) answered within 1.00s, 4 of them ok") {
+		t.Fatalf("summary:\n%s", stdout)
+	}
+}
+
 func TestRunVerbRejectsBadInput(t *testing.T) {
 	f := func(want string, args ...string) {
 		t.Helper()
@@ -132,6 +151,7 @@ func TestRunVerbRejectsBadInput(t *testing.T) {
 	f("use either --body or --body-file", "--url", u, "--requests", "1", "--body", "{}", "--body-file", "x.jsonl")
 	f("cannot load --body-file", "--url", u, "--requests", "1", "--body-file", filepath.Join(t.TempDir(), "missing.jsonl"))
 	f("unexpected arguments", "--url", u, "--requests", "1", "extra")
+	f("deadline 5s is longer than the request timeout 1s", "--url", u, "--requests", "1", "--timeout", "1s", "--deadline", "5s")
 
 	if code, _, _ := runMain("frobnicate"); code != 2 {
 		t.Fatalf("unknown verb: code %d", code)
