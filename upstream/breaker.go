@@ -46,12 +46,16 @@ func (s BreakerSettings) key() string {
 }
 
 // Breaker is a circuit breaker for one upstream. It counts only the
-// upstream's faults (see Fault): a try the gateway refused itself, or one
-// the caller's deadline cut short, neither opens nor closes it. A nil
-// *Breaker lets everything through.
+// upstream's faults (see Fault): a try the gateway refused itself, one
+// the caller's deadline cut short, or one that timed out while the
+// gateway was short of CPU neither opens nor closes it. A nil *Breaker
+// lets everything through.
 type Breaker struct {
 	name string
 	cb   *gobreaker.CircuitBreaker[struct{}]
+	// cpuWait, when set, reports how long this process waited for a CPU
+	// lately: timeouts while it waits long are not the upstream's.
+	cpuWait func(now time.Time) time.Duration
 }
 
 // faultError marks a try's failure the breaker counts.
@@ -87,7 +91,7 @@ func NewTenantBreaker(tenant, name string, s BreakerSettings) *Breaker {
 	failures := max(s.Failures, 1)
 	metrics.GetOrCreateGauge(fmt.Sprintf(`lariat_breaker_settings{%s,failures="%d",open_for_seconds="%g",half_open_requests="%d"}`,
 		label, failures, s.OpenFor.Seconds(), max(s.HalfOpenRequests, 1)), nil).Set(1)
-	b := &Breaker{name: name}
+	b := &Breaker{name: name, cpuWait: processCPUWait.recent}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        name,
 		MaxRequests: max(s.HalfOpenRequests, 1),
@@ -122,6 +126,12 @@ func (b *Breaker) Do(try func() (Reason, int)) bool {
 		switch {
 		case r == ReasonNone:
 			return struct{}{}, nil
+		case r == ReasonTimeout && b.cpuWait != nil && b.cpuWait(time.Now()) > cpuWaitFloor:
+			// The gateway is short of CPU (its own work, other
+			// processes, or its CPU quota): a call to a healthy upstream
+			// may time out waiting to run, so the timeout is not
+			// counted against the upstream.
+			return struct{}{}, excludedError{}
 		case Fault(r, status):
 			return struct{}{}, faultError{}
 		case r == ReasonStatus || r == ReasonTooLarge:

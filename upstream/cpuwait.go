@@ -7,42 +7,58 @@ import (
 	"time"
 )
 
-// cpuWait follows how long this process's runnable goroutines wait for a
-// CPU before they run, from the runtime's /sched/latencies histogram.
-// When that wait is a sizeable part of an upstream's latency, the latency
-// the upstream limits see is made on this machine (the gateway, or what
-// runs beside it, is short of CPU), not by a queue at the upstream.
+// cpuWait follows how long this process waits for a CPU: its runnable
+// goroutines for one of the runtime's processors (the runtime's
+// /sched/latencies histogram: the gateway's own work saturates them), and
+// its threads for a CPU of the machine (the kernel's run-queue delay:
+// other processes, or the container's CPU quota, take the CPUs). When
+// that wait is a sizeable part of an upstream's latency, the latency the
+// upstream limits see and the timeouts the breakers count are made on
+// this machine, not by the upstream.
 type cpuWait struct {
 	mu     sync.Mutex
 	sample [1]metrics.Sample
 	prev   []uint64
-	at     time.Time
-	mean   time.Duration
+	// osDelay and osSlices are the kernel's totals at the last reading.
+	osDelay, osSlices uint64
+	at                time.Time
+	mean              time.Duration
 }
 
 // processCPUWait is the one reader of the process's scheduling latency,
 // shared by every upstream limit.
 var processCPUWait = &cpuWait{sample: [1]metrics.Sample{{Name: "/sched/latencies:seconds"}}}
 
-// recent returns the mean wait of the goroutines scheduled between the
-// last two readings; it reads the runtime at most once per limitWindow.
+// recent returns the mean wait for a CPU between the last two readings:
+// of the goroutines scheduled, or of the threads put on a CPU, whichever
+// is longer. It reads at most once per limitWindow.
 func (w *cpuWait) recent(now time.Time) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.at.IsZero() && now.Sub(w.at) < limitWindow {
 		return w.mean
 	}
+	first := w.at.IsZero()
 	w.at = now
+	var mean time.Duration
 	metrics.Read(w.sample[:])
-	if w.sample[0].Value.Kind() != metrics.KindFloat64Histogram {
-		return 0
+	if w.sample[0].Value.Kind() == metrics.KindFloat64Histogram {
+		h := w.sample[0].Value.Float64Histogram()
+		if len(w.prev) == len(h.Counts) {
+			mean = time.Duration(histogramMeanSince(h, w.prev) * float64(time.Second))
+		}
+		w.prev = append(w.prev[:0], h.Counts...)
 	}
-	h := w.sample[0].Value.Float64Histogram()
-	if len(w.prev) == len(h.Counts) {
-		w.mean = time.Duration(histogramMeanSince(h, w.prev) * float64(time.Second))
+	if delay, slices, ok := osRunDelay(); ok {
+		// Threads that ended take their totals with them: no reading
+		// then.
+		if !first && delay >= w.osDelay && slices > w.osSlices {
+			mean = max(mean, time.Duration((delay-w.osDelay)/(slices-w.osSlices)))
+		}
+		w.osDelay, w.osSlices = delay, slices
 	}
-	w.prev = append(w.prev[:0], h.Counts...)
-	return w.mean
+	w.mean = mean
+	return mean
 }
 
 // histogramMeanSince is the mean of the values h counted since it held

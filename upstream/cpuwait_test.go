@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // newVirtualLimiter is NewLimiter for tests under virtual time: the
@@ -98,6 +100,52 @@ func TestLimitHoldsWhileThisMachineIsShortOfCPU(t *testing.T) {
 		run(200, 2*time.Second)
 		if got := l.Limit(); got > held/2 {
 			t.Fatalf("limit %d after a queue formed at the upstream, want at most %d", got, held/2)
+		}
+	})
+}
+
+// TestTimeoutsWhileShortOfCPUAreNotTheUpstreams: timeouts while this
+// process waits long for a CPU neither open the breaker nor shrink the
+// limit; the same timeouts with the CPU back do.
+func TestTimeoutsWhileShortOfCPUAreNotTheUpstreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, p := newFake(func(_ int, _ string, deadline time.Time, _ *fasthttp.Response) error { return hang(deadline) })
+		tg := target(p, "m", BreakerSettings{Failures: 3, OpenFor: time.Minute, HalfOpenRequests: 1})
+		var wait atomic.Int64
+		waited := func(time.Time) time.Duration { return time.Duration(wait.Load()) }
+		tg.Breaker.cpuWait = waited
+		tg.Host.limit = newVirtualLimiter("http://limit-cpu-timeout-test:80", LimitSettings{Initial: 20, Min: 4, Max: 200, Tolerance: 1.5})
+		tg.Host.limit.cpuWait = waited
+		c := newCaller(Policy{TryTimeout: 20 * time.Millisecond})
+		call := func() error {
+			var out Outcome
+			_, err := c.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), tg, nil, nil, &out)
+			return err
+		}
+		before := tg.Host.limit.Limit()
+		wait.Store(int64(2 * time.Millisecond))
+		for range 20 {
+			if err := call(); ReasonOf(err) != ReasonTimeout {
+				t.Fatalf("error %v, want a timeout", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if s := tg.Breaker.State(); s != "closed" {
+			t.Fatalf("breaker %s after timeouts while short of CPU, want closed", s)
+		}
+		if got := tg.Host.limit.Limit(); got != before {
+			t.Fatalf("limit %d after timeouts while short of CPU, want %d", got, before)
+		}
+		wait.Store(int64(20 * time.Microsecond))
+		for range 20 {
+			call()
+			time.Sleep(10 * time.Millisecond)
+		}
+		if s := tg.Breaker.State(); s != "open" {
+			t.Fatalf("breaker %s after timeouts with the CPU back, want open", s)
+		}
+		if got := tg.Host.limit.Limit(); got >= before {
+			t.Fatalf("limit %d after timeouts with the CPU back, want below %d", got, before)
 		}
 	})
 }

@@ -78,6 +78,7 @@ type Limiter struct {
 	winAll   int
 	winPeak  int64
 	winDrop  bool
+	winShed  bool
 	// cut is when the limit was last cut at once (see update); cutRTT
 	// and cutPeak are the latency and the calls in flight that made it
 	// cut. Calls started before cut+cutRTT wait behind the queue of
@@ -89,14 +90,16 @@ type Limiter struct {
 	judging bool
 
 	rejected *metrics.Counter
-	// cpuWait, when set, reports how long this process's goroutines
-	// waited for a CPU lately (see update).
+	// cpuWait, when set, reports how long this process waited for a CPU
+	// lately (see update).
 	cpuWait func(now time.Time) time.Duration
 }
 
-// A window is not judged when the goroutines of this process waited for a
-// CPU, on average, more than cpuWaitShare of the baseline latency and
-// more than cpuWaitFloor (on an idle machine they wait some 10µs).
+// A window is not judged when this process waited for a CPU, on average,
+// more than cpuWaitShare of the baseline latency and more than
+// cpuWaitFloor; timeouts do not count against an upstream (neither its
+// limit nor its breaker) while it waits more than cpuWaitFloor. On an
+// idle machine it waits some 10µs.
 const (
 	cpuWaitShare = 0.1
 	cpuWaitFloor = 200 * time.Microsecond
@@ -106,7 +109,7 @@ const (
 // lariat_upstream_limit, lariat_upstream_in_flight and
 // lariat_upstream_rejected_total{reason="limit"}. Unlike the limits of
 // NewAdaptiveLimiter, it does not cut over windows in which this
-// process's goroutines waited long for a CPU (see update): it follows a
+// process waited long for a CPU (see update): it follows a
 // queue at the upstream, not the gateway's own saturation.
 func NewLimiter(name string, s LimitSettings) *Limiter {
 	l := NewAdaptiveLimiter(s)
@@ -180,7 +183,8 @@ func (l *Limiter) Release(rtt time.Duration, r Reason, status int) {
 		return
 	}
 	inflight := l.inflight.Add(-1) + 1
-	drop := r == ReasonTimeout || r == ReasonStatus && (status == 429 || status == 503)
+	shed := r == ReasonStatus && (status == 429 || status == 503)
+	drop := r == ReasonTimeout || shed
 	answered := r == ReasonNone || r == ReasonStatus || r == ReasonInvalid || r == ReasonTooLarge
 	if !drop && !answered {
 		return
@@ -195,6 +199,7 @@ func (l *Limiter) Release(rtt time.Duration, r Reason, status int) {
 	switch {
 	case drop:
 		l.winDrop = true
+		l.winShed = l.winShed || shed
 	case now.Sub(l.cut) < rtt+l.cutRTT:
 		// Sent before the queue of the last cut could drain: its wait is
 		// already acted on.
@@ -211,7 +216,7 @@ func (l *Limiter) Release(rtt time.Duration, r Reason, status int) {
 		return
 	}
 	l.update(now)
-	l.winStart, l.winSum, l.winN, l.winAll, l.winPeak, l.winDrop = now, 0, 0, 0, 0, false
+	l.winStart, l.winSum, l.winN, l.winAll, l.winPeak, l.winDrop, l.winShed = now, 0, 0, 0, 0, false, false
 }
 
 // maxCut is the deepest one cut goes: to a fifth of the calls in flight.
@@ -229,28 +234,35 @@ const queueFactor = 2.0
 
 // update moves the limit at the end of a window.
 func (l *Limiter) update(now time.Time) {
+	// wait is how long this process waited for a CPU lately (0 when not
+	// followed).
+	var wait float64
+	if l.cpuWait != nil {
+		wait = float64(l.cpuWait(now))
+	}
 	if l.winDrop {
-		// The upstream said it is overloaded: back off.
-		l.set(l.est * 0.9)
+		// The upstream said it is overloaded (429/503), or timed out:
+		// back off; but not for timeouts while this process is short of
+		// CPU, which say nothing of the upstream.
+		if l.winShed || wait <= float64(cpuWaitFloor) {
+			l.set(l.est * 0.9)
+		}
 		return
 	}
 	rtt := l.winSum / float64(l.winN)
-	if l.cpuWait != nil && l.windows > 0 {
-		if w := float64(l.cpuWait(now)); w > math.Max(cpuWaitShare*l.base, float64(cpuWaitFloor)) {
-			// This process's goroutines waited for a CPU for a sizeable
-			// part of the baseline: the latency was made on this machine
-			// (the gateway, or what runs beside it, is short of CPU)
-			// more than by a queue at the upstream. Cutting would refuse
-			// calls the upstream could serve without making the answers
-			// any faster (the route's own limit follows the gateway's
-			// saturation), so the limit and its baseline hold; it still
-			// grows when the latency is within the tolerance, and
-			// timeouts and 429/503 answers still shrink it.
-			if float64(l.winPeak) >= l.est/2 && rtt <= l.s.Tolerance*l.base {
-				l.grow()
-			}
-			return
+	if l.windows > 0 && wait > math.Max(cpuWaitShare*l.base, float64(cpuWaitFloor)) {
+		// This process waited for a CPU for a sizeable part of the
+		// baseline: the latency was made on this machine (the gateway,
+		// or what runs beside it, is short of CPU) more than by a queue
+		// at the upstream. Cutting would refuse calls the upstream could
+		// serve without making the answers any faster (the route's own
+		// limit follows the gateway's saturation), so the limit and its
+		// baseline hold; it still grows when the latency is within the
+		// tolerance, and 429/503 answers still shrink it.
+		if float64(l.winPeak) >= l.est/2 && rtt <= l.s.Tolerance*l.base {
+			l.grow()
 		}
+		return
 	}
 	l.windows++
 	if l.judging {
