@@ -501,13 +501,13 @@ func (e *exec) respond(rc *fasthttp.RequestCtx) {
 		resp.Header.SetBytesKV(hdrIncomplete, b)
 		e.asm.keep(b)
 	}
-	if models := e.models(); len(models) > 0 {
+	if models := e.taskList(answeredModel); len(models) > 0 {
 		resp.Header.SetBytesKV(hdrModels, models)
 	}
-	if branches := e.branches(); len(branches) > 0 {
+	if branches := e.taskList(e.takenBranch); len(branches) > 0 {
 		resp.Header.SetBytesKV(hdrBranch, branches)
 	}
-	if missing := e.missing(); len(missing) > 0 {
+	if missing := e.taskList(missedRows); len(missing) > 0 {
 		resp.Header.SetBytesKV(hdrMissing, missing)
 	}
 	resp.SetStatusCode(status)
@@ -547,18 +547,19 @@ func (e *exec) firstOf(hi int) bool {
 	return true
 }
 
-// models lists the model versions that answered, one task=name/version
-// entry per task that called a model.
-func (e *exec) models() []byte {
+// taskList lists, in finish order, the tasks done with a result of their
+// own (not a default) that pick chooses, as "name" entries, or
+// "name=value" where pick gives a value; nil when none is chosen. Tasks
+// cut by the deadline may still be running: their results are not read.
+func (e *exec) taskList(pick func(i int, r *tasks.Result) (value string, ok bool)) []byte {
 	var b []byte
 	for _, i := range e.order {
-		// Tasks cut by the deadline may still be running: their results
-		// are not read.
-		if e.taskState[i] != stDone {
+		r := &e.x.Results[i]
+		if e.taskState[i] != stDone || r.Defaulted {
 			continue
 		}
-		m := e.x.Results[i].Model
-		if m == "" || e.x.Results[i].Defaulted {
+		v, ok := pick(i, r)
+		if !ok {
 			continue
 		}
 		if b == nil {
@@ -567,8 +568,10 @@ func (e *exec) models() []byte {
 			b = append(b, ',')
 		}
 		b = append(b, e.p.nodes[i].name...)
-		b = append(b, '=')
-		b = append(b, m...)
+		if v != "" {
+			b = append(b, '=')
+			b = append(b, v...)
+		}
 	}
 	if b != nil {
 		e.asm.keep(b)
@@ -576,48 +579,16 @@ func (e *exec) models() []byte {
 	return b
 }
 
-// missing lists the tasks that found no feature row for some entity.
-func (e *exec) missing() []byte {
-	var b []byte
-	for _, i := range e.order {
-		r := &e.x.Results[i]
-		if e.taskState[i] != stDone || len(r.Missing) == 0 || r.Defaulted {
-			continue
-		}
-		if b == nil {
-			b = e.asm.buf()
-		} else {
-			b = append(b, ',')
-		}
-		b = append(b, e.p.nodes[i].name...)
-	}
-	if b != nil {
-		e.asm.keep(b)
-	}
-	return b
-}
+// answeredModel picks the tasks that called a model, with the version that
+// answered (name/version).
+func answeredModel(_ int, r *tasks.Result) (string, bool) { return r.Model, r.Model != "" }
 
-// branches lists the branches gates took, as gate=branch pairs.
-func (e *exec) branches() []byte {
-	var b []byte
-	for _, i := range e.order {
-		r := &e.x.Results[i]
-		if !e.p.nodes[i].isGate || r.BranchName == "" || r.Defaulted {
-			continue
-		}
-		if b == nil {
-			b = e.asm.buf()
-		} else {
-			b = append(b, ',')
-		}
-		b = append(b, e.p.nodes[i].name...)
-		b = append(b, '=')
-		b = append(b, r.BranchName...)
-	}
-	if b != nil {
-		e.asm.keep(b)
-	}
-	return b
+// missedRows picks the tasks that found no feature row for some entity.
+func missedRows(_ int, r *tasks.Result) (string, bool) { return "", len(r.Missing) > 0 }
+
+// takenBranch picks the gates, with the branch each took.
+func (e *exec) takenBranch(i int, r *tasks.Result) (string, bool) {
+	return r.BranchName, e.p.nodes[i].isGate && r.BranchName != ""
 }
 
 func validHeaderValue(v string) bool {
