@@ -55,7 +55,7 @@ type Breaker struct {
 	cb   *gobreaker.CircuitBreaker[struct{}]
 	// cpuWait, when set, reports how long this process waited for a CPU
 	// lately: timeouts while it waits long are not the upstream's.
-	cpuWait func(now time.Time) time.Duration
+	cpuWait func(now time.Time) cpuState
 }
 
 // faultError marks a try's failure the breaker counts.
@@ -126,7 +126,7 @@ func (b *Breaker) Do(try func() (Reason, int)) bool {
 		switch {
 		case r == ReasonNone:
 			return struct{}{}, nil
-		case r == ReasonTimeout && b.cpuWait != nil && b.cpuWait(time.Now()) > cpuWaitFloor:
+		case r == ReasonTimeout && b.cpuWait != nil && b.cpuWait(time.Now()).short():
 			// The gateway is short of CPU (its own work, other
 			// processes, or its CPU quota): a call to a healthy upstream
 			// may time out waiting to run, so the timeout is not

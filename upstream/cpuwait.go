@@ -19,46 +19,71 @@ type cpuWait struct {
 	mu     sync.Mutex
 	sample [1]metrics.Sample
 	prev   []uint64
-	// osDelay and osSlices are the kernel's totals at the last reading.
-	osDelay, osSlices uint64
-	at                time.Time
-	mean              time.Duration
+	// osCPU, osDelay and osSlices are the kernel's totals at the last
+	// reading.
+	osCPU, osDelay, osSlices uint64
+	at                       time.Time
+	last                     cpuState
 }
+
+// cpuState is how long this process waited for a CPU between two
+// readings.
+type cpuState struct {
+	// wait is the mean wait each time a goroutine was scheduled or a
+	// thread put on a CPU, whichever is longer.
+	wait time.Duration
+	// pressure is the time the threads waited on the kernel's run
+	// queues over the time they ran: about 1 on a busy but sufficient
+	// machine, 3 or more when other processes take most of the CPUs.
+	pressure float64
+}
+
+// A process is short of CPU when its goroutines or threads waited more
+// than cpuWaitFloor on average each time (on an idle machine some 10µs),
+// or its threads waited more than cpuPressureLimit times as long as they
+// ran. Then latencies and timeouts are not the upstream's.
+const (
+	cpuWaitFloor     = 200 * time.Microsecond
+	cpuPressureLimit = 2.0
+)
+
+// short reports whether the process was short of CPU.
+func (s cpuState) short() bool { return s.wait > cpuWaitFloor || s.pressure > cpuPressureLimit }
 
 // processCPUWait is the one reader of the process's scheduling latency,
 // shared by every upstream limit.
 var processCPUWait = &cpuWait{sample: [1]metrics.Sample{{Name: "/sched/latencies:seconds"}}}
 
-// recent returns the mean wait for a CPU between the last two readings:
-// of the goroutines scheduled, or of the threads put on a CPU, whichever
-// is longer. It reads at most once per limitWindow.
-func (w *cpuWait) recent(now time.Time) time.Duration {
+// recent returns how long this process waited for a CPU between the last
+// two readings. It reads at most once per limitWindow.
+func (w *cpuWait) recent(now time.Time) cpuState {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.at.IsZero() && now.Sub(w.at) < limitWindow {
-		return w.mean
+		return w.last
 	}
 	first := w.at.IsZero()
 	w.at = now
-	var mean time.Duration
+	var st cpuState
 	metrics.Read(w.sample[:])
 	if w.sample[0].Value.Kind() == metrics.KindFloat64Histogram {
 		h := w.sample[0].Value.Float64Histogram()
 		if len(w.prev) == len(h.Counts) {
-			mean = time.Duration(histogramMeanSince(h, w.prev) * float64(time.Second))
+			st.wait = time.Duration(histogramMeanSince(h, w.prev) * float64(time.Second))
 		}
 		w.prev = append(w.prev[:0], h.Counts...)
 	}
-	if delay, slices, ok := osRunDelay(); ok {
+	if cpu, delay, slices, ok := osRunDelay(); ok {
 		// Threads that ended take their totals with them: no reading
 		// then.
-		if !first && delay >= w.osDelay && slices > w.osSlices {
-			mean = max(mean, time.Duration((delay-w.osDelay)/(slices-w.osSlices)))
+		if !first && delay >= w.osDelay && slices > w.osSlices && cpu > w.osCPU {
+			st.wait = max(st.wait, time.Duration((delay-w.osDelay)/(slices-w.osSlices)))
+			st.pressure = float64(delay-w.osDelay) / float64(cpu-w.osCPU)
 		}
-		w.osDelay, w.osSlices = delay, slices
+		w.osCPU, w.osDelay, w.osSlices = cpu, delay, slices
 	}
-	w.mean = mean
-	return mean
+	w.last = st
+	return st
 }
 
 // histogramMeanSince is the mean of the values h counted since it held

@@ -20,12 +20,12 @@ const rescanEvery = 10
 
 var processRunDelays runDelays
 
-// osRunDelay returns the total run-queue delay of this process's threads
-// (ns) and how many times they were put on a CPU; ok is false when the
-// kernel does not tell.
-func osRunDelay() (delay, slices uint64, ok bool) { return processRunDelays.read() }
+// osRunDelay returns the total CPU time of this process's threads and
+// their total run-queue delay (ns), and how many times they were put on a
+// CPU; ok is false when the kernel does not tell.
+func osRunDelay() (cpu, delay, slices uint64, ok bool) { return processRunDelays.read() }
 
-func (r *runDelays) read() (delay, slices uint64, ok bool) {
+func (r *runDelays) read() (cpu, delay, slices uint64, ok bool) {
 	if r.reads%rescanEvery == 0 {
 		r.rescan()
 	}
@@ -41,18 +41,20 @@ func (r *runDelays) read() (delay, slices uint64, ok bool) {
 		// cpu_time run_delay timeslices
 		fields := bytes.Fields(r.buf[:n])
 		if len(fields) < 3 {
-			return 0, 0, false
+			return 0, 0, 0, false
 		}
+		c, err0 := strconv.ParseUint(string(fields[0]), 10, 64)
 		d, err1 := strconv.ParseUint(string(fields[1]), 10, 64)
 		s, err2 := strconv.ParseUint(string(fields[2]), 10, 64)
-		if err1 != nil || err2 != nil {
-			return 0, 0, false
+		if err0 != nil || err1 != nil || err2 != nil {
+			return 0, 0, 0, false
 		}
+		cpu += c
 		delay += d
 		slices += s
 		ok = true
 	}
-	return delay, slices, ok
+	return cpu, delay, slices, ok
 }
 
 // rescan opens the files of threads started since the last scan.

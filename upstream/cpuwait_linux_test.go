@@ -2,20 +2,24 @@ package upstream
 
 import (
 	"runtime"
+	"runtime/metrics"
 	"sync"
 	"testing"
 	"time"
 )
 
-// TestOSRunDelaySeesBusyCPUs: threads spinning on more OS threads than
-// the machine has CPUs wait on the kernel's run queues, and the reading
-// of the run-queue delay sees it.
+// TestOSRunDelaySeesBusyCPUs: threads spinning on four times as many OS
+// threads as the machine has CPUs wait on the kernel's run queues three
+// times as long as they run; the reading of the run-queue delay sees it,
+// and finds the process short of CPU.
 func TestOSRunDelaySeesBusyCPUs(t *testing.T) {
-	delay0, slices0, ok := osRunDelay()
+	_, delay0, slices0, ok := osRunDelay()
 	if !ok {
 		t.Skip("the kernel reports no run-queue delays (/proc/self/task/*/schedstat)")
 	}
-	threads := 2 * runtime.NumCPU()
+	w := &cpuWait{sample: [1]metrics.Sample{{Name: "/sched/latencies:seconds"}}}
+	w.recent(time.Now())
+	threads := 4 * runtime.NumCPU()
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(threads + 1))
 	end := time.Now().Add(300 * time.Millisecond)
 	var wg sync.WaitGroup
@@ -30,15 +34,19 @@ func TestOSRunDelaySeesBusyCPUs(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	delay, slices, ok := osRunDelay()
+	st := w.recent(time.Now())
+	_, delay, slices, ok := osRunDelay()
 	if !ok || slices <= slices0 {
 		t.Fatalf("run-queue readings %d slices after %d (ok %t)", slices, slices0, ok)
 	}
 	waited := time.Duration(delay - delay0)
-	t.Logf("%d threads spinning on %d CPUs for 300ms waited %s in all", threads, runtime.NumCPU(), waited)
-	// Half of the threads wait at any time: about threads × 150ms.
-	if waited < 100*time.Millisecond {
-		t.Fatalf("threads waited %s in all, want at least 100ms", waited)
+	t.Logf("%d threads spinning on %d CPUs for 300ms waited %s in all; pressure %.2f", threads, runtime.NumCPU(), waited, st.pressure)
+	// Three quarters of the threads wait at any time: about threads × 225ms.
+	if waited < 300*time.Millisecond {
+		t.Fatalf("threads waited %s in all, want at least 300ms", waited)
+	}
+	if !st.short() || st.pressure <= cpuPressureLimit {
+		t.Fatalf("pressure %.2f (wait %s) while %d threads spun on %d CPUs, want above %g", st.pressure, st.wait, threads, runtime.NumCPU(), cpuPressureLimit)
 	}
 }
 

@@ -4,4 +4,4 @@ package upstream
 
 // osRunDelay reports nothing where the kernel's run-queue delays are not
 // read.
-func osRunDelay() (delay, slices uint64, ok bool) { return 0, 0, false }
+func osRunDelay() (cpu, delay, slices uint64, ok bool) { return 0, 0, 0, false }

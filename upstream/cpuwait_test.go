@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"math"
 	"runtime"
 	"runtime/metrics"
@@ -67,12 +68,12 @@ func TestCPUWaitSeesBusyProcessors(t *testing.T) {
 	}
 	wg.Wait()
 	got := w.recent(time.Now())
-	t.Logf("mean wait for a CPU while every processor spun: %s", got)
-	if got < cpuWaitFloor {
-		t.Fatalf("mean wait %s while every processor spun, want above %s", got, cpuWaitFloor)
+	t.Logf("mean wait for a CPU while every processor spun: %s", got.wait)
+	if got.wait < cpuWaitFloor || !got.short() {
+		t.Fatalf("mean wait %s while every processor spun, want above %s", got.wait, cpuWaitFloor)
 	}
 	if again := w.recent(time.Now()); again != got {
-		t.Fatalf("a second reading within the window gave %s, want the first, %s", again, got)
+		t.Fatalf("a second reading within the window gave %+v, want the first, %+v", again, got)
 	}
 }
 
@@ -85,7 +86,7 @@ func TestLimitHoldsWhileThisMachineIsShortOfCPU(t *testing.T) {
 		const workers, service = 8, 5 * time.Millisecond
 		l := newVirtualLimiter("http://limit-cpu-test:80", LimitSettings{Initial: 64, Min: 4, Max: 200, Tolerance: 1.5})
 		var wait atomic.Int64
-		l.cpuWait = func(time.Time) time.Duration { return time.Duration(wait.Load()) }
+		l.cpuWait = func(time.Time) cpuState { return cpuState{wait: time.Duration(wait.Load())} }
 		run := func(n int, dur time.Duration) { offerQueue(l, workers, service, n, dur) }
 		wait.Store(int64(20 * time.Microsecond)) // an idle machine
 		run(workers, time.Second)                // unloaded: the baseline
@@ -105,42 +106,42 @@ func TestLimitHoldsWhileThisMachineIsShortOfCPU(t *testing.T) {
 }
 
 // TestTimeoutsWhileShortOfCPUAreNotTheUpstreams: timeouts while this
-// process waits long for a CPU neither open the breaker nor shrink the
-// limit; the same timeouts with the CPU back do.
+// process waits long for a CPU (a long mean wait, or threads waiting far
+// longer than they run) neither open the breaker nor shrink the limit;
+// the same timeouts with the CPU back do.
 func TestTimeoutsWhileShortOfCPUAreNotTheUpstreams(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, p := newFake(func(_ int, _ string, deadline time.Time, _ *fasthttp.Response) error { return hang(deadline) })
 		tg := target(p, "m", BreakerSettings{Failures: 3, OpenFor: time.Minute, HalfOpenRequests: 1})
-		var wait atomic.Int64
-		waited := func(time.Time) time.Duration { return time.Duration(wait.Load()) }
+		var state atomic.Value
+		waited := func(time.Time) cpuState { return state.Load().(cpuState) }
 		tg.Breaker.cpuWait = waited
 		tg.Host.limit = newVirtualLimiter("http://limit-cpu-timeout-test:80", LimitSettings{Initial: 20, Min: 4, Max: 200, Tolerance: 1.5})
 		tg.Host.limit.cpuWait = waited
 		c := newCaller(Policy{TryTimeout: 20 * time.Millisecond})
-		call := func() error {
-			var out Outcome
-			_, err := c.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), tg, nil, nil, &out)
-			return err
+		timeouts := func(n int) {
+			for range n {
+				var out Outcome
+				_, err := c.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), tg, nil, nil, &out)
+				if ReasonOf(err) != ReasonTimeout && !errors.Is(err, ErrBreakerOpen) {
+					t.Fatalf("error %v, want a timeout", err)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 		}
 		before := tg.Host.limit.Limit()
-		wait.Store(int64(2 * time.Millisecond))
-		for range 20 {
-			if err := call(); ReasonOf(err) != ReasonTimeout {
-				t.Fatalf("error %v, want a timeout", err)
+		for _, st := range []cpuState{{wait: 2 * time.Millisecond, pressure: 0.5}, {wait: 50 * time.Microsecond, pressure: 3}} {
+			state.Store(st)
+			timeouts(20)
+			if s := tg.Breaker.State(); s != "closed" {
+				t.Fatalf("breaker %s after timeouts while short of CPU (%+v), want closed", s, st)
 			}
-			time.Sleep(10 * time.Millisecond)
+			if got := tg.Host.limit.Limit(); got != before {
+				t.Fatalf("limit %d after timeouts while short of CPU (%+v), want %d", got, st, before)
+			}
 		}
-		if s := tg.Breaker.State(); s != "closed" {
-			t.Fatalf("breaker %s after timeouts while short of CPU, want closed", s)
-		}
-		if got := tg.Host.limit.Limit(); got != before {
-			t.Fatalf("limit %d after timeouts while short of CPU, want %d", got, before)
-		}
-		wait.Store(int64(20 * time.Microsecond))
-		for range 20 {
-			call()
-			time.Sleep(10 * time.Millisecond)
-		}
+		state.Store(cpuState{wait: 20 * time.Microsecond, pressure: 0.5})
+		timeouts(20)
 		if s := tg.Breaker.State(); s != "open" {
 			t.Fatalf("breaker %s after timeouts with the CPU back, want open", s)
 		}

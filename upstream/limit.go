@@ -92,18 +92,16 @@ type Limiter struct {
 	rejected *metrics.Counter
 	// cpuWait, when set, reports how long this process waited for a CPU
 	// lately (see update).
-	cpuWait func(now time.Time) time.Duration
+	cpuWait func(now time.Time) cpuState
 }
 
-// A window is not judged when this process waited for a CPU, on average,
-// more than cpuWaitShare of the baseline latency and more than
-// cpuWaitFloor; timeouts do not count against an upstream (neither its
-// limit nor its breaker) while it waits more than cpuWaitFloor. On an
-// idle machine it waits some 10µs.
-const (
-	cpuWaitShare = 0.1
-	cpuWaitFloor = 200 * time.Microsecond
-)
+// A window is not judged when the threads of this process waited more
+// than cpuPressureLimit times as long as they ran, or when it waited for
+// a CPU, on average, more than cpuWaitShare of the baseline latency (and
+// more than cpuWaitFloor); its timeouts do not count against an upstream
+// (neither its limit nor its breaker) while it is short of CPU
+// (cpuState.short).
+const cpuWaitShare = 0.1
 
 // NewLimiter returns the limit of upstream name, exported as
 // lariat_upstream_limit, lariat_upstream_in_flight and
@@ -234,23 +232,23 @@ const queueFactor = 2.0
 
 // update moves the limit at the end of a window.
 func (l *Limiter) update(now time.Time) {
-	// wait is how long this process waited for a CPU lately (0 when not
-	// followed).
-	var wait float64
+	// cpu is how long this process waited for a CPU lately (zero when
+	// not followed).
+	var cpu cpuState
 	if l.cpuWait != nil {
-		wait = float64(l.cpuWait(now))
+		cpu = l.cpuWait(now)
 	}
 	if l.winDrop {
 		// The upstream said it is overloaded (429/503), or timed out:
 		// back off; but not for timeouts while this process is short of
 		// CPU, which say nothing of the upstream.
-		if l.winShed || wait <= float64(cpuWaitFloor) {
+		if l.winShed || !cpu.short() {
 			l.set(l.est * 0.9)
 		}
 		return
 	}
 	rtt := l.winSum / float64(l.winN)
-	if l.windows > 0 && wait > math.Max(cpuWaitShare*l.base, float64(cpuWaitFloor)) {
+	if l.windows > 0 && (cpu.pressure > cpuPressureLimit || float64(cpu.wait) > math.Max(cpuWaitShare*l.base, float64(cpuWaitFloor))) {
 		// This process waited for a CPU for a sizeable part of the
 		// baseline: the latency was made on this machine (the gateway,
 		// or what runs beside it, is short of CPU) more than by a queue
