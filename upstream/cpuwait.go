@@ -42,16 +42,20 @@ type cpuState struct {
 // than cpuWaitFloor on average each time (on an idle machine some 10µs),
 // or its threads waited more than cpuPressureLimit times as long as they
 // ran. Then latencies and timeouts are not the upstream's.
+// The pressure of an interval in which the threads waited less than
+// minPressureDelay in all is not taken: a process that hardly ran (an
+// idle gateway) can show any ratio, and no timeout came from such waits.
 const (
 	cpuWaitFloor     = 200 * time.Microsecond
 	cpuPressureLimit = 2.0
+	minPressureDelay = time.Millisecond
 )
 
 // short reports whether the process was short of CPU.
 func (s cpuState) short() bool { return s.wait > cpuWaitFloor || s.pressure > cpuPressureLimit }
 
-// processCPUWait is the one reader of the process's scheduling latency,
-// shared by every upstream limit.
+// processCPUWait is the one reader of the process's wait for a CPU,
+// shared by every upstream limit and breaker.
 var processCPUWait = &cpuWait{sample: [1]metrics.Sample{{Name: "/sched/latencies:seconds"}}}
 
 // recent returns how long this process waited for a CPU between the last
@@ -78,7 +82,9 @@ func (w *cpuWait) recent(now time.Time) cpuState {
 		// then.
 		if !first && delay >= w.osDelay && slices > w.osSlices && cpu > w.osCPU {
 			st.wait = max(st.wait, time.Duration((delay-w.osDelay)/(slices-w.osSlices)))
-			st.pressure = float64(delay-w.osDelay) / float64(cpu-w.osCPU)
+			if d := delay - w.osDelay; d >= uint64(minPressureDelay) {
+				st.pressure = float64(d) / float64(cpu-w.osCPU)
+			}
 		}
 		w.osCPU, w.osDelay, w.osSlices = cpu, delay, slices
 	}
