@@ -51,8 +51,21 @@ const (
 	minPressureDelay = time.Millisecond
 )
 
+// cpuWaitShare is the share of an upstream's baseline latency that the
+// mean wait for a CPU may reach before the latency is taken as made on
+// this machine (see shortFor).
+const cpuWaitShare = 0.1
+
 // short reports whether the process was short of CPU.
 func (s cpuState) short() bool { return s.wait > cpuWaitFloor || s.pressure > cpuPressureLimit }
+
+// shortFor reports whether the process was short of CPU for an upstream
+// whose baseline latency is base (ns): its threads waited more than
+// cpuPressureLimit times as long as they ran, or it waited more than
+// cpuWaitShare of base on average (and more than cpuWaitFloor).
+func (s cpuState) shortFor(base float64) bool {
+	return s.pressure > cpuPressureLimit || float64(s.wait) > math.Max(cpuWaitShare*base, float64(cpuWaitFloor))
+}
 
 // processCPUWait is the one reader of the process's wait for a CPU,
 // shared by every upstream limit and breaker.

@@ -95,13 +95,10 @@ type Limiter struct {
 	cpuWait func(now time.Time) cpuState
 }
 
-// A window is not judged when the threads of this process waited more
-// than cpuPressureLimit times as long as they ran, or when it waited for
-// a CPU, on average, more than cpuWaitShare of the baseline latency (and
-// more than cpuWaitFloor); its timeouts do not count against an upstream
-// (neither its limit nor its breaker) while it is short of CPU
-// (cpuState.short).
-const cpuWaitShare = 0.1
+// A window is not judged while this process is short of CPU for the
+// upstream (cpuState.shortFor); its timeouts do not count against an
+// upstream (neither its limit nor its breaker) while it is short of CPU
+// at all (cpuState.short).
 
 // NewLimiter returns the limit of upstream name, exported as
 // lariat_upstream_limit, lariat_upstream_in_flight and
@@ -248,7 +245,7 @@ func (l *Limiter) update(now time.Time) {
 		return
 	}
 	rtt := l.winSum / float64(l.winN)
-	if l.windows > 0 && (cpu.pressure > cpuPressureLimit || float64(cpu.wait) > math.Max(cpuWaitShare*l.base, float64(cpuWaitFloor))) {
+	if l.windows > 0 && cpu.shortFor(l.base) {
 		// This process waited for a CPU for a sizeable part of the
 		// baseline: the latency was made on this machine (the gateway,
 		// or what runs beside it, is short of CPU) more than by a queue
