@@ -51,6 +51,11 @@ for r = 1, #KEYS do
   if type(old) == 'table' then
     out[r] = old
     skip = true
+  elseif old == new then
+    -- The same event time (Lua compares interned strings in O(1)): a row
+    -- written again, as when a file is loaded twice.
+    out[r] = 0
+    skip = true
   elseif old then
     local os, on = ts(old)
     local ns, nn = ts(new)

@@ -35,6 +35,7 @@ type WriterOptions struct {
 // (restart, SCRIPT FLUSH). Safe for concurrent use.
 type Writer struct {
 	c       rueidis.Client
+	script  string
 	sha     string
 	perCall int
 
@@ -43,8 +44,14 @@ type Writer struct {
 
 // NewWriter loads the write script into every node of c.
 func NewWriter(ctx context.Context, c rueidis.Client, opt WriterOptions) (*Writer, error) {
-	sum := sha1.Sum([]byte(writeScript))
-	w := &Writer{c: c, sha: hex.EncodeToString(sum[:]), perCall: opt.RowsPerScript}
+	return newScriptWriter(ctx, c, opt, writeScript)
+}
+
+// newScriptWriter returns a Writer calling script, which takes the arguments
+// and returns the results script.lua describes.
+func newScriptWriter(ctx context.Context, c rueidis.Client, opt WriterOptions, script string) (*Writer, error) {
+	sum := sha1.Sum([]byte(script))
+	w := &Writer{c: c, script: script, sha: hex.EncodeToString(sum[:]), perCall: opt.RowsPerScript}
 	if w.perCall <= 0 {
 		w.perCall = DefaultRowsPerScript
 	}
@@ -74,7 +81,7 @@ func (w *Writer) load(ctx context.Context) error {
 	w.loadMu.Lock()
 	defer w.loadMu.Unlock()
 	for addr, n := range w.c.Nodes() {
-		sha, err := n.Do(ctx, n.B().ScriptLoad().Script(writeScript).Build()).ToString()
+		sha, err := n.Do(ctx, n.B().ScriptLoad().Script(w.script).Build()).ToString()
 		if err != nil {
 			return fmt.Errorf("cannot load the write script into redis at %s: %w", addr, err)
 		}
