@@ -38,27 +38,13 @@ const usage = `usage:
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	switch args[0] {
-	case "run":
-		return runCmd(args[1:], stdout, stderr)
-	case "report":
-		return reportCmd(args[1:], stdout, stderr)
-	case "scenario":
-		return scenarioCmd(args[1:], stdout, stderr)
-	case "upstream":
-		return upstreamCmd(args[1:], stderr)
-	case "floor":
-		return floorCmd(args[1:], stderr)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	fmt.Fprintf(stderr, "unknown command %q\n%s", args[0], usage)
-	return 2
+	return cli.Dispatch("lariat-bench", usage, args, stdout, stderr, map[string]cli.Verb{
+		"run":      func(a []string) int { return runCmd(a, stdout, stderr) },
+		"report":   func(a []string) int { return reportCmd(a, stdout, stderr) },
+		"scenario": func(a []string) int { return scenarioCmd(a, stdout, stderr) },
+		"upstream": func(a []string) int { return upstreamCmd(a, stderr) },
+		"floor":    func(a []string) int { return floorCmd(a, stderr) },
+	})
 }
 
 type headerFlags []bench.Header

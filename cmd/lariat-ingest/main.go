@@ -49,27 +49,16 @@ Run "lariat-ingest <command> -h" for the flags of a command.
 
 // run executes the command line and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+	exit := func(err error) int {
+		if errors.Is(err, errRejected) {
+			return 1
+		}
+		return cli.ExitCode("lariat-ingest", err, stderr)
 	}
-	var err error
-	switch args[0] {
-	case "load":
-		err = loadCommand(args[1:], stdout, stderr)
-	case "serve":
-		err = serveCommand(args[1:], stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
-		return 2
-	}
-	if errors.Is(err, errRejected) {
-		return 1
-	}
-	return cli.ExitCode("lariat-ingest", err, stderr)
+	return cli.Dispatch("lariat-ingest", usage, args, stdout, stderr, map[string]cli.Verb{
+		"load":  func(a []string) int { return exit(loadCommand(a, stdout, stderr)) },
+		"serve": func(a []string) int { return exit(serveCommand(a, stderr)) },
+	})
 }
 
 // errRejected reports that rows were rejected; the summary said which.

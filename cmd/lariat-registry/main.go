@@ -15,7 +15,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"io"
 	"log"
 	"os"
@@ -50,24 +49,15 @@ LARIAT_REGISTRY).
 
 // run executes the command line and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	var err error
-	switch args[0] {
-	case "serve":
-		err = serve(args[1:], stderr)
-	case "models", "versions", "alias":
-		err = clientCommand(args, stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
-		return 2
-	}
-	return cli.ExitCode("lariat-registry", err, stderr)
+	exit := func(err error) int { return cli.ExitCode("lariat-registry", err, stderr) }
+	// A client command reads its object (models, versions, alias) itself.
+	client := func([]string) int { return exit(clientCommand(args, stdout, stderr)) }
+	return cli.Dispatch("lariat-registry", usage, args, stdout, stderr, map[string]cli.Verb{
+		"serve":    func(a []string) int { return exit(serve(a, stderr)) },
+		"models":   client,
+		"versions": client,
+		"alias":    client,
+	})
 }
 
 func serve(args []string, stderr io.Writer) error {

@@ -67,34 +67,25 @@ LARIAT_TRAIN_SERVER).
 
 // run executes the command line and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+	exit := func(err error) int {
+		if errors.Is(err, errJobFailed) {
+			fmt.Fprintf(stderr, "lariat-train: %v\n", err)
+			return 3
+		}
+		return cli.ExitCode("lariat-train", err, stderr)
 	}
-	var err error
-	switch args[0] {
-	case "serve":
-		err = serve(ctx, args[1:], stderr, nil)
-	case "submit", "status", "logs", "cancel", "list", "study":
-		err = clientCommand(ctx, args, stdout, stderr)
-	case "validate":
-		err = validate(args[1:], stdout, stderr)
-	case "dataset":
-		err = datasetCmd(args[1:], stdout, stderr)
-	case "report":
-		err = reportCmd(args[1:], stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
-		return 2
+	// A client command reads its verb (submit, status, ...) itself.
+	client := func([]string) int { return exit(clientCommand(ctx, args, stdout, stderr)) }
+	verbs := map[string]cli.Verb{
+		"serve":    func(a []string) int { return exit(serve(ctx, a, stderr, nil)) },
+		"validate": func(a []string) int { return exit(validate(a, stdout, stderr)) },
+		"dataset":  func(a []string) int { return exit(datasetCmd(a, stdout, stderr)) },
+		"report":   func(a []string) int { return exit(reportCmd(a, stdout, stderr)) },
 	}
-	if errors.Is(err, errJobFailed) {
-		fmt.Fprintf(stderr, "lariat-train: %v\n", err)
-		return 3
+	for _, v := range []string{"submit", "status", "logs", "cancel", "list", "study"} {
+		verbs[v] = client
 	}
-	return cli.ExitCode("lariat-train", err, stderr)
+	return cli.Dispatch("lariat-train", usage, args, stdout, stderr, verbs)
 }
 
 // errJobFailed marks a waited-for job or study that failed (exit code 3).

@@ -3,8 +3,9 @@
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/lariat-gw/lariat/internal/cli"
 )
 
 const usage = `lariat is a low-latency online-inference gateway.
@@ -22,25 +23,11 @@ Run "lariat VERB -h" for a verb's flags.
 func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return 2
-	}
-	switch args[0] {
-	case "serve":
-		return serveCmd(args[1:])
-	case "validate":
-		return validateCmd(args[1:])
-	case "demo":
-		return demoCmd(args[1:])
-	case "graph":
-		return graphCmd(args[1:])
-	case "schema":
-		return schemaCmd(args[1:])
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return 0
-	}
-	fmt.Fprintf(os.Stderr, "lariat: unknown verb %q\n\n%s", args[0], usage)
-	return 2
+	return cli.Dispatch("lariat", usage, args, os.Stdout, os.Stderr, map[string]cli.Verb{
+		"serve":    serveCmd,
+		"validate": validateCmd,
+		"demo":     demoCmd,
+		"graph":    graphCmd,
+		"schema":   schemaCmd,
+	})
 }

@@ -67,7 +67,7 @@ func TestCLI(t *testing.T) {
 	if _, stderr, code := run("serve", "--routes", filepath.Join(t.TempDir(), "missing")); code != 1 || !strings.Contains(stderr, "cannot list routes folder") {
 		t.Fatalf("serve without a routes folder: %d %s", code, stderr)
 	}
-	if _, stderr, code := run("nope"); code != 2 || !strings.Contains(stderr, `unknown verb "nope"`) {
+	if _, stderr, code := run("nope"); code != 2 || !strings.Contains(stderr, `unknown command "nope"`) {
 		t.Fatalf("unknown verb: %d %s", code, stderr)
 	}
 

@@ -1,8 +1,9 @@
-// Package cli holds what the commands share: usage errors and exit codes,
-// flag parsing with every flag settable from its LARIAT_<FLAG> environment
-// variable, the serve command of the sidecars (Sidecar: common flags, open,
-// serve, graceful shutdown on SIGTERM or SIGINT, close, each step logged),
-// and the JSON and table output of client verbs.
+// Package cli holds what the commands share: dispatching the verbs of a
+// binary (Dispatch), usage errors and exit codes, flag parsing with every
+// flag settable from its LARIAT_<FLAG> environment variable, the serve
+// command of the sidecars (Sidecar: common flags, open, serve, graceful
+// shutdown on SIGTERM or SIGINT, close, each step logged), and the JSON and
+// table output of client verbs.
 package cli
 
 import (

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -293,4 +294,31 @@ func TestSidecarRun(t *testing.T) {
 	f([]string{"extra"}, nil, `usage error: serve takes no arguments, got ["extra"]`)
 	f([]string{"-nope"}, nil, "usage error: flag provided but not defined: -nope")
 	f(nil, errors.New("store is locked"), "store is locked")
+}
+
+func TestDispatch(t *testing.T) {
+	var got []string
+	verbs := map[string]Verb{
+		"load": func(args []string) int { got = args; return 7 },
+	}
+	run := func(args ...string) (code int, stdout, stderr string) {
+		var out, errOut strings.Builder
+		code = Dispatch("prog", "usage text\n", args, &out, &errOut, verbs)
+		return code, out.String(), errOut.String()
+	}
+	if code, _, _ := run("load", "a", "-b"); code != 7 || !slices.Equal(got, []string{"a", "-b"}) {
+		t.Errorf("load a -b: exit %d, verb got %q", code, got)
+	}
+	if code, out, errOut := run(); code != 2 || out != "" || errOut != "usage text\n" {
+		t.Errorf("no arguments: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, h := range []string{"help", "-h", "-help", "--help"} {
+		if code, out, errOut := run(h); code != 0 || out != "usage text\n" || errOut != "" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", h, code, out, errOut)
+		}
+	}
+	if code, out, errOut := run("nope", "x"); code != 2 || out != "" ||
+		errOut != "prog: unknown command \"nope\"\n\nusage text\n" {
+		t.Errorf("nope: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
 }
