@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -399,12 +400,16 @@ var errMemory = errors.New("answers being read exceed the gateway's answer memor
 // trackedConn is an upstream connection that knows whether it has carried
 // an answer (so a failure on it may be a dead kept-alive connection) and
 // charges the memory its answer takes to the answer memory budget until
-// the answer is settled.
+// the answer is settled. One whose read or write ran out of time is closed
+// with a reset.
 type trackedConn struct {
 	net.Conn
 	budget   *memBudget
 	addr     connAddr
 	answered atomic.Bool
+	// timedOut is set when a read or write passed its deadline: the
+	// connection is left in the middle of a request.
+	timedOut atomic.Bool
 	// read counts the bytes of the answer being read; charged is what the
 	// budget holds for them.
 	read    atomic.Int64
@@ -447,6 +452,9 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		charged = c.charged.Add(want)
 	}
 	n, err := c.Conn.Read(b)
+	if err != nil {
+		c.noteTimeout(err)
+	}
 	read = c.read.Add(int64(n))
 	// Give back what was reserved for bytes that did not come.
 	if over := charged - answerMemory(read); over > 0 {
@@ -463,8 +471,36 @@ func (c *trackedConn) release() {
 	}
 }
 
+// Write writes b, noting a write that ran out of time.
+func (c *trackedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		c.noteTimeout(err)
+	}
+	return n, err
+}
+
+func (c *trackedConn) noteTimeout(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.timedOut.Store(true)
+	}
+}
+
+// Close closes the connection. One abandoned in the middle of a request (a
+// try that timed out: the upstream hangs or is slow) is reset rather than
+// closed gracefully: a graceful close would leave the socket waiting for
+// the upstream's own close (FIN_WAIT2) as long as the upstream hangs,
+// holding a local port, and a hanging upstream called a thousand times a
+// second would use up the ports to it within seconds. A reset frees the
+// socket and its port at once, and tells the upstream to stop working on
+// the request.
 func (c *trackedConn) Close() error {
 	c.release()
+	if c.timedOut.Load() {
+		if tc, ok := c.Conn.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+	}
 	return c.Conn.Close()
 }
 

@@ -2,9 +2,11 @@ package upstream
 
 import (
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -310,5 +312,81 @@ func TestAnswerMemoryCountsBufferCapacity(t *testing.T) {
 	a.release()
 	if used := budget.used.Load(); used != 0 {
 		t.Fatalf("%d bytes still taken after settling", used)
+	}
+}
+
+// rawUpstream accepts one connection on 127.0.0.1 and, when answer is
+// set, answers the first request with it; then it reads until the
+// connection ends and sends how it ended.
+func rawUpstream(t *testing.T, answer string) (addr string, ended <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			ch <- err
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		var got []byte
+		for {
+			n, err := c.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				ch <- err
+				return
+			}
+			if answer != "" && strings.Contains(string(got), "\r\n\r\n{}") {
+				if _, err := c.Write([]byte(answer)); err != nil {
+					ch <- err
+					return
+				}
+				answer = ""
+			}
+		}
+	}()
+	return ln.Addr().String(), ch
+}
+
+func connEnd(t *testing.T, ended <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-ended:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream's connection did not end within 10s")
+		return nil
+	}
+}
+
+// TestTimedOutConnectionIsReset: the connection of a try that timed out
+// is reset, so that neither side keeps it (a graceful close would hold
+// the gateway's socket and local port as long as the upstream hangs); a
+// healthy idle connection is still closed gracefully.
+func TestTimedOutConnectionIsReset(t *testing.T) {
+	addr, ended := rawUpstream(t, "")
+	p := NewPool(nil, Options{})
+	tg := p.Target("", "http", addr, addr, "/p", BreakerSettings{Disabled: true})
+	if _, _, err := callOnce(newCaller(Policy{TryTimeout: 50 * time.Millisecond}), tg, time.Second); ReasonOf(err) != ReasonTimeout {
+		t.Fatalf("hanging upstream: %v, want a timeout", err)
+	}
+	if err := connEnd(t, ended); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("timed-out connection ended with %v, want a reset", err)
+	}
+
+	addr, ended = rawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+	tg = p.Target("", "http", addr, addr, "/p", BreakerSettings{Disabled: true})
+	if _, _, err := callOnce(newCaller(Policy{TryTimeout: 5 * time.Second}), tg, 5*time.Second); err != nil {
+		t.Fatalf("answering upstream: %v", err)
+	}
+	p.CloseIdle()
+	if err := connEnd(t, ended); err != io.EOF {
+		t.Fatalf("idle connection ended with %v, want a graceful close (EOF)", err)
 	}
 }
