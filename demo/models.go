@@ -10,6 +10,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
 
+	"github.com/lariat-gw/lariat/internal/accept"
 	"github.com/lariat-gw/lariat/internal/jsonutil"
 )
 
@@ -146,6 +147,6 @@ func ServeModel(ln net.Listener, m Model) *fasthttp.Server {
 			rc.SetBody(out)
 		},
 	}
-	go s.Serve(ln) //nolint:errcheck // Serve returns when the server shuts down.
+	go s.Serve(accept.Retrying(ln, nil)) //nolint:errcheck // Serve returns when the server shuts down.
 	return s
 }

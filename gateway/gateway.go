@@ -15,6 +15,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/lariat-gw/lariat/internal/accept"
 	"github.com/lariat-gw/lariat/internal/jsonutil"
 	"github.com/lariat-gw/lariat/predlog"
 	"github.com/lariat-gw/lariat/quota"
@@ -98,9 +99,11 @@ var (
 	tooDeep          = metrics.NewCounter(`lariat_requests_rejected_total{reason="json_too_deep"}`)
 	headerTooLarge   = metrics.NewCounter(`lariat_requests_rejected_total{reason="header_too_large"}`)
 	atCapacity       = metrics.NewCounter(`lariat_requests_rejected_total{reason="at_capacity"}`)
-	reloadOK         = metrics.NewGauge(`lariat_config_last_reload_successful`, nil)
-	loadErrorsGauge  = metrics.NewGauge(`lariat_config_load_errors`, nil)
-	routesGauge      = metrics.NewGauge(`lariat_routes`, nil)
+	// acceptErrors counts the accept errors the listeners waited out.
+	acceptErrors    = metrics.NewCounter(`lariat_accept_errors_total`)
+	reloadOK        = metrics.NewGauge(`lariat_config_last_reload_successful`, nil)
+	loadErrorsGauge = metrics.NewGauge(`lariat_config_load_errors`, nil)
+	routesGauge     = metrics.NewGauge(`lariat_routes`, nil)
 )
 
 // New returns a gateway with no routes loaded yet.
@@ -278,12 +281,21 @@ func (g *Gateway) handleServerError(rc *fasthttp.RequestCtx, err error) {
 
 // Serve serves traffic on ln until Shutdown.
 func (g *Gateway) Serve(ln net.Listener) error {
-	return g.server.Serve(ln)
+	return g.server.Serve(accept.Retrying(ln, g.acceptFailed))
 }
 
 // ServeAdmin serves the admin endpoints on ln until Shutdown.
 func (g *Gateway) ServeAdmin(ln net.Listener) error {
-	return g.admin.Serve(ln)
+	return g.admin.Serve(accept.Retrying(ln, g.acceptFailed))
+}
+
+// acceptFailed counts an accept error that passes (out of file
+// descriptors, mostly) and logs the first of a series, then one a second.
+func (g *Gateway) acceptFailed(err error, wait time.Duration) {
+	acceptErrors.Inc()
+	if wait == accept.FirstWait || wait == accept.MaxWait {
+		g.log.Warn("cannot accept connections; waiting, they queue meanwhile", "error", err, "retry_in", wait)
+	}
 }
 
 // Shutdown stops accepting connections and waits, until ctx ends, for

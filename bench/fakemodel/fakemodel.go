@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lariat-gw/lariat/internal/accept"
 	"github.com/valyala/fasthttp"
 )
 
@@ -118,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 
 // Serve serves ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(ln)
+	return s.srv.Serve(accept.Retrying(ln, nil))
 }
 
 // Shutdown stops accepting connections and waits for requests in flight.

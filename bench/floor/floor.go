@@ -24,6 +24,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/featurefetch"
+	"github.com/lariat-gw/lariat/internal/accept"
 )
 
 // Model is one model call made for every request.
@@ -208,7 +209,7 @@ func newFeatures(f Features) (*features, error) {
 
 // Serve serves ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(ln)
+	return s.srv.Serve(accept.Retrying(ln, nil))
 }
 
 // Shutdown stops accepting connections, waits for requests in flight and

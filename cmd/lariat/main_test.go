@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,38 +117,7 @@ func TestDemoAnswersAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	// Read the banner until the routes line.
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var banner strings.Builder
-	timeout := time.After(20 * time.Second)
-read:
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				break read
-			}
-			banner.WriteString(l + "\n")
-			if strings.HasPrefix(l, "Routes:") {
-				break read
-			}
-		case <-timeout:
-			t.Fatalf("demo printed no banner:\n%s", banner.String())
-		}
-	}
-	text := strings.ReplaceAll(banner.String(), "\\\n", "")
-	re := regexp.MustCompile(`curl -s -X POST (http://\S+) -H 'Content-Type: application/json'\s+-d '([^']+)'`)
-	calls := re.FindAllStringSubmatch(text, -1)
-	if len(calls) != 2 {
-		t.Fatalf("banner has %d curl lines:\n%s", len(calls), text)
-	}
+	calls := demoCalls(t, stdout)
 	for _, c := range calls {
 		resp, err := http.Post(c[1], "application/json", strings.NewReader(c[2]))
 		if err != nil {
@@ -179,5 +151,131 @@ read:
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("demo did not stop on SIGTERM")
+	}
+}
+
+// demoCalls reads the banner of `lariat demo` from stdout until its
+// routes line and returns the URL and body of each curl line.
+func demoCalls(t *testing.T, stdout io.Reader) [][]string {
+	t.Helper()
+	// Read the banner until the routes line.
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var banner strings.Builder
+	timeout := time.After(20 * time.Second)
+read:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				break read
+			}
+			banner.WriteString(l + "\n")
+			if strings.HasPrefix(l, "Routes:") {
+				break read
+			}
+		case <-timeout:
+			t.Fatalf("demo printed no banner:\n%s", banner.String())
+		}
+	}
+	text := strings.ReplaceAll(banner.String(), "\\\n", "")
+	re := regexp.MustCompile(`curl -s -X POST (http://\S+) -H 'Content-Type: application/json'\s+-d '([^']+)'`)
+	calls := re.FindAllStringSubmatch(text, -1)
+	if len(calls) != 2 {
+		t.Fatalf("banner has %d curl lines:\n%s", len(calls), text)
+	}
+	return calls
+}
+
+// TestDemoServesPastItsFileLimit: a burst of connections past the
+// process's file descriptor limit (150 here) neither stops the gateway
+// nor drops the connections it could not accept yet: they wait in the
+// listen backlog, and are served once descriptors are free again.
+func TestDemoServesPastItsFileLimit(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh on PATH to lower the file limit with")
+	}
+	bin := buildLariat(t)
+	logPath := filepath.Join(t.TempDir(), "stderr")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(sh, "-c", `ulimit -n 150 && exec "$0" "$@"`, bin, "demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	calls := demoCalls(t, stdout)
+	target, err := url.Parse(calls[0][1])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// 260 connections: the kernel completes them all (those not accepted
+	// wait in the backlog), the gateway runs out of descriptors accepting
+	// them.
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 260; i++ {
+		c, err := net.DialTimeout("tcp", target.Host, 5*time.Second)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	// Free descriptors by closing the first 160, then ask on the last
+	// connection, which waited in the backlog.
+	for _, c := range conns[:160] {
+		c.Close()
+	}
+	last := conns[len(conns)-1]
+	_ = last.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(last, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		target.RequestURI(), target.Host, len(calls[0][2]), calls[0][2])
+	resp, err := http.ReadResponse(bufio.NewReader(last), nil)
+	if err != nil {
+		t.Fatalf("request on a connection that waited in the backlog: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("request on a connection that waited in the backlog: %d %s", resp.StatusCode, body)
+	}
+	for _, c := range conns[160:] {
+		c.Close()
+	}
+	conns = nil
+
+	// Still serving new connections, and the shortage was logged.
+	client := &http.Client{Timeout: 20 * time.Second}
+	resp, err = client.Post(calls[0][1], "application/json", strings.NewReader(calls[0][2]))
+	if err != nil {
+		t.Fatalf("new connection after the burst: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("new connection after the burst: %d", resp.StatusCode)
+	}
+	logged, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(logged), "cannot accept connections") || !strings.Contains(string(logged), "too many open files") {
+		t.Fatalf("the shortage was not logged:\n%s", logged)
 	}
 }

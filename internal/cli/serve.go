@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/accept"
 )
 
 // SignalContext returns a copy of parent that is cancelled on SIGTERM or
@@ -58,6 +60,11 @@ type ServeOptions struct {
 func Serve(ctx context.Context, srv Server, ln net.Listener, o ServeOptions) error {
 	logger := o.Logger
 	serveErr := make(chan error, 1)
+	ln = accept.Retrying(ln, func(err error, wait time.Duration) {
+		if wait == accept.FirstWait || wait == accept.MaxWait {
+			logger.Printf("cannot accept connections (%v); trying again in %s", err, wait)
+		}
+	})
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Printf("listening on %s", ln.Addr())
 	if o.Ready != nil {

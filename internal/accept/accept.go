@@ -1,0 +1,57 @@
+// Package accept keeps servers accepting connections through errors that
+// pass. fasthttp's server stops serving at the first accept error other
+// than a timeout, so a burst of connections that takes a process past its
+// file descriptor limit for a moment would otherwise stop it serving for
+// good.
+package accept
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+)
+
+// FirstWait and MaxWait bound the wait between accept tries after an error
+// that passes: FirstWait after the first, doubling up to MaxWait.
+const (
+	FirstWait = 5 * time.Millisecond
+	MaxWait   = time.Second
+)
+
+// Retrying returns ln with an Accept that, as net/http's server does,
+// waits and tries again after an error that passes: the process or the
+// system out of file descriptors (EMFILE, ENFILE) or the kernel short of
+// buffers (ENOBUFS, ENOMEM). Connections that arrive meanwhile wait in the
+// listen backlog. onError, when not nil, is called with each such error
+// and the wait before the next try. Other errors (the listener closed)
+// are returned.
+func Retrying(ln net.Listener, onError func(err error, wait time.Duration)) net.Listener {
+	return &listener{Listener: ln, onError: onError}
+}
+
+type listener struct {
+	net.Listener
+	onError func(err error, wait time.Duration)
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	var wait time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil || !passes(err) {
+			return c, err
+		}
+		wait = min(max(2*wait, FirstWait), MaxWait)
+		if l.onError != nil {
+			l.onError(err, wait)
+		}
+		time.Sleep(wait)
+	}
+}
+
+// passes reports whether an accept error is a shortage that goes away.
+func passes(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
