@@ -622,6 +622,15 @@ func (tg *Target) send(req *fasthttp.Request, resp *fasthttp.Response, start, de
 	return status, nil
 }
 
+// localShortage reports whether err is this machine running short of
+// what a connection needs (file descriptors, local ports, kernel memory):
+// not a fault of the upstream.
+func localShortage(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM)
+}
+
 // classify maps a transport error to its reason.
 func (tg *Target) classify(err error, start, deadline, routeDeadline time.Time) *Error {
 	e := &Error{Host: tg.HostHdr, Err: err, After: time.Since(start)}
@@ -636,6 +645,9 @@ func (tg *Target) classify(err error, start, deadline, routeDeadline time.Time) 
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		e.Reason = ReasonOverloaded
 		e.Err = fmt.Errorf("%w: all %d connections busy", ErrOverloaded, tg.Host.pool.o.MaxConns)
+	case localShortage(err):
+		e.Reason = ReasonOverloaded
+		e.Err = fmt.Errorf("%w: cannot open a connection: %w", ErrOverloaded, err)
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
 		errors.As(err, &ne) && ne.Timeout():
 		// The route deadline cut the try short: the caller's budget ran

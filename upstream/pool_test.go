@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -388,5 +389,25 @@ func TestTimedOutConnectionIsReset(t *testing.T) {
 	p.CloseIdle()
 	if err := connEnd(t, ended); err != io.EOF {
 		t.Fatalf("idle connection ended with %v, want a graceful close (EOF)", err)
+	}
+}
+
+// TestLocalShortageIsNotTheUpstreams: a dial that fails because this
+// machine is out of file descriptors or local ports is refused as
+// overloaded and does not count against the upstream.
+func TestLocalShortageIsNotTheUpstreams(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL} {
+		dial := func(addr string, _ time.Duration) (net.Conn, error) {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", errno)}
+		}
+		p := NewPool(nil, Options{Dial: dial})
+		tg := p.Target("", "http", "127.0.0.1:9", "127.0.0.1:9", "/p", BreakerSettings{Failures: 1, OpenFor: time.Hour})
+		_, _, err := callOnce(newCaller(Policy{TryTimeout: time.Second}), tg, time.Second)
+		if !errors.Is(err, ErrOverloaded) || ReasonOf(err) != ReasonOverloaded {
+			t.Fatalf("%v: %v (reason %s), want ErrOverloaded", errno, err, ReasonOf(err).Metric())
+		}
+		if s := tg.Breaker.State(); s != "closed" {
+			t.Fatalf("%v: breaker %s, want closed", errno, s)
+		}
 	}
 }
