@@ -345,7 +345,28 @@ func roundTrip(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline
 		h.client.CloseIdleConnections()
 		err = h.client.DoDeadline(req, resp, deadline)
 	}
+	if err != nil {
+		err = connFailure(resp, err)
+	}
 	settle(resp, err == nil)
+	return err
+}
+
+// connFailure returns the failure of the connection of resp when err
+// hides it: fasthttp reports a failure in the middle of a chunked answer
+// as ErrBrokenChunk, which does not unwrap, so the answer memory refusing
+// a read or a read running past its deadline would otherwise look like a
+// broken connection.
+func connFailure(resp *fasthttp.Response, err error) error {
+	a, ok := resp.RemoteAddr().(*connAddr)
+	switch {
+	case !ok:
+		return err
+	case a.conn.memoryRefused.Load():
+		return fmt.Errorf("%w (%w)", errMemory, err)
+	case a.conn.timedOut.Load():
+		return fmt.Errorf("%w (%w)", fasthttp.ErrTimeout, err)
+	}
 	return err
 }
 
@@ -410,6 +431,8 @@ type trackedConn struct {
 	// timedOut is set when a read or write passed its deadline: the
 	// connection is left in the middle of a request.
 	timedOut atomic.Bool
+	// memoryRefused is set when the answer memory refused a read.
+	memoryRefused atomic.Bool
 	// read counts the bytes of the answer being read; charged is what the
 	// budget holds for them.
 	read    atomic.Int64
@@ -447,6 +470,7 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	if want := answerMemory(read+int64(len(b))) - charged; want > 0 {
 		if used := c.budget.used.Add(want); used > c.budget.max && used != charged+want {
 			c.budget.used.Add(-want)
+			c.memoryRefused.Store(true)
 			return 0, errMemory
 		}
 		charged = c.charged.Add(want)

@@ -411,3 +411,41 @@ func TestLocalShortageIsNotTheUpstreams(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledChunkedAnswerIsATimeout: a chunked answer that stops in the
+// middle of a chunk size's line end is a timeout of the upstream when the try
+// timeout cuts it (fasthttp reports it as a broken chunk), and its
+// connection is reset like any timed-out one.
+func TestStalledChunkedAnswerIsATimeout(t *testing.T) {
+	addr, ended := rawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r")
+	p := NewPool(nil, Options{})
+	tg := p.Target("", "http", addr, addr, "/p", BreakerSettings{Disabled: true})
+	_, _, err := callOnce(newCaller(Policy{TryTimeout: 50 * time.Millisecond}), tg, time.Second)
+	if ReasonOf(err) != ReasonTimeout || !errors.Is(err, ErrTimeout) {
+		t.Fatalf("stalled chunk: %v (reason %s), want a timeout", err, ReasonOf(err).Metric())
+	}
+	if err := connEnd(t, ended); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("timed-out connection ended with %v, want a reset", err)
+	}
+}
+
+// TestRefusedMemoryShowsThroughBrokenChunk: the answer memory refusing a
+// read in the middle of a chunked answer is told as such, not as the
+// broken connection fasthttp reports.
+func TestRefusedMemoryShowsThroughBrokenChunk(t *testing.T) {
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	tc := &trackedConn{Conn: c1, budget: &memBudget{max: 1}}
+	tc.addr.conn = tc
+	var resp fasthttp.Response
+	resp.ParseNetConn(tc)
+	broken := errors.New("cannot read '\\n' char at the end of chunk size") // does not unwrap
+	if err := connFailure(&resp, broken); err != broken {
+		t.Fatalf("healthy connection: %v, want the error as it came", err)
+	}
+	tc.memoryRefused.Store(true)
+	if err := connFailure(&resp, broken); !errors.Is(err, errMemory) {
+		t.Fatalf("refused read: %v, want errMemory", err)
+	}
+}
