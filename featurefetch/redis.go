@@ -137,6 +137,10 @@ type RedisStore struct {
 	timeout time.Duration
 	cache   bool
 	owned   bool
+	// slotless is set when the client is not a cluster's: reads are built
+	// without the hash slot of their key (a CRC16 of it), which only a
+	// cluster client routes by.
+	slotless bool
 
 	cmdPool   sync.Pool // *[]rueidis.Completed
 	cachePool sync.Pool // *[]rueidis.CacheableTTL
@@ -177,7 +181,7 @@ func NewRedisStoreFromClient(c rueidis.Client, readTimeout time.Duration, cache 
 	if readTimeout == 0 {
 		readTimeout = DefaultReadTimeout
 	}
-	return &RedisStore{c: c, timeout: readTimeout, cache: cache}
+	return &RedisStore{c: c, timeout: readTimeout, cache: cache, slotless: c.Mode() != rueidis.ClientModeCluster}
 }
 
 // Client returns the underlying rueidis client, e.g. for writers sharing the connection.
@@ -257,7 +261,11 @@ func (s *RedisStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL 
 		}
 		cmds := (*p)[:0]
 		for i := range reads {
-			cmds = append(cmds, s.c.B().Hmget().Key(reads[i].Key).Field(reads[i].Fields...).Build())
+			if s.slotless {
+				cmds = append(cmds, s.c.B().Arbitrary("HMGET").Args(reads[i].Key).Args(reads[i].Fields...).ReadOnly())
+			} else {
+				cmds = append(cmds, s.c.B().Hmget().Key(reads[i].Key).Field(reads[i].Fields...).Build())
+			}
 		}
 		resps = s.c.DoMulti(ctx, cmds...)
 		clear(cmds)
