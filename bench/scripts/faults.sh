@@ -12,7 +12,10 @@
 #       and (2) compare with;
 #   (5) a busy machine: four busy loops beside the gateway, one route
 #       calling a 1ms model with a 20ms try timeout at 2000 requests/s:
-#       the statuses, and whether the healthy model's breaker opened.
+#       the statuses, and whether the healthy model's breaker opened;
+#   (6) a hang that lasts: (1) for 18s without warmup, past the point
+#       where connections closed gracefully would use up the local ports
+#       to the hung upstreams (about 14s here).
 # Reports go to bench-out/faults/.
 #
 #   bash bench/scripts/faults.sh
@@ -90,3 +93,6 @@ curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E 'lariat_breaker_state_c
 kill $(jobs -p) 2>/dev/null || true
 wait 2>/dev/null || true
 rm -rf "$routes"
+
+echo "== (6) a hang that lasts: 18s"
+run hang --connections 200 --duration 18s --no-warmup --deadline-margin 5ms --out "$OUT/hang-long"
