@@ -362,12 +362,20 @@ func connFailure(resp *fasthttp.Response, err error) error {
 	switch {
 	case !ok:
 		return err
-	case a.conn.memoryRefused.Load():
+	case a.conn.memoryRefused.Load() && !errors.Is(err, errMemory):
 		return fmt.Errorf("%w (%w)", errMemory, err)
-	case a.conn.timedOut.Load():
+	case a.conn.timedOut.Load() && !isTimeout(err):
 		return fmt.Errorf("%w (%w)", fasthttp.ErrTimeout, err)
 	}
 	return err
+}
+
+// isTimeout reports whether err is a timeout: of the call, of dialing, or
+// of a read or write.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
+		errors.As(err, &ne) && ne.Timeout()
 }
 
 // quietLogger drops fasthttp's log lines.
@@ -658,7 +666,6 @@ func localShortage(err error) bool {
 // classify maps a transport error to its reason.
 func (tg *Target) classify(err error, start, deadline, routeDeadline time.Time) *Error {
 	e := &Error{Host: tg.HostHdr, Err: err, After: time.Since(start)}
-	var ne net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e.Reason = ReasonTooLarge
@@ -672,8 +679,7 @@ func (tg *Target) classify(err error, start, deadline, routeDeadline time.Time) 
 	case localShortage(err):
 		e.Reason = ReasonOverloaded
 		e.Err = fmt.Errorf("%w: cannot open a connection: %w", ErrOverloaded, err)
-	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
-		errors.As(err, &ne) && ne.Timeout():
+	case isTimeout(err):
 		// The route deadline cut the try short: the caller's budget ran
 		// out, which is not the upstream's fault.
 		if !deadline.Before(routeDeadline) && !time.Now().Before(routeDeadline) {

@@ -448,4 +448,7 @@ func TestRefusedMemoryShowsThroughBrokenChunk(t *testing.T) {
 	if err := connFailure(&resp, broken); !errors.Is(err, errMemory) {
 		t.Fatalf("refused read: %v, want errMemory", err)
 	}
+	if err := connFailure(&resp, errMemory); err != errMemory {
+		t.Fatalf("refused read reported as such: %v, want it as it came", err)
+	}
 }
