@@ -89,18 +89,30 @@ func TestLimitHoldsWhileThisMachineIsShortOfCPU(t *testing.T) {
 		l.cpuWait = func(time.Time) cpuState { return cpuState{wait: time.Duration(wait.Load())} }
 		run := func(n int, dur time.Duration) { offerQueue(l, workers, service, n, dur) }
 		wait.Store(int64(20 * time.Microsecond)) // an idle machine
+		start := l.cpuHeld.Get()                 // the counter is the process's
 		run(workers, time.Second)                // unloaded: the baseline
-		before := l.Limit()
+		before, heldBefore := l.Limit(), l.cpuHeld.Get()
+		if heldBefore != start {
+			t.Fatalf("%d windows held for CPU on an idle machine, want none", heldBefore-start)
+		}
 		wait.Store(int64(3 * time.Millisecond))
 		run(200, 2*time.Second)
 		held := l.Limit()
 		if held < before {
 			t.Fatalf("limit %d after a queue formed while this machine was short of CPU, want it held at %d or more", held, before)
 		}
+		// lariat_upstream_limit_cpu_held_total says why.
+		heldWindows := l.cpuHeld.Get()
+		if heldWindows-heldBefore < 10 {
+			t.Fatalf("%d windows in 2s counted as held for CPU, want most of them", heldWindows-heldBefore)
+		}
 		wait.Store(int64(20 * time.Microsecond))
 		run(200, 2*time.Second)
 		if got := l.Limit(); got > held/2 {
 			t.Fatalf("limit %d after a queue formed at the upstream, want at most %d", got, held/2)
+		}
+		if n := l.cpuHeld.Get(); n != heldWindows {
+			t.Fatalf("%d more windows held for CPU with the CPU back, want none", n-heldWindows)
 		}
 	})
 }

@@ -90,6 +90,9 @@ type Limiter struct {
 	judging bool
 
 	rejected *metrics.Counter
+	// cpuHeld counts the windows whose verdict this process being short
+	// of CPU changed (see update); nil for limits without metrics.
+	cpuHeld *metrics.Counter
 	// cpuWait, when set, reports how long this process waited for a CPU
 	// lately (see update).
 	cpuWait func(now time.Time) cpuState
@@ -101,8 +104,10 @@ type Limiter struct {
 // at all (cpuState.short).
 
 // NewLimiter returns the limit of upstream name, exported as
-// lariat_upstream_limit, lariat_upstream_in_flight and
-// lariat_upstream_rejected_total{reason="limit"}. Unlike the limits of
+// lariat_upstream_limit, lariat_upstream_in_flight,
+// lariat_upstream_rejected_total{reason="limit"} and
+// lariat_upstream_limit_cpu_held_total (windows in which the limit held
+// because this process was short of CPU). Unlike the limits of
 // NewAdaptiveLimiter, it does not cut over windows in which this
 // process waited long for a CPU (see update): it follows a
 // queue at the upstream, not the gateway's own saturation.
@@ -117,6 +122,7 @@ func NewLimiter(name string, s LimitSettings) *Limiter {
 	metrics.GetOrCreateGauge(`lariat_upstream_limit`+label, func() float64 { return float64(l.limit.Load()) })
 	metrics.GetOrCreateGauge(`lariat_upstream_in_flight`+label, func() float64 { return float64(l.inflight.Load()) })
 	l.rejected = metrics.GetOrCreateCounter(`lariat_upstream_rejected_total{upstream=` + strconv.Quote(name) + `,reason="limit"}`)
+	l.cpuHeld = metrics.GetOrCreateCounter(`lariat_upstream_limit_cpu_held_total` + label)
 	return l
 }
 
@@ -223,6 +229,14 @@ const maxCut = 0.2
 // root, which at small limits doubles the latency on its own).
 func queueAllowance(est float64) float64 { return math.Sqrt(est) / 2 }
 
+// heldForCPU counts a window that was not judged because this process
+// was short of CPU.
+func (l *Limiter) heldForCPU() {
+	if l.cpuHeld != nil {
+		l.cpuHeld.Inc()
+	}
+}
+
 // queueFactor: a window whose mean latency exceeds the tolerated latency
 // this many times over is a long queue, cut at once (see update).
 const queueFactor = 2.0
@@ -241,6 +255,8 @@ func (l *Limiter) update(now time.Time) {
 		// CPU, which say nothing of the upstream.
 		if l.winShed || !cpu.short() {
 			l.set(l.est * 0.9)
+		} else {
+			l.heldForCPU()
 		}
 		return
 	}
@@ -257,6 +273,7 @@ func (l *Limiter) update(now time.Time) {
 		if float64(l.winPeak) >= l.est/2 && rtt <= l.s.Tolerance*l.base {
 			l.grow()
 		}
+		l.heldForCPU()
 		return
 	}
 	l.windows++

@@ -81,6 +81,11 @@ type OverloadGateway struct {
 	GoodputRPS      float64 `json:"goodput_rps"`
 	GoodputRatio    float64 `json:"goodput_ratio"`
 	BreakerOpenings int64   `json:"breaker_openings"`
+	// CPUHeldWindows counts the windows in which the upstream's adaptive
+	// limit held because the gateway was short of CPU
+	// (lariat_upstream_limit_cpu_held_total): refusals under overload say
+	// little on such a machine.
+	CPUHeldWindows int64 `json:"limit_windows_held_for_cpu"`
 }
 
 // RunOverload runs the overload scenario: one fake model with a worker
@@ -159,9 +164,9 @@ func RunOverload(ctx context.Context, o OverloadOptions) (*OverloadOutcome, erro
 	fmt.Fprintf(o.Stdout, "model capacity (direct, closed loop): %.0f/s\n", out.CapacityRPS)
 	for _, g := range out.Gateways {
 		fmt.Fprintf(o.Stdout, "lariat with %s: unloaded p99 %.2f ms at %.0f/s; at %.0f/s, admitted p99 %.2f ms (%.2fx unloaded), then %.2f ms (%.2fx) as it goes on; goodput %.0f/s (%.2fx capacity), "+
-			"%d refused (from the send: p50 %.3f ms, p99 %.3f ms, max %.2f ms), %d failed, %d breaker openings\n",
+			"%d refused (from the send: p50 %.3f ms, p99 %.3f ms, max %.2f ms), %d failed, %d breaker openings, %d limit windows held for want of CPU\n",
 			g.Name, g.UnloadedP99Ms, g.Unloaded.Rate, g.Overloaded.Rate, g.AdmittedP99Ms, g.P99Ratio, g.SustainedP99Ms, g.SustainedRatio,
-			g.GoodputRPS, g.GoodputRatio, g.Refused, g.RefusedP50Ms, g.RefusedP99Ms, g.RefusedMaxMs, g.Failed, g.BreakerOpenings)
+			g.GoodputRPS, g.GoodputRatio, g.Refused, g.RefusedP50Ms, g.RefusedP99Ms, g.RefusedMaxMs, g.Failed, g.BreakerOpenings, g.CPUHeldWindows)
 	}
 	path, err := writeSummary(o.Out, Overload, out)
 	if err != nil {
@@ -173,7 +178,7 @@ func RunOverload(ctx context.Context, o OverloadOptions) (*OverloadOutcome, erro
 
 // overloadGateway starts a gateway with flags on routes, runs the unloaded
 // and the overloaded open loops through it, reads its breaker openings and
-// stops it.
+// the windows its upstream limits held for want of CPU, and stops it.
 func (e *env) overloadGateway(ctx context.Context, routes, name string, flags []string, capacity float64, d time.Duration) (*OverloadGateway, error) {
 	p, base, admin, err := e.startLariat(ctx, routes, flags, e.sp.endpoint)
 	if err != nil {
@@ -219,7 +224,8 @@ func (e *env) overloadGateway(ctx context.Context, routes, name string, flags []
 	if err != nil {
 		return nil, err
 	}
-	g.BreakerOpenings = breakerOpenings(metrics)
+	g.BreakerOpenings = sumSeries(metrics, "lariat_breaker_state_changes_total{", `to="open"`)
+	g.CPUHeldWindows = sumSeries(metrics, "lariat_upstream_limit_cpu_held_total{", "")
 	g.UnloadedP99Ms = g.Unloaded.Latency.P99Ms
 	g.AdmittedP99Ms, g.P99Ratio = admittedP99(g.Overloaded, g.UnloadedP99Ms)
 	g.SustainedP99Ms, g.SustainedRatio = admittedP99(g.Sustained, g.UnloadedP99Ms)
@@ -249,14 +255,14 @@ func admittedP99(r *bench.Result, unloaded float64) (p99, ratio float64) {
 	return p99, ratio
 }
 
-// breakerOpenings sums lariat_breaker_state_changes_total{...,to="open"} in
-// a Prometheus text exposition.
-func breakerOpenings(metrics []byte) int64 {
+// sumSeries sums the series of a Prometheus text exposition whose line
+// starts with prefix and contains label (any, when empty).
+func sumSeries(metrics []byte, prefix, label string) int64 {
 	var n int64
 	sc := bufio.NewScanner(bytes.NewReader(metrics))
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "lariat_breaker_state_changes_total{") || !strings.Contains(line, `to="open"`) {
+		if !strings.HasPrefix(line, prefix) || !strings.Contains(line, label) {
 			continue
 		}
 		if i := strings.LastIndexByte(line, ' '); i > 0 {

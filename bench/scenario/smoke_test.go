@@ -128,7 +128,8 @@ func TestTenantsSmoke(t *testing.T) {
 
 // TestOverloadSmoke runs the overload scenario briefly with real processes
 // and checks that every run happened, that the gateway's defaults refused
-// part of twice the model's capacity and that with its limits off it
+// part of twice the model's capacity (unless the gateway was short of CPU,
+// when its upstream limit holds by design) and that with its limits off it
 // refused nothing. It asserts nothing about timing.
 func TestOverloadSmoke(t *testing.T) {
 	benchBin, lariatBin := buildBinaries(t)
@@ -151,9 +152,16 @@ func TestOverloadSmoke(t *testing.T) {
 			}
 		}
 	}
-	if d := o.Gateways[0]; d.Refused == 0 || d.Overloaded.StatusCodes["503"] != d.Refused {
-		t.Fatalf("defaults refused %d of twice the capacity: %v", d.Refused, d.Overloaded.StatusCodes)
+	d := o.Gateways[0]
+	if d.Overloaded.StatusCodes["503"] != d.Refused {
+		t.Fatalf("defaults refused %d of twice the capacity, %d answers 503: %v", d.Refused, d.Overloaded.StatusCodes["503"], d.Overloaded.StatusCodes)
 	}
+	// On a machine this busy, the limit holds rather than refuse calls
+	// the model could serve; the gateway says so.
+	if d.Refused == 0 && d.CPUHeldWindows == 0 {
+		t.Fatalf("defaults refused none of twice the capacity, and no limit window was held for want of CPU: %v", d.Overloaded.StatusCodes)
+	}
+	t.Logf("defaults: %d refused of twice the capacity, %d limit windows held for want of CPU", d.Refused, d.CPUHeldWindows)
 	if off := o.Gateways[1]; off.Refused != 0 {
 		t.Fatalf("limits off refused %d: %v", off.Refused, off.Overloaded.StatusCodes)
 	}
