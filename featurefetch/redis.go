@@ -215,6 +215,22 @@ func (s *RedisStore) withTimeout(ctx context.Context) (context.Context, context.
 	return context.WithTimeout(ctx, s.timeout)
 }
 
+// AllReplied reports whether every result of a DoMulti is a reply from
+// Redis (an error reply included). When one is not (the context ended
+// first, or the connection broke), rueidis may still write the commands
+// after DoMulti returned: the slice that holds them must not be used
+// again.
+func AllReplied(resps []rueidis.RedisResult) bool {
+	for i := range resps {
+		if err := resps[i].Error(); err != nil {
+			if _, ok := rueidis.IsRedisErr(err); !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Client-side cache outcomes of cached reads, one per hash read.
 var (
 	cacheHits   = metrics.NewCounter(`lariat_feature_cache_hits_total`)
@@ -243,6 +259,11 @@ func (s *RedisStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL 
 			cmds = append(cmds, rueidis.CT(cmd, cacheTTL))
 		}
 		resps = s.c.DoMultiCache(ctx, cmds...)
+		if !AllReplied(resps) {
+			// rueidis may still write these commands: leave the
+			// slice to the collector.
+			p = nil
+		}
 		var hits uint64
 		for i := range resps {
 			if resps[i].IsCacheHit() {
@@ -251,9 +272,11 @@ func (s *RedisStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL 
 		}
 		cacheHits.Add(int(hits))
 		cacheMisses.Add(len(resps) - int(hits))
-		clear(cmds)
-		*p = cmds[:0]
-		s.cachePool.Put(p)
+		if p != nil {
+			clear(cmds)
+			*p = cmds[:0]
+			s.cachePool.Put(p)
+		}
 	} else {
 		p, _ := s.cmdPool.Get().(*[]rueidis.Completed)
 		if p == nil {
@@ -268,9 +291,11 @@ func (s *RedisStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL 
 			}
 		}
 		resps = s.c.DoMulti(ctx, cmds...)
-		clear(cmds)
-		*p = cmds[:0]
-		s.cmdPool.Put(p)
+		if AllReplied(resps) {
+			clear(cmds)
+			*p = cmds[:0]
+			s.cmdPool.Put(p)
+		}
 	}
 	for i := range resps {
 		arr, err := resps[i].ToArray()

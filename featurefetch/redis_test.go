@@ -417,3 +417,29 @@ func TestRedisSlowServerHonoursDeadline(t *testing.T) {
 		t.Fatalf("no successful read after the pause: %s %v", out, err)
 	}
 }
+
+// TestAllReplied: replies, error replies included, count as replied; a
+// result the context cut short does not, since rueidis may still write
+// its command after DoMulti returned.
+func TestAllReplied(t *testing.T) {
+	fx := newRedisFixture(t, RedisOptions{})
+	fx.hset(t, "h", "f", "v")
+	c := fx.raw
+	ctx := context.Background()
+	resps := c.DoMulti(ctx,
+		c.B().Hmget().Key("h").Field("f").Build(),
+		c.B().Hmget().Key("missing").Field("f").Build(),
+		c.B().Get().Key("h").Build()) // WRONGTYPE: an error reply
+	if _, ok := rueidis.IsRedisErr(resps[2].Error()); !ok {
+		t.Fatalf("GET of a hash: %v, want an error reply", resps[2].Error())
+	}
+	if !AllReplied(resps) {
+		t.Fatal("replies and an error reply: AllReplied false")
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	resps = c.DoMulti(canceled, c.B().Hmget().Key("h").Field("f").Build())
+	if AllReplied(resps) {
+		t.Fatalf("a read whose context ended first (%v): AllReplied true", resps[0].Error())
+	}
+}

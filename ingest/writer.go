@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/redis/rueidis"
 )
 
@@ -157,8 +158,14 @@ func (w *Writer) send(ctx context.Context, b *batch) error {
 
 func (w *Writer) sendOnce(ctx context.Context, b *batch) (noScript bool, err error) {
 	resps := w.c.DoMulti(ctx, b.cmds...)
-	clear(b.cmds)
-	b.cmds = b.cmds[:0]
+	if featurefetch.AllReplied(resps) {
+		clear(b.cmds)
+		b.cmds = b.cmds[:0]
+	} else {
+		// rueidis may still write these commands: the next batch builds
+		// its own.
+		b.cmds = nil
+	}
 
 	b.outcome = b.outcome[:0]
 	clear(b.failures)
