@@ -293,7 +293,7 @@ func (g *Gateway) ServeAdmin(ln net.Listener) error {
 // descriptors, mostly) and logs the first of a series, then one a second.
 func (g *Gateway) acceptFailed(err error, wait time.Duration) {
 	acceptErrors.Inc()
-	if wait == accept.FirstWait || wait == accept.MaxWait {
+	if accept.Notable(wait) {
 		g.log.Warn("cannot accept connections; waiting, they queue meanwhile", "error", err, "retry_in", wait)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/lariat-gw/lariat/internal/shortage"
 	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
 )
@@ -654,15 +655,6 @@ func (tg *Target) send(req *fasthttp.Request, resp *fasthttp.Response, start, de
 	return status, nil
 }
 
-// localShortage reports whether err is this machine running short of
-// what a connection needs (file descriptors, local ports, kernel memory):
-// not a fault of the upstream.
-func localShortage(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.ENOBUFS) ||
-		errors.Is(err, syscall.ENOMEM)
-}
-
 // classify maps a transport error to its reason.
 func (tg *Target) classify(err error, start, deadline, routeDeadline time.Time) *Error {
 	e := &Error{Host: tg.HostHdr, Err: err, After: time.Since(start)}
@@ -676,7 +668,7 @@ func (tg *Target) classify(err error, start, deadline, routeDeadline time.Time) 
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		e.Reason = ReasonOverloaded
 		e.Err = fmt.Errorf("%w: all %d connections busy", ErrOverloaded, tg.Host.pool.o.MaxConns)
-	case localShortage(err):
+	case shortage.Local(err): // this machine's, not the upstream's
 		e.Reason = ReasonOverloaded
 		e.Err = fmt.Errorf("%w: cannot open a connection: %w", ErrOverloaded, err)
 	case isTimeout(err):

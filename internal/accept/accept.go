@@ -6,10 +6,10 @@
 package accept
 
 import (
-	"errors"
 	"net"
-	"syscall"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/shortage"
 )
 
 // FirstWait and MaxWait bound the wait between accept tries after an error
@@ -20,15 +20,19 @@ const (
 )
 
 // Retrying returns ln with an Accept that, as net/http's server does,
-// waits and tries again after an error that passes: the process or the
-// system out of file descriptors (EMFILE, ENFILE) or the kernel short of
-// buffers (ENOBUFS, ENOMEM). Connections that arrive meanwhile wait in the
+// waits and tries again after an error that passes (shortage.Local): the
+// process or the system out of file descriptors, or the kernel short of
+// buffers. Connections that arrive meanwhile wait in the
 // listen backlog. onError, when not nil, is called with each such error
 // and the wait before the next try. Other errors (the listener closed)
 // are returned.
 func Retrying(ln net.Listener, onError func(err error, wait time.Duration)) net.Listener {
 	return &listener{Listener: ln, onError: onError}
 }
+
+// Notable reports whether a wait is worth a log line: the first of a
+// series, then one a second.
+func Notable(wait time.Duration) bool { return wait == FirstWait || wait == MaxWait }
 
 type listener struct {
 	net.Listener
@@ -39,7 +43,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	var wait time.Duration
 	for {
 		c, err := l.Listener.Accept()
-		if err == nil || !passes(err) {
+		if err == nil || !shortage.Local(err) {
 			return c, err
 		}
 		wait = min(max(2*wait, FirstWait), MaxWait)
@@ -48,10 +52,4 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		time.Sleep(wait)
 	}
-}
-
-// passes reports whether an accept error is a shortage that goes away.
-func passes(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }

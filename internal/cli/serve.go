@@ -61,7 +61,7 @@ func Serve(ctx context.Context, srv Server, ln net.Listener, o ServeOptions) err
 	logger := o.Logger
 	serveErr := make(chan error, 1)
 	ln = accept.Retrying(ln, func(err error, wait time.Duration) {
-		if wait == accept.FirstWait || wait == accept.MaxWait {
+		if accept.Notable(wait) {
 			logger.Printf("cannot accept connections (%v); trying again in %s", err, wait)
 		}
 	})
