@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -446,6 +447,9 @@ func (p *Plan) fetch(ctx context.Context, s Store, keys [][]byte, order []int, d
 	}
 
 	st.vals, err = s.ReadHashes(ctx, st.reads, p.cacheTTL, st.vals[:0])
+	if ke := (*KeyError)(nil); errors.As(err, &ke) && ke.Read < len(st.reads) {
+		return dst, missing, log, p.keyError(st, n, ke)
+	}
 	if err != nil {
 		return dst, missing, log, err
 	}
@@ -466,6 +470,24 @@ func (p *Plan) fetch(ctx context.Context, s Store, keys [][]byte, order []int, d
 		return p.appendColumns(st, n, now, order, dst), missing, log, nil
 	}
 	return p.appendRows(st, n, now, order, dst), missing, log, nil
+}
+
+// keyError returns ke with the entity and views of its read named.
+func (p *Plan) keyError(st *fetchState, n int, ke *KeyError) *KeyError {
+	g := &p.groups[ke.Read%len(p.groups)]
+	e := p.appendEntity(nil, st, n, ke.Read/len(p.groups))
+	e = append(e, " in view"...)
+	if len(g.views) > 1 {
+		e = append(e, 's')
+	}
+	for i, vi := range g.views {
+		if i > 0 {
+			e = append(e, ',')
+		}
+		e = append(e, ' ')
+		e = append(e, p.views[vi].name...)
+	}
+	return &KeyError{Read: ke.Read, Entity: string(e), Err: ke.Err}
 }
 
 // findAbsent marks the (row, view) pairs with no row in the store and

@@ -5,12 +5,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/VictoriaMetrics/metrics"
 	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/redis/rueidis"
 )
@@ -300,6 +302,9 @@ func (s *RedisStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL 
 	for i := range resps {
 		arr, err := resps[i].ToArray()
 		if err != nil {
+			if re, ok := rueidis.IsRedisErr(err); ok && strings.HasPrefix(re.Error(), "WRONGTYPE") {
+				return dst, &KeyError{Read: i, Err: err}
+			}
 			return dst, fmt.Errorf("cannot read features from redis: %w", err)
 		}
 		if len(arr) != len(reads[i].Fields) {

@@ -369,8 +369,9 @@ func TestRedisWrongType(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := mustPlan(t, v, []string{"driver_stats:avg_daily_trips"}, PlanOptions{})
-	_, err := p.Fetch(context.Background(), fx.store, [][]byte{[]byte("1")}, nil)
-	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+	_, err := p.Fetch(context.Background(), fx.store, [][]byte{[]byte("[2, 1]")}, nil)
+	var ke *KeyError
+	if !errors.As(err, &ke) || ke.Read != 1 || ke.Entity != `{"driver_id":1} in view driver_stats` || !strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Fatalf("got %v", err)
 	}
 }

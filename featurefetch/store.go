@@ -29,6 +29,26 @@ type Store interface {
 	ReadHashes(ctx context.Context, reads []HashRead, cacheTTL time.Duration, dst []FieldValue) ([]FieldValue, error)
 }
 
+// KeyError reports a read the store refused for what its key holds (a
+// value that is not a hash, written there by another program): the store
+// is up, one entity's row is unreadable.
+type KeyError struct {
+	// Read is the index of the refused read.
+	Read int
+	// Entity, when set, names the entity and views of the read (JSON).
+	Entity string
+	Err    error
+}
+
+func (e *KeyError) Error() string {
+	if e.Entity == "" {
+		return "the key of a feature row holds a value that is not a hash: " + e.Err.Error()
+	}
+	return "the key of the feature row of " + e.Entity + " holds a value that is not a hash: " + e.Err.Error()
+}
+
+func (e *KeyError) Unwrap() error { return e.Err }
+
 // RowWriter writes hash fields; both stores implement it, so seed data can be
 // loaded into either.
 type RowWriter interface {

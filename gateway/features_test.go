@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/tidwall/gjson"
 
 	"github.com/lariat-gw/lariat/featurefetch"
@@ -351,4 +352,45 @@ func TestFeatureOnMissing(t *testing.T) {
 	f("/dflt", `{"candidates":[1001,99999]}`, 200, `[{"driver_id":99999}]`, `{"driver_id":99999,"conv_rate":null,"rating":4,"recent_trip_km":null}`)
 	f("/pass", `{"candidates":[1001,99999]}`, 200, `[{"driver_id":99999}]`, `{"driver_id":99999,"conv_rate":null,"rating":null,"recent_trip_km":null}`)
 	f("/fail", `{"candidates":[1001,99999,99998]}`, 400, `feature rows missing for entities [{\"driver_id\":99999},{\"driver_id\":99998}]`, "")
+}
+
+// TestFeatureKeyOfWrongTypeIsNotTheStores: an entity whose key holds
+// something other than a hash (written there by another program) fails
+// the requests that read it, with the key's fault named, and does not
+// open the store's breaker for the requests that read other entities.
+func TestFeatureKeyOfWrongTypeIsNotTheStores(t *testing.T) {
+	tg, srv := startFeatureGatewayWith(t, map[string]string{"f.yaml": fmt.Sprintf(featureRoute, "")}, upstream.BreakerSettings{})
+	views, err := featurefetch.DemoViews()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := featurefetch.ParseEntityValue(featurefetch.TypeInt64, []byte("1002"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := featurefetch.AppendEntityKey(nil, views.Project, []string{"driver_id"}, []featurefetch.EntityValue{id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Do(context.Background(), c.B().Set().Key(string(key)).Value("not a hash").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	// Twice the failures that open the store's breaker.
+	for i := range 2 * int(tasks.DefaultStoreBreaker.Failures) {
+		a := tg.post(t, "/feat", `{"candidates":[1002]}`)
+		if a.status != 502 || !strings.Contains(a.body, `row of {\"driver_id\":1002} in views driver_stats, driver_trips holds a value that is not a hash: WRONGTYPE`) {
+			t.Fatalf("request %d for the entity of the wrong type: %d %s", i, a.status, a.body)
+		}
+	}
+	if a := tg.post(t, "/feat", `{"candidates":[1001]}`); a.status != 200 {
+		t.Fatalf("another entity after those: %d %s", a.status, a.body)
+	}
+	if v := metricValue(t, tg, `lariat_breaker_state_changes_total{upstream="redis://`+srv.Addr()+`",to="open"}`); v != 0 {
+		t.Fatalf("store breaker opened %v times", v)
+	}
 }

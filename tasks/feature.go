@@ -301,14 +301,15 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 }
 
 // reason classifies a read's outcome for the store's breaker: entity
-// values the request got wrong and the route deadline running out are
-// not the store's faults.
+// values the request got wrong, a key holding something else than a
+// feature row and the route deadline running out are not the store's
+// faults.
 func (t *featureTask) reason(err error, x *Exchange) upstream.Reason {
 	var bre *featurefetch.BadRequestError
 	switch {
 	case err == nil:
 		return upstream.ReasonNone
-	case errors.As(err, &bre):
+	case errors.As(err, &bre), errors.As(err, new(*featurefetch.KeyError)):
 		return upstream.ReasonOther
 	case x.Canceled():
 		return upstream.ReasonCanceled
