@@ -14,6 +14,7 @@ import (
 	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/upstream"
+	"github.com/valyala/fasthttp"
 )
 
 // The faults production brings, met with default settings: upstreams
@@ -303,6 +304,26 @@ func TestTrickledAnswerTimesOut(t *testing.T) {
 	m := tg.adminGet(t, "/metrics").body
 	if !strings.Contains(m, `lariat_upstream_errors_total{route="trickle",task="m",reason="timeout"} 1`) || strings.Contains(m, `route="trickle",task="m",reason="connect"`) {
 		t.Fatalf("trickle not counted as a timeout:\n%s", grepLines(m, "trickle"))
+	}
+}
+
+// TestUpstreamAskingForAPauseIsNotRetriedAtOnce: an overloaded upstream
+// answers 503 with Retry-After: 5. A route allowed two retries sends it
+// one try per request, not three.
+func TestUpstreamAskingForAPauseIsNotRetriedAtOnce(t *testing.T) {
+	up := upstreamtest.Start(t, func(_ int64, rc *fasthttp.RequestCtx) {
+		rc.Response.Header.Set("Retry-After", "5")
+		upstreamtest.Status(503)(0, rc)
+	})
+	route := fmt.Sprintf("name: pause\nendpoint: /pause\ntimeout: 1s\ntasks:\n  m: {type: http, inputs: {address: %s, timeout: 200ms, retries: 2, breaker: {disabled: true}}, output: {path: response.body}}\n", up.URL("/"))
+	tg := startGateway(t, map[string]string{"p.yaml": route}, nil)
+	for i := range 5 {
+		if a := tg.post(t, "/pause", `{}`); a.status != 502 || !strings.Contains(a.body, "answered 503") {
+			t.Fatalf("request %d: %d %s", i, a.status, a.body)
+		}
+	}
+	if n := up.Requests.Load(); n != 5 {
+		t.Fatalf("the upstream got %d requests for 5, want 5 (no retry)", n)
 	}
 }
 

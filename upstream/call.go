@@ -248,12 +248,14 @@ func (c *Caller) fail(out *Outcome, err *Error) error {
 // Retry decides whether a failure after attempt+1 tries gets another
 // try, and sleeps the backoff before it when it does: the policy must
 // retry the failure, the request must still be on after the backoff, and
-// the time left must hold a whole try.
+// the time left must hold a whole try. An upstream that asked for a
+// longer pause (Retry-After on a 429 or 503) gets it: the retry waits
+// that long, or is not made when the pause does not fit.
 func (c *Caller) Retry(b Budget, attempt int, err *Error) bool {
 	if attempt >= c.Retries || !c.RetryOn.retries(err.Reason, err.Status) {
 		return false
 	}
-	wait := c.backoff(attempt)
+	wait := max(c.backoff(attempt), err.RetryAfter)
 	if b.Remaining() < wait+c.TryTimeout {
 		return false
 	}

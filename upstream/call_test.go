@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -176,6 +177,75 @@ func TestRetriesTheRetryable(t *testing.T) {
 		// itself.
 		f(func(*fasthttp.Response) error { return fasthttp.ErrNoFreeConns }, RetryOn{Connect: true, Timeout: true, Any5xx: true}, 1)
 	})
+}
+
+// TestRetryWaitsForRetryAfter: an upstream that answers 429 or 503 with
+// Retry-After gets its pause: the retry starts after it when it fits in
+// the route's budget, and is not made when it does not.
+func TestRetryWaitsForRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		call := func(status int, retryAfter string, budget time.Duration) (*fake, []byte, error) {
+			t.Helper()
+			f, p := newFake(func(n int, _ string, _ time.Time, resp *fasthttp.Response) error {
+				if n == 0 {
+					resp.SetStatusCode(status)
+					resp.Header.Set("Retry-After", retryAfter)
+					return nil
+				}
+				return ok(resp, `{"ok":1}`)
+			})
+			f.t0 = time.Now()
+			c := newCaller(Policy{TryTimeout: 100 * time.Millisecond, Retries: 2, Backoff: 10 * time.Millisecond, BackoffMax: 10 * time.Millisecond, RetryOn: DefaultRetryOn})
+			var out Outcome
+			res, err := c.Call(Budget{Deadline: time.Now().Add(budget), Cancel: new(Cancel)}, request(), target(p, "m", BreakerSettings{Disabled: true}), nil, nil, &out)
+			return f, res, err
+		}
+		// A pause longer than the budget: no retry, the answer at once.
+		start := time.Now()
+		f, _, err := call(503, "2", time.Second)
+		if ReasonOf(err) != ReasonStatus || f.tries() != 1 || time.Since(start) != 0 {
+			t.Fatalf("503 asking for 2s in a 1s budget: %d tries, %v after %s", f.tries(), err, time.Since(start))
+		}
+		// A pause that fits: the retry waits for it.
+		f, res, err := call(429, "1", 2*time.Second)
+		if err != nil || string(res) != `{"ok":1}` || f.tries() != 2 || f.starts[1] != time.Second {
+			t.Fatalf("429 asking for 1s in a 2s budget: %d tries at %v, %v", f.tries(), f.starts, err)
+		}
+		// An HTTP date.
+		f, _, err = call(503, time.Now().Add(3*time.Second).UTC().Format(http.TimeFormat), 2*time.Second)
+		if ReasonOf(err) != ReasonStatus || f.tries() != 1 {
+			t.Fatalf("503 asking until a date past the budget: %d tries, %v", f.tries(), err)
+		}
+		// Other statuses and malformed values keep the backoff.
+		for _, c := range []struct {
+			status int
+			value  string
+		}{{502, "5"}, {503, "soon"}, {503, "0"}, {503, "-1"}} {
+			f, _, err = call(c.status, c.value, time.Second)
+			if err != nil || f.tries() != 2 || f.starts[1] > 10*time.Millisecond {
+				t.Fatalf("%d with Retry-After %q: %d tries at %v, %v", c.status, c.value, f.tries(), f.starts, err)
+			}
+		}
+	})
+}
+
+func TestRetryAfterValues(t *testing.T) {
+	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"":                              0,
+		"3":                             3 * time.Second,
+		"0":                             0,
+		"86400":                         time.Hour,
+		"99999999999":                   0,
+		"1.5":                           0,
+		"Fri, 01 May 2026 10:00:30 GMT": 30 * time.Second,
+		"Fri, 01 May 2026 09:59:00 GMT": 0,
+		"tomorrow":                      0,
+	} {
+		if got := retryAfter([]byte(v), now); got != want {
+			t.Errorf("Retry-After %q: %s, want %s", v, got, want)
+		}
+	}
 }
 
 // TestBreakerCountsOnlyUpstreamFaults: local refusals and the caller's

@@ -114,6 +114,9 @@ type Error struct {
 	Status int
 	// After is how long the try had run, for timeouts.
 	After time.Duration
+	// RetryAfter is the pause a 429 or 503 answer asked for in its
+	// Retry-After header (0: none).
+	RetryAfter time.Duration
 	// Err is the underlying error, when there is one.
 	Err error
 }

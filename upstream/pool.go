@@ -647,12 +647,34 @@ func (tg *Target) send(req *fasthttp.Request, resp *fasthttp.Response, start, de
 	}
 	status := resp.StatusCode()
 	if status < 200 || status > 299 {
-		return status, &Error{Reason: ReasonStatus, Host: tg.HostHdr, Status: status}
+		e := &Error{Reason: ReasonStatus, Host: tg.HostHdr, Status: status}
+		if status == 429 || status == 503 {
+			e.RetryAfter = retryAfter(resp.Header.Peek("Retry-After"), time.Now())
+		}
+		return status, e
 	}
 	if !gjson.ValidBytes(resp.Body()) {
 		return status, &Error{Reason: ReasonInvalid, Host: tg.HostHdr, Err: fmt.Errorf("upstream answered with invalid JSON (%d bytes)", len(resp.Body()))}
 	}
 	return status, nil
+}
+
+// maxRetryAfter caps the pause an upstream may ask for.
+const maxRetryAfter = time.Hour
+
+// retryAfter parses a Retry-After value, delay-seconds or an HTTP date,
+// into the pause it asks for from now; 0 when v is empty or malformed.
+func retryAfter(v []byte, now time.Time) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	if n, err := strconv.ParseUint(string(v), 10, 32); err == nil {
+		return min(time.Duration(n)*time.Second, maxRetryAfter)
+	}
+	if t, err := fasthttp.ParseHTTPDate(v); err == nil && t.After(now) {
+		return min(t.Sub(now), maxRetryAfter)
+	}
+	return 0
 }
 
 // classify maps a transport error to its reason.
