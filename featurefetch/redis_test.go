@@ -249,6 +249,41 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 }
 
+// TestRedisCacheForgetsARestartedServer: rows cached from a server that
+// restarted (here empty) are not served from the client-side cache: the
+// restarted server's state is, and its new writes are seen.
+func TestRedisCacheForgetsARestartedServer(t *testing.T) {
+	v := loadTestViews(t)
+	fx := newRedisFixture(t, RedisOptions{})
+	fx.putRow(t, testProject, driverKey(1), "driver_stats", time.Now(), map[string][]byte{
+		"avg_daily_trips": pbValue(t, TypeInt64, int64(1)),
+	})
+	p := mustPlan(t, v, []string{"driver_stats:avg_daily_trips"}, PlanOptions{CacheTTL: time.Hour})
+	for range 2 {
+		if got := fetchJSON(t, p, fx.store, `1`); got != `[{"driver_id":1,"avg_daily_trips":1}]` {
+			t.Fatalf("before the restart: %s", got)
+		}
+	}
+	fx.srv.Restart()
+	var got string
+	if !testwait.Within(testwait.Timeout, func() bool {
+		out, err := p.Fetch(context.Background(), fx.store, [][]byte{[]byte("1")}, nil)
+		got = string(out)
+		return err == nil
+	}) || got != `[{"driver_id":1,"avg_daily_trips":null}]` {
+		t.Fatalf("after the restart: %s, want the row gone", got)
+	}
+	fx.putRow(t, testProject, driverKey(1), "driver_stats", time.Now(), map[string][]byte{
+		"avg_daily_trips": pbValue(t, TypeInt64, int64(7)),
+	})
+	if !testwait.Within(testwait.Timeout, func() bool {
+		got = fetchJSON(t, p, fx.store, `1`)
+		return got == `[{"driver_id":1,"avg_daily_trips":7}]`
+	}) {
+		t.Fatalf("a write after the restart not seen: %s", got)
+	}
+}
+
 func TestRedisPasswordAndDB(t *testing.T) {
 	v := loadTestViews(t)
 	srv := redistest.Start(t, "--requirepass", "s3cret")
