@@ -31,6 +31,11 @@ type Options struct {
 	Env *tasks.Env
 	// MaxBodySize bounds request bodies (default 1 MiB); larger ones get 413.
 	MaxBodySize int
+	// BodyMemory bounds the memory of request bodies larger than 8 KiB
+	// read at once (default 32 MiB, at least MaxBodySize): a request whose
+	// body does not fit is answered 503 with Retry-After before its body
+	// is read, so that a burst of large requests cannot exhaust memory.
+	BodyMemory int64
 	// ReadTimeout, WriteTimeout and IdleTimeout guard against slow clients
 	// (defaults 5s, 5s, 60s).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
@@ -83,8 +88,10 @@ type Gateway struct {
 	table      atomic.Pointer[router.Table]
 	ready      atomic.Bool
 	inflight   atomic.Int64
-	server     *fasthttp.Server
-	admin      *fasthttp.Server
+	// bodyMem is the request body memory (Options.BodyMemory).
+	bodyMem *bodyMemory
+	server  *fasthttp.Server
+	admin   *fasthttp.Server
 	// features is the Env's feature store, served on OnlineFeaturesPath;
 	// nil when there is none.
 	features *tasks.FeatureEnv
@@ -111,6 +118,13 @@ func New(opts Options) *Gateway {
 	if opts.MaxBodySize <= 0 {
 		opts.MaxBodySize = 1 << 20
 	}
+	if opts.BodyMemory <= 0 {
+		opts.BodyMemory = 32 << 20
+	}
+	// A large request body's buffer goes back to the garbage collector
+	// once the request is answered, rather than into fasthttp's pool,
+	// where a burst of them would outlive the request body memory.
+	fasthttp.SetBodySizePoolLimit(pooledRequestBodyMax, -1)
 	if opts.ReadTimeout <= 0 {
 		opts.ReadTimeout = 5 * time.Second
 	}
@@ -145,7 +159,7 @@ func New(opts Options) *Gateway {
 		}
 		opts.ReadyDetails = details
 	}
-	g := &Gateway{opts: opts, log: opts.Logger, loader: router.NewLoader(opts.Env)}
+	g := &Gateway{opts: opts, log: opts.Logger, loader: router.NewLoader(opts.Env), bodyMem: newBodyMemory(opts.BodyMemory, opts.MaxBodySize)}
 	if fe, ok := tasks.FeatureStore.Lookup(opts.Env); ok && fe != nil {
 		g.features = fe
 	}
@@ -153,10 +167,14 @@ func New(opts Options) *Gateway {
 	g.loader.Tenants = router.TenantOptions{Store: opts.QuotaStore}
 	g.table.Store(router.NewTable(nil, nil))
 	g.server = &fasthttp.Server{
-		Handler:                       g.handle,
-		ErrorHandler:                  g.handleServerError,
-		Name:                          "lariat",
-		MaxRequestBodySize:            opts.MaxBodySize,
+		Handler:            g.handle,
+		ErrorHandler:       g.handleServerError,
+		Name:               "lariat",
+		MaxRequestBodySize: opts.MaxBodySize,
+		// Large bodies are read only when the request body memory
+		// holds them.
+		HeaderReceived:                g.headerReceived,
+		DisablePreParseMultipartForm:  true,
 		ReadTimeout:                   opts.ReadTimeout,
 		WriteTimeout:                  opts.WriteTimeout,
 		IdleTimeout:                   opts.IdleTimeout,
@@ -204,6 +222,9 @@ func (g *Gateway) SetTable(t *router.Table) {
 func (g *Gateway) Table() *router.Table { return g.table.Load() }
 
 func (g *Gateway) handle(rc *fasthttp.RequestCtx) {
+	if g.bodyMem.serve(rc) {
+		defer g.bodyMem.release(&rc.Request.Header)
+	}
 	if g.inflight.Add(1) > int64(g.opts.MaxInFlight) {
 		g.inflight.Add(-1)
 		atCapacity.Inc()
@@ -259,7 +280,20 @@ func (g *Gateway) handle(rc *fasthttp.RequestCtx) {
 
 // handleServerError answers requests fasthttp could not parse.
 func (g *Gateway) handleServerError(rc *fasthttp.RequestCtx, err error) {
+	held := g.bodyMem.release(&rc.Request.Header)
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) && !held && rc.Request.Header.ContentLength() <= g.opts.MaxBodySize {
+		// The request body memory refused the body before it was read
+		// (a body found too large while read held memory, and one too
+		// large by its length is past MaxBodySize).
+		g.drainUnread(rc)
+		router.WriteError(rc, fasthttp.StatusServiceUnavailable, "request bodies being served fill the gateway's request body memory; retry later", "", "")
+		rc.Response.Header.Set("Retry-After", "1")
+		return
+	}
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		// A body too large by its length is unread; one found too large
+		// while read is not drained (its header is gone).
+		g.drainUnread(rc)
 		tooLarge.Inc()
 		router.WriteError(rc, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", g.opts.MaxBodySize), "", "")
 		return

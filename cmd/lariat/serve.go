@@ -34,6 +34,7 @@ type serverFlags struct {
 	resolve             multiFlag
 	pipeline            multiFlag
 	maxBody             int
+	bodyMemory          int64
 	readTimeout         time.Duration
 	writeTimeout        time.Duration
 	idleTimeout         time.Duration
@@ -63,6 +64,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:8081", "admin listen address (/healthz, /readyz, /metrics, /routes); keep it off public interfaces")
 	fs.Var(&f.resolve, "resolve", "HOST[:PORT]=ADDR: dial ADDR for upstream HOST (repeatable), like curl's --resolve")
 	fs.IntVar(&f.maxBody, "max-body-size", 1<<20, "largest request body accepted, in bytes (larger gets 413)")
+	fs.Int64Var(&f.bodyMemory, "request-body-memory", 32<<20, "memory of request bodies over 8 KiB read and served at once, in bytes; a request whose body does not fit gets 503 with Retry-After before its body is read")
 	fs.DurationVar(&f.readTimeout, "read-timeout", 5*time.Second, "time to read a request")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 5*time.Second, "time to write a response")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 60*time.Second, "how long a kept-alive client connection may idle")
@@ -111,6 +113,7 @@ func (f *serverFlags) options(routes string, env *tasks.Env, log *slog.Logger) g
 		RoutesDir:       routes,
 		Env:             env,
 		MaxBodySize:     f.maxBody,
+		BodyMemory:      f.bodyMemory,
 		ReadTimeout:     f.readTimeout,
 		WriteTimeout:    f.writeTimeout,
 		IdleTimeout:     f.idleTimeout,
