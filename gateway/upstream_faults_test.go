@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -324,6 +325,30 @@ func TestUpstreamAskingForAPauseIsNotRetriedAtOnce(t *testing.T) {
 	}
 	if n := up.Requests.Load(); n != 5 {
 		t.Fatalf("the upstream got %d requests for 5, want 5 (no retry)", n)
+	}
+}
+
+// TestCallerDeadlineIsKept: a request stating the time its caller waits
+// (X-Lariat-Deadline-Ms, as a gateway in front sends) is served within
+// it when it is shorter than the route's timeout, and the upstream is
+// told the shorter time; a longer or malformed one changes nothing.
+func TestCallerDeadlineIsKept(t *testing.T) {
+	up := upstreamtest.Start(t, nil)
+	up.Set(up.Delay(300*time.Millisecond, upstreamtest.JSON(`{"ok":true}`)))
+	tg := startGateway(t, map[string]string{"d.yaml": httpRoute("d", "2s", up.URL("/"), "")}, nil)
+	if a := tg.post(t, "/d", `{}`, "X-Lariat-Deadline-Ms", "100"); a.status != 504 {
+		t.Fatalf("caller waiting 100ms for a 300ms upstream: %d %s", a.status, a.body)
+	}
+	if ms, err := strconv.Atoi(up.LastHeader("X-Lariat-Deadline-Ms")); err != nil || ms > 100 {
+		t.Fatalf("upstream told %q ms, want at most 100", up.LastHeader("X-Lariat-Deadline-Ms"))
+	}
+	for _, v := range []string{"5000", "soon", "-1", ""} {
+		if a := tg.post(t, "/d", `{}`, "X-Lariat-Deadline-Ms", v); a.status != 200 {
+			t.Fatalf("caller deadline %q: %d %s", v, a.status, a.body)
+		}
+		if ms, err := strconv.Atoi(up.LastHeader("X-Lariat-Deadline-Ms")); err != nil || ms > 2000 || ms < 1000 {
+			t.Fatalf("caller deadline %q: upstream told %q ms, want the route's 2s", v, up.LastHeader("X-Lariat-Deadline-Ms"))
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lariat-gw/lariat/internal/jsonutil"
 	"github.com/lariat-gw/lariat/tasks"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 const (
@@ -132,6 +133,7 @@ var (
 	hdrMissing       = []byte("X-Lariat-Missing")
 	strTraceParent   = []byte("traceparent")
 	strTraceState    = []byte("tracestate")
+	strDeadlineMs    = []byte(upstream.DeadlineHeader)
 	errNotJSON       = "request body is not valid JSON (UTF-8)"
 	requestsNotJSON  = metrics.NewCounter(`lariat_requests_rejected_total{reason="invalid_json"}`)
 	requestsCanceled = metrics.NewCounter(`lariat_requests_rejected_total{reason="deadline"}`)
@@ -147,6 +149,26 @@ func (p *Plan) Serve(rc *fasthttp.RequestCtx) {
 		return
 	}
 	p.ServeAdmitted(rc, &a)
+}
+
+// callerDeadline returns the request's deadline: routeDeadline, or the
+// caller's when it states an earlier one in X-Lariat-Deadline-Ms (a
+// caller that is itself a gateway sends it, as may an app): work past
+// it would answer a caller that has given up. A malformed value is
+// ignored.
+func callerDeadline(rc *fasthttp.RequestCtx, start, routeDeadline time.Time) time.Time {
+	v := rc.Request.Header.PeekBytes(strDeadlineMs)
+	if len(v) == 0 {
+		return routeDeadline
+	}
+	ms, err := strconv.ParseUint(jsonutil.B2S(v), 10, 32)
+	if err != nil {
+		return routeDeadline
+	}
+	if d := start.Add(time.Duration(ms) * time.Millisecond); d.Before(routeDeadline) {
+		return d
+	}
+	return routeDeadline
 }
 
 // Admit decides, before any work is done for the request, whether it may
@@ -215,7 +237,7 @@ func (p *Plan) serve(rc *fasthttp.RequestCtx) {
 	}
 	x.TraceParent = append(x.TraceParent, rc.Request.Header.PeekBytes(strTraceParent)...)
 	x.TraceState = append(x.TraceState, rc.Request.Header.PeekBytes(strTraceState)...)
-	x.Deadline = start.Add(p.timeout)
+	x.Deadline = callerDeadline(rc, start, start.Add(p.timeout))
 	if p.tracer != nil {
 		e.startRequestSpan(rc)
 	}

@@ -579,7 +579,11 @@ func (tg *Target) setHost(req *fasthttp.Request) {
 	req.UseHostHeader = true
 }
 
-var deadlineHeader = []byte("X-Lariat-Deadline-Ms")
+// DeadlineHeader carries, on a call, the milliseconds left before the
+// route deadline; a gateway receiving it keeps to it (see router).
+const DeadlineHeader = "X-Lariat-Deadline-Ms"
+
+var deadlineHeader = []byte(DeadlineHeader)
 
 // pooledBodyMax is the largest answer body buffer kept for reuse: a
 // larger one, left by a rare large answer, goes back to the garbage
