@@ -129,6 +129,36 @@ type Pool struct {
 	breakers map[string]*Breaker
 
 	staleResends *metrics.Counter
+
+	// dialer dials upstreams by name, caching what DNS answered for
+	// dnsCacheDuration; dnsForgotAt is when a failed dial last made it
+	// forget (unix nanoseconds).
+	dialer      *fasthttp.TCPDialer
+	dnsForgotAt atomic.Int64
+}
+
+// dnsCacheDuration is how long an upstream name resolved is dialled
+// without asking DNS again (fasthttp's default is a minute): the
+// addresses behind a name change when the model server's pods or load
+// balancer nodes are replaced. A failed dial forgets them at once.
+const dnsCacheDuration = 10 * time.Second
+
+// dnsForgetEvery spaces the DNS queries failed dials cause, so that an
+// upstream that is down does not cost a query per call.
+var dnsForgetEvery = time.Second
+
+// dialTCP dials addr (host:port, the host a name or an address); when the
+// dial fails for want of the upstream, the names resolved are forgotten,
+// so that the next dial asks DNS for the upstream's addresses now.
+func (p *Pool) dialTCP(addr string, timeout time.Duration) (net.Conn, error) {
+	c, err := p.dialer.DialTimeout(addr, timeout)
+	if err != nil && !shortage.Local(err) {
+		now := time.Now().UnixNano()
+		if last := p.dnsForgotAt.Load(); now-last >= int64(dnsForgetEvery) && p.dnsForgotAt.CompareAndSwap(last, now) {
+			p.dialer.FlushDNSCache()
+		}
+	}
+	return c, err
 }
 
 // NewPool returns a pool; resolve maps "host" or "host:port" to the
@@ -142,6 +172,7 @@ func NewPool(resolve map[string]string, o Options) *Pool {
 		hosts:        map[string]*Host{},
 		breakers:     map[string]*Breaker{},
 		staleResends: metrics.GetOrCreateCounter(`lariat_upstream_stale_connections_total`),
+		dialer:       &fasthttp.TCPDialer{DNSCacheDuration: dnsCacheDuration},
 	}
 }
 
@@ -209,7 +240,7 @@ func (p *Pool) host(tlsOn bool, hostPort string) *Host {
 	dialAddr := p.DialAddr(hostPort)
 	dial := p.o.Dial
 	if dial == nil {
-		dial = fasthttp.DialTimeout
+		dial = p.dialTCP
 	}
 	h.client = &fasthttp.HostClient{
 		Addr:                          dialAddr,

@@ -1,12 +1,14 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -450,5 +452,55 @@ func TestRefusedMemoryShowsThroughBrokenChunk(t *testing.T) {
 	}
 	if err := connFailure(&resp, errMemory); err != errMemory {
 		t.Fatalf("refused read reported as such: %v, want it as it came", err)
+	}
+}
+
+// countingResolver answers every name with 127.0.0.1 and counts the
+// lookups.
+type countingResolver struct{ lookups atomic.Int64 }
+
+func (r *countingResolver) LookupIPAddr(context.Context, string) ([]net.IPAddr, error) {
+	r.lookups.Add(1)
+	return []net.IPAddr{{IP: net.IPv4(127, 0, 0, 1)}}, nil
+}
+
+// TestFailedDialAsksDNSAgain: the addresses of an upstream name are
+// cached while dials to them work; a dial that fails (the model server's
+// pod replaced, its load balancer's nodes changed) makes the next dial
+// ask DNS again instead of using the cached addresses for a minute.
+func TestFailedDialAsksDNSAgain(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: dials are refused
+	_, port, _ := net.SplitHostPort(addr)
+	p := NewPool(nil, Options{})
+	r := &countingResolver{}
+	p.dialer.Resolver = r
+	host := "model.test:" + port
+	tg := p.Target("", "http", host, host, "/p", BreakerSettings{Disabled: true})
+	c := newCaller(Policy{TryTimeout: time.Second})
+	if _, _, err := callOnce(c, tg, time.Second); ReasonOf(err) != ReasonConnect {
+		t.Fatalf("nothing listening: %v, want a connection failure", err)
+	}
+	if n := r.lookups.Load(); n != 1 {
+		t.Fatalf("%d lookups, want 1", n)
+	}
+	ln, err = net.Listen("tcp4", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	srv := &fasthttp.Server{Handler: func(rc *fasthttp.RequestCtx) { rc.SetBodyString(`{"ok":true}`) }}
+	go srv.Serve(ln)     //nolint:errcheck // returns when the listener closes.
+	defer srv.Shutdown() //nolint:errcheck
+	for i := range 2 {
+		if res, _, err := callOnce(c, tg, time.Second); err != nil || string(res) != `{"ok":true}` {
+			t.Fatalf("call %d once listening: %v %s", i, err, res)
+		}
+	}
+	if n := r.lookups.Load(); n != 2 {
+		t.Fatalf("%d lookups, want 2: one again after the failed dial, none while dials work", n)
 	}
 }
