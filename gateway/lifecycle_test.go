@@ -74,6 +74,45 @@ func TestRouteDeletedLeavesNothingBehind(t *testing.T) {
 	waitNoGoroutinesIn(t, "lariat/tasks.(*batcher)")
 }
 
+// TestRetiredUpstreamLeavesNothingBehind: reloads that move a route from
+// one model server to another retire the first one's breaker, limit and
+// connections (an open breaker's gauge would otherwise stay 1 for a host
+// no route calls); a reload that keeps a model server keeps its
+// connections warm and what its limit learned.
+func TestRetiredUpstreamLeavesNothingBehind(t *testing.T) {
+	one := upstreamtest.Start(t, upstreamtest.Status(503))
+	two := upstreamtest.Start(t, upstreamtest.JSON(`{"ok":true}`))
+	route := func(addr, extra string) string {
+		return fmt.Sprintf("name: r\nendpoint: /r\ntasks:\n  m: {type: http, inputs: {address: %s, breaker: {failures: 1, open_for: 1h}%s}, output: {path: response.body}}\n", addr, extra)
+	}
+	tg := startGateway(t, map[string]string{"r.yaml": route(one.URL("/"), "")}, nil)
+	tg.post(t, "/r", `{}`)
+	if v := metricValue(t, tg, `lariat_breaker_open{upstream="http://`+one.Addr+`"}`); v != 1 {
+		t.Fatalf("breaker of the failing server: %v, want open (1)", v)
+	}
+	tg.write(t, "r.yaml", route(two.URL("/"), ""))
+	tg.reloadOK(t)
+	if a := tg.post(t, "/r", `{}`); a.status != 200 {
+		t.Fatalf("after moving to the second server: %d %s", a.status, a.body)
+	}
+	if s := seriesOf(t, tg, one.Addr); len(s) != 0 {
+		t.Fatalf("series of the server no route calls:\n%s", strings.Join(s, "\n"))
+	}
+	if s := seriesOf(t, tg, `lariat_upstream_limit{upstream="http://`+two.Addr+`"}`); len(s) != 1 {
+		t.Fatalf("limit series of the server called: %v", s)
+	}
+	// A reload that keeps the server keeps its connections.
+	conns := two.Conns.Load()
+	tg.write(t, "r.yaml", route(two.URL("/"), ", timeout: 500ms"))
+	tg.reloadOK(t)
+	if a := tg.post(t, "/r", `{}`); a.status != 200 {
+		t.Fatalf("after a reload keeping the server: %d %s", a.status, a.body)
+	}
+	if n := two.Conns.Load(); n != conns {
+		t.Fatalf("the server saw %d new connections after a reload that kept it", n-conns)
+	}
+}
+
 // TestIdleRouteCostsNoSeries: a route that never served exposes no series.
 func TestIdleRouteCostsNoSeries(t *testing.T) {
 	up := upstreamtest.Start(t, upstreamtest.JSON(`{}`))

@@ -206,7 +206,8 @@ func (t *inferTask) batcherFor(tg *target) *batcher {
 	return b
 }
 
-// Cleanup lets go of the batchers the task holds.
+// Cleanup lets go of the batchers and the upstream targets the task
+// holds.
 func (t *inferTask) Cleanup() {
 	t.heldMu.Lock()
 	defer t.heldMu.Unlock()
@@ -214,6 +215,8 @@ func (t *inferTask) Cleanup() {
 		t.env.batchers.release(key, t.batch)
 	}
 	clear(t.held)
+	t.ep.release()
+	t.call.release()
 }
 
 // member is one request's share of a batched call. The request and the

@@ -231,11 +231,39 @@ func (e *endpoint) target() (*target, error) {
 	// racing callers share one (and its batcher).
 	if prev, loaded := e.targets.LoadOrStore(m.Endpoint, tg); loaded {
 		if p := prev.(*target); p.version == m.Version {
+			tg.Release()
 			return p, nil
 		}
-		e.targets.Store(m.Endpoint, tg)
+		if e.targets.CompareAndSwap(m.Endpoint, prev, tg) {
+			prev.(*target).Release()
+		}
 	}
+	// The model has moved to another serving endpoint: the targets of
+	// the others are let go (calls running on them finish).
+	e.targets.Range(func(k, v any) bool {
+		if k != m.Endpoint && e.targets.CompareAndDelete(k, v) {
+			v.(*target).Release()
+		}
+		return true
+	})
 	return tg, nil
+}
+
+// release lets go of the targets the endpoint made (see
+// upstream.Target.Release).
+func (e *endpoint) release() {
+	if e == nil {
+		return
+	}
+	if e.fixed != nil {
+		e.fixed.Release()
+	}
+	e.targets.Range(func(k, v any) bool {
+		if e.targets.CompareAndDelete(k, v) {
+			v.(*target).Release()
+		}
+		return true
+	})
 }
 
 // registryEndpoint compiles a registry model reference written at ref.
@@ -284,6 +312,17 @@ type caller struct {
 	breakerSet upstream.BreakerSettings
 	fallback   *endpoint
 	shadow     *shadower
+}
+
+// release lets go of the targets of the fallback and shadow upstreams.
+func (c *caller) release() {
+	if c == nil {
+		return
+	}
+	c.fallback.release()
+	if c.shadow != nil {
+		c.shadow.ep.release()
+	}
 }
 
 // compileCall compiles the shared call settings; ep compiles the fallback

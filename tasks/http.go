@@ -65,7 +65,16 @@ type httpTask struct {
 	detail     Detail
 }
 
-var _ Describer = (*httpTask)(nil)
+var (
+	_ Describer = (*httpTask)(nil)
+	_ Cleaner   = (*httpTask)(nil)
+)
+
+// Cleanup lets go of the upstream targets the task holds.
+func (t *httpTask) Cleanup() {
+	t.ep.release()
+	t.call.release()
+}
 
 // Describe implements Describer: the upstream host, or the registry model.
 func (t *httpTask) Describe() Detail { return t.detail }

@@ -56,6 +56,26 @@ type Breaker struct {
 	// cpuWait, when set, reports how long this process waited for a CPU
 	// lately: timeouts while it waits long are not the upstream's.
 	cpuWait func(now time.Time) cpuState
+	// label is the breaker's series' labels, shared by the breakers of
+	// one tenant and upstream; settingsSeries is its settings series,
+	// its own.
+	label, settingsSeries string
+	// refs counts the targets using a pool's breaker (under Pool.mu).
+	refs int
+	key  string
+}
+
+// unregister drops the breaker's own series, and those it shares when
+// shared is false (it was the last of its label).
+func (b *Breaker) unregister(shared bool) {
+	metrics.UnregisterMetric(b.settingsSeries)
+	if shared {
+		return
+	}
+	metrics.UnregisterMetric(`lariat_breaker_open{` + b.label + `}`)
+	for _, to := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {
+		metrics.UnregisterMetric(`lariat_breaker_state_changes_total{` + b.label + `,to="` + to.String() + `"}`)
+	}
 }
 
 // faultError marks a try's failure the breaker counts.
@@ -89,9 +109,10 @@ func NewTenantBreaker(tenant, name string, s BreakerSettings) *Breaker {
 	}
 	state := metrics.GetOrCreateGauge(`lariat_breaker_open{`+label+`}`, nil)
 	failures := max(s.Failures, 1)
-	metrics.GetOrCreateGauge(fmt.Sprintf(`lariat_breaker_settings{%s,failures="%d",open_for_seconds="%g",half_open_requests="%d"}`,
-		label, failures, s.OpenFor.Seconds(), max(s.HalfOpenRequests, 1)), nil).Set(1)
-	b := &Breaker{name: name, cpuWait: processCPUWait.recent}
+	settings := fmt.Sprintf(`lariat_breaker_settings{%s,failures="%d",open_for_seconds="%g",half_open_requests="%d"}`,
+		label, failures, s.OpenFor.Seconds(), max(s.HalfOpenRequests, 1))
+	metrics.GetOrCreateGauge(settings, nil).Set(1)
+	b := &Breaker{name: name, cpuWait: processCPUWait.recent, label: label, settingsSeries: settings}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        name,
 		MaxRequests: max(s.HalfOpenRequests, 1),

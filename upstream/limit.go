@@ -59,7 +59,9 @@ const (
 // Limiter is the adaptive concurrency limit of one upstream. A nil
 // *Limiter admits everything.
 type Limiter struct {
-	s        LimitSettings
+	s LimitSettings
+	// series are the names NewLimiter exported.
+	series   []string
 	inflight atomic.Int64
 	limit    atomic.Int64
 
@@ -119,11 +121,23 @@ func NewLimiter(name string, s LimitSettings) *Limiter {
 	l.cpuWait = processCPUWait.recent
 	l.cpuWait(time.Now()) // the first reading, that the first window is compared with
 	label := `{upstream=` + strconv.Quote(name) + `}`
-	metrics.GetOrCreateGauge(`lariat_upstream_limit`+label, func() float64 { return float64(l.limit.Load()) })
-	metrics.GetOrCreateGauge(`lariat_upstream_in_flight`+label, func() float64 { return float64(l.inflight.Load()) })
-	l.rejected = metrics.GetOrCreateCounter(`lariat_upstream_rejected_total{upstream=` + strconv.Quote(name) + `,reason="limit"}`)
-	l.cpuHeld = metrics.GetOrCreateCounter(`lariat_upstream_limit_cpu_held_total` + label)
+	l.series = []string{`lariat_upstream_limit` + label, `lariat_upstream_in_flight` + label,
+		`lariat_upstream_rejected_total{upstream=` + strconv.Quote(name) + `,reason="limit"}`, `lariat_upstream_limit_cpu_held_total` + label}
+	metrics.GetOrCreateGauge(l.series[0], func() float64 { return float64(l.limit.Load()) })
+	metrics.GetOrCreateGauge(l.series[1], func() float64 { return float64(l.inflight.Load()) })
+	l.rejected = metrics.GetOrCreateCounter(l.series[2])
+	l.cpuHeld = metrics.GetOrCreateCounter(l.series[3])
 	return l
+}
+
+// unregister drops the series NewLimiter exported.
+func (l *Limiter) unregister() {
+	if l == nil {
+		return
+	}
+	for _, name := range l.series {
+		metrics.UnregisterMetric(name)
+	}
 }
 
 // NewAdaptiveLimiter returns an adaptive limit with settings s that

@@ -127,6 +127,8 @@ type Pool struct {
 	mu       sync.Mutex
 	hosts    map[string]*Host
 	breakers map[string]*Breaker
+	// labels counts the breakers by label (their shared series).
+	labels map[string]int
 
 	staleResends *metrics.Counter
 
@@ -171,6 +173,7 @@ func NewPool(resolve map[string]string, o Options) *Pool {
 		budget:       &memBudget{max: o.BodyMemory},
 		hosts:        map[string]*Host{},
 		breakers:     map[string]*Breaker{},
+		labels:       map[string]int{},
 		staleResends: metrics.GetOrCreateCounter(`lariat_upstream_stale_connections_total`),
 		dialer:       &fasthttp.TCPDialer{DNSCacheDuration: dnsCacheDuration},
 	}
@@ -217,6 +220,8 @@ type Host struct {
 	pipe  *fasthttp.PipelineClient
 	limit *Limiter
 	pool  *Pool
+	// refs counts the targets using the host (under Pool.mu).
+	refs int
 }
 
 // Client returns the host's connection pool.
@@ -225,14 +230,13 @@ func (h *Host) Client() *fasthttp.HostClient { return h.client }
 // Limiter returns the host's concurrency limit (nil when disabled).
 func (h *Host) Limiter() *Limiter { return h.limit }
 
-// host returns the Host of scheme and hostPort, creating it once.
-func (p *Pool) host(tlsOn bool, hostPort string) *Host {
+// hostLocked returns the Host of scheme and hostPort, creating it once;
+// p.mu is held.
+func (p *Pool) hostLocked(tlsOn bool, hostPort string) *Host {
 	name := "http://" + hostPort
 	if tlsOn {
 		name = "https://" + hostPort
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if h := p.hosts[name]; h != nil {
 		return h
 	}
@@ -299,17 +303,23 @@ func (p *Pool) Breaker(tenant, upstream string, s BreakerSettings) *Breaker {
 	if s.Disabled {
 		return nil
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.breakerLocked(tenant, upstream, s)
+}
+
+func (p *Pool) breakerLocked(tenant, upstream string, s BreakerSettings) *Breaker {
 	key := upstream + "|" + s.key()
 	if tenant != "" {
 		key = tenant + "|" + key
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if b := p.breakers[key]; b != nil {
 		return b
 	}
 	b := NewTenantBreaker(tenant, upstream, s)
+	b.key = key
 	p.breakers[key] = b
+	p.labels[b.label]++
 	return b
 }
 
@@ -317,14 +327,50 @@ func (p *Pool) Breaker(tenant, upstream string, s BreakerSettings) *Breaker {
 // on scheme://host (host as written in the route; hostPort is what it
 // resolves to), guarded by the tenant's breaker with settings bs.
 // Connections and the adaptive limit of a host are shared by all tenants.
+//
+// The target holds its host and breaker until Release: the last target
+// to let go of them retires them (their series leave /metrics).
 func (p *Pool) Target(tenant, scheme, host, hostPort, path string, bs BreakerSettings) *Target {
-	h := p.host(scheme == "https", hostPort)
-	return &Target{
-		Host:    h,
-		Breaker: p.Breaker(tenant, h.Name, bs),
-		Scheme:  scheme,
-		HostHdr: host,
-		Path:    path,
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := p.hostLocked(scheme == "https", hostPort)
+	h.refs++
+	tg := &Target{Host: h, Scheme: scheme, HostHdr: host, Path: path}
+	if !bs.Disabled {
+		tg.Breaker = p.breakerLocked(tenant, h.Name, bs)
+		tg.Breaker.refs++
+	}
+	return tg
+}
+
+// Release lets go of the target's host and breaker; the last target to
+// let go of one retires it. Calls still running on the target finish;
+// a target made later for the same host starts afresh. Release is
+// idempotent.
+func (tg *Target) Release() {
+	if tg.Host == nil || tg.Host.pool == nil || !tg.released.CompareAndSwap(false, true) {
+		return
+	}
+	p := tg.Host.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h := tg.Host; h.refs > 0 {
+		if h.refs--; h.refs == 0 && p.hosts[h.Name] == h {
+			delete(p.hosts, h.Name)
+			h.limit.unregister()
+			h.client.CloseIdleConnections()
+		}
+	}
+	if b := tg.Breaker; b != nil && b.refs > 0 {
+		if b.refs--; b.refs == 0 && p.breakers[b.key] == b {
+			delete(p.breakers, b.key)
+			p.labels[b.label]--
+			shared := p.labels[b.label] > 0
+			if !shared {
+				delete(p.labels, b.label)
+			}
+			b.unregister(shared)
+		}
 	}
 }
 
@@ -589,6 +635,8 @@ type Target struct {
 	Scheme  string
 	HostHdr string
 	Path    string
+
+	released atomic.Bool
 }
 
 // Prepare points req at the target: uri (the path and query) on the
