@@ -107,6 +107,13 @@ tasks:
 	if m := tg.adminGet(t, "/metrics").body; !strings.Contains(m, `lariat_model_calls_total{route="fraud",task="fraud",model="fraud",version="2"}`) {
 		t.Fatalf("metrics lack per-version calls")
 	}
+	// The server of version 1, which no route calls any more, is let go.
+	if s := seriesOf(t, tg, v1.Addr); len(s) != 0 {
+		t.Fatalf("series of the server version 1 moved away from:\n%s", strings.Join(s, "\n"))
+	}
+	if s := seriesOf(t, tg, `lariat_upstream_limit{upstream="http://`+v2.Addr+`"}`); len(s) != 1 {
+		t.Fatalf("limit series of the server of version 2: %v", s)
+	}
 }
 
 func TestModelRouteErrors(t *testing.T) {
