@@ -164,7 +164,7 @@ func New(opts Options) *Gateway {
 		g.features = fe
 	}
 	g.loader.PredictionLog = opts.PredictionLog
-	g.loader.Tenants = router.TenantOptions{Store: opts.QuotaStore}
+	g.loader.Tenants = router.TenantOptions{Store: quota.Guarded(opts.QuotaStore)}
 	g.table.Store(router.NewTable(nil, nil))
 	g.server = &fasthttp.Server{
 		Handler:            g.handle,

@@ -3,6 +3,7 @@ package quota
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -119,4 +120,53 @@ func TestRedisGCRA(t *testing.T) {
 	if storeErrors.Get() == before || storeUp.Load() != 0 {
 		t.Fatal("store failure not counted")
 	}
+}
+
+// stallingStore fails every decision after its timeout while stalled, as
+// a Redis stalled by a fork or a long script does, and counts the
+// decisions asked of it.
+type stallingStore struct {
+	stalled atomic.Bool
+	asked   atomic.Int64
+}
+
+func (s *stallingStore) Allow(ctx context.Context, _ string, _ float64, _ int) (bool, time.Duration, error) {
+	s.asked.Add(1)
+	if s.stalled.Load() {
+		time.Sleep(DefaultRedisTimeout)
+		return false, 0, context.DeadlineExceeded
+	}
+	return true, 0, nil
+}
+
+// TestGuardedStoreSkipsAStalledStore: while the store is stalled, the
+// first decisions wait out its timeout and the rest admit at once without
+// asking it; once it answers again, one decision after the open time
+// finds it and decisions go back to it.
+func TestGuardedStoreSkipsAStalledStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &stallingStore{}
+		g := NewGlobal(Guarded(s), "k", 1000, 1000)
+		s.stalled.Store(true)
+		start := time.Now()
+		for i := range 100 {
+			if ok, _ := g.Allow(); !ok {
+				t.Fatalf("decision %d with the store stalled: refused, want admitted", i)
+			}
+		}
+		if n := s.asked.Load(); n != guardFailures {
+			t.Fatalf("the stalled store was asked %d times for 100 decisions, want %d", n, guardFailures)
+		}
+		if took, want := time.Since(start), guardFailures*DefaultRedisTimeout; took != want {
+			t.Fatalf("100 decisions took %s, want %s (the first %d waits)", took, want, guardFailures)
+		}
+		s.stalled.Store(false)
+		time.Sleep(guardOpenFor + time.Millisecond)
+		for range 10 {
+			g.Allow()
+		}
+		if n := s.asked.Load(); n != guardFailures+10 || storeUp.Load() != 1 {
+			t.Fatalf("after the store came back: asked %d times, up %d; want %d, 1", n, storeUp.Load(), guardFailures+10)
+		}
+	})
 }
