@@ -137,6 +137,8 @@ type Pool struct {
 	// forget (unix nanoseconds).
 	dialer      *fasthttp.TCPDialer
 	dnsForgotAt atomic.Int64
+	// tlsSessions keeps TLS sessions to resume, by server name.
+	tlsSessions tls.ClientSessionCache
 }
 
 // dnsCacheDuration is how long an upstream name resolved is dialled
@@ -176,6 +178,7 @@ func NewPool(resolve map[string]string, o Options) *Pool {
 		labels:       map[string]int{},
 		staleResends: metrics.GetOrCreateCounter(`lariat_upstream_stale_connections_total`),
 		dialer:       &fasthttp.TCPDialer{DNSCacheDuration: dnsCacheDuration},
+		tlsSessions:  tls.NewLRUClientSessionCache(1024),
 	}
 }
 
@@ -269,7 +272,9 @@ func (p *Pool) hostLocked(tlsOn bool, hostPort string) *Host {
 	}
 	if tlsOn {
 		hostName, _, _ := net.SplitHostPort(hostPort)
-		h.client.TLSConfig = &tls.Config{ServerName: hostName, MinVersion: tls.VersionTLS12}
+		// Sessions are resumed: a connection that replaces one closed
+		// idle skips the full handshake.
+		h.client.TLSConfig = &tls.Config{ServerName: hostName, MinVersion: tls.VersionTLS12, ClientSessionCache: p.tlsSessions}
 	}
 	if n := p.o.Pipeline[strings.ToLower(hostPort)]; n > 0 {
 		h.pipe = &fasthttp.PipelineClient{

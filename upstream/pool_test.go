@@ -2,10 +2,14 @@ package upstream
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -502,5 +506,39 @@ func TestFailedDialAsksDNSAgain(t *testing.T) {
 	}
 	if n := r.lookups.Load(); n != 2 {
 		t.Fatalf("%d lookups, want 2: one again after the failed dial, none while dials work", n)
+	}
+}
+
+// TestTLSSessionsAreResumed: a connection to an https upstream that
+// replaces one closed idle resumes the TLS session instead of making a
+// full handshake.
+func TestTLSSessionsAreResumed(t *testing.T) {
+	var resumed []bool
+	var mu sync.Mutex
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		resumed = append(resumed, r.TLS.DidResume)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	p := NewPool(nil, Options{})
+	tg := p.Target("", "https", addr, addr, "/p", BreakerSettings{Disabled: true})
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	tg.Host.client.TLSConfig.RootCAs = roots
+	c := newCaller(Policy{TryTimeout: 5 * time.Second})
+	for i := range 3 {
+		if res, _, err := callOnce(c, tg, 5*time.Second); err != nil || string(res) != `{"ok":true}` {
+			t.Fatalf("call %d: %v %s", i, err, res)
+		}
+		p.CloseIdle()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(resumed, []bool{false, true, true}) {
+		t.Fatalf("sessions resumed by connection: %v, want [false true true]", resumed)
 	}
 }
