@@ -1,9 +1,12 @@
 package upstream
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"net"
 	"os"
@@ -423,6 +426,11 @@ func roundTrip(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline
 		return pipelined(h.pipe, req, resp, deadline)
 	}
 	err := h.client.DoDeadline(req, resp, deadline)
+	if err != nil && earlyAnswer(resp) {
+		// The upstream answered before taking the whole request.
+		settle(resp, false)
+		return nil
+	}
 	if err != nil && deadConn(err, resp) && time.Now().Before(deadline) {
 		h.pool.staleResends.Inc()
 		h.client.CloseIdleConnections()
@@ -528,7 +536,19 @@ type trackedConn struct {
 	// budget holds for them.
 	read    atomic.Int64
 	charged atomic.Int64
+	// written counts the bytes of the request being written; early holds
+	// an answer the upstream sent before taking the whole request (see
+	// Write).
+	written atomic.Int64
+	early   atomic.Pointer[[]byte]
 }
+
+// earlyAnswerBytes bounds the early answer read after a failed write, and
+// earlyAnswerWait the wait for it.
+const (
+	earlyAnswerBytes = 4 << 10
+	earlyAnswerWait  = 10 * time.Millisecond
+)
 
 // maxRead bounds one read of an answer, so that no read takes more than
 // this much memory past the budget.
@@ -581,18 +601,67 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 
 func (c *trackedConn) release() {
 	c.read.Store(0)
+	c.written.Store(0)
 	if n := c.charged.Swap(0); n != 0 {
 		c.budget.used.Add(-n)
 	}
 }
 
-// Write writes b, noting a write that ran out of time.
+// Write writes b, noting a write that ran out of time. When the upstream
+// closes the connection in the middle of a request it took the start of,
+// it has most often answered first (413, a body larger than it accepts):
+// that answer is kept for the transport (see earlyAnswer), rather than
+// the write's failure making a refused request look like a broken
+// upstream.
 func (c *trackedConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	if err != nil {
 		c.noteTimeout(err)
+		if c.written.Load() > 0 && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+			c.readEarlyAnswer()
+		}
 	}
+	c.written.Add(int64(n))
 	return n, err
+}
+
+// readEarlyAnswer reads what the upstream sent before closing, if
+// anything.
+func (c *trackedConn) readEarlyAnswer() {
+	if c.Conn.SetReadDeadline(time.Now().Add(earlyAnswerWait)) != nil {
+		return
+	}
+	buf := make([]byte, earlyAnswerBytes)
+	n, _ := io.ReadFull(c.Conn, buf)
+	if n > 0 {
+		buf = buf[:n]
+		c.early.Store(&buf)
+	}
+}
+
+// earlyAnswer parses into resp the answer the upstream sent on resp's
+// connection before taking the whole request, and reports whether there
+// was one. Its body may be cut short.
+func earlyAnswer(resp *fasthttp.Response) bool {
+	a, ok := resp.RemoteAddr().(*connAddr)
+	if !ok {
+		return false
+	}
+	b := a.conn.early.Swap(nil)
+	if b == nil {
+		return false
+	}
+	resp.Reset()
+	br := bufio.NewReader(bytes.NewReader(*b))
+	if resp.Header.Read(br) != nil || resp.StatusCode() < 200 {
+		return false
+	}
+	rest, _ := io.ReadAll(br)
+	if n := resp.Header.ContentLength(); n >= 0 && n < len(rest) {
+		rest = rest[:n]
+	}
+	resp.SetBodyRaw(rest)
+	return true
 }
 
 func (c *trackedConn) noteTimeout(err error) {

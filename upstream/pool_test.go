@@ -542,3 +542,52 @@ func TestTLSSessionsAreResumed(t *testing.T) {
 		t.Fatalf("sessions resumed by connection: %v, want [false true true]", resumed)
 	}
 }
+
+// TestEarlyAnswerIsTheUpstreams: an upstream that refuses a body larger
+// than it accepts answers before taking it and closes the connection, so
+// writing the rest of the body fails. That is the upstream's answer (a
+// 4xx), not a broken connection: it neither opens the breaker nor fails
+// the calls with bodies it takes.
+func TestEarlyAnswerIsTheUpstreams(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{
+		Handler:            func(rc *fasthttp.RequestCtx) { rc.SetBodyString(`{"ok":true}`) },
+		MaxRequestBodySize: 64 << 10,
+		ErrorHandler: func(rc *fasthttp.RequestCtx, err error) {
+			rc.SetStatusCode(fasthttp.StatusRequestEntityTooLarge)
+			rc.SetBodyString(`{"error":"body too large"}`)
+		},
+		Logger: quietLogger{},
+	}
+	go srv.Serve(ln)     //nolint:errcheck // returns when the listener closes.
+	defer srv.Shutdown() //nolint:errcheck
+	addr := ln.Addr().String()
+	p := NewPool(nil, Options{})
+	tg := p.Target("", "http", addr, addr, "/p", BreakerSettings{Failures: 1, OpenFor: time.Hour})
+	c := newCaller(Policy{TryTimeout: 5 * time.Second, Retries: 2, RetryOn: RetryOn{Connect: true, Any5xx: true}})
+	call := func(size int) (Outcome, []byte, error) {
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		req.Header.SetMethod("POST")
+		req.SetBodyString(`{"x":"` + strings.Repeat("a", size) + `"}`)
+		tg.Prepare(req, []byte("/p"))
+		var out Outcome
+		res, err := c.Call(Budget{Deadline: time.Now().Add(5 * time.Second)}, req, tg, nil, nil, &out)
+		return out, res, err
+	}
+	for i := range 3 {
+		out, _, err := call(4 << 20)
+		if ReasonOf(err) != ReasonStatus || out.Status != 413 || out.Attempts != 1 {
+			t.Fatalf("4 MiB body %d: %v, %+v; want the upstream's 413, one attempt", i, err, out)
+		}
+	}
+	if out, res, err := call(100); err != nil || string(res) != `{"ok":true}` {
+		t.Fatalf("small body after the refused ones: %v %s %+v", err, res, out)
+	}
+	if s := tg.Breaker.State(); s != "closed" {
+		t.Fatalf("breaker %s, want closed", s)
+	}
+}
