@@ -169,6 +169,9 @@ func NewRedisStore(opt RedisOptions) (*RedisStore, error) {
 	}
 	c, err := rueidis.NewClient(co)
 	if err != nil {
+		if c != nil {
+			c.Close()
+		}
 		return nil, fmt.Errorf("cannot connect to redis at %v: %w", opt.Addrs, err)
 	}
 	s := NewRedisStoreFromClient(c, opt.ReadTimeout, !opt.DisableCache)

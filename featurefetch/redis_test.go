@@ -479,3 +479,34 @@ func TestAllReplied(t *testing.T) {
 		t.Fatalf("a read whose context ended first (%v): AllReplied true", resps[0].Error())
 	}
 }
+
+// TestDialRedisStoreBeforeRedis: a store dialled while Redis is down is
+// usable at once: reads fail with ErrNotConnected until Redis answers,
+// then succeed without anything else done.
+func TestDialRedisStoreBeforeRedis(t *testing.T) {
+	v := loadTestViews(t)
+	srv := redistest.Start(t)
+	srv.Stop()
+	connected := make(chan struct{})
+	d, err := DialRedisStore(RedisOptions{Addrs: []string{srv.Addr()}, DialTimeout: time.Second}, 20*time.Millisecond, func() { close(connected) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	p := mustPlan(t, v, []string{"driver_stats:avg_daily_trips"}, PlanOptions{})
+	if _, err := p.Fetch(context.Background(), d, [][]byte{[]byte("1")}, nil); !errors.Is(err, ErrNotConnected) || d.Connected() {
+		t.Fatalf("Redis down: %v (connected %v), want ErrNotConnected", err, d.Connected())
+	}
+	srv.Restart()
+	select {
+	case <-connected:
+	case <-time.After(testwait.Timeout):
+		t.Fatal("not connected after Redis started")
+	}
+	if got, err := p.Fetch(context.Background(), d, [][]byte{[]byte("1")}, nil); err != nil || string(got) != `[{"driver_id":1,"avg_daily_trips":null}]` {
+		t.Fatalf("Redis up: %s %v", got, err)
+	}
+	if _, err := DialRedisStore(RedisOptions{}, time.Second, nil); err == nil {
+		t.Fatal("no address: want an error")
+	}
+}

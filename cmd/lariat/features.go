@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -39,7 +40,7 @@ func (f *featureFlags) register(fs *flag.FlagSet) {
 }
 
 // env returns the feature environment, or nil when no store is configured.
-func (f *featureFlags) env() (*tasks.FeatureEnv, func(), error) {
+func (f *featureFlags) env(log *slog.Logger) (*tasks.FeatureEnv, func(), error) {
 	if f.views == "" {
 		if f.redis != "" || f.seed != "" {
 			return nil, nil, fmt.Errorf("--redis and --feature-seed need --feature-views")
@@ -86,11 +87,16 @@ func (f *featureFlags) env() (*tasks.FeatureEnv, func(), error) {
 	}
 	opt.ClientName = "lariat"
 	opt.DialTimeout = 3 * time.Second
-	store, err := featurefetch.NewRedisStore(opt)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot connect to Redis %s: %w", f.redis, err)
-	}
 	name := "redis://" + strings.Join(opt.Addrs, ",")
+	// The gateway serves while Redis is down (only feature reads fail),
+	// so that it can start before Redis answers.
+	store, err := featurefetch.DialRedisStore(opt, time.Second, func() { log.Info("feature store connected", "redis", name) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("--redis %s: %w", f.redis, err)
+	}
+	if !store.Connected() {
+		log.Warn("feature store not reachable; serving, and feature reads fail until it answers (tried every second)", "redis", name)
+	}
 	return &tasks.FeatureEnv{Views: views, Store: store, Name: name, Breaker: f.breakerSettings()}, store.Close, nil
 }
 

@@ -217,7 +217,7 @@ func serveCmd(args []string) int {
 	}
 	log := sf.logger()
 	env := sf.env(resolve)
-	features, closeFeatures, err := ff.env()
+	features, closeFeatures, err := ff.env(log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lariat serve:", err)
 		return 1
