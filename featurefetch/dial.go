@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/lariat-gw/lariat/internal/dialing"
 )
 
 // ErrNotConnected fails the reads of a DialingStore whose Redis has not
@@ -18,10 +18,8 @@ var ErrNotConnected = errors.New("redis has not answered yet")
 // started in any order) serves its routes at once, and only feature reads
 // fail until Redis answers. It keeps trying to connect in the background.
 type DialingStore struct {
-	store atomic.Pointer[RedisStore]
+	conn  *dialing.Conn[RedisStore]
 	addrs []string
-	stop  chan struct{}
-	done  sync.WaitGroup
 }
 
 var _ Store = (*DialingStore)(nil)
@@ -34,40 +32,15 @@ func DialRedisStore(opt RedisOptions, retry time.Duration, onConnect func()) (*D
 	if _, err := opt.ClientOption(); err != nil {
 		return nil, err
 	}
-	d := &DialingStore{addrs: opt.Addrs, stop: make(chan struct{})}
-	if s, err := NewRedisStore(opt); err == nil {
-		d.store.Store(s)
-		return d, nil
-	}
-	d.done.Add(1)
-	go func() {
-		defer d.done.Done()
-		t := time.NewTicker(retry)
-		defer t.Stop()
-		for {
-			select {
-			case <-d.stop:
-				return
-			case <-t.C:
-			}
-			if s, err := NewRedisStore(opt); err == nil {
-				d.store.Store(s)
-				if onConnect != nil {
-					onConnect()
-				}
-				return
-			}
-		}
-	}()
-	return d, nil
+	return &DialingStore{conn: dialing.Start(func() (*RedisStore, error) { return NewRedisStore(opt) }, retry, onConnect), addrs: opt.Addrs}, nil
 }
 
 // Connected reports whether Redis has answered.
-func (d *DialingStore) Connected() bool { return d.store.Load() != nil }
+func (d *DialingStore) Connected() bool { return d.conn.Get() != nil }
 
 // ReadHashes implements Store.
 func (d *DialingStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL time.Duration, dst []FieldValue) ([]FieldValue, error) {
-	s := d.store.Load()
+	s := d.conn.Get()
 	if s == nil {
 		return dst, fmt.Errorf("cannot read features from redis at %v: %w", d.addrs, ErrNotConnected)
 	}
@@ -76,9 +49,7 @@ func (d *DialingStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTT
 
 // Close stops trying to connect and closes the connection made.
 func (d *DialingStore) Close() {
-	close(d.stop)
-	d.done.Wait()
-	if s := d.store.Load(); s != nil {
+	if s := d.conn.Stop(); s != nil {
 		s.Close()
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/lariat-gw/lariat/internal/redistest"
+	"github.com/lariat-gw/lariat/internal/testwait"
 )
 
 func TestLocal(t *testing.T) {
@@ -169,4 +170,29 @@ func TestGuardedStoreSkipsAStalledStore(t *testing.T) {
 			t.Fatalf("after the store came back: asked %d times, up %d; want %d, 1", n, storeUp.Load(), guardFailures+10)
 		}
 	})
+}
+
+// TestDialRedisBeforeRedis: a quota store dialled while its Redis is down
+// fails its decisions (so NewGlobal admits) until Redis answers, then
+// counts without anything else done.
+func TestDialRedisBeforeRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Stop()
+	connected := make(chan struct{})
+	d := DialRedis(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true}, "test:", 20*time.Millisecond, func() { close(connected) })
+	defer d.Close()
+	if _, _, err := d.Allow(context.Background(), "k", 0.01, 1); err == nil || d.Connected() {
+		t.Fatalf("Redis down: %v (connected %v), want an error", err, d.Connected())
+	}
+	srv.Restart()
+	select {
+	case <-connected:
+	case <-time.After(testwait.Timeout):
+		t.Fatal("not connected after Redis started")
+	}
+	for i, want := range []bool{true, false} {
+		if ok, _, err := d.Allow(context.Background(), "k", 0.01, 1); err != nil || ok != want {
+			t.Fatalf("decision %d with Redis up: %v %v, want %v", i, ok, err, want)
+		}
+	}
 }

@@ -2,10 +2,12 @@ package quota
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/lariat-gw/lariat/internal/dialing"
 	"github.com/redis/rueidis"
 )
 
@@ -70,4 +72,52 @@ func (r *Redis) Allow(ctx context.Context, key string, perSecond float64, burst 
 		return false, time.Duration(wait) * time.Microsecond, nil
 	}
 	return true, 0, nil
+}
+
+// errNotConnected fails the decisions of a DialingRedis whose Redis has
+// not answered yet.
+var errNotConnected = errors.New("quota store: redis has not answered yet")
+
+// DialingRedis is a Redis store usable before its Redis answers: a
+// gateway starting while the quota Redis is down serves, admitting what
+// the store cannot decide (see NewGlobal), and keeps trying to connect in
+// the background.
+type DialingRedis struct {
+	conn *dialing.Conn[Redis]
+}
+
+// DialRedis returns a store counting in the Redis opt describes under keys
+// prefixed with prefix, connected when Redis answers now; otherwise it
+// tries again every retry until it does, calling onConnect (when set)
+// then.
+func DialRedis(opt rueidis.ClientOption, prefix string, retry time.Duration, onConnect func()) *DialingRedis {
+	return &DialingRedis{conn: dialing.Start(func() (*Redis, error) {
+		c, err := rueidis.NewClient(opt)
+		if err != nil {
+			if c != nil {
+				c.Close()
+			}
+			return nil, err
+		}
+		return NewRedis(c, prefix), nil
+	}, retry, onConnect)}
+}
+
+// Connected reports whether Redis has answered.
+func (d *DialingRedis) Connected() bool { return d.conn.Get() != nil }
+
+// Allow implements Store.
+func (d *DialingRedis) Allow(ctx context.Context, key string, perSecond float64, burst int) (bool, time.Duration, error) {
+	r := d.conn.Get()
+	if r == nil {
+		return false, 0, errNotConnected
+	}
+	return r.Allow(ctx, key, perSecond, burst)
+}
+
+// Close stops trying to connect and closes the client made.
+func (d *DialingRedis) Close() {
+	if r := d.conn.Stop(); r != nil {
+		r.client.Close()
+	}
 }

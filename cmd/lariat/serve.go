@@ -253,36 +253,36 @@ func serveCmd(args []string) int {
 	opts.ReadyDetails = ready
 	opts.PredictionLog = plog
 	if *quotaRedis != "" {
-		c, err := quotaClient(*quotaRedis)
+		opt, err := quotaOptions(*quotaRedis)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "lariat serve:", err)
 			return 2
 		}
-		defer c.Close()
-		opts.QuotaStore = quota.NewRedis(c, "lariat:quota:")
+		// Quota decisions admit while the quota Redis is down, and so
+		// the gateway serves before it answers.
+		store := quota.DialRedis(opt, "lariat:quota:", time.Second, func() { log.Info("quota store connected", "redis", *quotaRedis) })
+		defer store.Close()
+		if !store.Connected() {
+			log.Warn("quota store not reachable; serving, and admitting what it cannot count until it answers (tried every second)", "redis", *quotaRedis)
+		}
+		opts.QuotaStore = store
 	}
 	g := gateway.New(opts)
 	g.Load()
 	return runServers(g, &sf, log, nil)
 }
 
-// quotaClient connects to the Redis of --quota-redis. An unreachable Redis
-// stops the start; once serving, the client reconnects on its own and
-// quota decisions fail open while Redis is down.
-func quotaClient(addr string) (rueidis.Client, error) {
+// quotaOptions returns the client options of the Redis of --quota-redis.
+func quotaOptions(addr string) (rueidis.ClientOption, error) {
 	opt := rueidis.ClientOption{InitAddress: strings.Split(addr, ","), DisableCache: true}
 	if strings.Contains(addr, "://") {
 		var err error
 		if opt, err = rueidis.ParseURL(addr); err != nil {
-			return nil, fmt.Errorf("--quota-redis: %w", err)
+			return opt, fmt.Errorf("--quota-redis: %w", err)
 		}
 		opt.DisableCache = true
 	}
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		return nil, fmt.Errorf("cannot connect to the quota Redis %s: %w", addr, err)
-	}
-	return c, nil
+	return opt, nil
 }
 
 // runServers serves g until SIGTERM or SIGINT, then shuts down gracefully.
