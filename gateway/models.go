@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/lariat-gw/lariat/registry"
@@ -20,6 +22,9 @@ var _ tasks.ModelResolver = RegistryModels{}
 // Register implements tasks.ModelResolver.
 func (m RegistryModels) Register(ctx context.Context, ref string) (tasks.ResolvedModel, error) {
 	r, err := m.R.Register(ctx, ref)
+	if errors.Is(err, registry.ErrUnreachable) {
+		err = fmt.Errorf("%w: %w", tasks.ErrRegistryUnreachable, err)
+	}
 	return tasks.ResolvedModel{Name: r.Name, Version: r.Version, Endpoint: r.ServingEndpoint}, err
 }
 

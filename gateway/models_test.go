@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -221,5 +222,48 @@ func TestReadyzRegistryDetail(t *testing.T) {
 		if k != strings.ToLower(k) {
 			t.Errorf("readyz key %q is not snake_case: %s", k, a.body)
 		}
+	}
+}
+
+// TestModelRouteLoadsWhileRegistryIsDown: a gateway started while its
+// model registry is down serves a route naming a model: its calls fail
+// (the model is not resolved) until the registry answers, then succeed,
+// without a reload.
+func TestModelRouteLoadsWhileRegistryIsDown(t *testing.T) {
+	ctx := context.Background()
+	model := upstreamtest.Start(t, upstreamtest.JSON(`{"score":0.3}`))
+	store := registrytest.OpenBolt(t)
+	first := registrytest.Serve(t, store)
+	if _, err := first.Client.CreateModel(ctx, registry.CreateModelRequest{Name: "eta"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Client.CreateVersion(ctx, registry.CreateVersionRequest{Name: "eta", Source: "s3://x", ServingEndpoint: model.URL("/predict")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Client.SetAlias(ctx, "eta", "production", "1"); err != nil {
+		t.Fatal(err)
+	}
+	addr := first.Addr
+	first.Stop()
+	res := registry.NewResolver(first.Client, registry.ResolverOptions{Interval: 50 * time.Millisecond})
+	defer res.Stop()
+	route := "name: eta\nendpoint: /eta\ntasks:\n  m: {type: http, inputs: {model: eta@production}, output: {path: response.body}}\n"
+	tg := startGateway(t, map[string]string{"eta.yaml": route}, nil, func(o *Options) {
+		tasks.ModelRegistry.Provide(o.Env, RegistryModels{R: res})
+	})
+	if errs := tg.g.Table().Errors; len(errs) != 0 {
+		t.Fatalf("route naming a model, registry down: %v", errs)
+	}
+	if a := tg.post(t, "/eta", `{}`); a.status != 502 || !strings.Contains(a.body, "not resolved") {
+		t.Fatalf("registry down: %d %s", a.status, a.body)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	registrytest.ServeOn(t, store, ln)
+	var last answer
+	if !testwait.Within(testwait.Timeout, func() bool { last = tg.post(t, "/eta", `{}`); return last.status == 200 }) || last.body != `{"score":0.3}` {
+		t.Fatalf("registry back: %d %s", last.status, last.body)
 	}
 }

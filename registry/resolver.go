@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,6 +159,10 @@ type Resolver struct {
 	refs   map[string]modelRef
 	status ResolverStatus
 	failed bool
+	// unreachableUntil is when Register asks the registry again after it
+	// did not answer: the routes loading meanwhile do not each wait out
+	// Timeout.
+	unreachableUntil time.Time
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -235,22 +240,57 @@ func (r *Resolver) Register(ctx context.Context, ref string) (Resolved, error) {
 		r.metrics.registerFailures.Inc()
 		return Resolved{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-	defer cancel()
-	res, err := r.resolve(ctx, mr)
+	r.mu.Lock()
+	skip := time.Now().Before(r.unreachableUntil)
+	r.mu.Unlock()
+	var res Resolved
+	if skip {
+		err = errSkipped
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+		defer cancel()
+		res, err = r.resolve(ctx, mr)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if Unreachable(err) && !skip {
+		r.unreachableUntil = time.Now().Add(r.opts.Interval)
+	}
 	if err != nil {
 		if cached, ok := (*r.snap.Load())[ref]; ok {
 			r.refs[ref] = mr
 			return cached, nil
 		}
 		r.metrics.registerFailures.Inc()
+		if Unreachable(err) {
+			// Kept: the refreshes resolve it once the registry answers.
+			r.refs[ref] = mr
+			return Resolved{}, fmt.Errorf("cannot resolve model reference %q: %w: %w", ref, ErrUnreachable, err)
+		}
 		return Resolved{}, fmt.Errorf("cannot resolve model reference %q: %w", ref, err)
 	}
 	r.refs[ref] = mr
 	r.storeLocked(map[string]Resolved{ref: res})
 	return res, nil
+}
+
+// ErrUnreachable marks a reference Register could not resolve because
+// the registry did not answer; the reference is kept, and resolved by the
+// refreshes once the registry answers.
+var ErrUnreachable = errors.New("the registry is not answering")
+
+// errSkipped fails a Register made while the registry was found not
+// answering moments ago.
+var errSkipped = errors.New("it did not answer moments ago")
+
+// Unreachable reports whether err means the registry did not answer (no
+// connection, a timeout, or a server error), rather than answering that
+// the reference resolves to nothing.
+func Unreachable(err error) bool {
+	var ue *url.Error
+	var ae *Error
+	return errors.Is(err, errSkipped) || errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ae) && ae.Status >= 500
 }
 
 // Forget removes ref from the references kept up to date.
@@ -323,6 +363,7 @@ func (r *Resolver) Refresh(ctx context.Context) error {
 		r.status.LastError = err.Error()
 	} else {
 		r.failed = false
+		r.unreachableUntil = time.Time{}
 		r.status.LastError = ""
 		r.status.LastSuccess = now
 		r.metrics.lastSuccess.Set(float64(now.UnixNano()) / 1e9)

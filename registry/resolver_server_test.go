@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -164,9 +165,14 @@ func TestResolverKeepsLastGoodMappingWhenRegistryIsDown(t *testing.T) {
 	if registry.RefreshErrors(r) <= errorsBefore {
 		t.Fatal("refresh errors were not counted")
 	}
-	// A new ref cannot be registered, a known one still can (from the cache).
-	if _, err := r.Register(ctx, "eta/3"); err == nil {
-		t.Fatal("Register of an uncached ref succeeded while the registry is down")
+	// A new ref cannot be resolved, but is kept (ErrUnreachable) for the
+	// refreshes; a second one, moments later, does not wait for the
+	// registry again. A known one is resolved from the cache.
+	if _, err := r.Register(ctx, "eta/3"); !errors.Is(err, registry.ErrUnreachable) {
+		t.Fatalf("Register of an uncached ref while the registry is down: %v, want ErrUnreachable", err)
+	}
+	if _, err := r.Register(ctx, "eta/2"); !errors.Is(err, registry.ErrUnreachable) || !strings.Contains(err.Error(), "did not answer moments ago") {
+		t.Fatalf("second Register while the registry is down: %v", err)
 	}
 	if got, err := r.Register(ctx, "eta@champion"); err != nil || got != want {
 		t.Fatalf("Register of a cached ref while down = %+v, %v", got, err)
@@ -183,5 +189,13 @@ func TestResolverKeepsLastGoodMappingWhenRegistryIsDown(t *testing.T) {
 	}
 	if st := r.Status(); st.Stale || st.LastError != "" {
 		t.Fatalf("status after recovery: %+v", st)
+	}
+	for ref, version := range map[string]string{"eta/3": "3", "eta/2": "2"} {
+		if got, ok := r.Lookup(ref); !ok || got.Version != version {
+			t.Fatalf("%s registered while the registry was down, after it came back: %+v, %v", ref, got, ok)
+		}
+	}
+	if got, err := r.Register(ctx, "eta/1"); err != nil || got.Version != "1" {
+		t.Fatalf("Register once the registry is back: %+v, %v", got, err)
 	}
 }

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -275,10 +276,14 @@ func registryEndpoint(s *Spec, field string, ref config.String, bs upstream.Brea
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	m, err := models.Register(ctx, ref.Value)
 	cancel()
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrRegistryUnreachable):
+		// The route serves: its calls fail ("not resolved") until the
+		// registry answers and the reference resolves, rather than the
+		// route being left out while the registry is down.
+	case err != nil:
 		return nil, s.Errorf(ref.Pos, "inputs.%s: cannot resolve %q: %v", field, ref.Value, err)
-	}
-	if s.Tenant != nil {
+	case s.Tenant != nil:
 		// The version served now must be on an allowed host; later
 		// versions are checked when they resolve.
 		if _, host, _, _, err := parseUpstream(m.Endpoint); err == nil {

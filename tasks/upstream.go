@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -54,11 +55,19 @@ func ParseResolve(s string) (key, addr string, err error) {
 type ModelResolver interface {
 	// Register adds ref to the references kept fresh and resolves it once;
 	// it fails when ref cannot be resolved and nothing is known of it.
+	// When that is because the registry does not answer, the error wraps
+	// ErrRegistryUnreachable and ref is kept: Lookup finds it once the
+	// registry answers.
 	Register(ctx context.Context, ref string) (ResolvedModel, error)
 	// Lookup returns the current resolution of a registered ref. It is
 	// called on the request path and must not block.
 	Lookup(ref string) (ResolvedModel, bool)
 }
+
+// ErrRegistryUnreachable marks a model reference that could not be
+// resolved because the model registry does not answer (see
+// ModelResolver.Register).
+var ErrRegistryUnreachable = errors.New("the model registry is not answering")
 
 // ResolvedModel is a model version and where it is served.
 type ResolvedModel struct {
