@@ -259,6 +259,7 @@ func (p *Pool) hostLocked(tlsOn bool, hostPort string) *Host {
 		MaxConns:                      p.o.MaxConns,
 		MaxIdleConnDuration:           p.o.IdleTimeout,
 		MaxResponseBodySize:           p.o.MaxBodySize,
+		ReadBufferSize:                maxAnswerHeaderBytes,
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		// Retries are the caller's: fasthttp never resends on its own.
@@ -289,6 +290,7 @@ func (p *Pool) hostLocked(tlsOn bool, hostPort string) *Host {
 			MaxPendingRequests:  p.o.MaxConns,
 			MaxIdleConnDuration: p.o.IdleTimeout,
 			MaxResponseBodySize: p.o.MaxBodySize,
+			ReadBufferSize:      maxAnswerHeaderBytes,
 			ReadTimeout:         PipelineReadTimeout,
 			// A failed connection fails the calls on it, which count it.
 			Logger:                        quietLogger{},
@@ -542,6 +544,11 @@ type trackedConn struct {
 	written atomic.Int64
 	early   atomic.Pointer[[]byte]
 }
+
+// maxAnswerHeaderBytes bounds the status line and headers of an answer
+// (fasthttp reads them whole into its read buffer, 4 KiB by default, too
+// little for some proxies' and servers' headers).
+const maxAnswerHeaderBytes = 16 << 10
 
 // earlyAnswerBytes bounds the early answer read after a failed write, and
 // earlyAnswerWait the wait for it.
@@ -841,6 +848,9 @@ func (tg *Target) classify(err error, start, deadline, routeDeadline time.Time) 
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e.Reason = ReasonTooLarge
 		e.Err = fmt.Errorf("%w: larger than %d bytes", ErrTooLarge, tg.Host.pool.o.MaxBodySize)
+	case errors.As(err, new(*fasthttp.ErrSmallBuffer)) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
+		e.Reason = ReasonTooLarge
+		e.Err = fmt.Errorf("%w: headers larger than %d bytes", ErrTooLarge, maxAnswerHeaderBytes)
 	case errors.Is(err, errMemory):
 		e.Reason = ReasonOverloaded
 		e.Err = fmt.Errorf("%w: %w", ErrOverloaded, err)

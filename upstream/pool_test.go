@@ -591,3 +591,35 @@ func TestEarlyAnswerIsTheUpstreams(t *testing.T) {
 		t.Fatalf("breaker %s, want closed", s)
 	}
 }
+
+// TestAnswerHeadersAreBounded: answers with headers of up to 16 KiB (as
+// some proxies and servers send) are read; larger ones fail the try as
+// too large, which does not count against the upstream.
+func TestAnswerHeadersAreBounded(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size atomic.Int64
+	srv := &fasthttp.Server{Handler: func(rc *fasthttp.RequestCtx) {
+		rc.Response.Header.Set("X-Debug", strings.Repeat("d", int(size.Load())))
+		rc.SetBodyString(`{"ok":true}`)
+	}}
+	go srv.Serve(ln)     //nolint:errcheck // returns when the listener closes.
+	defer srv.Shutdown() //nolint:errcheck
+	addr := ln.Addr().String()
+	p := NewPool(nil, Options{})
+	tg := p.Target("", "http", addr, addr, "/p", BreakerSettings{Failures: 1, OpenFor: time.Hour})
+	c := newCaller(Policy{TryTimeout: 2 * time.Second})
+	size.Store(10 << 10)
+	if res, _, err := callOnce(c, tg, 2*time.Second); err != nil || string(res) != `{"ok":true}` {
+		t.Fatalf("10 KiB of headers: %v %s", err, res)
+	}
+	size.Store(20 << 10)
+	if _, _, err := callOnce(c, tg, 2*time.Second); ReasonOf(err) != ReasonTooLarge || !strings.Contains(err.Error(), "headers larger than 16384 bytes") {
+		t.Fatalf("20 KiB of headers: %v, want too large", err)
+	}
+	if s := tg.Breaker.State(); s != "closed" {
+		t.Fatalf("breaker %s, want closed", s)
+	}
+}
