@@ -2,7 +2,9 @@ package upstream
 
 import (
 	"fmt"
+	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -56,6 +58,12 @@ type Breaker struct {
 	// cpuWait, when set, reports how long this process waited for a CPU
 	// lately: timeouts while it waits long are not the upstream's.
 	cpuWait func(now time.Time) cpuState
+	// log, when set, receives a line per change of state; lastFault is
+	// the reason and status of the last fault counted (reason<<16 |
+	// status), which the line of an opening names.
+	log       *slog.Logger
+	lastFault atomic.Uint32
+	failures  uint32
 	// label is the breaker's series' labels, shared by the breakers of
 	// one tenant and upstream; settingsSeries is its settings series,
 	// its own.
@@ -112,7 +120,7 @@ func NewTenantBreaker(tenant, name string, s BreakerSettings) *Breaker {
 	settings := fmt.Sprintf(`lariat_breaker_settings{%s,failures="%d",open_for_seconds="%g",half_open_requests="%d"}`,
 		label, failures, s.OpenFor.Seconds(), max(s.HalfOpenRequests, 1))
 	metrics.GetOrCreateGauge(settings, nil).Set(1)
-	b := &Breaker{name: name, cpuWait: processCPUWait.recent, label: label, settingsSeries: settings}
+	b := &Breaker{name: name, cpuWait: processCPUWait.recent, label: label, settingsSeries: settings, failures: failures}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        name,
 		MaxRequests: max(s.HalfOpenRequests, 1),
@@ -121,6 +129,7 @@ func NewTenantBreaker(tenant, name string, s BreakerSettings) *Breaker {
 		IsExcluded:  func(err error) bool { _, ok := err.(excludedError); return ok },
 		OnStateChange: func(_ string, _, to gobreaker.State) {
 			metrics.GetOrCreateCounter(`lariat_breaker_state_changes_total{` + label + `,to="` + to.String() + `"}`).Inc()
+			b.logChange(tenant, to)
 			switch to {
 			case gobreaker.StateOpen:
 				state.Set(1)
@@ -132,6 +141,30 @@ func NewTenantBreaker(tenant, name string, s BreakerSettings) *Breaker {
 		},
 	})
 	return b
+}
+
+// logChange logs the breaker's change of state to to.
+func (b *Breaker) logChange(tenant string, to gobreaker.State) {
+	if b.log == nil {
+		return
+	}
+	attrs := []any{"upstream", b.name}
+	if tenant != "" {
+		attrs = append(attrs, "tenant", tenant)
+	}
+	switch to {
+	case gobreaker.StateOpen:
+		last := b.lastFault.Load()
+		fault := Reason(last >> 16).Metric()
+		if status := last & 0xffff; status != 0 {
+			fault += " " + strconv.Itoa(int(status))
+		}
+		b.log.Warn("upstream breaker opened: calls fail at once until a trial call succeeds", append(attrs, "consecutive_faults", b.failures, "last_fault", fault)...)
+	case gobreaker.StateHalfOpen:
+		b.log.Info("upstream breaker half-open: trying the upstream again", attrs...)
+	default:
+		b.log.Info("upstream breaker closed", attrs...)
+	}
 }
 
 // Do runs try through the breaker. try returns the reason and status of
@@ -154,6 +187,7 @@ func (b *Breaker) Do(try func() (Reason, int)) bool {
 			// counted against the upstream.
 			return struct{}{}, excludedError{}
 		case Fault(r, status):
+			b.lastFault.Store(uint32(r)<<16 | uint32(status)&0xffff)
 			return struct{}{}, faultError{}
 		case r == ReasonStatus || r == ReasonTooLarge:
 			// The upstream answered: it is up.

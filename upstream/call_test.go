@@ -1,9 +1,12 @@
 package upstream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -610,4 +613,46 @@ func offerQueue(l *Limiter, workers int, service time.Duration, n int, dur time.
 		}()
 	}
 	wg.Wait()
+}
+
+// TestBreakerLogsItsChanges: a pool's breakers log each change of state,
+// an opening with the last fault counted.
+func TestBreakerLogsItsChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		var down atomic.Bool
+		down.Store(true)
+		f := &fake{t0: time.Now(), answer: func(_ int, _ string, _ time.Time, resp *fasthttp.Response) error {
+			if down.Load() {
+				resp.SetStatusCode(503)
+				return nil
+			}
+			return ok(resp, `{}`)
+		}}
+		p := NewPool(nil, Options{Transport: f.transport, Limit: LimitSettings{Disabled: true}, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		tg := target(p, "m", BreakerSettings{Failures: 2, OpenFor: time.Second})
+		c := newCaller(Policy{TryTimeout: time.Second})
+		for range 3 {
+			_, _ = c.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), tg, nil, nil, new(Outcome))
+		}
+		down.Store(false)
+		time.Sleep(time.Second + time.Millisecond)
+		if _, err := c.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), tg, nil, nil, new(Outcome)); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		want := []string{
+			`level=WARN msg="upstream breaker opened: calls fail at once until a trial call succeeds" upstream=http://m:80 consecutive_faults=2 last_fault="status 503"`,
+			`level=INFO msg="upstream breaker half-open: trying the upstream again" upstream=http://m:80`,
+			`level=INFO msg="upstream breaker closed" upstream=http://m:80`,
+		}
+		if len(lines) != len(want) {
+			t.Fatalf("log:\n%s", buf.String())
+		}
+		for i, w := range want {
+			if !strings.HasSuffix(lines[i], w) {
+				t.Fatalf("line %d: %s\nwant it to end with %s", i, lines[i], w)
+			}
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/bits"
 	"net"
 	"os"
@@ -62,6 +63,8 @@ type Options struct {
 	// failing the calls queued on it. Upstreams not listed get a
 	// connection per call in flight.
 	Pipeline map[string]int
+	// Logger, when set, receives a line per change of state of a breaker.
+	Logger *slog.Logger
 	// Transport, when set, replaces the network: tests pass a plain
 	// function.
 	Transport Transport
@@ -328,6 +331,7 @@ func (p *Pool) breakerLocked(tenant, upstream string, s BreakerSettings) *Breake
 	}
 	b := NewTenantBreaker(tenant, upstream, s)
 	b.key = key
+	b.log = p.o.Logger
 	p.breakers[key] = b
 	p.labels[b.label]++
 	return b

@@ -43,7 +43,7 @@ func demoCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "lariat demo:", err)
 		return 2
 	}
-	env := sf.env(resolve)
+	env := sf.env(resolve, log)
 	views, store, err := featurefetch.NewDemoStore()
 	if err != nil {
 		log.Error("cannot load example features", "error", err)

@@ -126,9 +126,10 @@ func (f *serverFlags) options(routes string, env *tasks.Env, log *slog.Logger) g
 }
 
 // env returns the task environment with the upstream settings the flags
-// give.
-func (f *serverFlags) env(resolve map[string]string) *tasks.Env {
+// give; breakers log their changes of state to log.
+func (f *serverFlags) env(resolve map[string]string, log *slog.Logger) *tasks.Env {
 	o := f.upstream
+	o.Logger = log
 	o.Breaker = upstream.DefaultBreaker.Merge(upstream.BreakerSettings{Failures: uint32(f.breaker.failures), OpenFor: f.breaker.openFor})
 	l := upstream.DefaultLimit
 	l.Max = max(o.Limit.Max, l.Min)
@@ -216,7 +217,7 @@ func serveCmd(args []string) int {
 		return 1
 	}
 	log := sf.logger()
-	env := sf.env(resolve)
+	env := sf.env(resolve, log)
 	features, closeFeatures, err := ff.env(log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lariat serve:", err)
