@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
@@ -45,13 +46,15 @@ var DefaultStoreBreaker = upstream.BreakerSettings{Failures: 5, OpenFor: 250 * t
 
 // storeBreaker returns the store's breaker, made once: one per store
 // endpoint, shared by the feature tasks of every route.
-func (fe *FeatureEnv) storeBreaker() *upstream.Breaker {
+// It logs its outages to log.
+func (fe *FeatureEnv) storeBreaker(log *slog.Logger) *upstream.Breaker {
 	fe.breakerOnce.Do(func() {
 		name := fe.Name
 		if name == "" {
 			name = "featurestore"
 		}
 		fe.breaker = upstream.NewBreaker(name, DefaultStoreBreaker.Merge(fe.Breaker))
+		fe.breaker.SetLogger(log)
 	})
 	return fe.breaker
 }
@@ -220,7 +223,11 @@ func newFeatureTask(s *Spec) (Task, error) {
 		}
 		t.timeout = in.Timeout.D
 	}
-	t.breaker = fe.storeBreaker()
+	var log *slog.Logger
+	if s.Env.Upstreams != nil {
+		log = s.Env.Upstreams.Options().Logger
+	}
+	t.breaker = fe.storeBreaker(log)
 	t.errStore = lazymetric.NewCounter(s.Metrics, `lariat_upstream_errors_total{`+s.Labels+`,reason="feature_store"}`)
 	t.errReq = lazymetric.NewCounter(s.Metrics, `lariat_upstream_errors_total{`+s.Labels+`,reason="bad_entities"}`)
 	return t, nil

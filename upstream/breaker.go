@@ -58,12 +58,16 @@ type Breaker struct {
 	// cpuWait, when set, reports how long this process waited for a CPU
 	// lately: timeouts while it waits long are not the upstream's.
 	cpuWait func(now time.Time) cpuState
-	// log, when set, receives a line per change of state; lastFault is
-	// the reason and status of the last fault counted (reason<<16 |
-	// status), which the line of an opening names.
-	log       *slog.Logger
-	lastFault atomic.Uint32
-	failures  uint32
+	// log, when set, receives a line when the breaker opens after being
+	// closed and one when it closes again; lastFault is the reason and
+	// status of the last fault counted (reason<<16 | status), which the
+	// line of an opening names. openedAt and failedTrials describe the
+	// outage for the closing line (gobreaker serializes state changes).
+	log          *slog.Logger
+	lastFault    atomic.Uint32
+	failures     uint32
+	openedAt     time.Time
+	failedTrials int
 	// label is the breaker's series' labels, shared by the breakers of
 	// one tenant and upstream; settingsSeries is its settings series,
 	// its own.
@@ -127,9 +131,9 @@ func NewTenantBreaker(tenant, name string, s BreakerSettings) *Breaker {
 		Timeout:     s.OpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
 		IsExcluded:  func(err error) bool { _, ok := err.(excludedError); return ok },
-		OnStateChange: func(_ string, _, to gobreaker.State) {
+		OnStateChange: func(_ string, from, to gobreaker.State) {
 			metrics.GetOrCreateCounter(`lariat_breaker_state_changes_total{` + label + `,to="` + to.String() + `"}`).Inc()
-			b.logChange(tenant, to)
+			b.logChange(tenant, from, to)
 			switch to {
 			case gobreaker.StateOpen:
 				state.Set(1)
@@ -143,8 +147,18 @@ func NewTenantBreaker(tenant, name string, s BreakerSettings) *Breaker {
 	return b
 }
 
-// logChange logs the breaker's change of state to to.
-func (b *Breaker) logChange(tenant string, to gobreaker.State) {
+// SetLogger makes the breaker log its outages to l: a line when it opens
+// after being closed, and one when it closes again. It must be called
+// before the breaker is used.
+func (b *Breaker) SetLogger(l *slog.Logger) {
+	if b != nil {
+		b.log = l
+	}
+}
+
+// logChange logs an outage starting (from closed to open) or ending (to
+// closed); trials that fail while it lasts are counted, not logged.
+func (b *Breaker) logChange(tenant string, from, to gobreaker.State) {
 	if b.log == nil {
 		return
 	}
@@ -152,18 +166,19 @@ func (b *Breaker) logChange(tenant string, to gobreaker.State) {
 	if tenant != "" {
 		attrs = append(attrs, "tenant", tenant)
 	}
-	switch to {
-	case gobreaker.StateOpen:
+	switch {
+	case to == gobreaker.StateOpen && from == gobreaker.StateClosed:
+		b.openedAt, b.failedTrials = time.Now(), 0
 		last := b.lastFault.Load()
 		fault := Reason(last >> 16).Metric()
 		if status := last & 0xffff; status != 0 {
 			fault += " " + strconv.Itoa(int(status))
 		}
 		b.log.Warn("upstream breaker opened: calls fail at once until a trial call succeeds", append(attrs, "consecutive_faults", b.failures, "last_fault", fault)...)
-	case gobreaker.StateHalfOpen:
-		b.log.Info("upstream breaker half-open: trying the upstream again", attrs...)
-	default:
-		b.log.Info("upstream breaker closed", attrs...)
+	case to == gobreaker.StateOpen:
+		b.failedTrials++
+	case to == gobreaker.StateClosed:
+		b.log.Info("upstream breaker closed", append(attrs, "open_for", time.Since(b.openedAt).Round(time.Millisecond), "failed_trials", b.failedTrials)...)
 	}
 }
 

@@ -615,9 +615,11 @@ func offerQueue(l *Limiter, workers int, service time.Duration, n int, dur time.
 	wg.Wait()
 }
 
-// TestBreakerLogsItsChanges: a pool's breakers log each change of state,
-// an opening with the last fault counted.
-func TestBreakerLogsItsChanges(t *testing.T) {
+// TestBreakerLogsItsOutages: a pool's breaker logs a line when it opens
+// (naming the last fault counted) and one when it closes again (how long
+// it was open, how many trials failed meanwhile), and nothing for each
+// failed trial in between.
+func TestBreakerLogsItsOutages(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var buf bytes.Buffer
 		var down atomic.Bool
@@ -632,19 +634,24 @@ func TestBreakerLogsItsChanges(t *testing.T) {
 		p := NewPool(nil, Options{Transport: f.transport, Limit: LimitSettings{Disabled: true}, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 		tg := target(p, "m", BreakerSettings{Failures: 2, OpenFor: time.Second})
 		c := newCaller(Policy{TryTimeout: time.Second})
-		for range 3 {
-			_, _ = c.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), tg, nil, nil, new(Outcome))
+		call := func() error {
+			_, err := c.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), tg, nil, nil, new(Outcome))
+			return err
 		}
-		down.Store(false)
+		for range 3 {
+			_ = call()
+		}
 		time.Sleep(time.Second + time.Millisecond)
-		if _, err := c.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), tg, nil, nil, new(Outcome)); err != nil {
+		_ = call() // a failed trial
+		time.Sleep(time.Second + time.Millisecond)
+		down.Store(false)
+		if err := call(); err != nil {
 			t.Fatal(err)
 		}
 		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 		want := []string{
 			`level=WARN msg="upstream breaker opened: calls fail at once until a trial call succeeds" upstream=http://m:80 consecutive_faults=2 last_fault="status 503"`,
-			`level=INFO msg="upstream breaker half-open: trying the upstream again" upstream=http://m:80`,
-			`level=INFO msg="upstream breaker closed" upstream=http://m:80`,
+			`level=INFO msg="upstream breaker closed" upstream=http://m:80 open_for=2.002s failed_trials=1`,
 		}
 		if len(lines) != len(want) {
 			t.Fatalf("log:\n%s", buf.String())

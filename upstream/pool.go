@@ -63,7 +63,8 @@ type Options struct {
 	// failing the calls queued on it. Upstreams not listed get a
 	// connection per call in flight.
 	Pipeline map[string]int
-	// Logger, when set, receives a line per change of state of a breaker.
+	// Logger, when set, receives a line when a breaker opens and one when
+	// it closes again.
 	Logger *slog.Logger
 	// Transport, when set, replaces the network: tests pass a plain
 	// function.
@@ -331,7 +332,7 @@ func (p *Pool) breakerLocked(tenant, upstream string, s BreakerSettings) *Breake
 	}
 	b := NewTenantBreaker(tenant, upstream, s)
 	b.key = key
-	b.log = p.o.Logger
+	b.SetLogger(p.o.Logger)
 	p.breakers[key] = b
 	p.labels[b.label]++
 	return b
