@@ -11,6 +11,8 @@ import (
 
 	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/router"
+	"github.com/lariat-gw/lariat/tasks"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // OnlineFeaturesPath serves Feast's /get-online-features API when a feature
@@ -22,6 +24,7 @@ var (
 	onlineFeaturesOK  = metrics.NewCounter(`lariat_online_features_requests_total{status="200"}`)
 	onlineFeaturesBad = metrics.NewCounter(`lariat_online_features_requests_total{status="400"}`)
 	onlineFeaturesErr = metrics.NewCounter(`lariat_online_features_requests_total{status="502"}`)
+	onlineFeaturesOff = metrics.NewCounter(`lariat_online_features_requests_total{status="503"}`)
 	onlineFeaturesDur = metrics.NewPrometheusHistogram(`lariat_online_features_duration_seconds`)
 	featureBufPool    sync.Pool
 )
@@ -40,9 +43,21 @@ func (g *Gateway) serveOnlineFeatures(rc *fasthttp.RequestCtx) {
 	if bp == nil {
 		bp = new([]byte)
 	}
-	out, err := fe.Views.AppendOnlineFeatures(ctx, fe.Store, rc.PostBody(), (*bp)[:0])
+	var out []byte
+	var err error
+	ran := fe.StoreBreaker(g.log).Do(func() (upstream.Reason, int) {
+		out, err = fe.Views.AppendOnlineFeatures(ctx, fe.Store, rc.PostBody(), (*bp)[:0])
+		return tasks.StoreReason(err), 0
+	})
 	var bre *featurefetch.BadRequestError
 	switch {
+	case !ran:
+		// The store keeps failing: answer at once rather than wait out
+		// the read's timeout.
+		onlineFeaturesOff.Inc()
+		router.WriteError(rc, fasthttp.StatusServiceUnavailable, "feature store is failing (its breaker is open); retry later", "", "")
+		rc.Response.Header.Set("Retry-After", "1")
+		out = (*bp)[:0]
 	case errors.As(err, &bre):
 		onlineFeaturesBad.Inc()
 		router.WriteError(rc, fasthttp.StatusBadRequest, bre.Message, "", "")

@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -392,5 +394,43 @@ func TestFeatureKeyOfWrongTypeIsNotTheStores(t *testing.T) {
 	}
 	if v := metricValue(t, tg, `lariat_breaker_state_changes_total{upstream="redis://`+srv.Addr()+`",to="open"}`); v != 0 {
 		t.Fatalf("store breaker opened %v times", v)
+	}
+}
+
+// failingStore is a feature store that cannot be reached; it counts the
+// reads asked of it.
+type failingStore struct{ reads atomic.Int64 }
+
+func (s *failingStore) ReadHashes(_ context.Context, _ []featurefetch.HashRead, _ time.Duration, dst []featurefetch.FieldValue) ([]featurefetch.FieldValue, error) {
+	s.reads.Add(1)
+	return dst, errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+}
+
+// TestGetOnlineFeaturesSharesTheStoreBreaker: the Feast serving API
+// shares the store's breaker with the feature tasks: once the store has
+// failed enough reads in a row, requests are answered 503 with
+// Retry-After at once, without asking the store (nor waiting out the
+// read timeout, when it stalls).
+func TestGetOnlineFeaturesSharesTheStoreBreaker(t *testing.T) {
+	views, err := featurefetch.DemoViews()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &failingStore{}
+	fe := &tasks.FeatureEnv{Views: views, Store: store, Name: "down", Breaker: upstream.BreakerSettings{OpenFor: time.Hour}}
+	tg := startGateway(t, nil, nil, func(o *Options) { tasks.FeatureStore.Provide(o.Env, fe) })
+	req := `{"features":["driver_stats:conv_rate"],"entities":{"driver_id":[1001]}}`
+	failures := int(tasks.DefaultStoreBreaker.Failures)
+	for i := range failures + 5 {
+		a := tg.post(t, OnlineFeaturesPath, req)
+		switch {
+		case i < failures && a.status == 502 && strings.Contains(a.body, "connection refused"):
+		case i >= failures && a.status == 503 && a.header.Get("Retry-After") == "1" && strings.Contains(a.body, "breaker is open"):
+		default:
+			t.Fatalf("request %d: %d %v %s", i, a.status, a.header, a.body)
+		}
+	}
+	if n := store.reads.Load(); n != int64(failures) {
+		t.Fatalf("the store was asked %d reads, want %d", n, failures)
 	}
 }

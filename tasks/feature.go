@@ -44,10 +44,10 @@ type FeatureEnv struct {
 // again.
 var DefaultStoreBreaker = upstream.BreakerSettings{Failures: 5, OpenFor: 250 * time.Millisecond, HalfOpenRequests: 1}
 
-// storeBreaker returns the store's breaker, made once: one per store
-// endpoint, shared by the feature tasks of every route.
-// It logs its outages to log.
-func (fe *FeatureEnv) storeBreaker(log *slog.Logger) *upstream.Breaker {
+// StoreBreaker returns the store's breaker, made once: one per store
+// endpoint, shared by the feature tasks of every route and the Feast
+// serving API. It logs its outages to log (the first caller's).
+func (fe *FeatureEnv) StoreBreaker(log *slog.Logger) *upstream.Breaker {
 	fe.breakerOnce.Do(func() {
 		name := fe.Name
 		if name == "" {
@@ -227,7 +227,7 @@ func newFeatureTask(s *Spec) (Task, error) {
 	if s.Env.Upstreams != nil {
 		log = s.Env.Upstreams.Options().Logger
 	}
-	t.breaker = fe.storeBreaker(log)
+	t.breaker = fe.StoreBreaker(log)
 	t.errStore = lazymetric.NewCounter(s.Metrics, `lariat_upstream_errors_total{`+s.Labels+`,reason="feature_store"}`)
 	t.errReq = lazymetric.NewCounter(s.Metrics, `lariat_upstream_errors_total{`+s.Labels+`,reason="bad_entities"}`)
 	return t, nil
@@ -307,23 +307,34 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 	return fmt.Errorf("feature store: %w", err)
 }
 
-// reason classifies a read's outcome for the store's breaker: entity
-// values the request got wrong, a key holding something else than a
-// feature row and the route deadline running out are not the store's
-// faults.
+// reason classifies a read's outcome for the store's breaker (see
+// StoreReason); the request ending and the route deadline running out
+// are not the store's faults either.
 func (t *featureTask) reason(err error, x *Exchange) upstream.Reason {
+	r := StoreReason(err)
+	switch {
+	case r == upstream.ReasonNone || r == upstream.ReasonOther:
+		return r
+	case x.Canceled():
+		return upstream.ReasonCanceled
+	case r == upstream.ReasonTimeout && !x.Deadline.After(time.Now()):
+		return upstream.ReasonDeadline
+	}
+	return r
+}
+
+// StoreReason classifies the outcome of a read of the feature store for
+// its breaker: entity values the request got wrong and a key holding
+// something else than a feature row are not the store's faults; a read
+// past its time is a timeout; other failures are the store's.
+func StoreReason(err error) upstream.Reason {
 	var bre *featurefetch.BadRequestError
 	switch {
 	case err == nil:
 		return upstream.ReasonNone
 	case errors.As(err, &bre), errors.As(err, new(*featurefetch.KeyError)):
 		return upstream.ReasonOther
-	case x.Canceled():
-		return upstream.ReasonCanceled
 	case errors.Is(err, context.DeadlineExceeded):
-		if !x.Deadline.After(time.Now()) {
-			return upstream.ReasonDeadline
-		}
 		return upstream.ReasonTimeout
 	case errors.Is(err, context.Canceled):
 		return upstream.ReasonCanceled
