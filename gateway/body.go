@@ -136,15 +136,15 @@ const drainGap = 20 * time.Millisecond
 // drainBuffers hold what a drain reads.
 var drainBuffers = sync.Pool{New: func() any { return new([16 << 10]byte) }}
 
-// drainUnread reads and drops what a client still sends of a request
-// body that will not be read, so that the answer refusing it reaches the
+// drain reads and drops what a client still sends of a request body
+// that will not be read, so that the answer refusing it reaches the
 // client: closing the connection with its bytes unread would reset it,
 // and a client still sending would see the reset instead of the answer.
 // It reads at least sure bytes (what the server cannot have read with
 // the header) within timeout, then goes on while more comes within
 // drainGap, up to limit bytes in all. The connection is closed after the
 // answer.
-func drainUnread(rc *fasthttp.RequestCtx, sure, limit int, timeout time.Duration) {
+func drain(rc *fasthttp.RequestCtx, sure, limit int, timeout time.Duration) {
 	c := rc.Conn()
 	if c == nil || limit <= 0 {
 		return
@@ -169,16 +169,16 @@ func drainUnread(rc *fasthttp.RequestCtx, sure, limit int, timeout time.Duration
 }
 
 // drainUnread drains the unread body of the request rc holds (see
-// drainUnread): its length when known, or up to the largest size
+// drain): its length when known, or up to the largest size
 // accepted; a body much larger than accepted is left to the reset.
 func (g *Gateway) drainUnread(rc *fasthttp.RequestCtx) {
 	n := rc.Request.Header.ContentLength()
 	switch {
 	case n == -1:
-		drainUnread(rc, 0, g.opts.MaxBodySize, g.opts.ReadTimeout)
+		drain(rc, 0, g.opts.MaxBodySize, g.opts.ReadTimeout)
 	case n > 0 && n <= g.opts.MaxBodySize+maxDrainPastLimit:
 		// The server read the header with up to a read buffer of
 		// the body.
-		drainUnread(rc, n-g.opts.MaxHeaderSize, n, g.opts.ReadTimeout)
+		drain(rc, n-g.opts.MaxHeaderSize, n, g.opts.ReadTimeout)
 	}
 }

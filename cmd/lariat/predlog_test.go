@@ -127,7 +127,16 @@ func (fx *logFixture) start(t *testing.T, url string, extra ...string) *gatewayP
 	t.Helper()
 	args := append([]string{"serve", "--routes", fx.routes, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--feature-views", fx.views, "--feature-seed", fx.seed, "--registry", fx.registry, "--prediction-log", url}, extra...)
-	cmd := exec.Command(fx.bin, args...)
+	return startGatewayProc(t, fx.bin, args...)
+}
+
+// startGatewayProc runs bin with args (a lariat serve listening on
+// 127.0.0.1:0), waits until it listens and kills it when the test ends.
+// It fails the test when the process exits or does not listen within
+// 30s, showing its log.
+func startGatewayProc(t *testing.T, bin string, args ...string) *gatewayProc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +150,7 @@ func (fx *logFixture) start(t *testing.T, url string, extra ...string) *gatewayP
 		<-gp.done
 	})
 	addr := make(chan []string, 1)
+	exited := make(chan struct{})
 	var logMu sync.Mutex
 	var logText strings.Builder
 	go func() {
@@ -153,15 +163,21 @@ func (fx *logFixture) start(t *testing.T, url string, extra ...string) *gatewayP
 				addr <- m[1:]
 			}
 		}
+		close(exited)
 		gp.done <- cmd.Wait()
 	}()
+	log := func() string {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logText.String()
+	}
 	select {
 	case a := <-addr:
 		gp.url, gp.admin = "http://"+a[0], "http://"+a[1]
+	case <-exited:
+		t.Fatalf("lariat serve exited before listening:\n%s", log())
 	case <-time.After(30 * time.Second):
-		logMu.Lock()
-		defer logMu.Unlock()
-		t.Fatalf("lariat serve did not start:\n%s", logText.String())
+		t.Fatalf("lariat serve did not start:\n%s", log())
 	}
 	return gp
 }

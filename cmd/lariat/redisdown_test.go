@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/lariat-gw/lariat/featurefetch"
 	"github.com/lariat-gw/lariat/internal/redistest"
@@ -42,43 +39,8 @@ func TestServeStartsWithRedisDown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(bin, "serve", "--routes", routes, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--feature-views", views, "--redis", srv.Addr())
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-		}
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	var url string
-	deadline := time.After(30 * time.Second)
-	for url == "" {
-		select {
-		case l := <-lines:
-			if m := listenRe.FindStringSubmatch(l); m != nil {
-				url = "http://" + m[1]
-			}
-		case <-exited:
-			t.Fatal("lariat serve exited with Redis down")
-		case <-deadline:
-			t.Fatal("lariat serve did not start with Redis down")
-		}
-	}
+	url := startGatewayProc(t, bin, "serve", "--routes", routes, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--feature-views", views, "--redis", srv.Addr()).url
 	post := func(path string) (int, string) {
 		resp, err := http.Post(url+path, "application/json", strings.NewReader(`{"drivers":[1001]}`))
 		if err != nil {
