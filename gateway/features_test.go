@@ -157,6 +157,54 @@ func TestFeatureStoreDownAndBack(t *testing.T) {
 	}
 }
 
+// TestPausedStoreOpensItsBreaker: a Redis that stops answering without
+// closing its connections (a slow command, a paused machine) makes the
+// reads of a feature task with no timeout of its own wait out the route
+// deadline. After five of them the store's breaker opens, and requests
+// take the task's default at once instead of each waiting out the
+// deadline; once Redis answers again, so do the reads.
+func TestPausedStoreOpensItsBreaker(t *testing.T) {
+	route := `
+name: feat
+endpoint: /feat
+timeout: 200ms
+tasks:
+  features:
+    type: feature
+    inputs:
+      entities: {driver_id: '{{ .request.candidates }}'}
+      features: [driver_stats:conv_rate]
+    on_error: {default: "unavailable"}
+    output: {path: response.body.features}
+`
+	tg, srv := startFeatureGatewayWith(t, map[string]string{"f.yaml": route}, upstream.BreakerSettings{})
+	req := `{"candidates":[1001]}`
+	for i := 0; i < 5; i++ {
+		if a := tg.post(t, "/feat", req); a.status != 200 || a.header.Get("X-Lariat-Incomplete") != "" {
+			t.Fatalf("before the pause: %d %s", a.status, a.body)
+		}
+	}
+	srv.Pause()
+	for i := 0; i < 10; i++ {
+		if a := tg.post(t, "/feat", req); a.status != 200 || a.body != `{"features":"unavailable"}` {
+			t.Fatalf("request %d with Redis paused: %d %s, want the default", i, a.status, a.body)
+		}
+	}
+	opened := `lariat_breaker_state_changes_total{upstream="redis://` + srv.Addr() + `",to="open"}`
+	if m := tg.adminGet(t, "/metrics").body; !strings.Contains(m, opened) {
+		t.Fatalf("the store's breaker did not open:\n%s", grepLines(m, "breaker"))
+	}
+	srv.Resume()
+	var last answer
+	testwait.Within(testwait.Timeout, func() bool {
+		last = tg.post(t, "/feat", req)
+		return last.status == 200 && last.header.Get("X-Lariat-Incomplete") == ""
+	})
+	if last.header.Get("X-Lariat-Incomplete") != "" {
+		t.Fatalf("after the pause: %d %s", last.status, last.body)
+	}
+}
+
 func TestFeatureStoreDownFailsWithoutDefault(t *testing.T) {
 	tg, srv := startFeatureGateway(t, map[string]string{"f.yaml": fmt.Sprintf(featureRoute, "")})
 	srv.Stop()

@@ -292,8 +292,11 @@ log: {outputs: [response.body.a.score]}
 		"/failed":    `502 a:ok:200:false,b:error:503:false "task \"b\" failed: upstream answered 503" null`,
 		"/late":      `504 a:ok:200:false,b:deadline:0:false "task \"b\" failed: route deadline exceeded" null`,
 	}
+	// The hung call to b ends at the route deadline as a timeout of its
+	// own, which may reach the request before the deadline does.
+	lateTimeout := regexp.MustCompile(`^504 a:ok:200:false,b:error:0:false "task \\"b\\" failed: upstream timed out after 3\d\dms" null$`)
 	for path, w := range want {
-		if got[path] != w && !(path == "/failed" && strings.Contains(got[path], "a:canceled")) {
+		if got[path] != w && !(path == "/failed" && strings.Contains(got[path], "a:canceled")) && !(path == "/late" && lateTimeout.MatchString(got[path])) {
 			t.Errorf("%s: record\n got %s\nwant %s", path, got[path], w)
 		}
 	}

@@ -292,6 +292,39 @@ tasks:
 	}
 }
 
+// TestHungUpstreamIsCutOffByItsBreaker: with the route's defaults (no
+// task timeout, the default breaker), an upstream that stops answering
+// opens its breaker after five requests that waited out the route
+// deadline; the requests after them get the task's default at once
+// instead of each waiting out the deadline too, and the upstream is not
+// called again before open_for has passed.
+func TestHungUpstreamIsCutOffByItsBreaker(t *testing.T) {
+	up := upstreamtest.Start(t, nil)
+	hang := up.Hang()
+	var calls atomic.Int64
+	up.Set(func(n int64, rc *fasthttp.RequestCtx) { calls.Add(1); hang(n, rc) })
+	route := fmt.Sprintf(`
+name: hung
+endpoint: /hung
+timeout: 200ms
+tasks:
+  a: {type: http, inputs: {address: %s}, on_error: {default: {score: 0}}, output: {path: response.body.a}}
+`, up.URL("/a"))
+	tg := startGateway(t, map[string]string{"h.yaml": route}, nil)
+	for i := 0; i < 12; i++ {
+		if a := tg.post(t, "/hung", `{}`); a.status != 200 || a.body != `{"a":{"score":0}}` {
+			t.Fatalf("request %d: %d %s, want the default", i, a.status, a.body)
+		}
+	}
+	if n := calls.Load(); n != 5 {
+		t.Fatalf("the hung upstream got %d calls of 12 requests, want 5 (then its breaker opens)", n)
+	}
+	m := tg.adminGet(t, "/metrics").body
+	if !strings.Contains(m, `lariat_breaker_open{upstream="`+strings.TrimSuffix(up.URL(""), "/")+`"} 1`) {
+		t.Fatalf("breaker not open:\n%s", grepLines(m, "breaker"))
+	}
+}
+
 // TestTrickledAnswerTimesOut: an upstream that trickles its answer one
 // byte per 50ms: 504, counted as a timeout, not a connection failure.
 func TestTrickledAnswerTimesOut(t *testing.T) {

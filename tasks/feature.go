@@ -270,13 +270,20 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 	}
 	var out, missing []byte
 	var err error
+	var reason upstream.Reason
+	var took time.Duration
 	ran := t.breaker.Do(func() (upstream.Reason, int) {
+		start := time.Now()
 		if x.LogFeatures {
 			out, missing, r.FeatureLog, err = t.plan.FetchLogged(ctx, t.store, keys, r.Body[:0], r.Missing[:0], r.FeatureLog[:0])
 		} else {
 			out, missing, err = t.plan.FetchReport(ctx, t.store, keys, r.Body[:0], r.Missing[:0])
 		}
-		return t.reason(err, x), 0
+		if err != nil {
+			took = time.Since(start)
+			reason = t.reason(err, x, took)
+		}
+		return reason, 0
 	})
 	if !ran {
 		t.errStore.Inc()
@@ -296,28 +303,29 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 	case errors.As(err, &bre):
 		t.errReq.Inc()
 		return &RequestError{Msg: "feature entities: " + bre.Message}
-	case errors.Is(err, context.DeadlineExceeded) && !x.Deadline.After(time.Now()):
+	case reason == upstream.ReasonDeadline:
 		t.errStore.Inc()
 		return fmt.Errorf("feature store: %w", ErrDeadline)
 	case errors.Is(err, context.DeadlineExceeded):
 		t.errStore.Inc()
-		return fmt.Errorf("feature store: %w after %s", ErrTimeout, t.timeout)
+		return fmt.Errorf("feature store: %w after %s", ErrTimeout, took.Round(time.Millisecond))
 	}
 	t.errStore.Inc()
 	return fmt.Errorf("feature store: %w", err)
 }
 
 // reason classifies a read's outcome for the store's breaker (see
-// StoreReason); the request ending and the route deadline running out
-// are not the store's faults either.
-func (t *featureTask) reason(err error, x *Exchange) upstream.Reason {
+// StoreReason); the request ending is not the store's fault either, nor
+// the route deadline cutting short a read that ran for took before the
+// store was late by much (see upstream.Breaker.Hung).
+func (t *featureTask) reason(err error, x *Exchange, took time.Duration) upstream.Reason {
 	r := StoreReason(err)
 	switch {
 	case r == upstream.ReasonNone || r == upstream.ReasonOther:
 		return r
 	case x.Canceled():
 		return upstream.ReasonCanceled
-	case r == upstream.ReasonTimeout && !x.Deadline.After(time.Now()):
+	case r == upstream.ReasonTimeout && !x.Deadline.After(time.Now()) && !t.breaker.Hung(took):
 		return upstream.ReasonDeadline
 	}
 	return r

@@ -271,6 +271,8 @@ func TestBreakerCountsOnlyUpstreamFaults(t *testing.T) {
 				return nil
 			case "down":
 				return errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+			case "slow":
+				time.Sleep(30 * time.Millisecond)
 			}
 			return ok(resp, `{}`)
 		})
@@ -287,8 +289,15 @@ func TestBreakerCountsOnlyUpstreamFaults(t *testing.T) {
 				call(time.Second)
 			}
 		}
-		// A route deadline shorter than the try timeout cuts the try:
-		// the caller's budget ran out, not the upstream.
+		// A route deadline shorter than the try timeout cuts the try
+		// of an upstream that answers in 30ms after less than hangFactor
+		// times that: the caller's budget ran out, not the upstream.
+		mode.Store("slow")
+		for i := 0; i < 5; i++ {
+			if err := call(time.Second); err != nil {
+				t.Fatalf("slow answer: %v", err)
+			}
+		}
 		mode.Store("hang")
 		for i := 0; i < 10; i++ {
 			if err := call(50 * time.Millisecond); ReasonOf(err) != ReasonDeadline {
@@ -318,6 +327,74 @@ func TestBreakerCountsOnlyUpstreamFaults(t *testing.T) {
 		}
 		if s := tg.Breaker.State(); s != "closed" {
 			t.Fatalf("breaker %s after a good trial, want closed", s)
+		}
+	})
+}
+
+// TestHungUpstreamOpensTheBreaker: a try the route deadline cuts short
+// after many times the upstream's usual latency is the upstream's
+// timeout, which its breaker counts, also when the try had no timeout
+// of its own; a deadline too short for any upstream to answer in is the
+// caller's.
+func TestHungUpstreamOpensTheBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mode atomic.Value
+		mode.Store("hang")
+		_, p := newFake(func(_ int, _ string, deadline time.Time, resp *fasthttp.Response) error {
+			if mode.Load() == "hang" {
+				return hang(deadline)
+			}
+			time.Sleep(time.Millisecond)
+			return ok(resp, `{}`)
+		})
+		c := newCaller(Policy{TryTimeout: time.Second})
+		call := func(tg *Target, routeTimeout time.Duration) error {
+			var out Outcome
+			_, err := c.Call(Budget{Deadline: time.Now().Add(routeTimeout)}, request(), tg, nil, nil, &out)
+			return err
+		}
+		// Hung from the start: nothing is known of its latency, so only
+		// a deadline shorter than minHang is the caller's.
+		tg := target(p, "a", BreakerSettings{Failures: 3, OpenFor: time.Second})
+		for i := 0; i < 10; i++ {
+			if err := call(tg, minHang/2); ReasonOf(err) != ReasonDeadline {
+				t.Fatalf("try cut after %s: %v, want the route deadline", minHang/2, err)
+			}
+		}
+		if s := tg.Breaker.State(); s != "closed" {
+			t.Fatalf("breaker %s after deadlines shorter than minHang, want closed", s)
+		}
+		for i := 0; i < 3; i++ {
+			if err := call(tg, 200*time.Millisecond); ReasonOf(err) != ReasonTimeout {
+				t.Fatalf("try %d of a hung upstream: %v, want a timeout", i, err)
+			}
+		}
+		if err := call(tg, 200*time.Millisecond); !errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("after 3 hung tries: %v, want the breaker open", err)
+		}
+
+		// An upstream that answers in 1ms, then hangs: a 5ms deadline is
+		// still the caller's, a 50ms one the upstream's.
+		b := target(p, "b", BreakerSettings{Failures: 3, OpenFor: time.Second})
+		mode.Store("up")
+		for i := 0; i < 10; i++ {
+			if err := call(b, time.Second); err != nil {
+				t.Fatalf("answer %d: %v", i, err)
+			}
+		}
+		mode.Store("hang")
+		for i := 0; i < 5; i++ {
+			if err := call(b, 5*time.Millisecond); ReasonOf(err) != ReasonDeadline {
+				t.Fatalf("try cut after 5ms: %v, want the route deadline", err)
+			}
+		}
+		for i := 0; i < 3; i++ {
+			if err := call(b, 50*time.Millisecond); ReasonOf(err) != ReasonTimeout || !strings.Contains(err.Error(), "after 50ms") {
+				t.Fatalf("try %d cut after 50ms: %v, want a timeout after 50ms", i, err)
+			}
+		}
+		if s := b.Breaker.State(); s != "open" {
+			t.Fatalf("breaker %s after 3 hung tries, want open", s)
 		}
 	})
 }

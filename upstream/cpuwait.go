@@ -59,6 +59,23 @@ const cpuWaitShare = 0.1
 // short reports whether the process was short of CPU.
 func (s cpuState) short() bool { return s.wait > cpuWaitFloor || s.pressure > cpuPressureLimit }
 
+// A shortage of CPU explains a try that timed out after less than
+// maxCPUStall, or less than cpuStallWaits times the mean wait for a CPU.
+// A runnable thread waits some tens of milliseconds at most for the
+// kernel's scheduler (CFS serves up to 8 runnable threads within 24ms),
+// and a CPU quota throttles a process for less than its 100ms period; a
+// try that waited longer was kept waiting by the upstream.
+const (
+	maxCPUStall   = 100 * time.Millisecond
+	cpuStallWaits = 50
+)
+
+// explains reports whether the process's shortage of CPU, if any,
+// explains a try that timed out after ran.
+func (s cpuState) explains(ran time.Duration) bool {
+	return s.short() && (ran < maxCPUStall || ran < cpuStallWaits*s.wait)
+}
+
 // shortFor reports whether the process was short of CPU for an upstream
 // whose baseline latency is base (ns): its threads waited more than
 // cpuPressureLimit times as long as they ran, or it waited more than

@@ -160,5 +160,29 @@ func TestTimeoutsWhileShortOfCPUAreNotTheUpstreams(t *testing.T) {
 		if got := tg.Host.limit.Limit(); got >= before {
 			t.Fatalf("limit %d after timeouts with the CPU back, want below %d", got, before)
 		}
+
+		// A try that waited 200ms was kept waiting by the upstream,
+		// unless the mean wait for a CPU was over 200ms/cpuStallWaits.
+		for _, c := range []struct {
+			st   cpuState
+			want string
+		}{
+			{cpuState{wait: 2 * time.Millisecond, pressure: 0.5}, "open"},
+			{cpuState{wait: 50 * time.Microsecond, pressure: 3}, "open"},
+			{cpuState{wait: 5 * time.Millisecond, pressure: 3}, "closed"},
+		} {
+			hung := target(p, "hung", BreakerSettings{Failures: 3, OpenFor: time.Minute, HalfOpenRequests: 1})
+			hung.Breaker.cpuWait = waited
+			state.Store(c.st)
+			slow := newCaller(Policy{TryTimeout: 200 * time.Millisecond})
+			for range 3 {
+				var out Outcome
+				slow.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), hung, nil, nil, &out)
+			}
+			if s := hung.Breaker.State(); s != c.want {
+				t.Fatalf("breaker %s after 3 tries that waited 200ms, short of CPU (%+v), want %s", s, c.st, c.want)
+			}
+			hung.Release()
+		}
 	})
 }

@@ -866,9 +866,10 @@ func (tg *Target) classify(err error, start, deadline, routeDeadline time.Time) 
 		e.Reason = ReasonOverloaded
 		e.Err = fmt.Errorf("%w: cannot open a connection: %w", ErrOverloaded, err)
 	case isTimeout(err):
-		// The route deadline cut the try short: the caller's budget ran
-		// out, which is not the upstream's fault.
-		if !deadline.Before(routeDeadline) && !time.Now().Before(routeDeadline) {
+		// The route deadline cut the try short before the upstream was
+		// late by much: the caller's budget ran out, which is not the
+		// upstream's fault.
+		if !deadline.Before(routeDeadline) && !time.Now().Before(routeDeadline) && !tg.Breaker.Hung(e.After) {
 			e.Reason = ReasonDeadline
 		} else {
 			e.Reason = ReasonTimeout

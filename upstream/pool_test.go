@@ -151,15 +151,17 @@ func TestRestartedUpstream(t *testing.T) {
 }
 
 // TestTrickledAnswerIsATimeout: an answer trickling one byte per 50ms is
-// a timeout of the upstream when the try timeout cuts it, and the route
-// deadline when that cuts it: never a connection failure.
+// a timeout of the upstream when the try timeout cuts it, or the route
+// deadline after the upstream was late by much (see hangFactor), and
+// the route deadline when that cuts it sooner: never a connection
+// failure.
 func TestTrickledAnswerIsATimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		up := upstreamtest.StartWith(t, nil, upstreamtest.Options{InMemory: true})
 		up.Set(up.Trickle(`{"a":"`+strings.Repeat("x", 100)+`"}`, 50*time.Millisecond))
 		p := NewPool(nil, Options{Dial: upstreamtest.DialMemory})
 		defer endBubble(p, up)
-		tg := realTarget(p, up, BreakerSettings{Disabled: true})
+		tg := realTarget(p, up, BreakerSettings{Failures: 5, OpenFor: time.Second})
 		start := time.Now()
 		_, _, err := callOnce(newCaller(Policy{TryTimeout: 200 * time.Millisecond}), tg, 2*time.Second)
 		if ReasonOf(err) != ReasonTimeout || !errors.Is(err, ErrTimeout) {
@@ -168,13 +170,18 @@ func TestTrickledAnswerIsATimeout(t *testing.T) {
 		if took := time.Since(start); took != 200*time.Millisecond {
 			t.Fatalf("the try ended after %s, want its 200ms timeout", took)
 		}
-		start = time.Now()
-		_, _, err = callOnce(newCaller(Policy{TryTimeout: 2 * time.Second}), tg, 200*time.Millisecond)
-		if ReasonOf(err) != ReasonDeadline || !errors.Is(err, ErrDeadline) {
-			t.Fatalf("route deadline: %v (reason %s), want the route deadline", err, ReasonOf(err).Metric())
-		}
-		if took := time.Since(start); took != 200*time.Millisecond {
-			t.Fatalf("the call ended after %s, want the 200ms route deadline", took)
+		for _, c := range []struct {
+			deadline time.Duration
+			want     Reason
+		}{{200 * time.Millisecond, ReasonTimeout}, {minHang / 2, ReasonDeadline}} {
+			start = time.Now()
+			_, _, err = callOnce(newCaller(Policy{TryTimeout: 2 * time.Second}), tg, c.deadline)
+			if ReasonOf(err) != c.want {
+				t.Fatalf("route deadline %s: %v (reason %s), want %s", c.deadline, err, ReasonOf(err).Metric(), c.want.Metric())
+			}
+			if took := time.Since(start); took != c.deadline {
+				t.Fatalf("the call ended after %s, want the %s route deadline", took, c.deadline)
+			}
 		}
 	})
 }
