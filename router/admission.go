@@ -88,15 +88,19 @@ func (l *limiter) acquire() bool {
 }
 
 // release ends a request admitted at admitted whose answer is in rc (nil
-// when it was not served). Its latency feeds the adaptive limit; a 503
-// does not (it was refused by a limit further down, which does its own
-// accounting).
+// when it was not served). The latency of an answer served in full feeds
+// the adaptive limit. Other answers say nothing of how loaded the route
+// is, and do not: a 503 was refused by a limit further down, which does
+// its own accounting; a task that took its default did so at once (its
+// breaker open, or refused further down) or at the deadline (its
+// upstream hangs), and other 5xx failed alike; the upstreams' breakers
+// and limits act on those.
 func (l *limiter) release(rc *fasthttp.RequestCtx, admitted time.Time) {
 	if l.adaptive == nil {
 		<-l.slots
 		return
 	}
-	if rc == nil || rc.Response.StatusCode() == fasthttp.StatusServiceUnavailable {
+	if rc == nil || rc.Response.StatusCode() >= fasthttp.StatusInternalServerError || len(rc.Response.Header.PeekBytes(hdrIncomplete)) > 0 {
 		l.adaptive.Release(0, upstream.ReasonCanceled, 0)
 	} else {
 		l.adaptive.Release(time.Since(admitted), upstream.ReasonNone, rc.Response.StatusCode())

@@ -111,3 +111,60 @@ func TestRouteLimitFollowsSaturation(t *testing.T) {
 		}
 	})
 }
+
+// TestRouteLimitIgnoresFailedAnswers: answers that are not the route's
+// served in full say nothing of how loaded the route is and leave its
+// limit alone: tasks that took their defaults (at the deadline when their
+// upstream hangs, or at once when refused further down) and 5xx. After a
+// second of answers in 10ms to 100 callers, 200 callers get only such
+// answers for 5s, slow ones, then fast ones.
+func TestRouteLimitIgnoresFailedAnswers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(config.Limits{}, DefaultRouteLimit, `route="r"`, metrics.NewSet())
+		type kind struct {
+			took       time.Duration
+			status     int
+			incomplete bool
+		}
+		var shed atomic.Int64
+		serve := func(callers int, dur time.Duration, kinds ...kind) {
+			var wg sync.WaitGroup
+			end := time.Now().Add(dur)
+			for i := range callers {
+				k := kinds[i%len(kinds)]
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var rc fasthttp.RequestCtx
+					for time.Now().Before(end) {
+						if !l.acquire() {
+							shed.Add(1)
+							time.Sleep(time.Millisecond)
+							continue
+						}
+						admitted := time.Now()
+						time.Sleep(k.took)
+						rc.Response.Reset()
+						rc.Response.SetStatusCode(k.status)
+						if k.incomplete {
+							rc.Response.Header.SetBytesKV(hdrIncomplete, []byte("m"))
+						}
+						l.release(&rc, admitted)
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		serve(100, time.Second, kind{10 * time.Millisecond, fasthttp.StatusOK, false})
+		before := l.adaptive.Limit()
+		for _, kinds := range [][]kind{
+			{{200 * time.Millisecond, fasthttp.StatusOK, true}, {200 * time.Millisecond, fasthttp.StatusGatewayTimeout, false}},
+			{{100 * time.Microsecond, fasthttp.StatusOK, true}, {100 * time.Microsecond, fasthttp.StatusBadGateway, false}},
+		} {
+			serve(200, 5*time.Second, kinds...)
+			if got := l.adaptive.Limit(); got != before || shed.Load() > 0 {
+				t.Fatalf("answers %+v moved the limit from %d to %d, %d requests shed", kinds, before, got, shed.Load())
+			}
+		}
+	})
+}
