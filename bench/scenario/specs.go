@@ -20,6 +20,7 @@ const (
 	Lasso           = "lasso"
 	Faults          = "faults"
 	Hang            = "hang"
+	HangDefaults    = "hang-defaults"
 )
 
 // Default latency of the fake models: base and uniform jitter.
@@ -219,6 +220,27 @@ var specs = []*spec{
 			// answers at the deadline, not answers refused at once.
 			return fanoutRoute("hang", "/v1/hang", 200*time.Millisecond, m, "", "'{{ .request }}'",
 				"      breaker: {disabled: true}\n    on_error: {default: "+faultDefault+"}\n")
+		},
+		floor: func(m map[string]string, _ string) floor.Config {
+			return floor.Config{Models: floorModels(m, []string{"m1", "m2"}, 200*time.Millisecond, []byte(faultDefault))}
+		},
+	},
+	{
+		name: HangDefaults,
+		about: "hang with Lariat's default breakers and limits: the models' breakers open after five hung calls " +
+			"and the answers are the defaults at once, with a trial call every 5s; the floor, which has none, " +
+			"waits out the deadline on every request (run it with --connections 200)",
+		endpoint:     "/v1/hang",
+		body:         `{"request_id":{{seq}},"user":{"id":"u{{rand 1 100000}}","country":"DE"},"items":[` + randList(3, 1, 1000) + `]}`,
+		routeTimeout: 200 * time.Millisecond,
+		models: []modelSpec{
+			{key: "m1", cfg: fakemodel.Config{Body: []byte(bodyM1), SlowRate: 1, Slow: 30 * time.Second}},
+			{key: "m2", cfg: fakemodel.Config{Body: []byte(bodyM2), SlowRate: 1, Slow: 30 * time.Second}},
+		},
+		deadline: true,
+		route: func(m map[string]string) []byte {
+			return fanoutRoute("hang", "/v1/hang", 200*time.Millisecond, m, "", "'{{ .request }}'",
+				"    on_error: {default: "+faultDefault+"}\n")
 		},
 		floor: func(m map[string]string, _ string) floor.Config {
 			return floor.Config{Models: floorModels(m, []string{"m1", "m2"}, 200*time.Millisecond, []byte(faultDefault))}

@@ -39,6 +39,8 @@ run hang --connections 200 --duration "$DURATION" --deadline-margin 5ms --out "$
 echo "== (2) hang, 200 connections, two busy loops beside"
 for i in 1 2; do (while :; do :; done) & done
 run hang --connections 200 --duration "$DURATION" --deadline-margin 5ms --out "$OUT/hang-hog"
+echo "== (2) hang with the default breakers and limits, two busy loops beside"
+run hang-defaults --connections 200 --duration "$DURATION" --deadline-margin 5ms --out "$OUT/hang-defaults-hog"
 kill $(jobs -p) 2>/dev/null || true
 wait 2>/dev/null || true
 
