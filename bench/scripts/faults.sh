@@ -3,7 +3,8 @@
 # settings, each beside the hand-written floor in the same run:
 #   (1) hang: 200 connections to routes whose upstreams never answer in
 #       time, 200ms route deadline: the share of answers within 205ms;
-#   (2) the same with a CPU hog (two busy loops) beside it;
+#   (2) the same with a CPU hog (two busy loops) beside it, with the
+#       breakers and limits off (hang) and as they come (hang-defaults);
 #   (3) overload: fanout2's closed-loop maximum, then the open loop at half
 #       of it (unloaded latency) and at twice it (admitted and refused
 #       latency apart);
