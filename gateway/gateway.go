@@ -36,8 +36,9 @@ type Options struct {
 	// body does not fit is answered 503 with Retry-After before its body
 	// is read, so that a burst of large requests cannot exhaust memory.
 	BodyMemory int64
-	// ReadTimeout, WriteTimeout and IdleTimeout guard against slow clients
-	// (defaults 5s, 5s, 60s).
+	// ReadTimeout and WriteTimeout guard against slow clients (default
+	// 5s each); IdleTimeout closes kept-alive client connections left
+	// idle (default DefaultIdleTimeout).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// Logger receives the gateway's log lines (default slog.Default()).
 	Logger *slog.Logger
@@ -132,7 +133,7 @@ func New(opts Options) *Gateway {
 		opts.WriteTimeout = 5 * time.Second
 	}
 	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = 60 * time.Second
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	if opts.MaxJSONDepth <= 0 {
 		opts.MaxJSONDepth = 64
@@ -194,6 +195,16 @@ func New(opts Options) *Gateway {
 	}
 	return g
 }
+
+// DefaultIdleTimeout is how long a kept-alive client connection may idle
+// before the gateway closes it: longer than the proxies and load
+// balancers in front keep their idle connections to a backend (Envoy and
+// so Istio 1h, Google Cloud's load balancers 600s, AWS's ALB 60s,
+// nginx 60s). A proxy that reuses a connection the backend is closing
+// at that moment gets a reset and answers its client with an error
+// (Envoy's 503 "upstream connect error ... connection termination"), so
+// the side that closes idle connections first must be the proxy.
+const DefaultIdleTimeout = 65 * time.Minute
 
 // Env returns the runtime services the gateway's tasks use.
 func (g *Gateway) Env() *tasks.Env { return g.opts.Env }

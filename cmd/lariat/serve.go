@@ -67,7 +67,7 @@ func (f *serverFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&f.bodyMemory, "request-body-memory", 32<<20, "memory of request bodies over 8 KiB read and served at once, in bytes; a request whose body does not fit gets 503 with Retry-After before its body is read")
 	fs.DurationVar(&f.readTimeout, "read-timeout", 5*time.Second, "time to read a request")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 5*time.Second, "time to write a response")
-	fs.DurationVar(&f.idleTimeout, "idle-timeout", 60*time.Second, "how long a kept-alive client connection may idle")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "how long a kept-alive client connection may idle; keep it above the idle timeout of the proxies in front (Envoy and Istio: 1h)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for requests in flight")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.Float64Var(&f.accessLogSample, "access-log-sample", 0, "share of requests written to the access log, 0..1 (0: off)")
