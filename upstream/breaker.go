@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,8 +52,8 @@ func (s BreakerSettings) key() string {
 // upstream's faults (see Fault): a try the gateway refused itself, one
 // the caller's deadline cut short, or one that timed out while the
 // gateway was short of CPU (see cpuState.explains) neither opens nor
-// closes it. A nil *Breaker
-// lets everything through.
+// closes it; timeouts of tries in flight together count once (see
+// sameStall). A nil *Breaker lets everything through.
 type Breaker struct {
 	name string
 	cb   *gobreaker.CircuitBreaker[struct{}]
@@ -79,6 +80,27 @@ type Breaker struct {
 	// usual is the upstream's usual latency in nanoseconds: a moving
 	// average of its successful tries, 0 until one succeeds (see Hung).
 	usual atomic.Int64
+	// lastTimeout is when the last timeout counted ended (under
+	// timeoutMu): a try sent before it timed out in the same stall.
+	timeoutMu   sync.Mutex
+	lastTimeout time.Time
+}
+
+// sameStall reports whether a try sent at start that timed out now was in
+// flight when the last counted timeout ended: the tries in flight when an
+// upstream stalls time out together and count as one fault, so a stall
+// shorter than the try timeout times the failures the breaker allows (a
+// garbage collection pause, a fork of Redis to save) does not open it,
+// while a hang still does, after as many tries in a row, each sent after
+// the last one counted timed out.
+func (b *Breaker) sameStall(start, now time.Time) bool {
+	b.timeoutMu.Lock()
+	defer b.timeoutMu.Unlock()
+	if start.Before(b.lastTimeout) {
+		return true
+	}
+	b.lastTimeout = now
+	return false
 }
 
 // A try the route deadline cut short is the upstream's timeout, not the
@@ -239,6 +261,8 @@ func (b *Breaker) Do(try func() (Reason, int)) bool {
 			// may time out waiting to run, so the timeout is not
 			// counted against the upstream, unless it waited longer
 			// than a shortage of CPU makes a try wait.
+			return struct{}{}, excludedError{}
+		case r == ReasonTimeout && b.sameStall(start, time.Now()):
 			return struct{}{}, excludedError{}
 		case Fault(r, status):
 			b.lastFault.Store(uint32(r)<<16 | uint32(status)&0xffff)

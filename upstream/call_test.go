@@ -399,6 +399,56 @@ func TestHungUpstreamOpensTheBreaker(t *testing.T) {
 	})
 }
 
+// TestTimeoutsOfOneStallCountOnce: tries in flight together when the
+// upstream stalls time out together, and count as one fault: a stall of
+// 100ms under 50 concurrent calls with a 30ms try timeout (four waves of
+// timeouts) does not open a breaker of 5 failures, which a hang still
+// opens once 5 tries in a row, each sent after the last counted one timed
+// out, time out.
+func TestTimeoutsOfOneStallCountOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stallEnd := time.Now().Add(100 * time.Millisecond)
+		_, p := newFake(func(_ int, _ string, deadline time.Time, resp *fasthttp.Response) error {
+			if time.Now().Before(stallEnd) {
+				return hang(deadline)
+			}
+			return ok(resp, `{}`)
+		})
+		c := newCaller(Policy{TryTimeout: 30 * time.Millisecond})
+		wave := func(tg *Target, n int) {
+			var wg sync.WaitGroup
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var out Outcome
+					c.Call(Budget{Deadline: time.Now().Add(time.Second)}, request(), tg, nil, nil, &out)
+				}()
+			}
+			wg.Wait()
+		}
+		tg := target(p, "stall", BreakerSettings{Failures: 5, OpenFor: time.Minute})
+		for range 5 { // 0, 30, 60 and 90ms hang; 120ms answers
+			wave(tg, 50)
+		}
+		if s := tg.Breaker.State(); s != "closed" {
+			t.Fatalf("breaker %s after a 100ms stall, want closed", s)
+		}
+
+		stallEnd = time.Now().Add(time.Hour)
+		hung := target(p, "hung", BreakerSettings{Failures: 5, OpenFor: time.Minute})
+		for i := range 5 {
+			if s := hung.Breaker.State(); s != "closed" {
+				t.Fatalf("breaker %s after %d waves of hung tries, want closed", s, i)
+			}
+			wave(hung, 50)
+		}
+		if s := hung.Breaker.State(); s != "open" {
+			t.Fatalf("breaker %s after 5 waves of hung tries, want open", s)
+		}
+	})
+}
+
 // TestHedgeAfter: the hedge leaves after hedge_after and its answer wins
 // when it comes first; an upstream that answers fast gets no hedge.
 func TestHedgeAfter(t *testing.T) {

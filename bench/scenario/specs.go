@@ -227,8 +227,8 @@ var specs = []*spec{
 	},
 	{
 		name: HangDefaults,
-		about: "hang with Lariat's default breakers and limits: the models' breakers open after five hung calls " +
-			"and the answers are the defaults at once, with a trial call every 5s; the floor, which has none, " +
+		about: "hang with Lariat's default breakers and limits: the models' breakers open after five hung tries in a row " +
+			"(about a second) and the answers are the defaults at once, with a trial call every 5s; the floor, which has none, " +
 			"waits out the deadline on every request (run it with --connections 200)",
 		endpoint:     "/v1/hang",
 		body:         `{"request_id":{{seq}},"user":{"id":"u{{rand 1 100000}}","country":"DE"},"items":[` + randList(3, 1, 1000) + `]}`,
