@@ -325,6 +325,63 @@ tasks:
 	}
 }
 
+// TestStalledUpstreamUnderLoadKeepsItsBreakerClosed: a model server
+// that stalls for 100ms (a garbage collection pause) under 20 callers
+// (each sending a request 10ms after its last answer),
+// with a 50ms try timeout and the default breaker: the calls in flight
+// time out, together, and count once each time, so the breaker stays
+// closed and the calls after the stall are answered.
+func TestStalledUpstreamUnderLoadKeepsItsBreakerClosed(t *testing.T) {
+	up := upstreamtest.Start(t, nil)
+	var stallUntil atomic.Int64
+	up.Set(func(n int64, rc *fasthttp.RequestCtx) {
+		if d := time.Until(time.Unix(0, stallUntil.Load())); d > 0 {
+			time.Sleep(d)
+		}
+		upstreamtest.JSON(`{"ok":true}`)(n, rc)
+	})
+	route := fmt.Sprintf("name: s\nendpoint: /s\ntimeout: 500ms\ntasks:\n  m: {type: http, inputs: {address: %s, timeout: 50ms, retries: 0}, output: {path: response.body}}\n", up.URL("/"))
+	tg := startGateway(t, map[string]string{"s.yaml": route}, nil)
+	var timedOut, okAfter, other atomic.Int64
+	var stalled atomic.Bool
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20000 && time.Since(start) < 3*time.Second; i++ {
+				after := stalled.Load() && time.Now().UnixNano() > stallUntil.Load()
+				a := tg.post(t, "/s", `{}`)
+				switch {
+				case a.status == 504:
+					timedOut.Add(1)
+				case a.status == 200 && after:
+					okAfter.Add(1)
+				case a.status != 200:
+					if other.Add(1) == 1 {
+						t.Errorf("answer %d %s, want 200 or 504", a.status, a.body)
+					}
+				}
+				if after && okAfter.Load() >= 100 {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	stallUntil.Store(time.Now().Add(100 * time.Millisecond).UnixNano())
+	stalled.Store(true)
+	wg.Wait()
+	if timedOut.Load() == 0 || okAfter.Load() == 0 || other.Load() > 0 {
+		t.Fatalf("%d timeouts, %d answers after the stall, %d other answers: want timeouts, answers and nothing else", timedOut.Load(), okAfter.Load(), other.Load())
+	}
+	if m := tg.adminGet(t, "/metrics").body; strings.Contains(m, `lariat_breaker_state_changes_total{upstream="http://`+up.Addr+`",to="open"}`) {
+		t.Fatalf("the breaker opened on a 100ms stall (%d timeouts):\n%s", timedOut.Load(), grepLines(m, "breaker"))
+	}
+}
+
 // TestTrickledAnswerTimesOut: an upstream that trickles its answer one
 // byte per 50ms: 504, counted as a timeout, not a connection failure.
 func TestTrickledAnswerTimesOut(t *testing.T) {
