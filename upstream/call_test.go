@@ -46,6 +46,10 @@ func (f *fake) tries() int {
 }
 
 // hang waits out the deadline, as an upstream that never answers.
+// cpuIdle stands for the process's wait for a CPU in tests of what the
+// breakers count: never short of CPU, whatever else the test binary ran.
+func cpuIdle(time.Time) cpuState { return cpuState{} }
+
 func hang(deadline time.Time) error {
 	time.Sleep(time.Until(deadline))
 	return fasthttp.ErrTimeout
@@ -356,6 +360,7 @@ func TestHungUpstreamOpensTheBreaker(t *testing.T) {
 		// Hung from the start: nothing is known of its latency, so only
 		// a deadline shorter than minHang is the caller's.
 		tg := target(p, "a", BreakerSettings{Failures: 3, OpenFor: time.Second})
+		tg.Breaker.cpuWait = cpuIdle
 		for i := 0; i < 10; i++ {
 			if err := call(tg, minHang/2); ReasonOf(err) != ReasonDeadline {
 				t.Fatalf("try cut after %s: %v, want the route deadline", minHang/2, err)
@@ -376,6 +381,7 @@ func TestHungUpstreamOpensTheBreaker(t *testing.T) {
 		// An upstream that answers in 1ms, then hangs: a 5ms deadline is
 		// still the caller's, a 50ms one the upstream's.
 		b := target(p, "b", BreakerSettings{Failures: 3, OpenFor: time.Second})
+		b.Breaker.cpuWait = cpuIdle
 		mode.Store("up")
 		for i := 0; i < 10; i++ {
 			if err := call(b, time.Second); err != nil {
@@ -428,6 +434,7 @@ func TestTimeoutsOfOneStallCountOnce(t *testing.T) {
 			wg.Wait()
 		}
 		tg := target(p, "stall", BreakerSettings{Failures: 5, OpenFor: time.Minute})
+		tg.Breaker.cpuWait = cpuIdle
 		for range 5 { // 0, 30, 60 and 90ms hang; 120ms answers
 			wave(tg, 50)
 		}
@@ -437,6 +444,7 @@ func TestTimeoutsOfOneStallCountOnce(t *testing.T) {
 
 		stallEnd = time.Now().Add(time.Hour)
 		hung := target(p, "hung", BreakerSettings{Failures: 5, OpenFor: time.Minute})
+		hung.Breaker.cpuWait = cpuIdle
 		for i := range 5 {
 			if s := hung.Breaker.State(); s != "closed" {
 				t.Fatalf("breaker %s after %d waves of hung tries, want closed", s, i)

@@ -10,8 +10,8 @@ import (
 
 // TestOSRunDelaySeesBusyCPUs: threads spinning on four times as many OS
 // threads as the machine has CPUs wait on the kernel's run queues three
-// times as long as they run; the reading of the run-queue delay sees it,
-// and finds the process short of CPU.
+// times as long as they run; the reading of the run-queue delay sees
+// them wait longer than they run, and finds the process short of CPU.
 func TestOSRunDelaySeesBusyCPUs(t *testing.T) {
 	_, delay0, slices0, ok := osRunDelay()
 	if !ok {
@@ -45,8 +45,11 @@ func TestOSRunDelaySeesBusyCPUs(t *testing.T) {
 	if waited < 300*time.Millisecond {
 		t.Fatalf("threads waited %s in all, want at least 300ms", waited)
 	}
-	if !st.short() || st.pressure <= cpuPressureLimit {
-		t.Fatalf("pressure %.2f (wait %s) while %d threads spun on %d CPUs, want above %g", st.pressure, st.wait, threads, runtime.NumCPU(), cpuPressureLimit)
+	// About 3 alone; other processes on the machine (parallel test
+	// binaries) change the share these threads get, not that they wait
+	// longer than they run.
+	if !st.short() || st.pressure <= 1 {
+		t.Fatalf("pressure %.2f (wait %s) while %d threads spun on %d CPUs: not short of CPU, or waited less than they ran", st.pressure, st.wait, threads, runtime.NumCPU())
 	}
 }
 
