@@ -37,10 +37,11 @@ type Server struct {
 	// Port is the TCP port on 127.0.0.1.
 	Port int
 
-	dir    string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	dbSeq  atomic.Int64
+	dir, bin, data string
+	cred           *syscall.Credential
+	cmd            *exec.Cmd
+	exited         chan struct{}
+	dbSeq          atomic.Int64
 }
 
 // FindBinDir returns the directory holding initdb and postgres: $LARIAT_PG_BINDIR, or
@@ -205,7 +206,7 @@ func launch(bin, dir, data string, port int, cred *syscall.Credential) (*Server,
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("cannot start postgres: %w", err)
 	}
-	s := &Server{Port: port, dir: dir, cmd: cmd, exited: make(chan struct{})}
+	s := &Server{Port: port, dir: dir, bin: bin, data: data, cred: cred, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(s.exited)
@@ -260,6 +261,25 @@ func (s *Server) NewDatabase(tb testing.TB) string {
 		tb.Fatalf("pgtest: cannot create database %s: %v", name, err)
 	}
 	return s.dsn(name)
+}
+
+// Restart shuts the server down as a failover or an upgrade does (fast
+// shutdown: the server ends every client connection) and starts it
+// again on the same port and data, returning once it accepts
+// connections. Clients' pooled connections are dead afterwards.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+		s.kill()
+	}
+	n, err := launch(s.bin, s.dir, s.data, s.Port, s.cred)
+	if err != nil {
+		tb.Fatalf("pgtest: cannot restart the server: %v", err)
+	}
+	s.cmd, s.exited = n.cmd, n.exited
 }
 
 // Stop shuts the server down (fast shutdown, then kill) and removes its files.

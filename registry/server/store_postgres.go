@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,7 +18,9 @@ import (
 // PostgresStore is the Store on PostgreSQL. Update runs a READ COMMITTED transaction in
 // which Model takes a row lock (SELECT ... FOR UPDATE) on the model, so writers of one
 // model queue behind each other; transactions aborted by a serialization failure or
-// a deadlock are retried. View runs a read-only REPEATABLE READ transaction.
+// a deadlock are retried, and so are those that lost their connection (PostgreSQL
+// restarted) before running anything, or at any point when read-only. View runs a
+// read-only REPEATABLE READ transaction.
 type PostgresStore struct {
 	pool *pgxpool.Pool
 }
@@ -119,10 +124,17 @@ func (s *PostgresStore) Update(ctx context.Context, fn func(Tx) error) error {
 
 func (s *PostgresStore) run(ctx context.Context, opts pgx.TxOptions, write bool, fn func(Tx) error) error {
 	for attempt := 1; ; attempt++ {
+		ran := false
 		err := pgx.BeginTxFunc(ctx, s.pool, opts, func(tx pgx.Tx) error {
+			ran = true
 			return fn(&pgTx{ctx: ctx, tx: tx, write: write})
 		})
-		if err == nil || attempt >= maxTxAttempts || !isRetryable(err) {
+		// A connection lost before the transaction ran anything (a
+		// pooled one the server ended when it restarted), or lost by a
+		// read-only one, leaves nothing done: run it again on another.
+		// A write that lost it may have committed, and is not.
+		lost := connectionLost(err) && (!ran || !write)
+		if err == nil || attempt >= maxTxAttempts || !isRetryable(err) && !lost {
 			return err
 		}
 		t := time.NewTimer(time.Duration(attempt) * 5 * time.Millisecond)
@@ -147,6 +159,22 @@ func pgCode(err error) string {
 		return pgErr.Code
 	}
 	return ""
+}
+
+// connectionLost reports whether err says the connection to the server
+// is gone: the server ended it (class 57P: shut down, crashed, starting
+// up), a connection exception (class 08), or a network error.
+func connectionLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if c := pgCode(err); c != "" {
+		return strings.HasPrefix(c, "57P") || strings.HasPrefix(c, "08")
+	}
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	return pgconn.SafeToRetry(err) || errors.Is(err, pgconn.ErrConnClosed) || errors.As(err, &ce) ||
+		errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // isRetryable reports serialization failures and deadlocks.
