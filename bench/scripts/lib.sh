@@ -35,11 +35,15 @@ cleanup() {
   rm -rf "$tmp"
 }
 
-# free_port prints a 127.0.0.1 port nothing listens on.
+# free_port prints a 127.0.0.1 port nothing listens on, below the
+# kernel's range of ephemeral ports: a port in it may be the local end of
+# one of the many connections a run opens, and a server binding it then
+# fails with "address already in use".
 free_port() {
-  local p
+  local p low=32768
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
   for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (low - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return
