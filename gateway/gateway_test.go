@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/internal/promexpo"
 	"github.com/lariat-gw/lariat/internal/testwait"
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 func TestLassoRouteUnchanged(t *testing.T) {
@@ -111,11 +113,44 @@ func TestRetryUntilSuccess(t *testing.T) {
 	}
 }
 
+// TestRefusedContentIsTheCallers: a model that refuses the request's
+// content (400, 413, 415, 422) makes the answer that status, not 502, so
+// the caller does not retry what will be refused again; the error names
+// what the model said. Other failed statuses stay 502, and say it too.
+func TestRefusedContentIsTheCallers(t *testing.T) {
+	detail := `{"detail":[{"loc":["body","inputs"],"msg":"field required"}]}`
+	for _, c := range []struct {
+		upstream, want int
+		body           string
+	}{
+		{422, 422, detail},
+		{400, 400, `{"error":"bad input"}`},
+		{500, 502, `{"error":"CUDA out of memory"}`},
+		{404, 502, `not found`},
+		{422, 422, strings.Repeat("x", 2000)},
+	} {
+		fake := upstreamtest.Start(t, func(_ int64, rc *fasthttp.RequestCtx) {
+			rc.SetStatusCode(c.upstream)
+			rc.SetBodyString(c.body)
+		})
+		tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "retries: 0")}, nil)
+		a := tg.post(t, "/one", `{}`)
+		msg := gjson.Get(a.body, "error").String()
+		want := fmt.Sprintf("upstream answered %d: %s", c.upstream, c.body)
+		if len(c.body) > 1000 {
+			want = fmt.Sprintf("upstream answered %d: %s…", c.upstream, c.body[:upstream.MaxAnswerShown])
+		}
+		if a.status != c.want || !strings.HasSuffix(msg, want) {
+			t.Errorf("upstream %d %.40q: answer %d %s, want %d ending %.80q", c.upstream, c.body, a.status, a.body, c.want, want)
+		}
+	}
+}
+
 func TestNoRetryOnClientError(t *testing.T) {
 	fake := upstreamtest.Start(t, upstreamtest.Status(400))
 	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(fake.URL("/"), "timeout: 100ms\nretries: 3\nbackoff: {base: 1ms, max: 2ms}")}, nil)
 	a := tg.post(t, "/one", `{}`)
-	if a.status != 502 || !strings.Contains(a.body, "upstream answered 400") {
+	if a.status != 400 || !strings.Contains(a.body, "upstream answered 400") {
 		t.Fatalf("answer %d %s", a.status, a.body)
 	}
 	if n := fake.Requests.Load(); n != 1 {

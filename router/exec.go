@@ -252,6 +252,7 @@ func (p *Plan) serve(rc *fasthttp.RequestCtx) {
 	if failed >= 0 {
 		status := fasthttp.StatusBadGateway
 		var reqErr *tasks.RequestError
+		var upErr *upstream.Error
 		switch {
 		case errors.Is(err, tasks.ErrDeadline), errors.Is(err, tasks.ErrTimeout):
 			status = fasthttp.StatusGatewayTimeout
@@ -259,6 +260,10 @@ func (p *Plan) serve(rc *fasthttp.RequestCtx) {
 			status = fasthttp.StatusServiceUnavailable
 		case errors.As(err, &reqErr):
 			status = fasthttp.StatusBadRequest
+		case errors.As(err, &upErr) && upErr.Reason == upstream.ReasonStatus && upstream.RefusedContent(upErr.Status):
+			// The model refused the request's content: the caller's to
+			// mend, and not to send again as it is.
+			status = upErr.Status
 		}
 		msg := "task " + strconv.Quote(p.nodes[failed].name) + " failed: " + err.Error()
 		p.writeError(rc, status, msg, p.nodes[failed].name)

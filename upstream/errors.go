@@ -1,9 +1,12 @@
 package upstream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Errors a call may end with. A call's *Error matches one of them with
@@ -112,6 +115,10 @@ type Error struct {
 	Host string
 	// Status is the upstream's status for ReasonStatus.
 	Status int
+	// Answer is the start of the upstream's answer for ReasonStatus (at
+	// most MaxAnswerShown bytes, "…" after it when cut): what a model
+	// says of the request it refused, or of its own failure.
+	Answer string
 	// After is how long the try had run, for timeouts.
 	After time.Duration
 	// RetryAfter is the pause a 429 or 503 answer asked for in its
@@ -124,6 +131,9 @@ type Error struct {
 func (e *Error) Error() string {
 	switch e.Reason {
 	case ReasonStatus:
+		if e.Answer != "" {
+			return fmt.Sprintf("%s: upstream answered %d: %s", e.Host, e.Status, e.Answer)
+		}
 		return fmt.Sprintf("%s: upstream answered %d", e.Host, e.Status)
 	case ReasonTimeout:
 		return fmt.Sprintf("%s: %s after %s", e.Host, ErrTimeout, e.After.Round(time.Millisecond))
@@ -164,6 +174,43 @@ func (e *Error) sentinel() error {
 		return ErrCanceled
 	}
 	return nil
+}
+
+// MaxAnswerShown bounds how much of a failed answer an Error keeps.
+const MaxAnswerShown = 512
+
+// shownAnswer returns the start of a failed answer's body for an Error:
+// trimmed, cut to MaxAnswerShown bytes at a character boundary ("…"
+// marks the cut), invalid UTF-8 replaced.
+func shownAnswer(body []byte) string {
+	body = bytes.TrimSpace(body)
+	cut := len(body) > MaxAnswerShown
+	if cut {
+		body = body[:MaxAnswerShown]
+		// Drop a character the cut split.
+		for range utf8.UTFMax - 1 {
+			if r, size := utf8.DecodeLastRune(body); r != utf8.RuneError || size != 1 {
+				break
+			}
+			body = body[:len(body)-1]
+		}
+	}
+	s := strings.ToValidUTF8(string(body), "\uFFFD")
+	if cut {
+		s += "…"
+	}
+	return s
+}
+
+// RefusedContent reports whether an upstream's status says it refused
+// the request's content (400, 413, 415, 422): the caller's request, not
+// the upstream, is at fault, and sending it again is refused again.
+func RefusedContent(status int) bool {
+	switch status {
+	case 400, 413, 415, 422:
+		return true
+	}
+	return false
 }
 
 // ReasonOf returns the reason of a call's error (ReasonOther for errors

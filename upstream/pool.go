@@ -816,7 +816,7 @@ func (tg *Target) send(req *fasthttp.Request, resp *fasthttp.Response, start, de
 	}
 	status := resp.StatusCode()
 	if status < 200 || status > 299 {
-		e := &Error{Reason: ReasonStatus, Host: tg.HostHdr, Status: status}
+		e := &Error{Reason: ReasonStatus, Host: tg.HostHdr, Status: status, Answer: shownAnswer(resp.Body())}
 		if status == 429 || status == 503 {
 			e.RetryAfter = retryAfter(resp.Header.Peek("Retry-After"), time.Now())
 		}
