@@ -260,7 +260,7 @@ func (p *Plan) serve(rc *fasthttp.RequestCtx) {
 			status = fasthttp.StatusServiceUnavailable
 		case errors.As(err, &reqErr):
 			status = fasthttp.StatusBadRequest
-		case errors.As(err, &upErr) && upErr.Reason == upstream.ReasonStatus && upstream.RefusedContent(upErr.Status):
+		case errors.As(err, &upErr) && upErr.RefusedRequest():
 			// The model refused the request's content: the caller's to
 			// mend, and not to send again as it is.
 			status = upErr.Status

@@ -480,6 +480,12 @@ func (b *batcher) send(bc *batchCall) {
 	if span != nil {
 		endBatchSpan(span, status, err)
 	}
+	if err != nil && len(bc.members) > 1 {
+		// A refusal of the batch's content may be another member's.
+		shared := *err
+		shared.Shared = true
+		err = &shared
+	}
 	for _, m := range bc.members {
 		m.status = status
 		m.err = err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 func batchRoute(addr, batch string) string {
@@ -207,6 +208,22 @@ func TestBatchFailures(t *testing.T) {
 				_, err := c.run("rank", body, map[string]string{"features": feats})
 				if !errors.Is(err, errAnswer) || !strings.Contains(err.Error(), "output scores has shape [1 1] for a batch of 2") {
 					t.Errorf("error %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		// A batch refused as invalid (422) may be refused for another
+		// member's rows: no member's error says its own content was.
+		m.answer = func(*v2Request, []tensor) (int, string) { return 422, `{"error":"bad row"}` }
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				feats, body, _ := rowsFor(i, 1)
+				_, err := c.run("rank", body, map[string]string{"features": feats})
+				var ue *upstream.Error
+				if !errors.As(err, &ue) || ue.Status != 422 || ue.RefusedRequest() {
+					t.Errorf("member of a refused batch: error %v, want a 422 not said to be its own", err)
 				}
 			}()
 		}

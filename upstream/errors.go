@@ -119,6 +119,9 @@ type Error struct {
 	// most MaxAnswerShown bytes, "…" after it when cut): what a model
 	// says of the request it refused, or of its own failure.
 	Answer string
+	// Shared marks the failure of a try that carried other requests too
+	// (a batch): a refused content may be theirs (see RefusedRequest).
+	Shared bool
 	// After is how long the try had run, for timeouts.
 	After time.Duration
 	// RetryAfter is the pause a 429 or 503 answer asked for in its
@@ -202,11 +205,15 @@ func shownAnswer(body []byte) string {
 	return s
 }
 
-// RefusedContent reports whether an upstream's status says it refused
-// the request's content (400, 413, 415, 422): the caller's request, not
-// the upstream, is at fault, and sending it again is refused again.
-func RefusedContent(status int) bool {
-	switch status {
+// RefusedRequest reports whether the upstream refused the content of
+// this request alone (400, 413, 415, 422 to a try that carried no other
+// request): the caller's request, not the upstream, is at fault, and
+// sending it again is refused again.
+func (e *Error) RefusedRequest() bool {
+	if e.Reason != ReasonStatus || e.Shared {
+		return false
+	}
+	switch e.Status {
 	case 400, 413, 415, 422:
 		return true
 	}
