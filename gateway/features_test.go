@@ -143,14 +143,7 @@ func TestFeatureStoreDownAndBack(t *testing.T) {
 	}
 	srv.Restart()
 	// The gateway reconnects by itself: a bounded number of tries.
-	var last answer
-	testwait.Within(testwait.Timeout, func() bool {
-		last = tg.post(t, "/feat", req)
-		return last.status == 200 && last.header.Get("X-Lariat-Incomplete") == ""
-	})
-	if last.header.Get("X-Lariat-Incomplete") != "" {
-		t.Fatalf("after restart: %d %s", last.status, last.body)
-	}
+	last := servedInFull(t, tg, "/feat", req, "after restart")
 	// A restarted server is empty: values are missing, not errors.
 	if got := gjson.Get(last.body, "features.0.conv_rate").Raw; got != "null" {
 		t.Fatalf("after restart: %s", last.body)
@@ -195,14 +188,23 @@ tasks:
 		t.Fatalf("the store's breaker did not open:\n%s", grepLines(m, "breaker"))
 	}
 	srv.Resume()
+	servedInFull(t, tg, "/feat", req, "after the pause")
+}
+
+// servedInFull posts req to path until an answer is 200 with no task
+// defaulted (a bounded number of tries, testwait.Timeout) and returns it;
+// the test fails, naming when, if none is.
+func servedInFull(t *testing.T, tg *testGateway, path, req, when string) answer {
+	t.Helper()
 	var last answer
 	testwait.Within(testwait.Timeout, func() bool {
-		last = tg.post(t, "/feat", req)
+		last = tg.post(t, path, req)
 		return last.status == 200 && last.header.Get("X-Lariat-Incomplete") == ""
 	})
-	if last.header.Get("X-Lariat-Incomplete") != "" {
-		t.Fatalf("after the pause: %d %s", last.status, last.body)
+	if last.status != 200 || last.header.Get("X-Lariat-Incomplete") != "" {
+		t.Fatalf("%s: %d %s (incomplete: %q)", when, last.status, last.body, last.header.Get("X-Lariat-Incomplete"))
 	}
+	return last
 }
 
 func TestFeatureStoreDownFailsWithoutDefault(t *testing.T) {

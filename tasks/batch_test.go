@@ -199,35 +199,35 @@ func TestBatchFailures(t *testing.T) {
 		m.answer = func(*v2Request, []tensor) (int, string) {
 			return 200, `{"outputs":[{"name":"scores","shape":[1,1],"datatype":"FP32","data":[1]},{"name":"echo","shape":[1,2],"datatype":"FP32","data":[1,2]}]}`
 		}
-		var wg sync.WaitGroup
-		for i := 0; i < 2; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				feats, body, _ := rowsFor(i, 1)
-				_, err := c.run("rank", body, map[string]string{"features": feats})
-				if !errors.Is(err, errAnswer) || !strings.Contains(err.Error(), "output scores has shape [1 1] for a batch of 2") {
-					t.Errorf("error %v", err)
-				}
-			}()
+		// twoMembers runs two requests of one row each at once, batched
+		// together, and hands each error to check.
+		twoMembers := func(check func(err error)) {
+			var wg sync.WaitGroup
+			for i := 0; i < 2; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					feats, body, _ := rowsFor(i, 1)
+					_, err := c.run("rank", body, map[string]string{"features": feats})
+					check(err)
+				}()
+			}
+			wg.Wait()
 		}
-		wg.Wait()
+		twoMembers(func(err error) {
+			if !errors.Is(err, errAnswer) || !strings.Contains(err.Error(), "output scores has shape [1 1] for a batch of 2") {
+				t.Errorf("error %v", err)
+			}
+		})
 		// A batch refused as invalid (422) may be refused for another
 		// member's rows: no member's error says its own content was.
 		m.answer = func(*v2Request, []tensor) (int, string) { return 422, `{"error":"bad row"}` }
-		for i := 0; i < 2; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				feats, body, _ := rowsFor(i, 1)
-				_, err := c.run("rank", body, map[string]string{"features": feats})
-				var ue *upstream.Error
-				if !errors.As(err, &ue) || ue.Status != 422 || ue.RefusedRequest() {
-					t.Errorf("member of a refused batch: error %v, want a 422 not said to be its own", err)
-				}
-			}()
-		}
-		wg.Wait()
+		twoMembers(func(err error) {
+			var ue *upstream.Error
+			if !errors.As(err, &ue) || ue.Status != 422 || ue.RefusedRequest() {
+				t.Errorf("member of a refused batch: error %v, want a 422 not said to be its own", err)
+			}
+		})
 		m.answer = nil
 		// Inputs with different batch sizes cannot be batched.
 		feats, _, _ := rowsFor(1, 2)

@@ -201,11 +201,25 @@ var specs = []*spec{
 			return floor.Config{Models: floorModels(m, []string{"m1", "m2"}, 100*time.Millisecond, []byte(faultDefault))}
 		},
 	},
-	{
-		name: Hang,
-		about: "m1 and m2 never answer in time (every answer after 30s), both with on_error defaults and no circuit " +
-			"breaker, under a 200ms route timeout: every answer is the defaults at the deadline; counts the answers " +
-			"within it (run it with --connections 200)",
+	hangSpec(Hang, "m1 and m2 never answer in time (every answer after 30s), both with on_error defaults and no circuit "+
+		"breaker, under a 200ms route timeout: every answer is the defaults at the deadline; counts the answers "+
+		"within it (run it with --connections 200)",
+		// No breaker and no concurrency limit: the scenario measures
+		// answers at the deadline, not answers refused at once.
+		"      breaker: {disabled: true}\n", "--upstream-limit-off"),
+	hangSpec(HangDefaults, "hang with Lariat's default breakers and limits: the models' breakers open after five hung tries in a row "+
+		"(about a second) and the answers are the defaults at once, with a trial call every 5s; the floor, which has none, "+
+		"waits out the deadline on every request (run it with --connections 200)", ""),
+}
+
+// hangSpec is a scenario of two models that never answer in time (every
+// answer after 30s) under a 200ms route timeout, both with on_error
+// defaults; inputs is added to each call's inputs, gatewayFlags to lariat
+// serve's.
+func hangSpec(name, about, inputs string, gatewayFlags ...string) *spec {
+	return &spec{
+		name:         name,
+		about:        about,
 		endpoint:     "/v1/hang",
 		body:         `{"request_id":{{seq}},"user":{"id":"u{{rand 1 100000}}","country":"DE"},"items":[` + randList(3, 1, 1000) + `]}`,
 		routeTimeout: 200 * time.Millisecond,
@@ -214,38 +228,15 @@ var specs = []*spec{
 			{key: "m2", cfg: fakemodel.Config{Body: []byte(bodyM2), SlowRate: 1, Slow: 30 * time.Second}},
 		},
 		deadline:     true,
-		gatewayFlags: []string{"--upstream-limit-off"},
+		gatewayFlags: gatewayFlags,
 		route: func(m map[string]string) []byte {
-			// No breaker and no concurrency limit: the scenario measures
-			// answers at the deadline, not answers refused at once.
 			return fanoutRoute("hang", "/v1/hang", 200*time.Millisecond, m, "", "'{{ .request }}'",
-				"      breaker: {disabled: true}\n    on_error: {default: "+faultDefault+"}\n")
+				inputs+"    on_error: {default: "+faultDefault+"}\n")
 		},
 		floor: func(m map[string]string, _ string) floor.Config {
 			return floor.Config{Models: floorModels(m, []string{"m1", "m2"}, 200*time.Millisecond, []byte(faultDefault))}
 		},
-	},
-	{
-		name: HangDefaults,
-		about: "hang with Lariat's default breakers and limits: the models' breakers open after five hung tries in a row " +
-			"(about a second) and the answers are the defaults at once, with a trial call every 5s; the floor, which has none, " +
-			"waits out the deadline on every request (run it with --connections 200)",
-		endpoint:     "/v1/hang",
-		body:         `{"request_id":{{seq}},"user":{"id":"u{{rand 1 100000}}","country":"DE"},"items":[` + randList(3, 1, 1000) + `]}`,
-		routeTimeout: 200 * time.Millisecond,
-		models: []modelSpec{
-			{key: "m1", cfg: fakemodel.Config{Body: []byte(bodyM1), SlowRate: 1, Slow: 30 * time.Second}},
-			{key: "m2", cfg: fakemodel.Config{Body: []byte(bodyM2), SlowRate: 1, Slow: 30 * time.Second}},
-		},
-		deadline: true,
-		route: func(m map[string]string) []byte {
-			return fanoutRoute("hang", "/v1/hang", 200*time.Millisecond, m, "", "'{{ .request }}'",
-				"    on_error: {default: "+faultDefault+"}\n")
-		},
-		floor: func(m map[string]string, _ string) floor.Config {
-			return floor.Config{Models: floorModels(m, []string{"m1", "m2"}, 200*time.Millisecond, []byte(faultDefault))}
-		},
-	},
+	}
 }
 
 func twoModels() []modelSpec {
