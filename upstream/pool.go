@@ -430,7 +430,7 @@ func (p *Pool) BreakerStates() map[string]string {
 // host's other idle connections, as old as the dead one, are dropped.
 func roundTrip(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
 	if h.pipe != nil {
-		return pipelined(h.pipe, req, resp, deadline)
+		return pipelined(h, req, resp, deadline)
 	}
 	err := h.client.DoDeadline(req, resp, deadline)
 	if err != nil && earlyAnswer(resp) {
@@ -484,13 +484,29 @@ func (quietLogger) Printf(string, ...any) {}
 // pipelined sends req on a pipelined connection. The pipeline takes the
 // request's body and may still write it after a timeout returned, so it
 // gets a copy, and req stays whole for a retry.
-func pipelined(pc *fasthttp.PipelineClient, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+//
+// A request queued on a pipelined connection that stopped (closed after
+// an answer behind which it waited ran out of time) was not served: an
+// upstream serves a connection's requests in order, and the one before
+// it never finished. It is sent once more, on the next connection.
+func pipelined(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
 	cp := fasthttp.AcquireRequest()
 	req.CopyTo(cp)
-	err := pc.DoDeadline(cp, resp, deadline)
+	err := h.pipe.DoDeadline(cp, resp, deadline)
+	if err != nil && err.Error() == errPipelineConnStopped && time.Now().Before(deadline) {
+		h.pool.staleResends.Inc()
+		resp.Reset()
+		req.CopyTo(cp)
+		err = h.pipe.DoDeadline(cp, resp, deadline)
+	}
 	fasthttp.ReleaseRequest(cp)
 	return err
 }
+
+// errPipelineConnStopped is the text of the error fasthttp's pipelined
+// client fails the requests still queued on a connection that stopped
+// with (the error itself is not exported).
+const errPipelineConnStopped = "pipeline connection has been stopped"
 
 // deadConn reports whether err is a kept-alive connection found dead: the
 // connection had carried an answer before, and failed on this request
