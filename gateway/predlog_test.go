@@ -289,7 +289,7 @@ log: {outputs: [response.body.a.score]}
 	}
 	want := map[string]string{
 		"/defaulted": `200 a:ok:200:false,b:error:503:true "" 0.5`,
-		"/failed":    `502 a:ok:200:false,b:error:503:false "task \"b\" failed: upstream answered 503" null`,
+		"/failed":    `502 a:ok:200:false,b:error:503:false "task \"b\" failed: upstream answered 503: {\"error\":\"fake failure\"}" null`,
 		"/late":      `504 a:ok:200:false,b:deadline:0:false "task \"b\" failed: route deadline exceeded" null`,
 	}
 	// The hung call to b ends at the route deadline as a timeout of its
