@@ -104,11 +104,13 @@ type FeatureInputs struct {
 }
 
 type featureTask struct {
-	plan     *featurefetch.Plan
-	store    featurefetch.Store
-	keys     []*Template
-	timeout  time.Duration
-	breaker  *upstream.Breaker
+	plan    *featurefetch.Plan
+	store   featurefetch.Store
+	keys    []*Template
+	timeout time.Duration
+	breaker *upstream.Breaker
+	// usual is the usual latency of the task's reads.
+	usual    upstream.UsualLatency
 	errStore *lazymetric.Counter
 	errReq   *lazymetric.Counter
 	// failMissing fails the task when an entity has no row.
@@ -279,9 +281,11 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 		} else {
 			out, missing, err = t.plan.FetchReport(ctx, t.store, keys, r.Body[:0], r.Missing[:0])
 		}
+		took = time.Since(start)
 		if err != nil {
-			took = time.Since(start)
 			reason = t.reason(err, x, took)
+		} else {
+			t.usual.Observe(took)
 		}
 		return reason, 0
 	})
@@ -317,7 +321,7 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 // reason classifies a read's outcome for the store's breaker (see
 // StoreReason); the request ending is not the store's fault either, nor
 // the route deadline cutting short a read that ran for took before the
-// store was late by much (see upstream.Breaker.Hung).
+// store was late by much (see upstream.UsualLatency).
 func (t *featureTask) reason(err error, x *Exchange, took time.Duration) upstream.Reason {
 	r := StoreReason(err)
 	switch {
@@ -325,7 +329,7 @@ func (t *featureTask) reason(err error, x *Exchange, took time.Duration) upstrea
 		return r
 	case x.Canceled():
 		return upstream.ReasonCanceled
-	case r == upstream.ReasonTimeout && !x.Deadline.After(time.Now()) && !t.breaker.Hung(took):
+	case r == upstream.ReasonTimeout && !x.Deadline.After(time.Now()) && !t.usual.Hung(took):
 		return upstream.ReasonDeadline
 	}
 	return r

@@ -77,9 +77,6 @@ type Breaker struct {
 	// refs counts the targets using a pool's breaker (under Pool.mu).
 	refs int
 	key  string
-	// usual is the upstream's usual latency in nanoseconds: a moving
-	// average of its successful tries, 0 until one succeeds (see Hung).
-	usual atomic.Int64
 	// lastTimeout is when the last timeout counted ended (under
 	// timeoutMu): a try sent before it timed out in the same stall.
 	timeoutMu   sync.Mutex
@@ -101,38 +98,6 @@ func (b *Breaker) sameStall(start, now time.Time) bool {
 	}
 	b.lastTimeout = now
 	return false
-}
-
-// A try the route deadline cut short is the upstream's timeout, not the
-// caller's budget running out, when it ran at least hangFactor times the
-// upstream's usual latency and at least minHang: then the upstream hangs
-// or has slowed down many times over, and its breaker counts the timeout
-// also when the task sets no timeout of its own. A shorter deadline (a
-// caller's tight budget, or what is left of the route's after earlier
-// tasks) is not held against the upstream.
-const (
-	hangFactor = 4
-	minHang    = 10 * time.Millisecond
-)
-
-// Hung reports whether a try that ran for ran without an answer, cut
-// short by the route deadline, ran long enough to be the upstream's
-// timeout (see hangFactor); always false for a nil breaker, which counts
-// nothing.
-func (b *Breaker) Hung(ran time.Duration) bool {
-	return b != nil && ran >= minHang && int64(ran) >= hangFactor*b.usual.Load()
-}
-
-// answered takes the latency of a successful try into the upstream's
-// usual latency (weight 1/8). Concurrent updates may lose one; the
-// average needs no more.
-func (b *Breaker) answered(took time.Duration) {
-	u := b.usual.Load()
-	if u == 0 {
-		b.usual.Store(int64(took))
-		return
-	}
-	b.usual.Store(u + (int64(took)-u)/8)
 }
 
 // unregister drops the breaker's own series, and those it shares when
@@ -253,7 +218,6 @@ func (b *Breaker) Do(try func() (Reason, int)) bool {
 		r, status := try()
 		switch {
 		case r == ReasonNone:
-			b.answered(time.Since(start))
 			return struct{}{}, nil
 		case r == ReasonTimeout && b.cpuWait != nil && b.cpuWait(time.Now()).explains(time.Since(start)):
 			// The gateway is short of CPU (its own work, other

@@ -405,6 +405,61 @@ func TestHungUpstreamOpensTheBreaker(t *testing.T) {
 	})
 }
 
+// TestUsualLatencyIsEachTasks: one model server serves a model that
+// answers in 1ms and one that answers in 150ms, to two tasks. When the
+// slow model's answers run past its task's 200ms route deadline, that is
+// not a hang of the server, though the fast model's calls are most of
+// the calls to it: each task's calls are judged by their own usual
+// latency, and the server's breaker stays closed.
+func TestUsualLatencyIsEachTasks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mode atomic.Value
+		_, p := newFake(func(_ int, _ string, deadline time.Time, resp *fasthttp.Response) error {
+			switch mode.Load() {
+			case "fast":
+				time.Sleep(time.Millisecond)
+			case "slow":
+				time.Sleep(150 * time.Millisecond)
+			default:
+				return hang(deadline)
+			}
+			return ok(resp, `{}`)
+		})
+		bs := BreakerSettings{Failures: 3, OpenFor: time.Minute}
+		fast := p.Target("", "http", "m", "m:80", "/fast", bs)
+		slow := p.Target("", "http", "m", "m:80", "/slow", bs)
+		if fast.Breaker != slow.Breaker {
+			t.Fatal("the two targets of one host do not share its breaker")
+		}
+		fast.Breaker.cpuWait = cpuIdle
+		c := newCaller(Policy{TryTimeout: time.Second})
+		call := func(tg *Target, m string) error {
+			mode.Store(m)
+			var out Outcome
+			_, err := c.Call(Budget{Deadline: time.Now().Add(200 * time.Millisecond)}, request(), tg, nil, nil, &out)
+			return err
+		}
+		for range 10 {
+			for range 10 {
+				if err := call(fast, "fast"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := call(slow, "slow"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 5 {
+			if err := call(slow, "slower"); ReasonOf(err) != ReasonDeadline {
+				t.Fatalf("slow answer %d cut by the deadline: %v, want the route deadline", i, err)
+			}
+		}
+		if s := slow.Breaker.State(); s != "closed" {
+			t.Fatalf("breaker %s after slow answers cut by the deadline, want closed", s)
+		}
+	})
+}
+
 // TestTimeoutsOfOneStallCountOnce: tries in flight together when the
 // upstream stalls time out together, and count as one fault: a stall of
 // 100ms under 50 concurrent calls with a 30ms try timeout (four waves of

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -177,6 +178,44 @@ func (e *Error) sentinel() error {
 		return ErrCanceled
 	}
 	return nil
+}
+
+// A try the route deadline cut short is the upstream's timeout, not the
+// caller's budget running out, when it ran at least hangFactor times the
+// usual latency of the calls it belongs to and at least minHang: then
+// the upstream hangs or has slowed down many times over, and its breaker
+// counts the timeout also when the task sets no timeout of its own. A
+// shorter deadline (a caller's tight budget, or what is left of the
+// route's after earlier tasks) is not held against the upstream.
+const (
+	hangFactor = 4
+	minHang    = 10 * time.Millisecond
+)
+
+// UsualLatency follows the usual latency of one kind of call (one task's
+// calls to its upstream): a moving average of the successful ones, which
+// tells an upstream that hangs from a deadline too short to wait for it
+// (see Hung). Calls of another kind to the same upstream (a slower model
+// on the same server) keep their own. The zero value is ready to use.
+type UsualLatency struct{ ns atomic.Int64 }
+
+// Observe takes the latency of a successful call into the average
+// (weight 1/8). Concurrent updates may lose one; the average needs no
+// more.
+func (u *UsualLatency) Observe(took time.Duration) {
+	n := u.ns.Load()
+	if n == 0 {
+		u.ns.Store(int64(took))
+		return
+	}
+	u.ns.Store(n + (int64(took)-n)/8)
+}
+
+// Hung reports whether a call cut short by the route deadline after ran,
+// without an answer, ran long enough to be the upstream's timeout (see
+// hangFactor).
+func (u *UsualLatency) Hung(ran time.Duration) bool {
+	return ran >= minHang && int64(ran) >= hangFactor*u.ns.Load()
 }
 
 // MaxAnswerShown bounds how much of a failed answer an Error keeps.

@@ -738,6 +738,8 @@ type Target struct {
 	HostHdr string
 	Path    string
 
+	// usual is the usual latency of the target's successful tries.
+	usual    UsualLatency
 	released atomic.Bool
 }
 
@@ -811,10 +813,13 @@ func (tg *Target) Try(req *fasthttp.Request, resp *fasthttp.Response, routeDeadl
 		return 0, &Error{Reason: ReasonBreakerOpen, Host: tg.HostHdr}
 	}
 	var r Reason
+	took := time.Since(start)
 	if failure != nil {
 		r = failure.Reason
+	} else {
+		tg.usual.Observe(took)
 	}
-	h.limit.Release(time.Since(start), r, status)
+	h.limit.Release(took, r, status)
 	return status, failure
 }
 
@@ -885,7 +890,7 @@ func (tg *Target) classify(err error, start, deadline, routeDeadline time.Time) 
 		// The route deadline cut the try short before the upstream was
 		// late by much: the caller's budget ran out, which is not the
 		// upstream's fault.
-		if !deadline.Before(routeDeadline) && !time.Now().Before(routeDeadline) && !tg.Breaker.Hung(e.After) {
+		if !deadline.Before(routeDeadline) && !time.Now().Before(routeDeadline) && !tg.usual.Hung(e.After) {
 			e.Reason = ReasonDeadline
 		} else {
 			e.Reason = ReasonTimeout
