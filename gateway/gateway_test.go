@@ -405,6 +405,31 @@ func TestRequestErrors(t *testing.T) {
 	f("POST", "/one", `{}`, 200, `{}`)
 }
 
+// TestInvalidAnswersKeepTheBreakerClosed: a model server that answers
+// some inputs with JSON it cannot encode (Python's json.dumps writes NaN
+// for a score that is not a number) is up: each such answer fails its
+// request, 502 naming the invalid JSON, and the breaker stays closed for
+// the inputs it answers well.
+func TestInvalidAnswersKeepTheBreakerClosed(t *testing.T) {
+	up := upstreamtest.Start(t, func(_ int64, rc *fasthttp.RequestCtx) {
+		rc.SetContentType("application/json")
+		if gjson.GetBytes(rc.PostBody(), "nan").Bool() {
+			rc.SetBodyString(`{"score": NaN}`)
+			return
+		}
+		rc.SetBodyString(`{"score": 0.5}`)
+	})
+	tg := startGateway(t, map[string]string{"r.yaml": oneTaskRoute(up.URL("/"), "")}, nil)
+	for i := 0; i < 10; i++ {
+		if a := tg.post(t, "/one", `{"nan":true}`); a.status != 502 || !strings.Contains(a.body, "invalid JSON") {
+			t.Fatalf("answer %d with NaN: %d %s, want 502 naming the invalid JSON", i, a.status, a.body)
+		}
+	}
+	if a := tg.post(t, "/one", `{"nan":false}`); a.status != 200 || a.body != `{"score": 0.5}` {
+		t.Fatalf("a good input after 10 answers with NaN: %d %s, want the model's answer", a.status, a.body)
+	}
+}
+
 func TestUpstreamGarbageAndReset(t *testing.T) {
 	garbage := upstreamtest.Start(t, upstreamtest.Garbage())
 	reset := upstreamtest.Start(t, upstreamtest.Reset())

@@ -231,7 +231,7 @@ func (b *Breaker) Do(try func() (Reason, int)) bool {
 		case Fault(r, status):
 			b.lastFault.Store(uint32(r)<<16 | uint32(status)&0xffff)
 			return struct{}{}, faultError{}
-		case r == ReasonStatus || r == ReasonTooLarge:
+		case r == ReasonStatus || r == ReasonTooLarge || r == ReasonInvalid:
 			// The upstream answered: it is up.
 			return struct{}{}, nil
 		}

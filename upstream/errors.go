@@ -96,12 +96,14 @@ func (r Reason) Metric() string {
 var reasons = []Reason{ReasonConnect, ReasonTimeout, ReasonStatus, ReasonInvalid, ReasonTooLarge, ReasonBreakerOpen, ReasonOverloaded, ReasonDeadline, ReasonCanceled, ReasonOther}
 
 // Fault reports whether a failure is the upstream's own: refused or reset
-// connections, timeouts of its own, 5xx and invalid answers. Only faults
-// count against its breaker. Local refusals, the caller's deadline,
-// cancelled requests, 4xx answers and oversized answers are not faults.
+// connections, timeouts of its own and 5xx. Only faults count against its
+// breaker. Local refusals, the caller's deadline, cancelled requests, 4xx
+// answers, oversized answers and answers that are not valid JSON are not
+// faults: a server that answers is up, and a model that writes NaN for
+// one input (as Python's json.dumps does) answers others well.
 func Fault(r Reason, status int) bool {
 	switch r {
-	case ReasonConnect, ReasonTimeout, ReasonInvalid:
+	case ReasonConnect, ReasonTimeout:
 		return true
 	case ReasonStatus:
 		return status >= 500
