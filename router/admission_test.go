@@ -54,31 +54,15 @@ func TestRouteLimitFollowsSaturation(t *testing.T) {
 		// base, stretched by how far the requests in flight exceed the
 		// capacity.
 		run := func(n int, dur time.Duration, status int) {
-			var wg sync.WaitGroup
-			end := time.Now().Add(dur)
-			for i := 0; i < n; i++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					var rc fasthttp.RequestCtx
-					for time.Now().Before(end) {
-						if !l.acquire() {
-							shed.Add(1)
-							time.Sleep(base)
-							continue
-						}
-						admitted := time.Now()
-						k := inflight.Add(1)
-						time.Sleep(base * time.Duration(max(k, capacity)) / capacity)
-						inflight.Add(-1)
-						rc.Response.SetStatusCode(status)
-						served.Add(1)
-						servedTime.Add(int64(time.Since(admitted)))
-						l.release(&rc, admitted)
-					}
-				}()
-			}
-			wg.Wait()
+			shed.Add(keepBusy(l, n, dur, base, func(_ int, rc *fasthttp.RequestCtx) {
+				admitted := time.Now()
+				k := inflight.Add(1)
+				time.Sleep(base * time.Duration(max(k, capacity)) / capacity)
+				inflight.Add(-1)
+				rc.Response.SetStatusCode(status)
+				served.Add(1)
+				servedTime.Add(int64(time.Since(admitted)))
+			}))
 		}
 		run(8, time.Second, fasthttp.StatusOK)
 		if shed.Load() != 0 {
@@ -128,32 +112,15 @@ func TestRouteLimitIgnoresFailedAnswers(t *testing.T) {
 		}
 		var shed atomic.Int64
 		serve := func(callers int, dur time.Duration, kinds ...kind) {
-			var wg sync.WaitGroup
-			end := time.Now().Add(dur)
-			for i := range callers {
+			shed.Add(keepBusy(l, callers, dur, time.Millisecond, func(i int, rc *fasthttp.RequestCtx) {
 				k := kinds[i%len(kinds)]
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					var rc fasthttp.RequestCtx
-					for time.Now().Before(end) {
-						if !l.acquire() {
-							shed.Add(1)
-							time.Sleep(time.Millisecond)
-							continue
-						}
-						admitted := time.Now()
-						time.Sleep(k.took)
-						rc.Response.Reset()
-						rc.Response.SetStatusCode(k.status)
-						if k.incomplete {
-							rc.Response.Header.SetBytesKV(hdrIncomplete, []byte("m"))
-						}
-						l.release(&rc, admitted)
-					}
-				}()
-			}
-			wg.Wait()
+				time.Sleep(k.took)
+				rc.Response.Reset()
+				rc.Response.SetStatusCode(k.status)
+				if k.incomplete {
+					rc.Response.Header.SetBytesKV(hdrIncomplete, []byte("m"))
+				}
+			}))
 		}
 		serve(100, time.Second, kind{10 * time.Millisecond, fasthttp.StatusOK, false})
 		before := l.adaptive.Limit()
@@ -167,4 +134,33 @@ func TestRouteLimitIgnoresFailedAnswers(t *testing.T) {
 			}
 		}
 	})
+}
+
+// keepBusy keeps n callers sending requests through l for dur. A request
+// shed makes its caller wait pause before the next; caller i's admitted
+// requests are served by serve, which leaves the answer in rc, and
+// released. It returns how many requests were shed.
+func keepBusy(l *limiter, n int, dur, pause time.Duration, serve func(i int, rc *fasthttp.RequestCtx)) int64 {
+	var shed atomic.Int64
+	var wg sync.WaitGroup
+	end := time.Now().Add(dur)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var rc fasthttp.RequestCtx
+			for time.Now().Before(end) {
+				if !l.acquire() {
+					shed.Add(1)
+					time.Sleep(pause)
+					continue
+				}
+				admitted := time.Now()
+				serve(i, &rc)
+				l.release(&rc, admitted)
+			}
+		}()
+	}
+	wg.Wait()
+	return shed.Load()
 }
