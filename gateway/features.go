@@ -45,7 +45,7 @@ func (g *Gateway) serveOnlineFeatures(rc *fasthttp.RequestCtx) {
 	}
 	var out []byte
 	var err error
-	ran := fe.StoreBreaker(g.log).Do(func() (upstream.Reason, int) {
+	ran := fe.StoreBreaker(g.log).Do(start, func() (upstream.Reason, int) {
 		out, err = fe.Views.AppendOnlineFeatures(ctx, fe.Store, rc.PostBody(), (*bp)[:0])
 		return tasks.StoreReason(err), 0
 	})

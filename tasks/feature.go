@@ -274,14 +274,14 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 	var err error
 	var reason upstream.Reason
 	var took time.Duration
-	ran := t.breaker.Do(func() (upstream.Reason, int) {
-		start := time.Now()
+	began := time.Now()
+	ran := t.breaker.Do(began, func() (upstream.Reason, int) {
 		if x.LogFeatures {
 			out, missing, r.FeatureLog, err = t.plan.FetchLogged(ctx, t.store, keys, r.Body[:0], r.Missing[:0], r.FeatureLog[:0])
 		} else {
 			out, missing, err = t.plan.FetchReport(ctx, t.store, keys, r.Body[:0], r.Missing[:0])
 		}
-		took = time.Since(start)
+		took = time.Since(began)
 		if err != nil {
 			reason = t.reason(err, x, took)
 		} else {

@@ -205,16 +205,16 @@ func (b *Breaker) logChange(tenant string, from, to gobreaker.State) {
 	}
 }
 
-// Do runs try through the breaker. try returns the reason and status of
-// its outcome; Do returns false without running it when the breaker is
-// open (or half open with its trials taken).
-func (b *Breaker) Do(try func() (Reason, int)) bool {
+// Do runs try, a try that started at start, through the breaker. try
+// returns the reason and status of its outcome; Do returns false without
+// running it when the breaker is open (or half open with its trials
+// taken).
+func (b *Breaker) Do(start time.Time, try func() (Reason, int)) bool {
 	if b == nil {
 		try()
 		return true
 	}
 	_, err := b.cb.Execute(func() (struct{}, error) {
-		start := time.Now()
 		r, status := try()
 		switch {
 		case r == ReasonNone:

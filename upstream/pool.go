@@ -801,7 +801,7 @@ func (tg *Target) Try(req *fasthttp.Request, resp *fasthttp.Response, routeDeadl
 	}
 	var status int
 	var failure *Error
-	ran := tg.Breaker.Do(func() (Reason, int) {
+	ran := tg.Breaker.Do(start, func() (Reason, int) {
 		status, failure = tg.send(req, resp, start, deadline, routeDeadline)
 		if failure == nil {
 			return ReasonNone, status
