@@ -33,8 +33,10 @@
 # LARIAT_BIN (a lariat binary instead of building one), COMPARE_BIN (a
 # second lariat binary: its fanout2 and feature targets run beside the
 # first one's, named with a "-B" suffix, in the same rounds; for A/B
-# comparisons of a change). wrk and redis-server are installed with
-# apt-get when missing.
+# comparisons of a change), PROFILE (a directory: in the last round, a CPU
+# profile of each target Lariat serves is written there as TARGET.pprof,
+# for `go tool pprof`). wrk and redis-server are installed with apt-get
+# when missing.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
@@ -48,6 +50,7 @@ MODEL_LATENCY="${MODEL_LATENCY:-0s}"
 MODEL_JITTER=0s
 TARGETS="${TARGETS:-direct floor fanout2 fanout2-pipelined feast-1x50 feast-20x10 feat-20x10 cache-20x10 open}"
 COMPARE_BIN="${COMPARE_BIN:-}"
+PROFILE="${PROFILE:-}"
 
 need wrk wrk
 need redis-server redis-server
@@ -166,11 +169,12 @@ fi
 
 # --- targets -----------------------------------------------------------
 body_fanout='{"request_id":1,"user":{"id":"u42","country":"DE"},"items":[17,256,981]}'
-declare -A t_url t_pid t_body
-add_target() { # name url pid body
+declare -A t_url t_pid t_body t_admin
+add_target() { # name url pid body [admin port, when Lariat serves it]
   t_url[$1]="$2"
   t_pid[$1]="$3"
   t_body[$1]="$4"
+  t_admin[$1]="${5:-}"
 }
 order=()
 for t in $TARGETS; do
@@ -184,7 +188,7 @@ for t in $TARGETS; do
     order+=(floor)
     ;;
   fanout2-pipelined)
-    add_target "$t" "http://127.0.0.1:${lariat_port[P]}/v1/fanout2" "${lariat_pid[P]}" "$body_fanout"
+    add_target "$t" "http://127.0.0.1:${lariat_port[P]}/v1/fanout2" "${lariat_pid[P]}" "$body_fanout" "${lariat_admin[P]}"
     order+=("$t")
     ;;
   fanout2 | feast-1x50 | feast-20x10 | feat-20x10 | cache-20x10)
@@ -193,13 +197,13 @@ for t in $TARGETS; do
       [ "$v" = A ] || name="$t-$v"
       base="http://127.0.0.1:${lariat_port[$v]}"
       case "$t" in
-      fanout2) add_target "$name" "$base/v1/fanout2" "${lariat_pid[$v]}" "$body_fanout" ;;
+      fanout2) add_target "$name" "$base/v1/fanout2" "${lariat_pid[$v]}" "$body_fanout" "${lariat_admin[$v]}" ;;
       feast-1x50) add_target "$name" "$base/get-online-features" "${lariat_pid[$v]}" \
-        "{\"features\":[$wide],\"entities\":{\"entity_id\":[7]}}" ;;
+        "{\"features\":[$wide],\"entities\":{\"entity_id\":[7]}}" "${lariat_admin[$v]}" ;;
       feast-20x10) add_target "$name" "$base/get-online-features" "${lariat_pid[$v]}" \
-        "{\"features\":[$narrow],\"entities\":{\"entity_id\":[$ids]}}" ;;
-      feat-20x10) add_target "$name" "$base/v1/features" "${lariat_pid[$v]}" "{\"ids\":[$ids]}" ;;
-      cache-20x10) add_target "$name" "$base/v1/features-cached" "${lariat_pid[$v]}" "{\"ids\":[$ids]}" ;;
+        "{\"features\":[$narrow],\"entities\":{\"entity_id\":[$ids]}}" "${lariat_admin[$v]}" ;;
+      feat-20x10) add_target "$name" "$base/v1/features" "${lariat_pid[$v]}" "{\"ids\":[$ids]}" "${lariat_admin[$v]}" ;;
+      cache-20x10) add_target "$name" "$base/v1/features-cached" "${lariat_pid[$v]}" "{\"ids\":[$ids]}" "${lariat_admin[$v]}" ;;
       esac
       order+=("$name")
     done
@@ -229,9 +233,16 @@ run_wrk() {
   local t="$1" lua="$tmp/post-$1.lua" out before after reqs rate
   body="${t_body[$t]//\\/\\\\}"
   printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$body" >"$lua"
+  local prof=""
+  if [ -n "$PROFILE" ] && [ -n "${t_admin[$t]}" ] && [ "$2" = "$ROUNDS" ]; then
+    mkdir -p "$PROFILE"
+    curl -fsS -o "$PROFILE/$t.pprof" "http://127.0.0.1:${t_admin[$t]}/debug/pprof/profile?seconds=$((${DURATION%s} - 1))" &
+    prof=$!
+  fi
   before="$(cpu_ticks "${t_pid[$t]}")"
   out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$lua" "${t_url[$t]}")"
   after="$(cpu_ticks "${t_pid[$t]}")"
+  [ -z "$prof" ] || wait "$prof"
   if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
     echo "$t: errors during the run:" >&2
     echo "$out" >&2
@@ -307,6 +318,7 @@ if [[ " $TARGETS " == *" open "* ]] && [ -n "${med_rate[fanout2]:-}" ]; then
     "$tmp/lariat-bench" run --quiet --name "$t" --url "${t_url[$t]}" --method POST --body "${t_body[$t]}" \
       --mode open --rate "$rate" --connections "$conns" --duration "$OPEN_DURATION" --json "$tmp/open-$t.json" >/dev/null
     after="$(cpu_ticks "${t_pid[$t]}")"
+  [ -z "$prof" ] || wait "$prof"
     python3 - "$tmp/open-$t.json" "$t" "$((after - before))" "$HZ" <<'EOF' 2>/dev/null ||
 import json, sys
 r = json.load(open(sys.argv[1]))["runs"][0]

@@ -113,9 +113,9 @@ EOF
 }
 
 # start_lariat NAME BINARY [FLAGS...] serves the routes of $tmp/routes with
-# BINARY and the flags given, setting lariat_port[NAME] and
-# lariat_pid[NAME].
-declare -A lariat_port lariat_pid
+# BINARY and the flags given, setting lariat_port[NAME], lariat_admin[NAME]
+# (the admin port) and lariat_pid[NAME].
+declare -A lariat_port lariat_admin lariat_pid
 start_lariat() {
   local pl pa name="$1" bin="$2"
   shift 2
@@ -126,5 +126,6 @@ start_lariat() {
   pids+=($!)
   lariat_pid[$name]=$!
   lariat_port[$name]=$pl
+  lariat_admin[$name]=$pa
   wait_http "http://127.0.0.1:$pa/readyz"
 }
