@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,18 +288,22 @@ func (s *RedisStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL 
 		if p == nil {
 			p = new([]rueidis.Completed)
 		}
-		cmds := (*p)[:0]
-		for i := range reads {
-			if s.slotless {
-				cmds = append(cmds, s.c.B().Arbitrary("HMGET").Args(reads[i].Key).Args(reads[i].Fields...).ReadOnly())
-			} else {
+		cmds := *p
+		if s.slotless {
+			cmds = s.reuseReads(cmds, reads)
+		} else {
+			cmds = cmds[:0]
+			for i := range reads {
 				cmds = append(cmds, s.c.B().Hmget().Key(reads[i].Key).Field(reads[i].Fields...).Build())
 			}
 		}
 		resps = s.c.DoMulti(ctx, cmds...)
 		if AllReplied(resps) {
-			clear(cmds)
-			*p = cmds[:0]
+			if !s.slotless {
+				clear(cmds)
+				cmds = cmds[:0]
+			}
+			*p = cmds
 			s.cmdPool.Put(p)
 		}
 	}
@@ -326,6 +331,29 @@ func (s *RedisStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL 
 		}
 	}
 	return dst, nil
+}
+
+// reuseReads returns one HMGET per read in cmds, reusing the commands
+// cmds already holds: each is pinned (rueidis does not recycle it), and
+// one with as many arguments as the read needs gets the read's key and
+// fields written over its arguments, which saves building the command
+// and returning it to rueidis' pool on every read.
+func (s *RedisStore) reuseReads(cmds []rueidis.Completed, reads []HashRead) []rueidis.Completed {
+	cmds = slices.Grow(cmds[:0], len(reads))[:len(reads)]
+	for i := range reads {
+		r := &reads[i]
+		var args []string
+		if !cmds[i].IsEmpty() {
+			args = cmds[i].Commands()
+		}
+		if len(args) != 2+len(r.Fields) {
+			cmds[i] = s.c.B().Arbitrary("HMGET").Args(r.Key).Args(r.Fields...).ReadOnly().Pin()
+			continue
+		}
+		args[1] = r.Key
+		copy(args[2:], r.Fields)
+	}
+	return cmds
 }
 
 // HSet implements RowWriter with one HSET.

@@ -510,3 +510,53 @@ func TestDialRedisStoreBeforeRedis(t *testing.T) {
 		t.Fatal("no address: want an error")
 	}
 }
+
+// TestRedisReadsOfChangingShapes reads hashes through one store with read
+// sets of different sizes and field lists one after the other, as plans
+// of different routes do: the HMGET commands the store reuses must carry
+// each read's own key and fields.
+func TestRedisReadsOfChangingShapes(t *testing.T) {
+	fx := newRedisFixture(t, RedisOptions{})
+	ctx := context.Background()
+	stored := map[string]map[string]string{
+		"h1": {"a": "1", "b": "2", "c": "3"},
+		"h2": {"a": "x", "b": "y"},
+		"h3": {"c": "z"},
+	}
+	for key, fields := range stored {
+		cmd := fx.raw.B().Hset().Key(key).FieldValue()
+		for f, v := range fields {
+			cmd = cmd.FieldValue(f, v)
+		}
+		if err := fx.raw.Do(ctx, cmd.Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Neighbouring sets read as many fields at the same place with other
+	// keys and fields, so that a command is reused.
+	sets := [][]HashRead{
+		{{Key: "h1", Fields: []string{"a", "b", "c"}}, {Key: "h2", Fields: []string{"a", "b"}}},
+		{{Key: "h1", Fields: []string{"c", "b", "a"}}, {Key: "h2", Fields: []string{"b", "a"}}},
+		{{Key: "h2", Fields: []string{"a", "b", "c"}}, {Key: "h1", Fields: []string{"c", "a"}}},
+		{{Key: "h3", Fields: []string{"a", "b"}}, {Key: "h1", Fields: []string{"c", "b", "a"}}, {Key: "h2", Fields: []string{"b"}}},
+		{{Key: "missing", Fields: []string{"a"}}, {Key: "h3", Fields: []string{"c"}}, {Key: "h1", Fields: []string{"b", "c"}}, {Key: "h2", Fields: []string{"b", "a", "c"}}},
+	}
+	for round := range 3 {
+		for si, reads := range sets {
+			got, err := fx.store.ReadHashes(ctx, reads, 0, nil)
+			if err != nil {
+				t.Fatalf("round %d, set %d: %v", round, si, err)
+			}
+			var want []FieldValue
+			for _, r := range reads {
+				for _, f := range r.Fields {
+					v, ok := stored[r.Key][f]
+					want = append(want, FieldValue{Data: v, Found: ok})
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("round %d, set %d: got %v, want %v", round, si, got, want)
+			}
+		}
+	}
+}
