@@ -318,7 +318,6 @@ if [[ " $TARGETS " == *" open "* ]] && [ -n "${med_rate[fanout2]:-}" ]; then
     "$tmp/lariat-bench" run --quiet --name "$t" --url "${t_url[$t]}" --method POST --body "${t_body[$t]}" \
       --mode open --rate "$rate" --connections "$conns" --duration "$OPEN_DURATION" --json "$tmp/open-$t.json" >/dev/null
     after="$(cpu_ticks "${t_pid[$t]}")"
-  [ -z "$prof" ] || wait "$prof"
     python3 - "$tmp/open-$t.json" "$t" "$((after - before))" "$HZ" <<'EOF' 2>/dev/null ||
 import json, sys
 r = json.load(open(sys.argv[1]))["runs"][0]
