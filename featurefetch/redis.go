@@ -146,7 +146,13 @@ type RedisStore struct {
 	slotless bool
 
 	cmdPool   sync.Pool // *[]rueidis.Completed
-	cachePool sync.Pool // *[]rueidis.CacheableTTL
+	cachePool sync.Pool // *cachedReads
+}
+
+// cachedReads are the commands of one read through the client-side cache.
+type cachedReads struct {
+	pinned []rueidis.Completed // when slotless, see reuseReads
+	cts    []rueidis.CacheableTTL
 }
 
 var (
@@ -255,21 +261,23 @@ func (s *RedisStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL 
 	}
 	var resps []rueidis.RedisResult
 	if cacheTTL > 0 && s.cache {
-		p, _ := s.cachePool.Get().(*[]rueidis.CacheableTTL)
-		if p == nil {
-			p = new([]rueidis.CacheableTTL)
+		c, _ := s.cachePool.Get().(*cachedReads)
+		if c == nil {
+			c = new(cachedReads)
 		}
-		cmds := (*p)[:0]
-		for i := range reads {
-			cmd := s.c.B().Hmget().Key(reads[i].Key).Field(reads[i].Fields...).Cache()
-			cmds = append(cmds, rueidis.CT(cmd, cacheTTL))
+		cts := c.cts[:0]
+		if s.slotless {
+			c.pinned = s.reuseReads(c.pinned, reads)
+			for i := range c.pinned {
+				cts = append(cts, rueidis.CT(rueidis.Cacheable(c.pinned[i]), cacheTTL))
+			}
+		} else {
+			for i := range reads {
+				cmd := s.c.B().Hmget().Key(reads[i].Key).Field(reads[i].Fields...).Cache()
+				cts = append(cts, rueidis.CT(cmd, cacheTTL))
+			}
 		}
-		resps = s.c.DoMultiCache(ctx, cmds...)
-		if !AllReplied(resps) {
-			// rueidis may still write these commands: leave the
-			// slice to the collector.
-			p = nil
-		}
+		resps = s.c.DoMultiCache(ctx, cts...)
 		var hits uint64
 		for i := range resps {
 			if resps[i].IsCacheHit() {
@@ -278,10 +286,14 @@ func (s *RedisStore) ReadHashes(ctx context.Context, reads []HashRead, cacheTTL 
 		}
 		cacheHits.Add(int(hits))
 		cacheMisses.Add(len(resps) - int(hits))
-		if p != nil {
-			clear(cmds)
-			*p = cmds[:0]
-			s.cachePool.Put(p)
+		// When a read did not get its reply, rueidis may still write its
+		// command, and file the reply in the cache under the command's
+		// key: leave them to the collector. Otherwise the pinned commands
+		// are reused; the others went back to rueidis' pool.
+		if AllReplied(resps) {
+			clear(cts)
+			c.cts = cts[:0]
+			s.cachePool.Put(c)
 		}
 	} else {
 		p, _ := s.cmdPool.Get().(*[]rueidis.Completed)

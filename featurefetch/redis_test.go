@@ -514,7 +514,8 @@ func TestDialRedisStoreBeforeRedis(t *testing.T) {
 // TestRedisReadsOfChangingShapes reads hashes through one store with read
 // sets of different sizes and field lists one after the other, as plans
 // of different routes do: the HMGET commands the store reuses must carry
-// each read's own key and fields.
+// each read's own key and fields, and so must the client-side cache's
+// entries.
 func TestRedisReadsOfChangingShapes(t *testing.T) {
 	fx := newRedisFixture(t, RedisOptions{})
 	ctx := context.Background()
@@ -541,9 +542,16 @@ func TestRedisReadsOfChangingShapes(t *testing.T) {
 		{{Key: "h3", Fields: []string{"a", "b"}}, {Key: "h1", Fields: []string{"c", "b", "a"}}, {Key: "h2", Fields: []string{"b"}}},
 		{{Key: "missing", Fields: []string{"a"}}, {Key: "h3", Fields: []string{"c"}}, {Key: "h1", Fields: []string{"b", "c"}}, {Key: "h2", Fields: []string{"b", "a", "c"}}},
 	}
-	for round := range 3 {
+	// Reads from the server, then through the client-side cache: its
+	// first round fills the cache, the others are answered from it.
+	for round := range 6 {
+		ttl := time.Duration(0)
+		if round >= 3 {
+			ttl = time.Minute
+		}
 		for si, reads := range sets {
-			got, err := fx.store.ReadHashes(ctx, reads, 0, nil)
+			hits := cacheHits.Get()
+			got, err := fx.store.ReadHashes(ctx, reads, ttl, nil)
 			if err != nil {
 				t.Fatalf("round %d, set %d: %v", round, si, err)
 			}
@@ -556,6 +564,9 @@ func TestRedisReadsOfChangingShapes(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("round %d, set %d: got %v, want %v", round, si, got, want)
+			}
+			if n := cacheHits.Get() - hits; round > 3 && n != uint64(len(reads)) {
+				t.Fatalf("round %d, set %d: %d of %d reads were cache hits", round, si, n, len(reads))
 			}
 		}
 	}
