@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"reflect"
 	"strconv"
@@ -569,5 +570,37 @@ func TestRedisReadsOfChangingShapes(t *testing.T) {
 				t.Fatalf("round %d, set %d: %d of %d reads were cache hits", round, si, n, len(reads))
 			}
 		}
+	}
+
+	// Callers reading at once each take commands of their own.
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				reads := sets[(g+i)%len(sets)]
+				got, err := fx.store.ReadHashes(ctx, reads, time.Duration(i%2)*time.Minute, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				k := 0
+				for _, r := range reads {
+					for _, f := range r.Fields {
+						v, ok := stored[r.Key][f]
+						if got[k] != (FieldValue{Data: v, Found: ok}) {
+							errs <- fmt.Errorf("caller %d, read %d: %s %s is %v, want %q", g, i, r.Key, f, got[k], v)
+							return
+						}
+						k++
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
