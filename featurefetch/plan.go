@@ -836,6 +836,11 @@ func (p *Plan) appendColumns(st *fetchState, n int, now int64, order []int, dst 
 	st.tsJSON = st.tsJSON[:0]
 	st.tsSpan = st.tsSpan[:0]
 	for i := range st.ts {
+		if i >= nv && st.tsOK[i] && st.tsOK[i-nv] && st.ts[i] == st.ts[i-nv] {
+			// The rows of a batch often share their event time.
+			st.tsSpan = append(st.tsSpan, st.tsSpan[i-nv])
+			continue
+		}
 		start := int32(len(st.tsJSON))
 		if st.tsOK[i] {
 			st.tsJSON = append(st.tsJSON, '"')
