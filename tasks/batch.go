@@ -597,6 +597,13 @@ func (t *inferTask) runBatched(x *Exchange, r *Result, tg *target) (first int, d
 	if m.err != nil {
 		err := m.err
 		m.release()
+		if err.Shared && err.RefusedContent() && x.Budget().Remaining() > t.call.TryTimeout {
+			// The batch was refused for content that may be another
+			// request's: this one goes alone, and is answered, or
+			// refused for its own content.
+			t.refusedBatch.Inc()
+			return 1, false, nil
+		}
 		t.call.CountFailure(err.Reason)
 		if t.call.Retry(x.Budget(), 0, err) {
 			return 1, false, nil

@@ -1,12 +1,15 @@
 package tasks
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/lariat-gw/lariat/internal/upstreamtest"
 	"github.com/lariat-gw/lariat/upstream"
@@ -63,6 +66,54 @@ func runConcurrently(t *testing.T, c *compiled, n int, rows func(i int) int) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// TestRefusedBatchSplitsIntoItsRequests: a model refusing a batch for
+// one request's rows (422) refuses that request alone. The requests of
+// the batch are sent again one by one: the others are answered, and the
+// refused one gets a 422 of its own, which its caller is answered with.
+func TestRefusedBatchSplitsIntoItsRequests(t *testing.T) {
+	inBubble(t, func(b *bubble) {
+		t := b.t
+		m := b.startV2("ranker", "")
+		c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 4, max_wait: 200ms}"), b.env)
+		// Request 7's id is 700.
+		m.Set(func(n int64, rc *fasthttp.RequestCtx) {
+			if bytes.Contains(rc.PostBody(), []byte("700")) {
+				rc.SetStatusCode(422)
+				rc.SetContentType("application/json")
+				rc.SetBodyString(`{"error":"row 700 is invalid"}`)
+				return
+			}
+			m.handle(n, rc)
+		})
+		requests := []int{1, 7, 2}
+		errs := make([]error, len(requests))
+		var wg sync.WaitGroup
+		for k, i := range requests {
+			wg.Go(func() {
+				feats, body, want := rowsFor(i, 1)
+				r, err := c.run("rank", body, map[string]string{"features": feats})
+				errs[k] = err
+				if err == nil && string(r.Body) != want {
+					errs[k] = fmt.Errorf("got %s, want %s", r.Body, want)
+				}
+			})
+		}
+		wg.Wait()
+		for k, i := range requests {
+			var ue *upstream.Error
+			switch {
+			case i != 7 && errs[k] != nil:
+				t.Errorf("request %d of the refused batch: %v", i, errs[k])
+			case i == 7 && (!errors.As(errs[k], &ue) || !ue.RefusedRequest() || !strings.Contains(ue.Error(), "row 700 is invalid")):
+				t.Errorf("request 7: error %v, want its own 422", errs[k])
+			}
+		}
+		if n := m.Requests.Load(); n != 4 {
+			t.Errorf("model saw %d requests, want the batch and each of its 3 requests alone", n)
+		}
+	})
 }
 
 func TestBatchCoalesces(t *testing.T) {
@@ -201,33 +252,52 @@ func TestBatchFailures(t *testing.T) {
 		}
 		// twoMembers runs two requests of one row each at once, batched
 		// together, and hands each error to check.
-		twoMembers := func(check func(err error)) {
+		twoMembers := func(budget time.Duration, check func(err error)) {
 			var wg sync.WaitGroup
 			for i := 0; i < 2; i++ {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					feats, body, _ := rowsFor(i, 1)
-					_, err := c.run("rank", body, map[string]string{"features": feats})
-					check(err)
+					x := c.exchange(body, map[string]string{"features": feats}, nil)
+					x.Deadline = time.Now().Add(budget)
+					check(c.tasks["rank"].Run(x, &x.Results[c.index["rank"]]))
 				}()
 			}
 			wg.Wait()
 		}
-		twoMembers(func(err error) {
+		twoMembers(2*time.Second, func(err error) {
 			if !errors.Is(err, errAnswer) || !strings.Contains(err.Error(), "output scores has shape [1 1] for a batch of 2") {
 				t.Errorf("error %v", err)
 			}
 		})
 		// A batch refused as invalid (422) may be refused for another
-		// member's rows: no member's error says its own content was.
+		// member's rows: each member goes alone, and is refused for its
+		// own.
 		m.answer = func(*v2Request, []tensor) (int, string) { return 422, `{"error":"bad row"}` }
-		twoMembers(func(err error) {
+		sent := m.Requests.Load()
+		twoMembers(2*time.Second, func(err error) {
+			var ue *upstream.Error
+			if !errors.As(err, &ue) || ue.Status != 422 || !ue.RefusedRequest() {
+				t.Errorf("member of a refused batch: error %v, want its own 422", err)
+			}
+		})
+		if n := m.Requests.Load() - sent; n != 3 {
+			t.Errorf("model saw %d requests, want the batch and each member alone", n)
+		}
+		// Without the time for a try after the batch (the task's timeout
+		// is 1s, the batch waited 200ms), no member goes alone, and no
+		// member's error says its own content was refused.
+		sent = m.Requests.Load()
+		twoMembers(time.Second, func(err error) {
 			var ue *upstream.Error
 			if !errors.As(err, &ue) || ue.Status != 422 || ue.RefusedRequest() {
 				t.Errorf("member of a refused batch: error %v, want a 422 not said to be its own", err)
 			}
 		})
+		if n := m.Requests.Load() - sent; n != 1 {
+			t.Errorf("model saw %d requests, want the batch alone", n)
+		}
 		m.answer = nil
 		// Inputs with different batch sizes cannot be batched.
 		feats, _, _ := rowsFor(1, 2)

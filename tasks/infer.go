@@ -164,6 +164,9 @@ type inferTask struct {
 	heldMu   sync.Mutex
 	held     map[string]*batcher
 	overflow *lazymetric.Counter
+	// refusedBatch counts the requests sent alone after the batch that
+	// carried them was refused for its content.
+	refusedBatch *lazymetric.Counter
 }
 
 var _ Describer = (*inferTask)(nil)
@@ -261,6 +264,7 @@ func newInferTask(s *Spec) (Task, error) {
 			return nil, err
 		}
 		t.overflow = lazymetric.NewCounter(s.Metrics, `lariat_batch_overflow_total{`+s.Labels+`}`)
+		t.refusedBatch = lazymetric.NewCounter(s.Metrics, `lariat_batch_refused_total{`+s.Labels+`}`)
 	}
 	return t, nil
 }

@@ -251,7 +251,14 @@ func shownAnswer(body []byte) string {
 // request): the caller's request, not the upstream, is at fault, and
 // sending it again is refused again.
 func (e *Error) RefusedRequest() bool {
-	if e.Reason != ReasonStatus || e.Shared {
+	return !e.Shared && e.RefusedContent()
+}
+
+// RefusedContent reports whether the upstream refused the content of
+// the try (400, 413, 415 or 422), which may be another request's when the
+// try carried several (Shared).
+func (e *Error) RefusedContent() bool {
+	if e.Reason != ReasonStatus {
 		return false
 	}
 	switch e.Status {
