@@ -30,7 +30,7 @@ import (
 // A call waits at most MaxWait for others to join; one whose deadline is
 // near (closer than MaxWait plus twice the recent batched-call time) is
 // sent at once with the calls already waiting. The batched call's deadline
-// is its earliest member's.
+// is its latest member's; each member leaves it at its own deadline.
 type BatchInputs struct {
 	// MaxSize is the most batch rows in one call (32 when 0 or left out);
 	// a request with more rows is sent alone.
@@ -461,9 +461,12 @@ func (b *batcher) send(bc *batchCall) {
 	bc.body = body
 	req.SetBodyRaw(body)
 
+	// The call lasts until the latest member's deadline: a member whose
+	// deadline comes first leaves at it (see runBatched), and its short
+	// budget does not cut the others' answers.
 	deadline, timeout := bc.members[0].deadline, bc.members[0].tryTimeout
 	for _, m := range bc.members[1:] {
-		if m.deadline.Before(deadline) {
+		if m.deadline.After(deadline) {
 			deadline = m.deadline
 		}
 		timeout = min(timeout, m.tryTimeout)

@@ -233,6 +233,49 @@ func TestBatchDeadlineNear(t *testing.T) {
 	})
 }
 
+// TestTightDeadlineDoesNotCutTheBatch: a request with little time left
+// that joins a batch leaves it at its own deadline; the batched call goes
+// on for the others, whose deadlines are later, and answers them.
+func TestTightDeadlineDoesNotCutTheBatch(t *testing.T) {
+	inBubble(t, func(b *bubble) {
+		t := b.t
+		m := b.startV2("ranker", "")
+		c := compileRoute(t, batchRoute(m.URL(""), "{max_size: 4, max_wait: 200ms}"), b.env)
+		m.Set(m.Delay(100*time.Millisecond, m.handle))
+		type outcome struct {
+			body string
+			err  error
+			took time.Duration
+		}
+		run := func(i int, budget time.Duration) outcome {
+			feats, body, _ := rowsFor(i, 1)
+			x := c.exchange(body, map[string]string{"features": feats}, nil)
+			x.Deadline = time.Now().Add(budget)
+			r := &x.Results[c.index["rank"]]
+			start := time.Now()
+			err := c.tasks["rank"].Run(x, r)
+			return outcome{string(r.Body), err, time.Since(start)}
+		}
+		var late, tight outcome
+		var wg sync.WaitGroup
+		wg.Go(func() { late = run(1, time.Second) })
+		// The first request waits for others; the second, with 50ms left,
+		// sends the batch at once.
+		time.Sleep(time.Millisecond)
+		wg.Go(func() { tight = run(2, 50*time.Millisecond) })
+		wg.Wait()
+		if _, _, want := rowsFor(1, 1); late.err != nil || late.body != want || late.took != 101*time.Millisecond {
+			t.Errorf("request with 1s: %v %s after %s, want its answer after 101ms", late.err, late.body, late.took)
+		}
+		if !errors.Is(tight.err, ErrDeadline) || tight.took != 50*time.Millisecond {
+			t.Errorf("request with 50ms: %v after %s, want the deadline after 50ms", tight.err, tight.took)
+		}
+		if n := m.Requests.Load(); n != 1 {
+			t.Errorf("model saw %d requests, want the batch only", n)
+		}
+	})
+}
+
 func TestBatchFailures(t *testing.T) {
 	inBubble(t, func(b *bubble) {
 		t := b.t
