@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
@@ -44,12 +45,17 @@ func TestHistogramMeanSince(t *testing.T) {
 // processor spins wait for one; the reader of the runtime's scheduling
 // latency sees it, and reads at most once per window.
 func TestCPUWaitSeesBusyProcessors(t *testing.T) {
+	// No collection during the window: its workers' many short waits for
+	// a processor would dilute the mean of those measured here. Twice as
+	// many spinners as processors keep a runnable one queued on each.
+	runtime.GC()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	w := &cpuWait{sample: [1]metrics.Sample{{Name: "/sched/latencies:seconds"}}}
 	start := time.Now()
 	w.recent(start)
 	end := start.Add(300 * time.Millisecond)
 	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
+	for range 2 * runtime.GOMAXPROCS(0) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
