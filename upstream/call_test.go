@@ -853,3 +853,64 @@ func TestBreakerLogsItsOutages(t *testing.T) {
 		}
 	})
 }
+
+// TestTightTimeoutOfOneModelKeepsTheHostsBreakerClosed: two models on one
+// server share its breaker and concurrency limit. One route gives its
+// model a try timeout far below what the model takes (a typo, or a model
+// that became slower); its tries all time out, while the server answers
+// the other model's calls. The server is up: the other model's calls are
+// neither cut off by the breaker nor refused by a shrunken limit. When the
+// whole server hangs, the breaker still opens.
+func TestTightTimeoutOfOneModelKeepsTheHostsBreakerClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var hung atomic.Bool
+		_, p := newFake(nil)
+		p.o.Transport = func(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+			wait := time.Millisecond
+			if string(req.URI().Path()) == "/slow" {
+				wait = 50 * time.Millisecond
+			}
+			if hung.Load() || time.Until(deadline) < wait {
+				return hang(deadline)
+			}
+			time.Sleep(wait)
+			return ok(resp, `{}`)
+		}
+		p.o.Limit = DefaultLimit
+		bs := BreakerSettings{Failures: 5, OpenFor: time.Minute}
+		fast := p.Target("", "http", "m", "m:80", "/fast", bs)
+		slow := p.Target("", "http", "m", "m:80", "/slow", bs)
+		fast.Breaker.cpuWait = cpuIdle
+		healthy := newCaller(Policy{TryTimeout: time.Second})
+		tight := newCaller(Policy{TryTimeout: 5 * time.Millisecond})
+		call := func(c *Caller, tg *Target) error {
+			req := request()
+			defer fasthttp.ReleaseRequest(req)
+			req.SetRequestURI(tg.Path)
+			var out Outcome
+			_, err := c.Call(Budget{Deadline: time.Now().Add(200 * time.Millisecond)}, req, tg, nil, nil, &out)
+			return err
+		}
+		for round := range 20 {
+			if err := call(healthy, fast); err != nil {
+				t.Fatalf("round %d: the other model's call: %v (breaker %s)", round, err, fast.Breaker.State())
+			}
+			for i := range 10 {
+				if err := call(tight, slow); ReasonOf(err) != ReasonTimeout {
+					t.Fatalf("round %d, tight call %d: %v, want a timeout", round, i, err)
+				}
+			}
+		}
+		if l := fast.Host.limit.Limit(); l < DefaultLimit.Initial {
+			t.Errorf("the host's limit shrank to %d from %d", l, DefaultLimit.Initial)
+		}
+		hung.Store(true)
+		for i := range 15 {
+			if err := call(healthy, fast); ReasonOf(err) == ReasonBreakerOpen {
+				t.Logf("the hung server's breaker opened after %d calls", i)
+				return
+			}
+		}
+		t.Fatalf("breaker %s after 15 calls to the hung server", fast.Breaker.State())
+	})
+}
