@@ -47,7 +47,11 @@ func (g *Gateway) serveOnlineFeatures(rc *fasthttp.RequestCtx) {
 	var err error
 	ran := fe.StoreBreaker(g.log).Do(start, func() (upstream.Reason, int) {
 		out, err = fe.Views.AppendOnlineFeatures(ctx, fe.Store, rc.PostBody(), (*bp)[:0])
-		return tasks.StoreReason(err), 0
+		end := time.Now()
+		if err == nil {
+			g.featuresAnswered.Mark(end)
+		}
+		return g.featuresAnswered.Reason(tasks.StoreReason(err), end), 0
 	})
 	var bre *featurefetch.BadRequestError
 	switch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -482,5 +483,47 @@ func TestGetOnlineFeaturesSharesTheStoreBreaker(t *testing.T) {
 	}
 	if n := store.reads.Load(); n != int64(failures) {
 		t.Fatalf("the store was asked %d reads, want %d", n, failures)
+	}
+}
+
+// TestTightFeatureTimeoutKeepsTheStoreBreakerClosed: the feature store's
+// breaker is shared by the feature tasks of every route. One route reads
+// thousands of entities under a 1ms timeout, which its reads never meet,
+// while another route's reads are answered: the store is up, and the
+// other route's reads are not cut off.
+func TestTightFeatureTimeoutKeepsTheStoreBreakerClosed(t *testing.T) {
+	tight := `
+name: tight
+endpoint: /tight
+timeout: 500ms
+tasks:
+  features:
+    type: feature
+    inputs:
+      entities: {driver_id: '{{ .request.candidates }}'}
+      features: [driver_stats:conv_rate]
+      timeout: 1ms
+    on_error: {default: "unavailable"}
+    output: {path: response.body.features}
+`
+	tg, srv := startFeatureGatewayWith(t, map[string]string{"f.yaml": fmt.Sprintf(featureRoute, ""), "t.yaml": tight}, upstream.BreakerSettings{})
+	ids := make([]string, 5000)
+	for i := range ids {
+		ids[i] = strconv.Itoa(100000 + i)
+	}
+	many := `{"candidates":[` + strings.Join(ids, ",") + `]}`
+	for round := range 5 {
+		if a := tg.post(t, "/feat", `{"candidates":[1001]}`); a.status != 200 || a.header.Get("X-Lariat-Incomplete") != "" {
+			t.Fatalf("round %d: the other route: %d %s", round, a.status, a.body)
+		}
+		for i := range 10 {
+			if a := tg.post(t, "/tight", many); a.status != 200 || a.body != `{"features":"unavailable"}` {
+				t.Fatalf("round %d, tight read %d: %d %.200s, want the default", round, i, a.status, a.body)
+			}
+		}
+	}
+	opened := `lariat_breaker_state_changes_total{upstream="redis://` + srv.Addr() + `",to="open"}`
+	if m := tg.adminGet(t, "/metrics").body; strings.Contains(m, opened) {
+		t.Fatalf("the store's breaker opened:\n%s", grepLines(m, "breaker"))
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/lariat-gw/lariat/quota"
 	"github.com/lariat-gw/lariat/router"
 	"github.com/lariat-gw/lariat/tasks"
+	"github.com/lariat-gw/lariat/upstream"
 )
 
 // Options configure a Gateway. Zero values take the defaults named.
@@ -94,8 +95,10 @@ type Gateway struct {
 	server  *fasthttp.Server
 	admin   *fasthttp.Server
 	// features is the Env's feature store, served on OnlineFeaturesPath;
-	// nil when there is none.
-	features *tasks.FeatureEnv
+	// nil when there is none. featuresAnswered is that API's part of the
+	// store's answers.
+	features         *tasks.FeatureEnv
+	featuresAnswered *upstream.Answered
 }
 
 var (
@@ -163,6 +166,7 @@ func New(opts Options) *Gateway {
 	g := &Gateway{opts: opts, log: opts.Logger, loader: router.NewLoader(opts.Env), bodyMem: newBodyMemory(opts.BodyMemory, opts.MaxBodySize)}
 	if fe, ok := tasks.FeatureStore.Lookup(opts.Env); ok && fe != nil {
 		g.features = fe
+		g.featuresAnswered = fe.JoinAnswers()
 	}
 	g.loader.PredictionLog = opts.PredictionLog
 	g.loader.Tenants = router.TenantOptions{Store: quota.Guarded(opts.QuotaStore)}

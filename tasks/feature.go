@@ -36,6 +36,16 @@ type FeatureEnv struct {
 
 	breakerOnce sync.Once
 	breaker     *upstream.Breaker
+	// answers follows the answers of the store's readers (see
+	// JoinAnswers).
+	answers upstream.Answers
+}
+
+// JoinAnswers adds a reader of the store (a feature task, the Feast
+// serving API) to those whose answers tell a reader's own timeouts from
+// the store's (see upstream.Answered.Reason); Leave takes it out.
+func (fe *FeatureEnv) JoinAnswers() *upstream.Answered {
+	return fe.answers.Join()
 }
 
 // DefaultStoreBreaker is the feature store's breaker: it opens after 5
@@ -117,9 +127,17 @@ type featureTask struct {
 	failMissing bool
 	// views names the feature views read, in order.
 	views string
+	// answered is the task's part of the store's answers.
+	answered *upstream.Answered
 }
 
-var _ Describer = (*featureTask)(nil)
+var (
+	_ Describer = (*featureTask)(nil)
+	_ Cleaner   = (*featureTask)(nil)
+)
+
+// Cleanup takes the task out of the store's answers.
+func (t *featureTask) Cleanup() { t.answered.Leave() }
 
 // Describe implements Describer: the feature views the task reads.
 func (t *featureTask) Describe() Detail { return Detail{Target: t.views} }
@@ -232,6 +250,7 @@ func newFeatureTask(s *Spec) (Task, error) {
 	t.breaker = fe.StoreBreaker(log)
 	t.errStore = lazymetric.NewCounter(s.Metrics, `lariat_upstream_errors_total{`+s.Labels+`,reason="feature_store"}`)
 	t.errReq = lazymetric.NewCounter(s.Metrics, `lariat_upstream_errors_total{`+s.Labels+`,reason="bad_entities"}`)
+	t.answered = fe.JoinAnswers()
 	return t, nil
 }
 
@@ -281,11 +300,13 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 		} else {
 			out, missing, err = t.plan.FetchReport(ctx, t.store, keys, r.Body[:0], r.Missing[:0])
 		}
-		took = time.Since(began)
+		end := time.Now()
+		took = end.Sub(began)
 		if err != nil {
-			reason = t.reason(err, x, took)
+			reason = t.answered.Reason(t.reason(err, x, took), end)
 		} else {
 			t.usual.Observe(took)
+			t.answered.Mark(end)
 		}
 		return reason, 0
 	})

@@ -11,7 +11,6 @@ import (
 	"math/bits"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -233,9 +232,8 @@ type Host struct {
 	pool  *Pool
 	// refs counts the targets using the host (under Pool.mu).
 	refs int
-	// targets are the host's targets not released, replaced whole under
-	// Pool.mu (see othersAnswered).
-	targets atomic.Pointer[[]*Target]
+	// answers follows the answers of the host's targets.
+	answers Answers
 }
 
 // Client returns the host's connection pool.
@@ -354,13 +352,7 @@ func (p *Pool) Target(tenant, scheme, host, hostPort, path string, bs BreakerSet
 	defer p.mu.Unlock()
 	h := p.hostLocked(scheme == "https", hostPort)
 	h.refs++
-	tg := &Target{Host: h, Scheme: scheme, HostHdr: host, Path: path}
-	var targets []*Target
-	if old := h.targets.Load(); old != nil {
-		targets = slices.Clone(*old)
-	}
-	targets = append(targets, tg)
-	h.targets.Store(&targets)
+	tg := &Target{Host: h, Scheme: scheme, HostHdr: host, Path: path, answered: h.answers.Join()}
 	if !bs.Disabled {
 		tg.Breaker = p.breakerLocked(tenant, h.Name, bs)
 		tg.Breaker.refs++
@@ -380,10 +372,7 @@ func (tg *Target) Release() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if h := tg.Host; h.refs > 0 {
-		if old := h.targets.Load(); old != nil {
-			targets := slices.DeleteFunc(slices.Clone(*old), func(o *Target) bool { return o == tg })
-			h.targets.Store(&targets)
-		}
+		tg.answered.Leave()
 		if h.refs--; h.refs == 0 && p.hosts[h.Name] == h {
 			delete(p.hosts, h.Name)
 			h.limit.unregister()
@@ -754,9 +743,8 @@ type Target struct {
 
 	// usual is the usual latency of the target's successful tries.
 	usual UsualLatency
-	// answered is when a try of the target last got an answer (Unix
-	// nanoseconds, to the millisecond).
-	answered atomic.Int64
+	// answered is the target's part of its host's answers.
+	answered *Answered
 	released atomic.Bool
 }
 
@@ -825,9 +813,14 @@ func (tg *Target) Try(req *fasthttp.Request, resp *fasthttp.Response, routeDeadl
 		end = time.Now()
 		hostsReason = ReasonNone
 		if failure != nil {
-			hostsReason = tg.hostsReason(failure.Reason, end)
-		} else {
-			tg.markAnswered(end)
+			hostsReason = failure.Reason
+		}
+		switch hostsReason {
+		case ReasonNone, ReasonStatus, ReasonInvalid, ReasonTooLarge:
+			// The host answered.
+			tg.answered.Mark(end)
+		default:
+			hostsReason = tg.answered.Reason(hostsReason, end)
 		}
 		return hostsReason, status
 	})
@@ -841,57 +834,6 @@ func (tg *Target) Try(req *fasthttp.Request, resp *fasthttp.Response, routeDeadl
 	}
 	h.limit.Release(took, hostsReason, status)
 	return status, failure
-}
-
-// othersAnsweredWithin is how recent an answer to another target of the
-// host must be for a timeout to be the target's own (see hostsReason).
-const othersAnsweredWithin = time.Second
-
-// markAnswered notes that a try of tg got an answer at end. The write is
-// skipped when it would change little, as every try would make it.
-func (tg *Target) markAnswered(end time.Time) {
-	if now := end.UnixNano(); now-tg.answered.Load() >= int64(time.Millisecond) {
-		tg.answered.Store(now)
-	}
-}
-
-// hostsReason returns why a try of tg that ended at end failed, r, as the
-// host's breaker and concurrency limit take it. A timeout while the host
-// answers the calls of its other targets (another model of the same
-// server, another route's calls) is the target's own: its model is
-// slower than its tries allow (a timeout set too short, or a model that
-// stalls on its own), and the host, answering, is neither down nor
-// queueing, so it neither opens the breaker the host's other targets
-// share nor shrinks their concurrency limit. The answers must be recent
-// (othersAnsweredWithin): a host that stops answering every target is
-// cut off by its breaker a second later than with one target.
-func (tg *Target) hostsReason(r Reason, end time.Time) Reason {
-	switch r {
-	case ReasonStatus, ReasonInvalid, ReasonTooLarge:
-		// The host answered.
-		tg.markAnswered(end)
-	case ReasonTimeout:
-		if tg.othersAnswered(end.Add(-othersAnsweredWithin)) {
-			return ReasonOther
-		}
-	}
-	return r
-}
-
-// othersAnswered reports whether another target of tg's host got an
-// answer after since.
-func (tg *Target) othersAnswered(since time.Time) bool {
-	targets := tg.Host.targets.Load()
-	if targets == nil {
-		return false
-	}
-	after := since.UnixNano()
-	for _, o := range *targets {
-		if o != tg && o.answered.Load() > after {
-			return true
-		}
-	}
-	return false
 }
 
 // send runs the transport and classifies its outcome.

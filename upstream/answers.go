@@ -1,0 +1,99 @@
+package upstream
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// othersAnsweredWithin is how recent an answer to another caller of a
+// server must be for a timeout to be the caller's own (see
+// Answered.Reason).
+const othersAnsweredWithin = time.Second
+
+// Answers follows when each caller of one server last got an answer from
+// it: the targets of a model server, the feature tasks of a store. A
+// caller's timeouts while the server answers the others are the caller's
+// own (see Answered.Reason). The zero value is ready to use.
+type Answers struct {
+	mu sync.Mutex
+	// callers is replaced whole under mu.
+	callers atomic.Pointer[[]*Answered]
+}
+
+// Answered is one caller's part of Answers; a nil *Answered follows
+// nothing.
+type Answered struct {
+	// at is when the caller last got an answer (Unix nanoseconds, to the
+	// millisecond).
+	at  atomic.Int64
+	set *Answers
+}
+
+// Join adds a caller, which Leave takes out when it is retired.
+func (a *Answers) Join() *Answered {
+	c := &Answered{set: a}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var callers []*Answered
+	if old := a.callers.Load(); old != nil {
+		callers = slices.Clone(*old)
+	}
+	callers = append(callers, c)
+	a.callers.Store(&callers)
+	return c
+}
+
+// Leave takes the caller out of its Answers.
+func (c *Answered) Leave() {
+	if c == nil {
+		return
+	}
+	a := c.set
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if old := a.callers.Load(); old != nil {
+		callers := slices.DeleteFunc(slices.Clone(*old), func(o *Answered) bool { return o == c })
+		a.callers.Store(&callers)
+	}
+}
+
+// Mark notes that the caller got an answer at end. The write is skipped
+// when it would change little, as every call would make it.
+func (c *Answered) Mark(end time.Time) {
+	if c == nil {
+		return
+	}
+	if now := end.UnixNano(); now-c.at.Load() >= int64(time.Millisecond) {
+		c.at.Store(now)
+	}
+}
+
+// Reason returns why a call of the caller that ended at end failed, r,
+// as the server's breaker and concurrency limit take it. A timeout while
+// the server answered its other callers within the last second (another
+// model of the same server, another route's calls, another feature
+// task's reads) is the caller's own, ReasonOther: what it asks is slower
+// than its calls allow (a timeout set too short, a model that stalls on
+// its own, a read of very many entities), while the server, answering,
+// is neither down nor queueing. So it does not open the breaker the
+// others share, nor shrink their limit. A server that stops answering
+// every caller is cut off by its breaker a second later than a server
+// with one caller.
+func (c *Answered) Reason(r Reason, end time.Time) Reason {
+	if c == nil || r != ReasonTimeout {
+		return r
+	}
+	callers := c.set.callers.Load()
+	if callers == nil {
+		return r
+	}
+	since := end.Add(-othersAnsweredWithin).UnixNano()
+	for _, o := range *callers {
+		if o != c && o.at.Load() > since {
+			return ReasonOther
+		}
+	}
+	return r
+}
