@@ -49,9 +49,9 @@ func (g *Gateway) serveOnlineFeatures(rc *fasthttp.RequestCtx) {
 		out, err = fe.Views.AppendOnlineFeatures(ctx, fe.Store, rc.PostBody(), (*bp)[:0])
 		end := time.Now()
 		if err == nil {
-			g.featuresAnswered.Mark(end)
+			g.featuresAnswered.Mark(end, true)
 		}
-		return g.featuresAnswered.Reason(tasks.StoreReason(err), end), 0
+		return g.featuresAnswered.Reason(tasks.StoreReason(err), 0, end), 0
 	})
 	var bre *featurefetch.BadRequestError
 	switch {

@@ -303,10 +303,10 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 		end := time.Now()
 		took = end.Sub(began)
 		if err != nil {
-			reason = t.answered.Reason(t.reason(err, x, took), end)
+			reason = t.answered.Reason(t.reason(err, x, took), 0, end)
 		} else {
 			t.usual.Observe(took)
-			t.answered.Mark(end)
+			t.answered.Mark(end, true)
 		}
 		return reason, 0
 	})

@@ -25,10 +25,10 @@ type Answers struct {
 // Answered is one caller's part of Answers; a nil *Answered follows
 // nothing.
 type Answered struct {
-	// at is when the caller last got an answer (Unix nanoseconds, to the
-	// millisecond).
-	at  atomic.Int64
-	set *Answers
+	// at and ok are when the caller last got an answer, and a successful
+	// one (Unix nanoseconds, to the millisecond).
+	at, ok atomic.Int64
+	set    *Answers
 }
 
 // Join adds a caller, which Leave takes out when it is retired.
@@ -59,30 +59,46 @@ func (c *Answered) Leave() {
 	}
 }
 
-// Mark notes that the caller got an answer at end. The write is skipped
-// when it would change little, as every call would make it.
-func (c *Answered) Mark(end time.Time) {
+// Mark notes that the caller got an answer at end, a successful one when
+// success is set. Writes are skipped when they would change little, as
+// every call would make them.
+func (c *Answered) Mark(end time.Time, success bool) {
 	if c == nil {
 		return
 	}
-	if now := end.UnixNano(); now-c.at.Load() >= int64(time.Millisecond) {
+	now := end.UnixNano()
+	if now-c.at.Load() >= int64(time.Millisecond) {
 		c.at.Store(now)
+	}
+	if success && now-c.ok.Load() >= int64(time.Millisecond) {
+		c.ok.Store(now)
 	}
 }
 
-// Reason returns why a call of the caller that ended at end failed, r,
-// as the server's breaker and concurrency limit take it. A timeout while
-// the server answered its other callers within the last second (another
-// model of the same server, another route's calls, another feature
-// task's reads) is the caller's own, ReasonOther: what it asks is slower
-// than its calls allow (a timeout set too short, a model that stalls on
-// its own, a read of very many entities), while the server, answering,
-// is neither down nor queueing. So it does not open the breaker the
-// others share, nor shrink their limit. A server that stops answering
-// every caller is cut off by its breaker a second later than a server
-// with one caller.
-func (c *Answered) Reason(r Reason, end time.Time) Reason {
-	if c == nil || r != ReasonTimeout {
+// Reason returns why a call of the caller that ended at end failed, r
+// (with the server's status), as the server's breaker takes it. A
+// timeout while the server answered its other callers within the last
+// second (another model of the same server, another route's calls,
+// another feature task's reads) is the caller's own, ReasonOther: what it
+// asks is slower than its calls allow (a timeout set too short, a model
+// that stalls on its own, a read of very many entities), while the
+// server, answering, is up. So is a 5xx answer while the server answered
+// its other callers successfully: one model of the server fails (a
+// broken version, a model that did not load), not the server. Neither
+// opens the breaker the others share. A server that stops answering every
+// caller, or fails them all, is cut off a second later than a server with
+// one caller.
+func (c *Answered) Reason(r Reason, status int, end time.Time) Reason {
+	if c == nil {
+		return r
+	}
+	var others func(o *Answered) int64
+	switch {
+	case r == ReasonTimeout:
+		others = func(o *Answered) int64 { return o.at.Load() }
+	case r == ReasonStatus && status >= 500:
+		others = func(o *Answered) int64 { return o.ok.Load() }
+	default:
 		return r
 	}
 	callers := c.set.callers.Load()
@@ -91,7 +107,7 @@ func (c *Answered) Reason(r Reason, end time.Time) Reason {
 	}
 	since := end.Add(-othersAnsweredWithin).UnixNano()
 	for _, o := range *callers {
-		if o != c && o.at.Load() > since {
+		if o != c && others(o) > since {
 			return ReasonOther
 		}
 	}

@@ -914,3 +914,56 @@ func TestTightTimeoutOfOneModelKeepsTheHostsBreakerClosed(t *testing.T) {
 		t.Fatalf("breaker %s after 15 calls to the hung server", fast.Breaker.State())
 	})
 }
+
+// TestFailingModelKeepsTheHostsBreakerClosed: one model of a server
+// answers 500 to every call (a broken version deployed), while the
+// server's other model answers well. The failing model's calls fail; the
+// other model's are not cut off by the breaker the server's models share.
+// When every model of the server fails, the breaker opens.
+func TestFailingModelKeepsTheHostsBreakerClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var allFail atomic.Bool
+		_, p := newFake(nil)
+		p.o.Transport = func(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+			time.Sleep(time.Millisecond)
+			if allFail.Load() || string(req.URI().Path()) == "/broken" {
+				resp.SetStatusCode(500)
+				resp.SetBodyString(`{"error":"model raised"}`)
+				return nil
+			}
+			return ok(resp, `{}`)
+		}
+		bs := BreakerSettings{Failures: 5, OpenFor: time.Minute}
+		good := p.Target("", "http", "m", "m:80", "/good", bs)
+		broken := p.Target("", "http", "m", "m:80", "/broken", bs)
+		good.Breaker.cpuWait = cpuIdle
+		c := newCaller(Policy{TryTimeout: time.Second})
+		call := func(tg *Target) error {
+			req := request()
+			defer fasthttp.ReleaseRequest(req)
+			req.SetRequestURI(tg.Path)
+			var out Outcome
+			_, err := c.Call(Budget{Deadline: time.Now().Add(200 * time.Millisecond)}, req, tg, nil, nil, &out)
+			return err
+		}
+		for round := range 20 {
+			if err := call(good); err != nil {
+				t.Fatalf("round %d: the good model's call: %v (breaker %s)", round, err, good.Breaker.State())
+			}
+			for i := range 10 {
+				if err := call(broken); ReasonOf(err) != ReasonStatus {
+					t.Fatalf("round %d, broken call %d: %v, want its 500", round, i, err)
+				}
+			}
+		}
+		allFail.Store(true)
+		for i := range 15 {
+			if err := call(good); ReasonOf(err) == ReasonBreakerOpen {
+				t.Logf("the failing server's breaker opened after %d calls", i)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("breaker %s after 15 calls to the failing server", good.Breaker.State())
+	})
+}

@@ -806,23 +806,30 @@ func (tg *Target) Try(req *fasthttp.Request, resp *fasthttp.Response, routeDeadl
 	}
 	var status int
 	var failure *Error
-	var hostsReason Reason
+	var limitReason Reason
 	var end time.Time
 	ran := tg.Breaker.Do(start, func() (Reason, int) {
 		status, failure = tg.send(req, resp, start, deadline, routeDeadline)
 		end = time.Now()
-		hostsReason = ReasonNone
+		r := ReasonNone
 		if failure != nil {
-			hostsReason = failure.Reason
+			r = failure.Reason
 		}
-		switch hostsReason {
+		switch r {
 		case ReasonNone, ReasonStatus, ReasonInvalid, ReasonTooLarge:
 			// The host answered.
-			tg.answered.Mark(end)
-		default:
-			hostsReason = tg.answered.Reason(hostsReason, end)
+			tg.answered.Mark(end, r == ReasonNone)
 		}
-		return hostsReason, status
+		// The breaker counts the host's faults only (see
+		// Answered.Reason); so does the limit for timeouts, but it
+		// still backs off on a 429 or 503, which a host shedding load
+		// answers some calls with while it serves others.
+		breakerReason := tg.answered.Reason(r, status, end)
+		limitReason = r
+		if r == ReasonTimeout {
+			limitReason = breakerReason
+		}
+		return breakerReason, status
 	})
 	if !ran {
 		h.limit.Release(0, ReasonBreakerOpen, 0)
@@ -832,7 +839,7 @@ func (tg *Target) Try(req *fasthttp.Request, resp *fasthttp.Response, routeDeadl
 	if failure == nil {
 		tg.usual.Observe(took)
 	}
-	h.limit.Release(took, hostsReason, status)
+	h.limit.Release(took, limitReason, status)
 	return status, failure
 }
 
