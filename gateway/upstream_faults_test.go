@@ -464,3 +464,38 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestBrokenNeighbourKeepsTheServerUp: two routes call two models of one
+// model server. One model answers 500 to every call (a broken version);
+// the other answers well. The broken model's route fails on its own; the
+// other route is answered throughout, and the server's breaker stays
+// closed.
+func TestBrokenNeighbourKeepsTheServerUp(t *testing.T) {
+	up := upstreamtest.Start(t, func(_ int64, rc *fasthttp.RequestCtx) {
+		rc.SetContentType("application/json")
+		if string(rc.Path()) == "/broken" {
+			rc.SetStatusCode(500)
+			rc.SetBodyString(`{"error":"model raised"}`)
+			return
+		}
+		rc.SetBodyString(`{"score":0.5}`)
+	})
+	route := "name: %s\nendpoint: /%s\ntimeout: 500ms\ntasks:\n  m: {type: http, inputs: {address: %s}, output: {path: response.body}}\n"
+	tg := startGateway(t, map[string]string{
+		"good.yaml":   fmt.Sprintf(route, "good", "good", up.URL("/good")),
+		"broken.yaml": fmt.Sprintf(route, "broken", "broken", up.URL("/broken")),
+	}, nil)
+	for round := range 5 {
+		if a := tg.post(t, "/good", `{}`); a.status != 200 || a.body != `{"score":0.5}` {
+			t.Fatalf("round %d: the good model's route: %d %s", round, a.status, a.body)
+		}
+		for i := range 6 {
+			if a := tg.post(t, "/broken", `{}`); a.status != 502 || !strings.Contains(a.body, "upstream answered 500") {
+				t.Fatalf("round %d, broken call %d: %d %s, want its 500", round, i, a.status, a.body)
+			}
+		}
+	}
+	if m := tg.adminGet(t, "/metrics").body; !strings.Contains(m, `lariat_breaker_open{upstream="`+strings.TrimSuffix(up.URL(""), "/")+`"} 0`) {
+		t.Fatalf("the server's breaker opened:\n%s", grepLines(m, "breaker"))
+	}
+}
