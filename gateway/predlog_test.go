@@ -293,8 +293,10 @@ log: {outputs: [response.body.a.score]}
 		"/late":      `504 a:ok:200:false,b:deadline:0:false "task \"b\" failed: route deadline exceeded" null`,
 	}
 	// The hung call to b ends at the route deadline as a timeout of its
-	// own, which may reach the request before the deadline does.
-	lateTimeout := regexp.MustCompile(`^504 a:ok:200:false,b:error:0:false "task \\"b\\" failed: upstream timed out after 3\d\dms" null$`)
+	// own, which may reach the request before the deadline does. The try
+	// began after the request did, by more on a busy machine (297ms of
+	// the route's 300ms once, beside a build).
+	lateTimeout := regexp.MustCompile(`^504 a:ok:200:false,b:error:0:false "task \\"b\\" failed: upstream timed out after \d+ms" null$`)
 	for path, w := range want {
 		if got[path] != w && !(path == "/failed" && strings.Contains(got[path], "a:canceled")) && !(path == "/late" && lateTimeout.MatchString(got[path])) {
 			t.Errorf("%s: record\n got %s\nwant %s", path, got[path], w)
