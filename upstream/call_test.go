@@ -854,6 +854,17 @@ func TestBreakerLogsItsOutages(t *testing.T) {
 	})
 }
 
+// callPath makes a call of c to tg's own path within a 200ms route
+// deadline.
+func callPath(c *Caller, tg *Target) error {
+	req := request()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI(tg.Path)
+	var out Outcome
+	_, err := c.Call(Budget{Deadline: time.Now().Add(200 * time.Millisecond)}, req, tg, nil, nil, &out)
+	return err
+}
+
 // TestTightTimeoutOfOneModelKeepsTheHostsBreakerClosed: two models on one
 // server share its breaker and concurrency limit. One route gives its
 // model a try timeout far below what the model takes (a typo, or a model
@@ -883,20 +894,12 @@ func TestTightTimeoutOfOneModelKeepsTheHostsBreakerClosed(t *testing.T) {
 		fast.Breaker.cpuWait = cpuIdle
 		healthy := newCaller(Policy{TryTimeout: time.Second})
 		tight := newCaller(Policy{TryTimeout: 5 * time.Millisecond})
-		call := func(c *Caller, tg *Target) error {
-			req := request()
-			defer fasthttp.ReleaseRequest(req)
-			req.SetRequestURI(tg.Path)
-			var out Outcome
-			_, err := c.Call(Budget{Deadline: time.Now().Add(200 * time.Millisecond)}, req, tg, nil, nil, &out)
-			return err
-		}
 		for round := range 20 {
-			if err := call(healthy, fast); err != nil {
+			if err := callPath(healthy, fast); err != nil {
 				t.Fatalf("round %d: the other model's call: %v (breaker %s)", round, err, fast.Breaker.State())
 			}
 			for i := range 10 {
-				if err := call(tight, slow); ReasonOf(err) != ReasonTimeout {
+				if err := callPath(tight, slow); ReasonOf(err) != ReasonTimeout {
 					t.Fatalf("round %d, tight call %d: %v, want a timeout", round, i, err)
 				}
 			}
@@ -906,7 +909,7 @@ func TestTightTimeoutOfOneModelKeepsTheHostsBreakerClosed(t *testing.T) {
 		}
 		hung.Store(true)
 		for i := range 15 {
-			if err := call(healthy, fast); ReasonOf(err) == ReasonBreakerOpen {
+			if err := callPath(healthy, fast); ReasonOf(err) == ReasonBreakerOpen {
 				t.Logf("the hung server's breaker opened after %d calls", i)
 				return
 			}
@@ -938,27 +941,19 @@ func TestFailingModelKeepsTheHostsBreakerClosed(t *testing.T) {
 		broken := p.Target("", "http", "m", "m:80", "/broken", bs)
 		good.Breaker.cpuWait = cpuIdle
 		c := newCaller(Policy{TryTimeout: time.Second})
-		call := func(tg *Target) error {
-			req := request()
-			defer fasthttp.ReleaseRequest(req)
-			req.SetRequestURI(tg.Path)
-			var out Outcome
-			_, err := c.Call(Budget{Deadline: time.Now().Add(200 * time.Millisecond)}, req, tg, nil, nil, &out)
-			return err
-		}
 		for round := range 20 {
-			if err := call(good); err != nil {
+			if err := callPath(c, good); err != nil {
 				t.Fatalf("round %d: the good model's call: %v (breaker %s)", round, err, good.Breaker.State())
 			}
 			for i := range 10 {
-				if err := call(broken); ReasonOf(err) != ReasonStatus {
+				if err := callPath(c, broken); ReasonOf(err) != ReasonStatus {
 					t.Fatalf("round %d, broken call %d: %v, want its 500", round, i, err)
 				}
 			}
 		}
 		allFail.Store(true)
 		for i := range 15 {
-			if err := call(good); ReasonOf(err) == ReasonBreakerOpen {
+			if err := callPath(c, good); ReasonOf(err) == ReasonBreakerOpen {
 				t.Logf("the failing server's breaker opened after %d calls", i)
 				return
 			}
