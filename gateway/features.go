@@ -45,9 +45,10 @@ func (g *Gateway) serveOnlineFeatures(rc *fasthttp.RequestCtx) {
 	}
 	var out []byte
 	var err error
+	var end time.Time
 	ran := fe.StoreBreaker(g.log).Do(start, func() (upstream.Reason, int) {
 		out, err = fe.Views.AppendOnlineFeatures(ctx, fe.Store, rc.PostBody(), (*bp)[:0])
-		end := time.Now()
+		end = time.Now()
 		if err == nil {
 			g.featuresAnswered.Mark(end, true)
 		}
@@ -78,5 +79,8 @@ func (g *Gateway) serveOnlineFeatures(rc *fasthttp.RequestCtx) {
 	}
 	*bp = out[:0]
 	featureBufPool.Put(bp)
-	onlineFeaturesDur.UpdateDuration(start)
+	if !ran {
+		end = time.Now()
+	}
+	onlineFeaturesDur.Update(end.Sub(start).Seconds())
 }

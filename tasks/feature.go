@@ -303,7 +303,7 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 		end := time.Now()
 		took = end.Sub(began)
 		if err != nil {
-			reason = t.answered.Reason(t.reason(err, x, took), 0, end)
+			reason = t.answered.Reason(t.reason(err, x, end, took), 0, end)
 		} else {
 			t.usual.Observe(took)
 			t.answered.Mark(end, true)
@@ -341,16 +341,16 @@ func (t *featureTask) Run(x *Exchange, r *Result) error {
 
 // reason classifies a read's outcome for the store's breaker (see
 // StoreReason); the request ending is not the store's fault either, nor
-// the route deadline cutting short a read that ran for took before the
-// store was late by much (see upstream.UsualLatency).
-func (t *featureTask) reason(err error, x *Exchange, took time.Duration) upstream.Reason {
+// the route deadline cutting short a read that ran for took, ending at
+// end, before the store was late by much (see upstream.UsualLatency).
+func (t *featureTask) reason(err error, x *Exchange, end time.Time, took time.Duration) upstream.Reason {
 	r := StoreReason(err)
 	switch {
 	case r == upstream.ReasonNone || r == upstream.ReasonOther:
 		return r
 	case x.Canceled():
 		return upstream.ReasonCanceled
-	case r == upstream.ReasonTimeout && !x.Deadline.After(time.Now()) && !t.usual.Hung(took):
+	case r == upstream.ReasonTimeout && !x.Deadline.After(end) && !t.usual.Hung(took):
 		return upstream.ReasonDeadline
 	}
 	return r

@@ -92,12 +92,13 @@ func (c *Answered) Reason(r Reason, status int, end time.Time) Reason {
 	if c == nil {
 		return r
 	}
-	var others func(o *Answered) int64
+	// The evidence wanted: for a 5xx, another caller's success; for a
+	// timeout, any answer to another caller.
+	var success bool
 	switch {
 	case r == ReasonTimeout:
-		others = func(o *Answered) int64 { return o.at.Load() }
 	case r == ReasonStatus && status >= 500:
-		others = func(o *Answered) int64 { return o.ok.Load() }
+		success = true
 	default:
 		return r
 	}
@@ -107,7 +108,11 @@ func (c *Answered) Reason(r Reason, status int, end time.Time) Reason {
 	}
 	since := end.Add(-othersAnsweredWithin).UnixNano()
 	for _, o := range *callers {
-		if o != c && others(o) > since {
+		at := &o.at
+		if success {
+			at = &o.ok
+		}
+		if o != c && at.Load() > since {
 			return ReasonOther
 		}
 	}
